@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs everything, then trains a tiny F5-TTS voice, kills and resumes it
+#   make test   installs everything, then runs the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1
+
+.PHONY: demo test install system-packages clean
+
+demo: $(STAMP)
+	$(VENV)/bin/voicetune demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+install: $(STAMP)
+
+# Debian packages: espeak-ng speaks test and demo corpora, ffmpeg decodes mp3/m4a/video for
+# prepare and is what torchcodec loads, sox is used by a few audio fixtures.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt | system-packages
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

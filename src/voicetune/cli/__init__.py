@@ -1,0 +1,85 @@
+"""The `voicetune` command: thin Typer commands over library functions.
+
+`main()` is the console entry point. It turns a `VoicetuneError` into its one- or two-line message
+and exit code (2 for bad usage or input, 1 for other failures), and any other exception into a
+one-line message with the traceback written to the log, never to the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from voicetune.errors import StoppedBySignal, VoicetuneError
+
+app = typer.Typer(
+    name="voicetune",
+    help="Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings."""
+
+# Sub-apps and commands register themselves on import; keep these imports light (no torch at
+# module level) so that `voicetune --help` stays fast.
+from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
+from voicetune.cli import train as _train  # noqa: E402,F401
+from voicetune.cli import doctor as _doctor  # noqa: E402,F401
+
+log = logging.getLogger("voicetune")
+log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal
+
+
+def _user_log_path():
+    from pathlib import Path
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "voicetune" / "voicetune.log"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the contract's exit codes."""
+    from voicetune.console import attach_log_file, console, error_console
+
+    log_path = _user_log_path()
+    try:
+        attach_log_file(log_path)
+    except OSError:
+        log_path = None
+    try:
+        # standalone mode: click prints usage errors itself and exits 2.
+        app(args=argv, prog_name="voicetune")
+    except StoppedBySignal as stop:
+        console.print(str(stop))
+        sys.exit(stop.exit_code)
+    except VoicetuneError as err:
+        log.debug("error", exc_info=True)
+        error_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        error_console.print("aborted")
+        sys.exit(130)
+    except Exception as err:  # a real bug: one line here, the traceback in the log
+        log.error("unexpected error", exc_info=True)
+        if _debug():
+            raise
+        error_console.print(
+            f"[bold red]error:[/] {type(err).__name__}: {err}\n"
+            f"  (the traceback is in {log_path or 'the run log'}; VOICETUNE_DEBUG=1 shows it here)",
+            highlight=False,
+        )
+        sys.exit(1)
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("VOICETUNE_DEBUG") == "1"

@@ -1,0 +1,59 @@
+"""Console output shared by every command: rich consoles, the progress bar, log files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=False, highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+
+def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
+    """A progress bar with count, elapsed time and ETA; plain lines when output is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=error_console,
+        transient=transient,
+        disable=disable,
+        refresh_per_second=4,
+    )
+
+
+def attach_log_file(path: Path, level: int = logging.DEBUG) -> logging.Handler:
+    """Send the `voicetune` logger (tracebacks included) to a file, appending."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    logger = logging.getLogger("voicetune")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return handler
+
+
+def detach_log_file(handler: logging.Handler) -> None:
+    logging.getLogger("voicetune").removeHandler(handler)
+    handler.close()
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"

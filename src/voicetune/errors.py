@@ -1,0 +1,38 @@
+"""Errors a user can act on.
+
+Every error voicetune raises for bad input or a broken environment is a `VoicetuneError`: its
+message names the file or flag at fault and the fix, in one or two lines. The CLI prints the
+message without a traceback and exits with `exit_code`; the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+
+class VoicetuneError(Exception):
+    """A failure the user can fix; printed as one or two lines, exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(VoicetuneError):
+    """Bad usage or bad input (a flag, a config value, a missing file): exit code 2."""
+
+    exit_code = 2
+
+
+class CheckpointError(VoicetuneError):
+    """A checkpoint that cannot be used (invalid, incompatible, missing)."""
+
+
+class RunLockedError(VoicetuneError):
+    """Another live process holds the run's LOCK."""
+
+
+class StoppedBySignal(Exception):
+    """Training stopped cleanly after SIGTERM (exit 143) or SIGINT (exit 130)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        # 128 + signal number, the shell convention schedulers understand.
+        self.exit_code = 128 + signum

@@ -1,0 +1,131 @@
+"""The contract between the training loop and a model.
+
+The loop (voicetune.train.loop) knows nothing about F5-TTS or XTTS: it is handed a `ModelAdapter`
+that builds the model, loads the dataset, computes the loss and, optionally, synthesizes samples.
+Adapters also read and write their upstream's file formats (pretrained weights in, export out).
+
+Rules an adapter must keep so that resume is exact:
+- `compute_loss` may draw random numbers only from torch's global generator (the loop saves and
+  restores it); datasets and `collate` must be deterministic functions of the items they get.
+- `checkpoint_weights` returns every tensor that training changes (all weights for a full
+  fine-tune, only the adapter weights for LoRA) and `load_checkpoint_weights` restores them.
+- `synthesize_samples` runs under `torch.random.fork_rng` with a fixed seed (the loop does this),
+  so samples never perturb training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@dataclass
+class DataSplits:
+    """Train and validation datasets plus what the batch sampler needs to know about them."""
+
+    train: torch.utils.data.Dataset
+    val: torch.utils.data.Dataset
+    train_lengths: Sequence[int]  # cost of each item in batch units (frames for F5, 1 for fixed batches)
+    val_lengths: Sequence[int]
+    fingerprint: str  # hash of the data actually used: recorded in run.json, compared on resume
+    description: str = ""  # one line for the console: "412 train / 46 val clips, 1.2 h"
+
+
+@dataclass
+class SamplePrompt:
+    """A fixed prompt synthesized at every milestone (and right after each resume)."""
+
+    name: str  # file stem: "val_0003" or "text_1"
+    text: str  # text to speak
+    ref_audio: np.ndarray  # float32 mono at the adapter's sample rate
+    ref_text: str
+    target_audio: np.ndarray | None = None  # the real recording of `text`, when there is one
+
+
+@dataclass
+class SampleAudio:
+    """What a sample prompt produced."""
+
+    name: str
+    text: str
+    sample_rate: int
+    generated: np.ndarray  # float32 mono
+    reference: np.ndarray | None = None  # written as <name>_ref.wav
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What the training loop needs from a model. See the module docstring for the rules."""
+
+    name: str
+    sample_rate: int
+
+    def default_settings(self) -> dict[str, Any]:
+        """Defaults for TrainConfig fields left unset (None), e.g. lr, warmup_updates, batch_frames."""
+
+    def architecture(self) -> dict[str, Any]:
+        """Fields that decide tensor shapes; a resume whose values differ is refused."""
+
+    def build_model(self) -> torch.nn.Module:
+        """The model on CPU in fp32, pretrained weights loaded when configured."""
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """Parameters the optimizer updates (all of them, or only LoRA's)."""
+
+    def checkpoint_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint must hold to restore the model (full, or LoRA-only)."""
+
+    def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        """Inverse of `checkpoint_weights`; raises CheckpointError naming missing/unexpected keys."""
+
+    def load_data(self, data_dir: Path) -> DataSplits:
+        """Read a dataset folder (LJSpeech layout) into train/val splits."""
+
+    def collate(self, items: list[Any]) -> Any:
+        """Turn dataset items into one batch (deterministic)."""
+
+    def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """Scalar training loss for a batch."""
+
+    def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
+        """Fixed prompts for samples: some validation items plus any --sample-text."""
+
+    def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
+        """Speak the prompts with `model` (the EMA weights)."""
+
+
+class BaseAdapter:
+    """Defaults shared by adapters: full-model checkpoints, all parameters trainable, no samples."""
+
+    name = "base"
+    sample_rate = 24000
+
+    def default_settings(self) -> dict[str, Any]:
+        return {}
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def checkpoint_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return dict(model.state_dict())
+
+    def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        from voicetune.errors import CheckpointError
+
+        result = model.load_state_dict(weights, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise CheckpointError(
+                f"checkpoint weights do not fit model {self.name}: "
+                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+
+    def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
+        return []
+
+    def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
+        return []
