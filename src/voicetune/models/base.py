@@ -83,8 +83,16 @@ class ModelAdapter(Protocol):
     def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
         """Inverse of `checkpoint_weights`; raises CheckpointError naming missing/unexpected keys."""
 
-    def load_data(self, data_dir: Path) -> DataSplits:
-        """Read a dataset folder (LJSpeech layout) into train/val splits."""
+    def load_upstream_weights(self, model: torch.nn.Module, path: Path) -> None:
+        """Load an upstream file (released weights or an upstream trainer's checkpoint) into `model`.
+
+        Used by --pretrained and by --init-from when it names an upstream file. Pickled files are
+        read with torch.load(weights_only=True) only; a file it refuses raises CheckpointError.
+        """
+
+    def load_data(self, data_dir: Path, cache_dir: Path) -> DataSplits:
+        """Read a dataset folder (LJSpeech layout) into train/val splits; `cache_dir` may hold
+        derived data (mel spectrograms, codes) keyed by content so that reruns reuse it."""
 
     def collate(self, items: list[Any]) -> Any:
         """Turn dataset items into one batch (deterministic)."""
@@ -97,6 +105,9 @@ class ModelAdapter(Protocol):
 
     def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
         """Speak the prompts with `model` (the EMA weights)."""
+
+    def export(self, model: torch.nn.Module, out_dir: Path, fmt: str) -> list[Path]:
+        """Write `model` (EMA weights loaded, LoRA merged by the caller) in an upstream format."""
 
 
 class BaseAdapter:
