@@ -172,6 +172,20 @@ def describe_validation_error(err: ValidationError, toml_file: Path | None) -> s
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def parse_set_flags(items: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs -> {key: value}; values are validated by TrainConfig itself."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: write KEY=VALUE, e.g. --set ema_decay=0.999")
+        if key not in TrainConfig.model_fields:
+            raise UsageError(f"--set {item!r}: unknown setting {key!r}; `voicetune train --help` lists the settings")
+        values[key] = value
+    return values
+
+
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
 
 

@@ -1,1 +1,55 @@
-"""placeholder, filled in below"""
+"""`voicetune ckpt list | verify | prune`: inspect and maintain a run's checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from voicetune.cli import app
+
+ckpt_app = typer.Typer(help="List, verify, prune and export checkpoints.", no_args_is_help=True)
+app.add_typer(ckpt_app, name="ckpt")
+
+
+@ckpt_app.command("list")
+def list_(run: Path, as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """The checkpoints of RUN (from manifests; `verify` hashes them)."""
+    from voicetune.checkpoints.maintenance import list_checkpoints
+    from voicetune.cli.tables import print_checkpoint_table
+
+    rows, quarantined = list_checkpoints(run)
+    if as_json:
+        typer.echo(json.dumps({"checkpoints": [r.to_json() for r in rows], "quarantined": quarantined}, indent=1))
+    else:
+        print_checkpoint_table(rows, f"checkpoints of {run}", quarantined)
+
+
+@ckpt_app.command()
+def verify(target: Path, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Hash-check a checkpoint or every checkpoint of a run: exit 0 all valid, 1 any invalid."""
+    from voicetune.checkpoints.maintenance import verify_target
+    from voicetune.cli.tables import print_checkpoint_table
+
+    rows = verify_target(target)
+    bad = [r for r in rows if r.problem]
+    if as_json:
+        typer.echo(json.dumps({"valid": not bad, "checkpoints": [r.to_json() for r in rows]}, indent=1))
+    else:
+        print_checkpoint_table(rows, f"verified {target}")
+        for r in bad:
+            typer.echo(f"INVALID {r.name}: {r.problem}", err=True)
+    raise typer.Exit(1 if bad else 0)
+
+
+@ckpt_app.command()
+def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed")) -> None:
+    """Apply retention now (never removes the best or the newest full-state checkpoint)."""
+    from voicetune.checkpoints.maintenance import prune_run
+
+    removed = prune_run(run, keep_last, dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")

@@ -1,0 +1,215 @@
+"""When to save and what to keep: pure policy objects (no torch, no I/O).
+
+Two cadences, as F5-TTS users expect:
+- milestones every `save_every` updates, kept by retention: the `keep_last` newest, every
+  `keep_every`-th milestone if set, and the best by a named metric;
+- a rolling full-state checkpoint every `last_every` updates (or `last_every_minutes`), of which
+  only the newest is kept.
+
+Retention never removes the checkpoint the run resumed from, nor the best one, and it only runs
+after a successful commit (the store's caller enforces the ordering; these objects only decide).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Sequence
+
+Role = Literal["milestone", "rolling"]
+StateKind = Literal["full", "weights"]
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What policies need to know about one committed checkpoint (read from its manifest)."""
+
+    name: str  # directory name, e.g. "step_00001200"
+    step: int
+    role: Role
+    kind: StateKind
+    size_bytes: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_full(self) -> bool:
+        return self.kind == "full"
+
+
+@dataclass(frozen=True)
+class SaveDecision:
+    role: Role
+    kind: StateKind
+
+
+@dataclass(frozen=True)
+class SaveSchedule:
+    """Decides whether the update just finished should be checkpointed, and how."""
+
+    save_every: int
+    last_every: int | None = None
+    last_every_minutes: float | None = None
+    milestone_kind: StateKind = "full"
+
+    def __post_init__(self) -> None:
+        if self.save_every < 1:
+            raise ValueError("save_every must be >= 1")
+        if self.last_every is not None and self.last_every < 1:
+            raise ValueError("last_every must be >= 1")
+
+    def decide(self, step: int, minutes_since_full_save: float) -> SaveDecision | None:
+        """The save due after update `step`, or None. A milestone wins over a rolling save."""
+        if step % self.save_every == 0:
+            return SaveDecision("milestone", self.milestone_kind)
+        if self.last_every is not None and step % self.last_every == 0:
+            return SaveDecision("rolling", "full")
+        if self.last_every_minutes is not None and minutes_since_full_save >= self.last_every_minutes:
+            return SaveDecision("rolling", "full")
+        return None
+
+    def count_milestones(self, first_step: int, last_step: int) -> int:
+        """How many milestones fall in (first_step, last_step]."""
+        return max(0, last_step // self.save_every - first_step // self.save_every)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Which committed checkpoints to keep."""
+
+    keep_last: int = 3
+    keep_every: int | None = None  # keep every K-th milestone (by milestone index step/save_every)
+    save_every: int = 1
+    best_metric: str | None = "val_loss"
+    best_mode: Literal["min", "max"] = "min"
+
+    def __post_init__(self) -> None:
+        if self.keep_last < 1:
+            raise ValueError("keep_last must be >= 1")
+
+    def best(self, infos: Iterable[CheckpointInfo]) -> CheckpointInfo | None:
+        """The checkpoint with the best metric; ties go to the earliest step."""
+        scored = [
+            i
+            for i in infos
+            if self.best_metric and self.best_metric in i.metrics and math.isfinite(i.metrics[self.best_metric])
+        ]
+        if not scored:
+            return None
+        sign = 1.0 if self.best_mode == "min" else -1.0
+        return min(scored, key=lambda i: (sign * i.metrics[self.best_metric], i.step))
+
+    def is_better(self, value: float, than: float | None) -> bool:
+        if than is None or not math.isfinite(than):
+            return math.isfinite(value)
+        return value < than if self.best_mode == "min" else value > than
+
+    def keep(self, infos: Sequence[CheckpointInfo], protected: Iterable[str] = ()) -> set[str]:
+        """Names of the checkpoints to keep."""
+        kept = set(protected)
+        milestones = sorted((i for i in infos if i.role == "milestone"), key=lambda i: i.step)
+        kept.update(i.name for i in milestones[-self.keep_last :])
+        if self.keep_every:
+            kept.update(i.name for i in milestones if (i.step // self.save_every) % self.keep_every == 0)
+        best = self.best(infos)
+        if best is not None:
+            kept.add(best.name)
+        # The newest full-state checkpoint is what a crash resumes from: always kept. Older rolling
+        # checkpoints are dropped, so only the newest rolling one survives (and none once a newer
+        # full-state milestone has made it redundant).
+        full = [i for i in infos if i.is_full]
+        if full:
+            kept.add(max(full, key=lambda i: i.step).name)
+        return kept
+
+    def to_remove(self, infos: Sequence[CheckpointInfo], protected: Iterable[str] = ()) -> list[CheckpointInfo]:
+        """Checkpoints retention removes, oldest first."""
+        kept = self.keep(infos, protected)
+        return sorted((i for i in infos if i.name not in kept), key=lambda i: i.step)
+
+
+@dataclass(frozen=True)
+class DiskVerdict:
+    """What the disk guard decided for one save."""
+
+    fits: bool
+    prune: tuple[str, ...]  # names to remove first (allowed by retention), oldest first
+    needed_bytes: int
+    available_bytes: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DiskGuard:
+    """Decides whether a save of `estimated_bytes` fits in free space and the run's budget.
+
+    `margin_bytes` stays free on the disk so that logs, TensorBoard and the OS keep working.
+    """
+
+    budget_bytes: int | None = None
+    margin_bytes: int = 64 * 1024 * 1024
+
+    def check(
+        self,
+        planned: CheckpointInfo,
+        free_bytes: int,
+        used_bytes: int,
+        infos: Sequence[CheckpointInfo],
+        retention: RetentionPolicy,
+        protected: Iterable[str] = (),
+    ) -> DiskVerdict:
+        """Fit `planned` (its size_bytes an estimate) by pruning what retention allows.
+
+        Allowed: what retention would remove once `planned` is committed (the milestone that falls
+        out of keep_last, say), oldest first, but never the newest full-state checkpoint that
+        exists now: if the save then fails, the run must still have something to resume from.
+        """
+        full_now = [i for i in infos if i.is_full]
+        safety_net = {max(full_now, key=lambda i: i.step).name} if full_now else set()
+        candidates = [
+            i for i in retention.to_remove([*infos, planned], {*protected, *safety_net}) if i.name != planned.name
+        ]
+        prune: list[str] = []
+        free, used = free_bytes, used_bytes
+        for info in [None, *candidates]:  # first try without pruning anything
+            if info is not None:
+                prune.append(info.name)
+                free += info.size_bytes
+                used -= info.size_bytes
+            room = self._room(free, used)
+            if planned.size_bytes <= room:
+                return DiskVerdict(True, tuple(prune), planned.size_bytes, room)
+        room = self._room(free, used)
+        limit = "the disk budget" if self.budget_bytes is not None and self.budget_bytes - used < free else "free disk space"
+        return DiskVerdict(
+            False, (), planned.size_bytes, room, f"needs {planned.size_bytes} bytes but {limit} leaves {max(room, 0)}"
+        )
+
+    def _room(self, free: int, used: int) -> int:
+        room = free - self.margin_bytes
+        if self.budget_bytes is not None:
+            room = min(room, self.budget_bytes - used)
+        return room
+
+
+def projected_peak_bytes(
+    full_bytes: int,
+    milestone_bytes: int,
+    schedule: SaveSchedule,
+    retention: RetentionPolicy,
+    start_step: int,
+    max_updates: int,
+) -> int:
+    """Most bytes the checkpoints of a run can take at once.
+
+    keep_last milestones, the best, every keep_every-th milestone, the rolling one, plus one
+    more being written (a commit writes the new checkpoint before retention drops an old one).
+    """
+    milestones = min(retention.keep_last, schedule.count_milestones(0, max_updates))
+    if retention.keep_every:
+        milestones += schedule.count_milestones(0, max_updates) // retention.keep_every
+    if retention.best_metric:
+        milestones += 1
+    milestones = min(milestones, schedule.count_milestones(0, max_updates))
+    has_rolling = schedule.last_every is not None or schedule.last_every_minutes is not None
+    in_flight = max(full_bytes, milestone_bytes)
+    return milestones * milestone_bytes + (full_bytes if has_rolling else 0) + in_flight

@@ -1,0 +1,371 @@
+"""The checkpoint store: atomic commit, verification, quarantine, loading, retention.
+
+It knows no model and no training loop: a checkpoint is a set of named files (tensors written as
+safetensors, the rest as JSON) plus a manifest. The rules (DESIGN.md):
+
+- Commit = write into `step_N.tmp-<pid>-<n>/`, fsync every file, write manifest.json last,
+  fsync it and the directory, rename the directory into place, fsync the parent. A crash at any
+  instant leaves the old set of checkpoints, or the old set plus one complete new one.
+- Valid = manifest present and every file's size and sha256 match. "Latest" is the highest step
+  among valid checkpoints, read from manifests, never from directory names.
+- An invalid checkpoint is moved to quarantine/ with REASON.txt; nothing else is ever deleted
+  except by retention, which runs only after a successful commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import torch
+
+from voicetune.checkpoints import serialization as ser
+from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
+from voicetune.errors import CheckpointError
+
+log = logging.getLogger("voicetune.checkpoints")
+
+MANIFEST = "manifest.json"
+FORMAT = "voicetune-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINTS_DIR = "checkpoints"
+QUARANTINE_DIR = "quarantine"
+TMP_MARK = ".tmp-"
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the store's kill -9 tests: VOICETUNE_CRASH_AT=<name> kills the process here.
+
+    A real SIGKILL at a precise instant of a commit, the way storage engines test atomicity.
+    """
+    if os.environ.get("VOICETUNE_CRASH_AT") == name:
+        os.kill(os.getpid(), 9)
+
+
+@dataclass
+class CheckpointPayload:
+    """What one commit writes: tensor files, JSON files and the manifest's facts."""
+
+    step: int
+    role: Literal["milestone", "rolling"]
+    kind: Literal["full", "weights"]
+    tensor_files: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # "model" -> tensors
+    json_files: dict[str, Any] = field(default_factory=dict)  # "loop" -> JSON-able
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    wall_time: float = 0.0
+    config_hash: str = ""
+
+    def estimated_bytes(self) -> int:
+        tensors = sum(ser.safetensors_size(t) for t in self.tensor_files.values())
+        return tensors + sum(len(ser.json_bytes(v)) for v in self.json_files.values()) + 4096
+
+
+@dataclass
+class StoredCheckpoint:
+    """A checkpoint directory as found on disk, with what its manifest says."""
+
+    path: Path
+    manifest: dict[str, Any] | None
+    problem: str | None = None  # why it is invalid (None: not known to be invalid)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def step(self) -> int:
+        return int(self.manifest["step"]) if self.manifest else -1
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "?") if self.manifest else "?"
+
+    @property
+    def role(self) -> str:
+        return self.manifest.get("role", "?") if self.manifest else "?"
+
+    @property
+    def size_bytes(self) -> int:
+        if not self.manifest:
+            return 0
+        return sum(int(f["size"]) for f in self.manifest.get("files", {}).values())
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.manifest.get("metrics", {})) if self.manifest else {}
+
+    def info(self) -> CheckpointInfo:
+        return CheckpointInfo(self.name, self.step, self.role, self.kind, self.size_bytes, self.metrics)  # type: ignore[arg-type]
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A verified checkpoint's contents: tensors by file, JSON by file, and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+    tensors: dict[str, dict[str, torch.Tensor]]
+    json: dict[str, Any]
+
+    def tree(self, component: str) -> Any:
+        """Reassemble a component saved with `split_tree` (e.g. 'optimizer')."""
+        return ser.join_tree(self.json.get(component), self.tensors.get(component, {}))
+
+
+class CheckpointStore:
+    """The checkpoints of one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / CHECKPOINTS_DIR
+        self.quarantine_dir = self.run_dir / QUARANTINE_DIR
+        self._tmp_counter = 0
+
+    # ---- scanning -------------------------------------------------------------------------
+
+    def remove_temporary(self) -> list[Path]:
+        """Delete leftovers of interrupted commits (`*.tmp-*`). Only the lock holder may call this."""
+        removed = []
+        if self.dir.is_dir():
+            for entry in self.dir.iterdir():
+                if TMP_MARK in entry.name:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        if removed:
+            ser.fsync_dir(self.dir)
+        return removed
+
+    def scan(self) -> list[StoredCheckpoint]:
+        """Every committed checkpoint directory, with its manifest when readable (no hashing)."""
+        found = []
+        if not self.dir.is_dir():
+            return found
+        for entry in sorted(self.dir.iterdir()):
+            if TMP_MARK in entry.name or not entry.is_dir():
+                continue
+            found.append(read_checkpoint_dir(entry))
+        return found
+
+    def valid_infos(self) -> list[CheckpointInfo]:
+        """Policy view of the checkpoints whose manifest reads (for retention and disk guard)."""
+        return [c.info() for c in self.scan() if c.problem is None]
+
+    # ---- commit ---------------------------------------------------------------------------
+
+    def commit(self, payload: CheckpointPayload) -> StoredCheckpoint:
+        """Write `payload` as a new checkpoint, atomically. Raises OSError (disk full...) with no
+        temporary directory left behind."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._tmp_counter += 1
+        final = self._free_name(payload)
+        tmp = self.dir / f"{final.name}{TMP_MARK}{os.getpid()}-{self._tmp_counter}"
+        tmp.mkdir()
+        try:
+            files: dict[str, dict[str, Any]] = {}
+            for component, tensors in payload.tensor_files.items():
+                name = f"{component}.safetensors"
+                files[name] = _write_file(tmp / name, lambda w, t=tensors: ser.write_safetensors(w, t))
+            for component, obj in payload.json_files.items():
+                name = f"{component}.json"
+                data = ser.json_bytes(obj)
+                files[name] = _write_file(tmp / name, lambda w, d=data: w.write(d))
+            crash_point("commit.files_written")
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "step": payload.step,
+                "epoch": payload.epoch,
+                "role": payload.role,
+                "kind": payload.kind,
+                "metrics": payload.metrics,
+                "wall_time": payload.wall_time,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": socket.gethostname(),
+                "config_hash": payload.config_hash,
+                "files": files,
+            }
+            _write_file(tmp / MANIFEST, lambda w: w.write(ser.json_bytes(manifest)))
+            ser.fsync_dir(tmp)
+            crash_point("commit.manifest_written")
+            os.rename(tmp, final)
+            crash_point("commit.renamed")
+            ser.fsync_dir(self.dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("committed %s (step %d, %s %s)", final.name, payload.step, payload.role, payload.kind)
+        return StoredCheckpoint(final, manifest)
+
+    def _free_name(self, payload: CheckpointPayload) -> Path:
+        base = f"step_{payload.step:08d}"
+        candidate = self.dir / base
+        n = 1
+        while candidate.exists():
+            candidate = self.dir / f"{base}_{payload.role}{'' if n == 1 else n}"
+            n += 1
+        return candidate
+
+    # ---- verification, quarantine ---------------------------------------------------------
+
+    def verify(self, checkpoint: StoredCheckpoint | Path) -> StoredCheckpoint:
+        """Full verification (every file's size and sha256); returns it with `problem` set or None."""
+        ckpt = checkpoint if isinstance(checkpoint, StoredCheckpoint) else read_checkpoint_dir(Path(checkpoint))
+        if ckpt.problem is None:
+            ckpt.problem = verify_files(ckpt.path, ckpt.manifest or {})
+        return ckpt
+
+    def quarantine(self, checkpoint: StoredCheckpoint, reason: str) -> Path:
+        """Move an invalid checkpoint out of the way, with REASON.txt. Never deletes it."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / checkpoint.name
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.quarantine_dir / f"{checkpoint.name}-{n}"
+        os.rename(checkpoint.path, target)
+        ser.fsync_dir(self.dir)
+        (target / "REASON.txt").write_text(
+            f"quarantined {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()} on {socket.gethostname()}\n"
+            f"reason: {reason}\n",
+            encoding="utf-8",
+        )
+        log.warning("quarantined %s: %s", checkpoint.name, reason)
+        return target
+
+    def latest_valid(
+        self,
+        require_full: bool = True,
+        on_quarantine: Callable[[StoredCheckpoint, Path], None] | None = None,
+    ) -> StoredCheckpoint | None:
+        """Newest valid checkpoint (by manifest step), verifying newest first.
+
+        Every checkpoint found invalid on the way is quarantined; directories whose manifest is
+        missing or unreadable are quarantined too, since no step can be trusted for them.
+        """
+        candidates = []
+        for ckpt in self.scan():
+            if ckpt.problem is not None:
+                self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
+            elif not require_full or ckpt.kind == "full":
+                candidates.append(ckpt)
+        for ckpt in sorted(candidates, key=lambda c: c.step, reverse=True):
+            self.verify(ckpt)
+            if ckpt.problem is None:
+                return ckpt
+            self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
+        return None
+
+    def _quarantine_reporting(self, ckpt, reason, callback) -> None:
+        target = self.quarantine(ckpt, reason)
+        if callback:
+            callback(ckpt, target)
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def load(self, checkpoint: StoredCheckpoint | Path, components: Iterable[str] | None = None) -> LoadedCheckpoint:
+        return load_checkpoint(checkpoint.path if isinstance(checkpoint, StoredCheckpoint) else Path(checkpoint), components)
+
+    # ---- retention ------------------------------------------------------------------------
+
+    def apply_retention(self, policy: RetentionPolicy, protected: Iterable[str] = ()) -> list[str]:
+        """Remove what `policy` does not keep. Call only after a successful commit."""
+        removed = []
+        for info in policy.to_remove(self.valid_infos(), protected):
+            self.remove(info.name)
+            removed.append(info.name)
+        return removed
+
+    def remove(self, name: str) -> None:
+        """Delete one checkpoint: renamed to a temporary name first, so a crash mid-delete
+        leaves a leftover that the next start removes, never a half-deleted checkpoint."""
+        path = self.dir / name
+        doomed = self.dir / f"{name}{TMP_MARK}deleting-{os.getpid()}"
+        os.rename(path, doomed)
+        ser.fsync_dir(self.dir)
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("removed %s (retention)", name)
+
+    def used_bytes(self) -> int:
+        return sum(c.size_bytes for c in self.scan())
+
+
+# ---- free functions shared with `ckpt verify` of a single directory ------------------------
+
+
+def read_checkpoint_dir(path: Path) -> StoredCheckpoint:
+    """Read a checkpoint directory's manifest (no hashing)."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        return StoredCheckpoint(path, None, "manifest.json is missing (the commit never finished)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return StoredCheckpoint(path, None, f"manifest.json is unreadable: {err}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return StoredCheckpoint(path, None, "manifest.json is not a voicetune checkpoint manifest")
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        return StoredCheckpoint(
+            path, manifest, f"format version {manifest.get('format_version')} is newer than this voicetune reads; upgrade voicetune"
+        )
+    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("step"), int):
+        return StoredCheckpoint(path, None, "manifest.json lacks its step or file list")
+    return StoredCheckpoint(path, manifest)
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> str | None:
+    """Why the files of a checkpoint do not match its manifest, or None when they all do."""
+    for name, expected in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if size != int(expected["size"]):
+            return f"{name} has {size} bytes, the manifest says {expected['size']} (truncated or overwritten)"
+        if ser.sha256_file(file) != expected["sha256"]:
+            return f"{name} does not match its sha256 (the file is damaged)"
+    return None
+
+
+def load_checkpoint(path: Path, components: Iterable[str] | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint, hashing each file as it is read: a file that does not match is never parsed."""
+    import hashlib
+
+    ckpt = read_checkpoint_dir(path)
+    if ckpt.problem is not None or ckpt.manifest is None:
+        raise CheckpointError(f"{path}: {ckpt.problem}")
+    wanted = set(components) if components is not None else None
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    json_parts: dict[str, Any] = {}
+    for name, expected in ckpt.manifest["files"].items():
+        component, _, ext = name.rpartition(".")
+        if wanted is not None and component not in wanted:
+            continue
+        try:
+            data = (path / name).read_bytes()
+        except OSError as err:
+            raise CheckpointError(f"{path / name}: cannot read: {err}") from None
+        if len(data) != int(expected["size"]) or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            raise CheckpointError(f"{path / name}: does not match the manifest (damaged); run `voicetune ckpt verify`")
+        if ext == "safetensors":
+            tensors[component] = ser.load_safetensors_bytes(data)
+        elif ext == "json":
+            json_parts[component] = json.loads(data)
+    return LoadedCheckpoint(path, ckpt.manifest, tensors, json_parts)
+
+
+def _write_file(path: Path, produce: Callable[[ser.HashingWriter], None]) -> dict[str, Any]:
+    """Create `path`, let `produce` write through a hashing writer, fsync; return size and sha256."""
+    with open(path, "xb", buffering=1024 * 1024) as handle:
+        writer = ser.HashingWriter(handle)
+        produce(writer)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"size": writer.size, "sha256": writer.sha256.hexdigest()}

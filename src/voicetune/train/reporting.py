@@ -1,0 +1,181 @@
+"""What a run shows: TensorBoard, metrics.jsonl, train.log lines, the progress bar, sample files.
+
+Only rank 0 reports. metrics.jsonl has one JSON line per update (exact float reprs, so a resumed
+run's losses can be compared bit for bit with an uninterrupted one); after a resume, the lines of
+updates that were lost in the crash appear twice and the later one counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicetune.console import console, is_interactive, progress_bar
+from voicetune.models.base import SampleAudio
+
+log = logging.getLogger("voicetune.train")
+
+
+class Reporter:
+    def __init__(self, run_path: Path, tensorboard_dir: Path, metrics_path: Path, start_step: int,
+                 max_updates: int, log_every: int, enabled: bool = True):
+        self.enabled = enabled
+        self.log_every = log_every
+        self.max_updates = max_updates
+        self.start_step = start_step
+        self._writer = None
+        self._metrics = None
+        self._progress = None
+        self._task = None
+        self._interactive = is_interactive()
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step hides events a crashed session logged after the checkpoint we resume from.
+        self._writer = SummaryWriter(str(tensorboard_dir), purge_step=start_step if start_step else None)
+        self._metrics = open(metrics_path, "a", encoding="utf-8")
+        if self._interactive:
+            self._progress = progress_bar()
+            self._progress.start()
+            self._task = self._progress.add_task("training", total=max_updates, completed=start_step, status="")
+
+    def update(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._metrics.write(json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n")
+        self._metrics.flush()
+        for key, value in scalars.items():
+            if value is not None and np.isfinite(value):
+                self._writer.add_scalar(key, value, step)
+        status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, status=status)
+        if step % self.log_every == 0 or step == self.max_updates:
+            rate = scalars.get("perf/updates_per_s")
+            line = f"step {step}/{self.max_updates}  {status}  grad-norm {scalars.get('train/grad_norm', float('nan')):.3f}"
+            if rate:
+                line += f"  {rate:.2f} updates/s  ETA {_eta(self.max_updates - step, rate)}"
+            log.info(line)
+            if not self._interactive:
+                console.print(line)
+
+    def scalars(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for key, value in scalars.items():
+            self._writer.add_scalar(key, value, step)
+        self._metrics.write(json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n")
+        self._metrics.flush()
+
+    def say(self, message: str, level: int = logging.INFO) -> None:
+        """A line for the person watching (and the log)."""
+        log.log(level, message)
+        if not self.enabled:
+            return
+        style = {logging.WARNING: "yellow", logging.ERROR: "bold red"}.get(level)
+        text = f"[{style}]{message}[/]" if style else message
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            console.print(text)
+
+    def samples(self, step: int, samples: list[SampleAudio], out_dir: Path) -> None:
+        """Write generated and reference wavs (+ mel PNGs) and log them to TensorBoard as audio and images."""
+        if not self.enabled or not samples:
+            return
+        import soundfile as sf
+
+        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for sample in samples:
+            gen = np.asarray(sample.generated, dtype=np.float32).reshape(-1)
+            sf.write(tmp / f"{sample.name}_gen.wav", np.clip(gen, -1, 1), sample.sample_rate, subtype="PCM_16")
+            self._writer.add_audio(f"samples/{sample.name}/generated", gen, step, sample_rate=sample.sample_rate)
+            if sample.reference is not None:
+                ref = np.asarray(sample.reference, dtype=np.float32).reshape(-1)
+                sf.write(tmp / f"{sample.name}_ref.wav", np.clip(ref, -1, 1), sample.sample_rate, subtype="PCM_16")
+                self._writer.add_audio(f"samples/{sample.name}/reference", ref, step, sample_rate=sample.sample_rate)
+            mel = sample.extras.get("mel")
+            if mel is not None:
+                figure = mel_figure(np.asarray(mel), f"{sample.name} step {step}")
+                figure.savefig(tmp / f"{sample.name}_mel.png", dpi=80)
+                self._writer.add_figure(f"samples/{sample.name}/mel", figure, step)
+            (tmp / f"{sample.name}.txt").write_text(sample.text + "\n", encoding="utf-8")
+        _replace_dir(tmp, out_dir)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+
+def mel_figure(mel: np.ndarray, title: str):
+    """A mel spectrogram (mels x frames) as a matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if mel.ndim == 3:
+        mel = mel[0]
+    if mel.shape[0] > mel.shape[1]:  # frames x mels -> mels x frames
+        mel = mel.T
+    figure, axis = plt.subplots(figsize=(8, 3))
+    axis.imshow(mel, origin="lower", aspect="auto", interpolation="none")
+    axis.set_title(title)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("mel bin")
+    figure.tight_layout()
+    return figure
+
+
+def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
+    """metrics.jsonl -> {step: last record of that step} (a resume rewrites lost steps)."""
+    records: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a killed run may be cut
+                    continue
+                records.setdefault(record["step"], {}).update(record)
+    return records
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    import shutil
+
+    if target.exists():
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _eta(remaining: int, rate: float) -> str:
+    seconds = int(remaining / rate) if rate > 0 else 0
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
