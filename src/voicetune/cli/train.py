@@ -41,11 +41,31 @@ def train(
     lora_targets: Optional[List[str]] = typer.Option(None, "--lora-targets", help="module names to adapt"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of settings (below env and flags)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="any other setting, KEY=VALUE (e.g. --set ema_decay=0.999)"),
+    processes: int = typer.Option(1, "--processes", min=1, help="training processes on this machine (DDP), e.g. one per GPU"),
 ) -> None:
     """Fine-tune; resumes automatically from the newest valid checkpoint of RUN."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_") and v not in (None, [])}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "processes") and v not in (None, [])}
+    from voicetune.train.launch import in_child, launch
+
+    if processes > 1 and not in_child():
+        raise typer.Exit(launch(processes, relaunch_argv()))
     from voicetune.config import TrainConfig, parse_set_flags
     from voicetune.train.loop import train as run_training
 
     resolved = TrainConfig.resolve({**parse_set_flags(set_ or []), **flags}, toml_file=config)
     run_training(resolved)
+
+
+def relaunch_argv() -> list[str]:
+    """This command line without --processes, for the children."""
+    import sys
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            args.append(arg)
+    return args

@@ -305,7 +305,9 @@ def make_accelerator(config: TrainConfig):
             precision = "no"
     if precision != "no" and not torch.cuda.is_available():
         raise UsageError(f"--mixed-precision {precision} needs a GPU; use --mixed-precision no (or auto) on CPU")
-    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False, rng_types=[])
+    # cpu=True on a machine without GPU is what lets accelerate see a multi-process CPU launch.
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                       step_scheduler_with_optimizer=False, rng_types=[])
 
 
 def set_seeds(seed: int) -> None:
