@@ -90,6 +90,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     signals = StopSignals().install()
     reporter: Reporter | None = None
     saver: BackgroundSaver | None = None
+    batches: Iterator | None = None
     try:
         if is_main:
             run.lock.acquire()
@@ -268,6 +269,10 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     except SaveFailed as failed:
         raise VoicetuneError(f"{failed}. Earlier checkpoints are intact; free disk space and rerun to resume") from None
     finally:
+        if batches is not None:
+            # Shut the DataLoader workers down now: an exception's traceback would otherwise keep
+            # the suspended generator (and its workers, which ignore SIGTERM) alive until exit.
+            batches.close()
         if saver is not None and saver.in_flight:
             with contextlib.suppress(SaveFailed):
                 saver.wait()  # never leave a commit half-done on the way out of an error
