@@ -139,16 +139,28 @@ def safetensors_size(tensors: dict[str, torch.Tensor]) -> int:
 
 
 class HashingWriter:
-    """Writes bytes to a file while computing their sha256 and counting them."""
+    """Writes bytes to a file while computing their sha256 and counting them.
 
-    def __init__(self, handle: BinaryIO):
+    With a `hasher` thread pool, large buffers are hashed on another core while they are being
+    written (hashlib and file writes both release the GIL), so hashing adds almost no time.
+    """
+
+    PARALLEL_MIN_BYTES = 1 << 20
+
+    def __init__(self, handle: BinaryIO, hasher=None):
         self.handle = handle
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._hasher = hasher
 
     def write(self, data: bytes | memoryview) -> None:
-        self.handle.write(data)
-        self.sha256.update(data)
+        if self._hasher is not None and len(data) >= self.PARALLEL_MIN_BYTES:
+            hashing = self._hasher.submit(self.sha256.update, data)
+            self.handle.write(data)
+            hashing.result()
+        else:
+            self.handle.write(data)
+            self.sha256.update(data)
         self.size += len(data)
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
@@ -168,15 +169,30 @@ class CheckpointStore:
         final = self._free_name(payload)
         tmp = self.dir / f"{final.name}{TMP_MARK}{os.getpid()}-{self._tmp_counter}"
         tmp.mkdir()
+        # One thread hashes while the caller's thread writes; another fsyncs each finished file
+        # while the next one is written. The manifest is written only once all are durable.
+        files: dict[str, dict[str, Any]] = {}
+        pending: list[Future] = []
+        with ThreadPoolExecutor(1, "hash") as hasher, ThreadPoolExecutor(1, "fsync") as syncer:
+            try:
+                for component, tensors in payload.tensor_files.items():
+                    name = f"{component}.safetensors"
+                    files[name], synced = _write_file(tmp / name, lambda w, t=tensors: ser.write_safetensors(w, t),
+                                                      hasher, syncer)
+                    pending.append(synced)
+                for component, obj in payload.json_files.items():
+                    name = f"{component}.json"
+                    data = ser.json_bytes(obj)
+                    files[name], synced = _write_file(tmp / name, lambda w, d=data: w.write(d), hasher, syncer)
+                    pending.append(synced)
+                for synced in pending:
+                    synced.result()  # raises the fsync's error, if any
+            except BaseException:
+                for synced in pending:
+                    synced.exception()  # let every fsync finish before the directory goes
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         try:
-            files: dict[str, dict[str, Any]] = {}
-            for component, tensors in payload.tensor_files.items():
-                name = f"{component}.safetensors"
-                files[name] = _write_file(tmp / name, lambda w, t=tensors: ser.write_safetensors(w, t))
-            for component, obj in payload.json_files.items():
-                name = f"{component}.json"
-                data = ser.json_bytes(obj)
-                files[name] = _write_file(tmp / name, lambda w, d=data: w.write(d))
             crash_point("commit.files_written")
             manifest = {
                 "format": FORMAT,
@@ -192,7 +208,7 @@ class CheckpointStore:
                 "config_hash": payload.config_hash,
                 "files": files,
             }
-            _write_file(tmp / MANIFEST, lambda w: w.write(ser.json_bytes(manifest)))
+            _write_file(tmp / MANIFEST, lambda w: w.write(ser.json_bytes(manifest)))[1].result()
             ser.fsync_dir(tmp)
             crash_point("commit.manifest_written")
             os.rename(tmp, final)
@@ -361,11 +377,31 @@ def load_checkpoint(path: Path, components: Iterable[str] | None = None) -> Load
     return LoadedCheckpoint(path, ckpt.manifest, tensors, json_parts)
 
 
-def _write_file(path: Path, produce: Callable[[ser.HashingWriter], None]) -> dict[str, Any]:
-    """Create `path`, let `produce` write through a hashing writer, fsync; return size and sha256."""
-    with open(path, "xb", buffering=1024 * 1024) as handle:
-        writer = ser.HashingWriter(handle)
+def _write_file(path: Path, produce: Callable[[ser.HashingWriter], None], hasher=None,
+                syncer=None) -> tuple[dict[str, Any], Future]:
+    """Create `path` and let `produce` write it through a hashing writer. Returns its size and
+    sha256, and a future that completes once the file is fsynced and closed."""
+    handle = open(path, "xb", buffering=1024 * 1024)
+    try:
+        writer = ser.HashingWriter(handle, hasher)
         produce(writer)
         handle.flush()
-        os.fsync(handle.fileno())
-    return {"size": writer.size, "sha256": writer.sha256.hexdigest()}
+    except BaseException:
+        handle.close()
+        raise
+
+    def sync_and_close() -> None:
+        try:
+            os.fsync(handle.fileno())
+        finally:
+            handle.close()
+
+    if syncer is None:
+        done: Future = Future()
+        try:
+            sync_and_close()
+            done.set_result(None)
+        except OSError as err:
+            done.set_exception(err)
+        return {"size": writer.size, "sha256": writer.sha256.hexdigest()}, done
+    return {"size": writer.size, "sha256": writer.sha256.hexdigest()}, syncer.submit(sync_and_close)
