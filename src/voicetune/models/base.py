@@ -9,8 +9,11 @@ Rules an adapter must keep so that resume is exact:
   restores it); datasets and `collate` must be deterministic functions of the items they get.
 - `checkpoint_weights` returns every tensor that training changes (all weights for a full
   fine-tune, only the adapter weights for LoRA) and `load_checkpoint_weights` restores them.
-- `synthesize_samples` runs under `torch.random.fork_rng` with a fixed seed (the loop does this),
-  so samples never perturb training.
+- `synthesize_samples` runs with a fixed seed and every generator restored afterwards (the loop
+  does this), so samples never perturb training.
+- `compute_loss` receives the model as the loop runs it, possibly wrapped in DDP: call it (its
+  forward must compute what the loss needs) rather than reaching into its attributes. Every other
+  method receives the bare model.
 """
 
 from __future__ import annotations
