@@ -17,8 +17,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Off a terminal (logs, CI, subprocesses) rich would assume 80 columns and cut tables.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
+console = Console(stderr=False, highlight=False, soft_wrap=True, width=_WIDTH)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def progress_bar(transient: bool = False, disable: bool = False) -> Progress:

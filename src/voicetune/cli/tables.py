@@ -10,14 +10,14 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("checkpoint", "step", "role", "state", "size", "val_loss", "status"):
-        table.add_column(column, justify="right" if column in ("step", "size", "val_loss") else "left")
+    for column in ("checkpoint", "step", "role", "state", "size", "val_loss", "best", "status"):
+        table.add_column(column, justify="right" if column in ("step", "size", "val_loss") else "left",
+                         no_wrap=column != "status")
     for r in rows:
         val = r.metrics.get("val_loss")
         status = {"ok": "[green]ok[/]", "unverified": "committed"}.get(r.status, f"[red]{r.problem}[/]")
-        name = f"{r.name} [bold yellow]best[/]" if r.best else r.name
-        table.add_row(name, str(r.step if r.step is not None else "?"), r.role, r.kind, format_size(r.size_bytes),
-                      f"{val:.4f}" if val is not None else "", status)
+        table.add_row(r.name, str(r.step if r.step is not None else "?"), r.role, r.kind, format_size(r.size_bytes),
+                      f"{val:.4f}" if val is not None else "", "[bold yellow]*[/]" if r.best else "", status)
     console.print(table)
     if quarantined:
         console.print(f"quarantined ({len(quarantined)}): {', '.join(quarantined)}")

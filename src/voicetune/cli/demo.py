@@ -1,0 +1,22 @@
+"""`voicetune demo`: train a tiny voice, kill it with SIGKILL, resume it, show what was kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from voicetune.cli import app
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
+    model: str = typer.Option("f5-tiny", "--model", help="model to train"),
+    max_updates: int = typer.Option(120, "--max-updates"),
+    kill_at_step: int = typer.Option(55, "--kill-at-step", help="SIGKILL the training at this step"),
+) -> None:
+    """Train a tiny model on espeak-ng speech, kill -9 it mid-run, resume, and show the result."""
+    from voicetune.demo import DemoPlan, run_demo
+
+    run_demo(DemoPlan(out=out, model=model, max_updates=max_updates, kill_at_step=kill_at_step))
