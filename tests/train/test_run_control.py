@@ -141,3 +141,15 @@ def test_ckpt_list_verify_prune(short_run, tmp_path):
     remaining = {c.name for c in CheckpointStore(run).scan()}
     assert kept_best in remaining and "step_00000030" in remaining
     assert run_cli("ckpt", "list", tmp_path / "nothing").returncode == 2
+
+
+def test_training_ends_with_the_best_checkpoint_exported_to_ready(short_run):
+    from conftest import load_tensors
+
+    source = (short_run / "ready" / "SOURCE.txt").read_text().split("\n")[0]
+    best = next(c for c in json.loads(run_cli("ckpt", "list", short_run, "--json").stdout)["checkpoints"] if c["best"])
+    assert Path(source).name == best["name"]
+    exported = load_tensors(short_run / "ready" / "model.safetensors")
+    ema = load_tensors(Path(source) / "ema.safetensors")
+    assert exported.keys() == ema.keys()
+    assert all((exported[k] == ema[k]).all() for k in ema)  # the EMA weights are what is exported

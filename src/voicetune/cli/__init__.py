@@ -33,6 +33,7 @@ from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
 from voicetune.cli import train as _train  # noqa: E402,F401
 from voicetune.cli import doctor as _doctor  # noqa: E402,F401
 from voicetune.cli import demo as _demo  # noqa: E402,F401
+from voicetune.cli import synthesize as _synthesize  # noqa: E402,F401
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal

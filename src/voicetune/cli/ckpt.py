@@ -53,3 +53,13 @@ def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"
     removed = prune_run(run, keep_last, dry_run)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")
+
+
+@ckpt_app.command()
+def export(target: Path, fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
+           out: Path = typer.Option(..., "--out", help="folder to write")) -> None:
+    """Export a checkpoint (or a run's best) in an upstream format, EMA weights, LoRA merged."""
+    from voicetune.inference import export_trained
+
+    files = export_trained(target, fmt, out)
+    typer.echo("wrote " + ", ".join(str(p) for p in files))

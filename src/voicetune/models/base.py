@@ -67,6 +67,7 @@ class ModelAdapter(Protocol):
 
     name: str
     sample_rate: int
+    export_format: str  # the upstream format RUN/ready/ gets when training ends ("f5", "xtts", ...)
 
     def default_settings(self) -> dict[str, Any]:
         """Defaults for TrainConfig fields left unset (None), e.g. lr, warmup_updates, batch_frames."""
@@ -110,7 +111,12 @@ class ModelAdapter(Protocol):
         """Speak the prompts with `model` (the EMA weights)."""
 
     def export(self, model: torch.nn.Module, out_dir: Path, fmt: str) -> list[Path]:
-        """Write `model` (EMA weights loaded, LoRA merged by the caller) in an upstream format."""
+        """Write `model` (EMA weights loaded) in an upstream format, LoRA merged; returns the files."""
+
+    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None,
+                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+        """Speak `text` in the voice of `ref_audio` (float32 mono at sample_rate); long text is split
+        into sentences. Randomness comes from torch's global generator (the caller seeds it)."""
 
 
 class BaseAdapter:
@@ -118,6 +124,7 @@ class BaseAdapter:
 
     name = "base"
     sample_rate = 24000
+    export_format = "safetensors"
 
     def default_settings(self) -> dict[str, Any]:
         return {}

@@ -259,6 +259,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
         if is_main:
             finish_saves(saver, reporter)
+            export_ready(adapter, run, config, reporter)
         accelerator.wait_for_everyone()
         rate = (loop.step - session_start_step) / max(time.monotonic() - session_start_time, 1e-9)
         reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session); best val_loss "
@@ -598,6 +599,28 @@ def fit_on_disk(payload: CheckpointPayload, run: RunFolder, guard: DiskGuard, re
         run.store.remove(name)
         reporter.say(f"disk guard: removed {name} early to make room (retention would remove it after this save)")
     return True
+
+
+def export_ready(adapter, run: RunFolder, config: TrainConfig, reporter: Reporter) -> None:
+    """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
+    upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
+    from voicetune.inference import export_trained, resolve_checkpoint
+
+    ready = run.path / "ready"
+    tmp = run.path / f"ready.tmp-{os.getpid()}"
+    try:
+        source = resolve_checkpoint(run.path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = export_trained(source.path, adapter.export_format, tmp)
+        (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
+        shutil.rmtree(ready, ignore_errors=True)
+        os.rename(tmp, ready)
+        reporter.say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
+    except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.error("export to %s failed", ready, exc_info=True)
+        reporter.say(f"export to {ready} failed: {type(err).__name__}: {err}; "
+                     f"run `voicetune ckpt export {run.path} --format {adapter.export_format} --out DIR`", logging.WARNING)
 
 
 def finish_saves(saver: BackgroundSaver, reporter: Reporter) -> None:

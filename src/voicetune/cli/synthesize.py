@@ -1,0 +1,28 @@
+"""`voicetune synthesize`: speak text with a trained voice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from voicetune.cli import app
+
+
+@app.command()
+def synthesize(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="a run folder (its best checkpoint) or a checkpoint"),
+    text: str = typer.Option(..., "--text", help="what to say; long text is split into sentences"),
+    ref: Path = typer.Option(..., "--ref", help="a few seconds of the voice to clone (wav, flac, mp3...)"),
+    out: Path = typer.Option(..., "--out", help="wav file to write"),
+    ref_text: Optional[str] = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
+    seed: int = typer.Option(0, "--seed"),
+    speed: float = typer.Option(1.0, "--speed", min=0.25, max=4.0),
+    language: Optional[str] = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
+) -> None:
+    """Synthesize TEXT in the voice of REF with a trained checkpoint."""
+    from voicetune.inference import synthesize_to_file
+
+    path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language)
+    typer.echo(f"wrote {path}")

@@ -1,0 +1,131 @@
+"""Using what a run trained: rebuild the model from a checkpoint, synthesize speech, export it.
+
+A checkpoint carries the resolved config it was trained with (loop.json), so the adapter and the
+model are rebuilt from it alone (plus the upstream weights a LoRA run was based on). The EMA
+weights are what is used and exported, as upstream F5-TTS and XTTS inference do.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voicetune.checkpoints.policy import RetentionPolicy
+from voicetune.checkpoints.store import CheckpointStore, StoredCheckpoint, load_checkpoint, read_checkpoint_dir
+from voicetune.config import TrainConfig
+from voicetune.errors import CheckpointError, UsageError
+from voicetune.models.base import ModelAdapter
+from voicetune.models.registry import create_adapter
+from voicetune.train import state as st
+
+log = logging.getLogger("voicetune.inference")
+
+
+@dataclass
+class TrainedModel:
+    adapter: ModelAdapter
+    model: torch.nn.Module
+    checkpoint: Path
+    step: int
+    config: TrainConfig
+
+
+def resolve_checkpoint(target: Path, prefer: str = "best") -> StoredCheckpoint:
+    """A checkpoint directory as given, or a run folder's best (else newest) valid checkpoint."""
+    target = Path(target)
+    if (target / "manifest.json").is_file():
+        ckpt = read_checkpoint_dir(target)
+        if ckpt.problem:
+            raise CheckpointError(f"{target}: {ckpt.problem}")
+        return ckpt
+    store = CheckpointStore(target)
+    if not store.dir.is_dir():
+        raise UsageError(f"{target}: neither a checkpoint directory nor a run folder with checkpoints/")
+    valid = [c for c in store.scan() if c.problem is None]
+    ordered = sorted(valid, key=lambda c: c.step, reverse=True)
+    if prefer == "best":
+        best = RetentionPolicy().best([c.info() for c in valid])
+        if best is not None:
+            ordered.insert(0, next(c for c in valid if c.name == best.name))
+    for ckpt in ordered:
+        if store.verify(ckpt).problem is None:
+            return ckpt
+    raise CheckpointError(f"{target}: no valid checkpoint (see `voicetune ckpt verify {target}`)")
+
+
+def load_trained_model(target: Path, prefer: str = "best", device: str | None = None) -> TrainedModel:
+    """Rebuild the model of a checkpoint (or of a run's best one) with its EMA weights."""
+    ckpt = resolve_checkpoint(target, prefer)
+    loaded = load_checkpoint(ckpt.path, components=[st.MODEL, st.EMA_FILE, st.LOOP])
+    saved_config = loaded.json.get(st.LOOP, {}).get("config")
+    if not saved_config:
+        raise CheckpointError(f"{ckpt.path}: loop.json has no config; it was not written by voicetune train")
+    config = TrainConfig.model_construct(**saved_config)
+    adapter = create_adapter(config)
+    model = adapter.build_model()
+    weights = dict(loaded.tensors[st.MODEL])
+    weights.update({k: v.to(weights[k].dtype) for k, v in loaded.tensors.get(st.EMA_FILE, {}).items() if k in weights})
+    adapter.load_checkpoint_weights(model, weights)
+    model.eval()
+    if device:
+        model.to(device)
+    return TrainedModel(adapter, model, ckpt.path, ckpt.step, config)
+
+
+def export_trained(target: Path, fmt: str, out: Path) -> list[Path]:
+    """Write a checkpoint's EMA weights in an upstream format (LoRA merged by the adapter)."""
+    trained = load_trained_model(target)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return trained.adapter.export(trained.model, out, fmt)
+
+
+def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
+                       seed: int = 0, speed: float = 1.0, language: str | None = None) -> Path:
+    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav."""
+    import soundfile as sf
+
+    if not text.strip():
+        raise UsageError("--text is empty; give the text to speak")
+    ref = Path(ref)
+    if not ref.is_file():
+        raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
+    trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None)
+    adapter = trained.adapter
+    ref_audio = read_reference(ref, adapter.sample_rate)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        audio = adapter.synthesize(trained.model, text, ref_audio, ref_text, speed=speed, language=language)
+    audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(out, audio, adapter.sample_rate, subtype="PCM_16")
+    return out
+
+
+def read_reference(path: Path, sample_rate: int) -> np.ndarray:
+    """A reference clip as float32 mono at `sample_rate` (any format soundfile or ffmpeg reads)."""
+    import soundfile as sf
+    import soxr
+
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile cannot read mp3/m4a on every libsndfile: ask torchcodec/ffmpeg
+        try:
+            from torchcodec.decoders import AudioDecoder
+
+            samples = AudioDecoder(str(path)).get_all_samples()
+            audio, rate = samples.data.numpy().T.astype(np.float32), samples.sample_rate
+        except Exception:
+            raise UsageError(f"--ref {path}: cannot read audio ({err}); convert it to wav") from None
+    mono = audio.mean(axis=1)
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate)
+    return mono.astype(np.float32)
