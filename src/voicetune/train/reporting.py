@@ -95,12 +95,13 @@ class Reporter:
         tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         for sample in samples:
-            gen = np.asarray(sample.generated, dtype=np.float32).reshape(-1)
-            sf.write(tmp / f"{sample.name}_gen.wav", np.clip(gen, -1, 1), sample.sample_rate, subtype="PCM_16")
+            # An untrained model's waveform can exceed full scale: clip, as the wav file would anyway.
+            gen = np.clip(np.asarray(sample.generated, dtype=np.float32).reshape(-1), -1, 1)
+            sf.write(tmp / f"{sample.name}_gen.wav", gen, sample.sample_rate, subtype="PCM_16")
             self._writer.add_audio(f"samples/{sample.name}/generated", gen, step, sample_rate=sample.sample_rate)
             if sample.reference is not None:
-                ref = np.asarray(sample.reference, dtype=np.float32).reshape(-1)
-                sf.write(tmp / f"{sample.name}_ref.wav", np.clip(ref, -1, 1), sample.sample_rate, subtype="PCM_16")
+                ref = np.clip(np.asarray(sample.reference, dtype=np.float32).reshape(-1), -1, 1)
+                sf.write(tmp / f"{sample.name}_ref.wav", ref, sample.sample_rate, subtype="PCM_16")
                 self._writer.add_audio(f"samples/{sample.name}/reference", ref, step, sample_rate=sample.sample_rate)
             mel = sample.extras.get("mel")
             if mel is not None:
