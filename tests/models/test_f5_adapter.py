@@ -76,11 +76,9 @@ def tiny(corpus, cache_dir):
 @pytest.fixture(scope="session")
 def upstream_checkpoint(corpus, tmp_path_factory) -> Path:
     """model_last.pt of 2 updates of upstream's own Trainer on f5-tiny."""
-    from support.upstream_f5 import run_upstream_trainer
+    from support.upstream_f5 import upstream_checkpoint as train_upstream
 
-    run = run_upstream_trainer(corpus, tmp_path_factory.mktemp("upstream_trainer"), updates=2, batch_size=2)
-    assert run.updates == 2 and run.checkpoint.is_file()
-    return run.checkpoint
+    return train_upstream(corpus, tmp_path_factory.mktemp("upstream_trainer"), updates=2)
 
 
 @pytest.fixture
@@ -317,6 +315,7 @@ def _tiny_as_small(adapter: F5Adapter) -> torch.nn.Module:
 def test_loads_upstream_trainer_checkpoint_preferring_ema(upstream_checkpoint):
     checkpoint = torch.load(upstream_checkpoint, weights_only=True, map_location="cpu")
     assert {"model_state_dict", "ema_model_state_dict", "optimizer_state_dict", "update"} <= set(checkpoint)
+    assert checkpoint["update"] == 2
     adapter = make_adapter(None)
     model = adapter.build_model()
     adapter.load_upstream_weights(model, upstream_checkpoint)
@@ -425,7 +424,11 @@ def test_samples_with_griffin_lim_when_no_vocos(tiny, offline, caplog):
     torch.manual_seed(0)
     model = randomized(fresh.build_model()).eval()
     caplog.set_level(logging.INFO, logger="voicetune")
+    import pickle
+
+    pickle.loads(pickle.dumps(fresh))  # DataLoader workers may receive the adapter
     samples = fresh.synthesize_samples(model, prompts)
+    pickle.loads(pickle.dumps(fresh))  # also with its vocoder made
     samples += fresh.synthesize_samples(model, prompts[1:])
     assert sum("Griffin-Lim" in r.getMessage() for r in caplog.records) == 1
     for prompt, sample in zip(prompts + prompts[1:], samples):

@@ -72,6 +72,11 @@ class F5Adapter(BaseAdapter):
         self._vocab: Vocabulary | None = None
         self._vocoder = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started with "spawn" receive the adapter (collate is its method):
+        # the vocoder (a closure) stays behind and is made again where it is needed.
+        return {**self.__dict__, "_vocoder": None}
+
     # ---- settings and shapes ------------------------------------------------------------------
 
     def default_settings(self) -> dict[str, Any]:
