@@ -24,6 +24,10 @@ def register(name: str, target: str) -> None:
     BUILTIN_MODELS[name] = target
 
 
+for _f5_name in ("f5-tiny", "f5-v1-small", "f5-v1-base"):
+    register(_f5_name, "voicetune.models.f5:create_adapter")
+
+
 def model_names() -> list[str]:
     return sorted(BUILTIN_MODELS)
 
