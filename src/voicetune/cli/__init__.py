@@ -32,6 +32,9 @@ def _root() -> None:
 from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
 from voicetune.cli import train as _train  # noqa: E402,F401
 from voicetune.cli import doctor as _doctor  # noqa: E402,F401
+from voicetune.cli import prepare as _prepare  # noqa: E402,F401
+from voicetune.cli import dataset as _dataset  # noqa: E402,F401
+from voicetune.cli import fetch as _fetch  # noqa: E402,F401
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal
