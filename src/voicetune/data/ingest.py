@@ -75,30 +75,35 @@ class SourceScan:
     not_audio: list[Rejection]
 
 
-def find_sources(inputs: Sequence[Path]) -> SourceScan:
-    """Walk files and folders (recursively) and sort what is found into audio and not audio.
+def find_sources(inputs: Sequence[Path], exclude: Path | None = None) -> SourceScan:
+    """Walk files and folders (recursively; hidden ones and `exclude`, the dataset being written,
+    are passed over) and sort what is found into audio and not audio.
 
     A missing input is a usage error: it is a typo, and preparing the rest silently would hide it.
     """
     audio: list[Path] = []
     not_audio: list[Rejection] = []
     seen: set[Path] = set()
-    for given in inputs:
-        given = Path(given)
+    excluded = exclude.resolve() if exclude is not None else None
+    for given in map(Path, inputs):
         if not given.exists():
             raise UsageError(f"INPUT {given}: no such file or folder; pass audio files or folders of them")
-        candidates = [given] if given.is_file() else sorted(p for p in given.rglob("*") if p.is_file())
+        if given.is_file():
+            candidates = [given]
+        else:
+            candidates = sorted(
+                p for p in given.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
         for path in candidates:
             resolved = path.resolve()
-            if resolved in seen or any(part.startswith(".") for part in path.relative_to(given).parts if given.is_dir()):
+            if resolved in seen or (excluded is not None and resolved.is_relative_to(excluded)):
                 continue
             seen.add(resolved)
             suffix = path.suffix.lower()
             if suffix in AUDIO_EXTENSIONS:
                 audio.append(path)
-            elif suffix in COMPANION_EXTENSIONS and given.is_dir():
-                continue
-            else:
+            elif suffix not in COMPANION_EXTENSIONS or given.is_file():
                 not_audio.append(Rejection(str(path), "not_audio", f"'{suffix or path.name}' is not an audio or video format prepare reads"))
     return SourceScan(audio, not_audio)
 

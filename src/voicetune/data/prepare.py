@@ -462,7 +462,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     with OutputLock(out):
         files.remove_stale_temp_files(out.wavs)
         files.remove_stale_temp_files(out.sources)
-        scan = find_sources(inputs)
+        scan = find_sources(inputs, exclude=out.root)
         transient = list(scan.not_audio)
         jobs: list[SourceJob] = []
         resumed = 0

@@ -44,6 +44,7 @@ CUT_SHORT_PAUSE = "short_pause"  # in the middle of a pause shorter than twice t
 CUT_FORCED = "forced"  # no pause at all: the quietest point of running speech, checked by ASR
 
 CLEAR_PAUSE = 0.5  # a cut in a pause at least this long costs nothing
+MAX_EDGE_SILENCE = 0.6  # silence a clip may keep at an edge to reach the minimum length
 
 
 @dataclass(frozen=True)
@@ -265,11 +266,24 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
         return SegmentPlan([], [], 0.0)
     gaps = [units[k + 1][0] - units[k][1] for k in range(n - 1)]  # 0.0 where a stretch was split
 
-    def pad_before(i: int) -> float:
-        return min(limits.pad_seconds, units[0][0]) if i == 0 else min(limits.pad_seconds, gaps[i - 1] / 2)
+    def room_before(i: int) -> float:  # silence a clip starting at unit i may take: half the gap
+        return units[0][0] if i == 0 else gaps[i - 1] / 2
 
-    def pad_after(j: int) -> float:
-        return min(limits.pad_seconds, duration - units[-1][1]) if j == n - 1 else min(limits.pad_seconds, gaps[j] / 2)
+    def room_after(j: int) -> float:
+        return duration - units[-1][1] if j == n - 1 else gaps[j] / 2
+
+    def span(i: int, j: int) -> tuple[float, float]:
+        """Clip edges for units i..j: the usual padding, widened over the silence around (up to
+        MAX_EDGE_SILENCE a side) when that is what it takes to reach the minimum length."""
+        before, after = min(limits.pad_seconds, room_before(i)), min(limits.pad_seconds, room_after(j))
+        short = limits.min_seconds - (units[j][1] - units[i][0] + before + after)
+        if short > 0:
+            more_before = max(0.0, min(MAX_EDGE_SILENCE, room_before(i)) - before)
+            more_after = max(0.0, min(MAX_EDGE_SILENCE, room_after(j)) - after)
+            take_before = min(more_before, max(short / 2, short - more_after))
+            before += take_before
+            after += min(more_after, short - take_before)
+        return units[i][0] - before, units[j][1] + after
 
     def cut_cost(i_gap: int) -> float:
         gap = gaps[i_gap]
@@ -292,7 +306,8 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
                 if inner_gap > limits.max_inner_pause:
                     break
                 inner_cost += max(0.0, inner_gap - 0.8) * 2.0  # long silences inside a clip are unnatural
-            length = units[j][1] + pad_after(j) - (units[i][0] - pad_before(i))
+            start, end = span(i, j)
+            length = end - start
             if length > limits.max_seconds + 1e-6:
                 break
             if not limits.fits(length):
@@ -319,8 +334,9 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
         if not is_clip:
             dropped.append(units[i])
             continue
+        start, end = span(i, j)
         clips.append(PlannedClip(
-            start=round(units[i][0] - pad_before(i), 4), end=round(units[j][1] + pad_after(j), 4),
+            start=round(start, 4), end=round(end, 4),
             speech_start=units[i][0], speech_end=units[j][1],
             cut_before=CUT_EDGE if i == 0 else kind(i - 1), cut_after=CUT_EDGE if j == n - 1 else kind(j),
         ))

@@ -23,7 +23,7 @@ PERCENT_WORD = {
 POINT_DECIMAL_LANGUAGES = {"en", "ja", "ko", "he", "th", "zh"}
 
 _NUMBER = re.compile(
-    r"(?<![\w:])(\d(?:[\d.,]*\d)?)"  # digits, possibly with separators inside
+    r"(?<![\w:.,])(\d(?:[\d.,]*\d)?)"  # digits, possibly with separators inside (not the tail of 1.2.3)
     r"(%|º|ª|st|nd|rd|th)?"  # percent or an ordinal mark
     r"(?![\w:])",  # times (10:30) are left alone, and flagged
     re.UNICODE,
