@@ -211,6 +211,8 @@ def print_check_report(report: CheckReport, as_json: bool = False, per_code: int
     """Print the report: JSON on stdout, or a summary and the first issues of each kind."""
     import json
 
+    from rich.markup import escape
+
     from voicetune.console import console
 
     if as_json:
@@ -218,14 +220,14 @@ def print_check_report(report: CheckReport, as_json: bool = False, per_code: int
         return
     stats = report.stats
     rates = ", ".join(f"{rate} Hz" for rate in stats.get("sample_rates", {})) or "no audio"
-    console.print(f"[bold]{report.dataset}[/]: {stats.get('rows', 0)} rows, {stats.get('clips_with_audio', 0)} with audio, "
+    console.print(f"[bold]{escape(report.dataset)}[/]: {stats.get('rows', 0)} rows, {stats.get('clips_with_audio', 0)} with audio, "
                   f"{stats.get('hours', 0):.2f} h, {rates}")
     shown: collections.Counter = collections.Counter()
     for issue in report.issues:
         shown[issue.code] += 1
         if shown[issue.code] <= per_code:
             colour = "red" if issue.severity == ERROR else "yellow"
-            console.print(f"  [{colour}]{issue.severity}[/] {issue.code}: {issue.message}", highlight=False)
+            console.print(f"  [{colour}]{issue.severity}[/] {issue.code}: {escape(issue.message)}", highlight=False)
     for code, count in shown.items():
         if count > per_code:
             console.print(f"  ... {count - per_code} more {code}")

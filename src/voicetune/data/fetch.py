@@ -119,16 +119,19 @@ def _item_from_info(url: str, info: dict | None, errors: list[str]) -> FetchedIt
 
 
 def print_fetch_summary(result: FetchResult) -> None:
+    from rich.markup import escape
+
     from voicetune.console import console, error_console
 
     for item in result.items:
         if item.status == "failed":
-            error_console.print(f"[red]failed[/] {item.url}: {item.error}", highlight=False)
+            error_console.print(f"[red]failed[/] {escape(item.url)}: {escape(item.error or '')}", highlight=False)
         elif item.status == "already_fetched":
-            console.print(f"already fetched: {item.url}", highlight=False)
+            console.print(f"already fetched: {item.url}", highlight=False, markup=False)
         else:
             length = f" ({item.seconds:.0f} s)" if item.seconds else ""
             for path in item.files:
-                console.print(f"fetched {item.url}{length} -> {path}", highlight=False)
+                console.print(f"fetched {item.url}{length} -> {path}", highlight=False, markup=False)
     done = sum(1 for item in result.items if item.status != "failed")
-    console.print(f"{done} of {len(result.items)} URLs in {result.out_dir}; next: voicetune prepare {result.out_dir} --out DATASET")
+    console.print(f"{done} of {len(result.items)} URLs in {result.out_dir}; next: voicetune prepare {result.out_dir} --out DATASET",
+                  highlight=False, markup=False)

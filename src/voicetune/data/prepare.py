@@ -293,7 +293,8 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
         detector, transcriber = _models(context)
         limits = options.limits()
         if transcriber is None:
-            planned, texts, language = _whole_file_clip(audio, detector, limits, job)
+            planned, texts = _whole_file_clip(audio, detector, limits)
+            language = options.language  # the transcripts' language is only known when given
             confidences = [None]
         else:
             plan, energy = segment_speech(audio.analysis, detector, limits)
@@ -341,7 +342,7 @@ def _reject_stretches(record: dict, job: SourceJob, plan: SegmentPlan) -> None:
                                             end - start, start, end).to_json())
 
 
-def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipLimits, job: SourceJob):
+def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipLimits):
     """--transcriber none: the file is one clip (its transcript covers all of it), trimmed of the
     silence around the speech."""
     found = find_existing_transcript(audio.path, _worker.setdefault("transcripts_cache", {}))
@@ -358,7 +359,7 @@ def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipL
         raise SourceRejected(reason, f"{end - start:.1f} s of speech with one transcript, which cannot be split; "
                                      "adjust --min-seconds/--max-seconds", audio.duration)
     clip = PlannedClip(round(start, 4), round(end, 4), spans[0][0], spans[-1][1])
-    return [clip], [found], None
+    return [clip], [found]
 
 
 def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], texts, confidences, language,
@@ -456,7 +457,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     workers, warning = choose_workers(options.workers, cores)
     warnings = [warning] if warning else []
     for message in warnings:
-        error_console.print(f"[yellow]warning:[/] {message}")
+        error_console.print(f"warning: {message}", highlight=False, markup=False, style="yellow")
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
     out = open_output_folder(out_dir, dataset_settings(options, model.identity if model else None))
     with OutputLock(out):
@@ -525,7 +526,7 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, inter
             if not interactive:
                 kept = len(record.get("clips", []))
                 what = f"{kept} clips" if record["status"] == "kept" else f"rejected: {record.get('reason')}"
-                error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False)
+                error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False)
 
         if workers == 1:
             _worker.pop("detector", None)  # a fresh context: models follow this run's options

@@ -169,12 +169,13 @@ def write_duration_histogram(durations: list[float], path: Path, min_seconds: fl
 
 def print_prepare_summary(result, console) -> None:
     """The printed summary: hours kept, clips, the split, rejections by reason, flags, the check."""
+    from rich.markup import escape
     from rich.table import Table
 
     report = result.report
     totals = report["totals"]
     console.print(
-        f"[bold]{result.out_dir}[/]: {totals['hours_kept']:.2f} h kept in {totals['clips']} clips "
+        f"[bold]{escape(str(result.out_dir))}[/]: {totals['hours_kept']:.2f} h kept in {totals['clips']} clips "
         f"(train {totals['train_clips']}, val {totals['val_clips']}) from {totals['sources_with_clips']} of "
         f"{totals['sources']} files; this run prepared {result.processed_sources}, skipped {result.resumed_sources} "
         f"already done, in {result.elapsed_seconds:.1f} s with {result.workers} worker(s)"
@@ -189,7 +190,7 @@ def print_prepare_summary(result, console) -> None:
         console.print(table)
         for rejection in report["rejections"][:10]:
             where = f" {rejection['start']:.1f}-{rejection['end']:.1f} s" if "start" in rejection else ""
-            console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False)
+            console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False, markup=False)
         if len(report["rejections"]) > 10:
             console.print(f"  ... {len(report['rejections']) - 10} more in {REPORT}")
     if report["flags"]:
@@ -197,4 +198,4 @@ def print_prepare_summary(result, console) -> None:
                       + f" (per clip in {MANIFEST})")
     check = report["check"]
     verdict = "[green]ok[/]" if check["ok"] else f"[red]{check['errors']} errors[/]"
-    console.print(f"check: {verdict}, {check['warnings']} warnings; details in {result.out_dir / REPORT}")
+    console.print(f"check: {verdict}, {check['warnings']} warnings; details in {escape(str(result.out_dir / REPORT))}")
