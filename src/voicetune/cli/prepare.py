@@ -1,0 +1,40 @@
+"""`voicetune prepare`: recordings in, a clean, transcribed LJSpeech-layout dataset out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from voicetune.cli import app
+
+
+@app.command()
+def prepare(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="audio/video files or folders (searched recursively)"),
+    out: Path = typer.Option(..., "--out", help="dataset folder to create, resume or extend"),
+    language: Optional[str] = typer.Option(None, help="language code (en, pt, ...); default: detected per file"),
+    transcriber: str = typer.Option("whisper", help="whisper | pocketsphinx (offline, English) | none (keep .txt/.lab/metadata.csv)"),
+    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
+    min_seconds: float = typer.Option(5.0, help="shortest clip"),
+    max_seconds: float = typer.Option(15.0, help="longest clip"),
+    sample_rate: int = typer.Option(24000, help="sample rate of the clips (Hz)"),
+    val_fraction: float = typer.Option(0.1, help="share of clips in metadata_val.csv"),
+    workers: Optional[int] = typer.Option(None, help="parallel worker processes; default: cores - 1"),
+    loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
+    numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
+    beam_size: int = typer.Option(5, help="whisper beam size (1 is faster, 5 a little more accurate)"),
+) -> None:
+    """Turn raw recordings into a clean, transcribed training set (LJSpeech layout)."""
+    from voicetune.console import console
+    from voicetune.data.prepare import PrepareOptions, prepare_dataset
+    from voicetune.data.report import print_prepare_summary
+    from voicetune.errors import VoicetuneError
+
+    options = PrepareOptions(sample_rate, min_seconds, max_seconds, transcriber, whisper_model, language,
+                             numbers_to_words, loudness, val_fraction, workers, beam_size)
+    result = prepare_dataset(inputs, out, options)
+    print_prepare_summary(result, console)
+    if result.clips == 0:
+        raise VoicetuneError(f"no clip kept in {out}: see the reasons above and in {out / 'report.json'}")

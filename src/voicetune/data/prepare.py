@@ -1,0 +1,559 @@
+"""`voicetune prepare`: raw recordings in, a clean, transcribed LJSpeech-layout dataset out.
+
+Each source file goes through the stages on its own (ingest -> segment -> check cuts ->
+transcribe -> write clips), in a pool of worker processes, and ends with a record in
+DATASET/.voicetune/sources/<sha256 of its content>.json written after all its clips. The record is
+what makes the run resumable: a rerun skips every source whose record is there and whose clips
+are intact, and picks up new files. The dataset-wide files (metadata, split, manifest, report)
+are then rebuilt from all the records, and checked (check.py) as the last stage.
+
+DATASET/
+  wavs/<id>.wav                  16-bit PCM, mono, at --sample-rate
+  metadata.csv                   id|text|normalized_text (every clip)
+  metadata_train.csv, metadata_val.csv
+  manifest.jsonl                 one JSON object per clip
+  report.json                    totals, rejections with reasons, flags, the check's result
+  durations.png                  clip-duration histogram
+  .voicetune/                    settings.json, sources/*.json, last_run.json, LOCK
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voicetune.data import files, ljspeech
+from voicetune.data.ingest import (
+    Rejection,
+    SourceAudio,
+    SourceRejected,
+    find_sources,
+    load_source,
+    loudness_gain_db,
+    measure_loudness,
+    probe_duration,
+)
+from voicetune.data.segment import ClipLimits, PlannedClip, SegmentPlan, SpeechDetector, segment_speech
+from voicetune.data.text import normalize_transcript
+from voicetune.data.transcribe import (
+    TRANSCRIBERS,
+    WINDOW_SECONDS,
+    chars_per_second,
+    find_existing_transcript,
+    load_transcriber,
+    resolve_whisper_model,
+    transcribe_source,
+)
+from voicetune.errors import UsageError, VoicetuneError
+
+log = logging.getLogger("voicetune.prepare")
+
+FORMAT_VERSION = 1  # of the records and the pipeline: a change makes old datasets "different"
+STATE_DIR = ".voicetune"
+LOW_CONFIDENCE = 0.5  # mean word probability under which a clip is flagged
+MIN_CHARS_PER_SECOND = 2.0  # of speech: fewer is a transcript missing words (or whisper's silence filler)
+MAX_CHARS_PER_SECOND = 30.0  # more is a hallucinated or repeated transcript
+# Rejections that depend on the file's content and the settings alone are remembered; the others
+# (a decoder missing, a transcript file not there yet) are tried again on the next run.
+TRANSIENT_REASONS = {"unreadable", "no_transcript", "error"}
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Everything `voicetune prepare` takes besides its inputs and output folder."""
+
+    sample_rate: int = 24000
+    min_seconds: float = 5.0
+    max_seconds: float = 15.0
+    transcriber: str = "whisper"
+    whisper_model: str = "small"
+    language: str | None = None  # None: detected per source file
+    numbers_to_words: bool = False
+    loudness_lufs: float = -23.0
+    val_fraction: float = 0.1
+    workers: int | None = None  # None: cores - 1
+    beam_size: int = 5
+
+    def check(self) -> None:
+        """Raise UsageError, naming the flag, for values that cannot work."""
+        if not 8000 <= self.sample_rate <= 96000:
+            raise UsageError(f"--sample-rate {self.sample_rate}: use a rate between 8000 and 96000 Hz (24000 for F5-TTS, 22050 for XTTS)")
+        if not 0.5 <= self.min_seconds < self.max_seconds:
+            raise UsageError(f"--min-seconds {self.min_seconds} / --max-seconds {self.max_seconds}: need 0.5 <= min < max")
+        if self.max_seconds < 2 * self.min_seconds:
+            raise UsageError(f"--max-seconds {self.max_seconds}: make it at least twice --min-seconds ({self.min_seconds}) so long speech can be split in clips that fit")
+        if self.transcriber not in TRANSCRIBERS:
+            raise UsageError(f"--transcriber {self.transcriber}: use one of {', '.join(TRANSCRIBERS)}")
+        if self.transcriber == "whisper" and self.max_seconds > WINDOW_SECONDS:
+            raise UsageError(f"--max-seconds {self.max_seconds}: whisper reads at most {WINDOW_SECONDS:.0f} s at once; use --max-seconds {WINDOW_SECONDS:.0f} or less")
+        if self.transcriber == "pocketsphinx" and self.language not in (None, "en"):
+            raise UsageError(f"--language {self.language}: the pocketsphinx fallback only knows English; use --transcriber whisper")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"--val-fraction {self.val_fraction}: use a fraction from 0 to below 1, e.g. 0.1")
+        if not -40 <= self.loudness_lufs <= -5:
+            raise UsageError(f"--loudness {self.loudness_lufs}: use a target between -40 and -5 LUFS (e.g. -23)")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: use 1 or more")
+        if not 1 <= self.beam_size <= 10:
+            raise UsageError(f"--beam-size {self.beam_size}: use 1 to 10")
+
+    def limits(self) -> ClipLimits:
+        return ClipLimits(self.min_seconds, self.max_seconds)
+
+
+def dataset_settings(options: PrepareOptions, model_identity: str | None) -> dict:
+    """The settings that decide what the clips and their text are: a dataset made with other values
+    is a different dataset, and adding to it would mix the two."""
+    return {
+        "format": FORMAT_VERSION,
+        "sample_rate": options.sample_rate,
+        "min_seconds": options.min_seconds,
+        "max_seconds": options.max_seconds,
+        "loudness_lufs": options.loudness_lufs,
+        "transcriber": options.transcriber,
+        "whisper_model": model_identity if options.transcriber == "whisper" else None,
+        "language": options.language or "auto",
+        "numbers_to_words": options.numbers_to_words,
+    }
+
+
+SETTING_FLAGS = {
+    "sample_rate": "--sample-rate", "min_seconds": "--min-seconds", "max_seconds": "--max-seconds",
+    "loudness_lufs": "--loudness", "transcriber": "--transcriber", "whisper_model": "--whisper-model",
+    "language": "--language", "numbers_to_words": "--numbers-to-words", "format": "(voicetune version)",
+}
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def choose_workers(requested: int | None, cores: int) -> tuple[int, str | None]:
+    """(workers, warning): cores - 1 by default, at least 1, never more than the cores."""
+    if requested is None:
+        return max(1, cores - 1), None
+    if requested > cores:
+        return cores, f"--workers {requested} is more than the {cores} CPU cores here; using {cores}"
+    return requested, None
+
+
+@dataclass
+class OutputFolder:
+    root: Path
+
+    @property
+    def wavs(self) -> Path:
+        return self.root / ljspeech.WAVS
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def sources(self) -> Path:
+        return self.state / "sources"
+
+    def record_path(self, sha256: str) -> Path:
+        return self.sources / f"{sha256}.json"
+
+
+def open_output_folder(out_dir: Path, settings: dict) -> OutputFolder:
+    """Create the dataset folder or check that it holds a dataset made with the same settings."""
+    out = OutputFolder(Path(out_dir))
+    settings_path = out.state / "settings.json"
+    if out.root.exists() and not out.root.is_dir():
+        raise UsageError(f"--out {out.root}: is a file; pass a folder (new or empty) for the dataset")
+    if settings_path.is_file():
+        try:
+            stored = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = {}
+        differences = [
+            f"{SETTING_FLAGS.get(key, key)} {stored.get(key)!r} (now {settings.get(key)!r})"
+            for key in sorted(set(stored) | set(settings)) if stored.get(key) != settings.get(key)
+        ]
+        if differences:
+            raise UsageError(
+                f"--out {out.root} holds a dataset prepared with other settings: " + ", ".join(differences) + ".\n"
+                "  Rerun with the same settings to add to it, or choose another --out folder for a new dataset."
+            )
+    elif out.root.is_dir() and any(out.root.iterdir()):
+        raise UsageError(
+            f"--out {out.root} is not empty and is not a voicetune dataset (no {STATE_DIR}/settings.json); "
+            "choose a new or empty folder"
+        )
+    out.wavs.mkdir(parents=True, exist_ok=True)
+    out.sources.mkdir(parents=True, exist_ok=True)
+    files.atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+class OutputLock:
+    """One prepare at a time per dataset folder: a LOCK file holding the writer's pid."""
+
+    def __init__(self, out: OutputFolder):
+        self.path = out.state / "LOCK"
+
+    def __enter__(self) -> "OutputLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and holder != os.getpid() and _alive(holder):
+                    raise VoicetuneError(f"another `voicetune prepare` (pid {holder}) is writing {self.path.parent.parent}; wait for it to finish")
+                self.path.unlink(missing_ok=True)  # left by a run that was killed
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return self
+        raise VoicetuneError(f"cannot take {self.path}; remove it if no prepare is running")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc) -> None:
+        if self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    """One source file to prepare."""
+
+    path: str
+    sha256: str
+    clip_prefix: str  # ids are <prefix>_<nnn>
+    estimated_seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every worker needs, sent once when the worker starts."""
+
+    options: PrepareOptions
+    out_dir: str
+    whisper_model_path: str | None
+    threads: int
+
+
+# Per-process state of a worker: the models, loaded on first use and kept for the next files.
+_worker: dict = {}
+
+
+def _models(context: WorkerContext):
+    if "detector" not in _worker:
+        _worker["detector"] = SpeechDetector()
+        _worker["transcriber"] = load_transcriber(
+            context.options.transcriber, context.whisper_model_path, context.threads, context.options.beam_size
+        )
+        _worker["transcripts_cache"] = {}
+    return _worker["detector"], _worker["transcriber"]
+
+
+def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[float], None] = lambda f: None) -> dict:
+    """Prepare one source file: its clips in wavs/, then its record. Returns the record."""
+    options, out = context.options, OutputFolder(Path(context.out_dir))
+    record: dict = {"format": FORMAT_VERSION, "sha256": job.sha256, "path": job.path, "status": "kept",
+                    "clips": [], "rejected": [], "transcribed_seconds": 0.0}
+    started = time.perf_counter()
+    try:
+        audio = load_source(Path(job.path), options.sample_rate, options.loudness_lufs)
+        record.update(duration=round(audio.duration, 3), original_rate=audio.original_rate, channels=audio.channels,
+                      decoder=audio.decoder, loudness_lufs=audio.loudness_lufs, gain_db=audio.gain_db,
+                      clipped_seconds=round(sum(b - a for a, b in audio.clipped), 3), decode_warnings=audio.decode_warnings)
+        progress(0.1)
+        detector, transcriber = _models(context)
+        limits = options.limits()
+        if transcriber is None:
+            planned, texts = _whole_file_clip(audio, detector, limits)
+            language = options.language  # the transcripts' language is only known when given
+            confidences = [None]
+        else:
+            plan, energy = segment_speech(audio.analysis, detector, limits)
+            _reject_stretches(record, job, plan)
+            if not plan.clips:
+                raise _no_clip_reason(plan, audio.duration)
+            progress(0.2)
+            clips, transcripts, language = transcribe_source(plan.clips, audio.analysis, energy, transcriber, limits,
+                                                             options.language, progress=lambda f: progress(0.25 + 0.65 * f))
+            record["transcribed_seconds"] = round(sum(c.duration for c in clips), 3)
+            planned = clips
+            texts = [(t.text, None) for t in transcripts]
+            confidences = [t.confidence for t in transcripts]
+        record["language"] = language
+        _write_clips(record, audio, planned, texts, confidences, language, job, options, out)
+        if not record["clips"]:
+            reasons = sorted({r["reason"] for r in record["rejected"]})
+            raise SourceRejected("no_clip", "every clip was rejected: " + ", ".join(reasons))
+    except SourceRejected as rejected:
+        record.update(status="rejected", reason=rejected.reason, detail=rejected.detail,
+                      seconds=round(rejected.seconds or record.get("duration", 0.0), 3), clips=[])
+    except Exception as err:  # a bug, or a failure no stage expected: the run goes on without this file
+        record.update(status="rejected", reason="error", detail=f"{type(err).__name__}: {err}"[:500], clips=[],
+                      traceback=traceback.format_exc())
+    record["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+    if record.get("reason") not in TRANSIENT_REASONS:
+        # Written after every clip: a run killed before this line redoes the whole file.
+        persisted = {k: v for k, v in record.items() if k not in ("elapsed_seconds", "transcribed_seconds", "traceback")}
+        files.atomic_write_text(out.record_path(job.sha256), json.dumps(persisted, indent=1, ensure_ascii=False) + "\n")
+    progress(1.0)
+    return record
+
+
+def _no_clip_reason(plan: SegmentPlan, duration: float) -> SourceRejected:
+    if plan.speech_seconds == 0:
+        return SourceRejected("no_speech", "the voice activity detector found no speech", duration)
+    return SourceRejected(
+        "too_short", f"{plan.speech_seconds:.1f} s of speech in stretches that make no clip of the minimum length", duration
+    )
+
+
+def _reject_stretches(record: dict, job: SourceJob, plan: SegmentPlan) -> None:
+    for start, end in plan.dropped:
+        record["rejected"].append(Rejection(job.path, "too_short", "speech between long pauses, shorter than --min-seconds",
+                                            end - start, start, end).to_json())
+
+
+def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipLimits):
+    """--transcriber none: the file is one clip (its transcript covers all of it), trimmed of the
+    silence around the speech."""
+    found = find_existing_transcript(audio.path, _worker.setdefault("transcripts_cache", {}))
+    if found is None:
+        raise SourceRejected("no_transcript", f"no {audio.path.stem}.txt or .lab beside it and no row in a metadata.csv; "
+                                              "write one or use --transcriber whisper", audio.duration)
+    spans = detector.speech_spans(audio.analysis)
+    if not spans:
+        raise SourceRejected("no_speech", "the voice activity detector found no speech", audio.duration)
+    start = max(0.0, spans[0][0] - limits.pad_seconds)
+    end = min(audio.duration, spans[-1][1] + limits.pad_seconds)
+    if not limits.fits(end - start):
+        reason = "too_short" if end - start < limits.min_seconds else "too_long"
+        raise SourceRejected(reason, f"{end - start:.1f} s of speech with one transcript, which cannot be split; "
+                                     "adjust --min-seconds/--max-seconds", audio.duration)
+    clip = PlannedClip(round(start, 4), round(end, 4), spans[0][0], spans[-1][1])
+    return [clip], [found]
+
+
+def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], texts, confidences, language,
+                 job: SourceJob, options: PrepareOptions, out: OutputFolder) -> None:
+    for clip, (raw_text, given_normalized), confidence in zip(planned, texts, confidences):
+        text, normalized, text_flags = normalize_transcript(raw_text, language, options.numbers_to_words)
+        if given_normalized and not options.numbers_to_words:
+            normalized = " ".join(given_normalized.split())
+        speech = max(clip.speech_end - clip.speech_start, 1e-3)
+        reason = None
+        if not text:
+            reason, detail = "no_text", "the transcriber heard no words"
+        elif not MIN_CHARS_PER_SECOND <= chars_per_second(text, speech) <= MAX_CHARS_PER_SECOND and options.transcriber != "none":
+            reason, detail = "text_mismatch", f"{chars_per_second(text, speech):.1f} characters per second of speech: {text[:80]!r}"
+        if reason:
+            record["rejected"].append(Rejection(job.path, reason, detail, clip.duration, clip.start, clip.end).to_json())
+            continue
+        clip_id = f"{job.clip_prefix}_{len(record['clips']):03d}"
+        flags = set(clip.flags) | set(text_flags)
+        if "forced" in (clip.cut_before, clip.cut_after):
+            flags.add("forced_cut")
+        if any(a < clip.end and b > clip.start for a, b in audio.clipped):
+            flags.add("clipped")
+        if confidence is not None and confidence < LOW_CONFIDENCE:
+            flags.add("low_confidence")
+        samples = audio.samples[int(round(clip.start * audio.sample_rate)) : int(round(clip.end * audio.sample_rate))].copy()
+        loudness = measure_loudness(samples, audio.sample_rate)
+        peak = float(np.abs(samples).max()) if len(samples) else 0.0
+        gain = loudness_gain_db(loudness, peak, options.loudness_lufs)
+        samples *= np.float32(10 ** (gain / 20))
+        data = files.write_wav_pcm16(out.wavs / f"{clip_id}.wav", samples, audio.sample_rate)
+        record["clips"].append({
+            "id": clip_id, "source": job.path, "source_sha256": job.sha256,
+            "start": round(clip.start, 3), "end": round(clip.end, 3), "duration": round(len(samples) / audio.sample_rate, 3),
+            "text": text, "normalized_text": normalized, "language": language,
+            "asr_confidence": None if confidence is None else round(confidence, 3),
+            "loudness_lufs": round(loudness + gain, 2) if math.isfinite(loudness) else None,
+            "peak_dbfs": round(20 * math.log10(max(peak * 10 ** (gain / 20), 1e-9)), 2),
+            "cut_before": clip.cut_before, "cut_after": clip.cut_after, "flags": sorted(flags),
+            "wav_bytes": len(data), "wav_sha256": files.sha256_bytes(data),
+        })
+
+
+def _worker_init(context: WorkerContext, queue) -> None:
+    _worker["context"] = context
+    _worker["queue"] = queue
+
+
+def _worker_run(index: int, job: SourceJob) -> dict:
+    queue = _worker["queue"]
+    return prepare_source(job, _worker["context"], progress=lambda f: queue.put((index, f)))
+
+
+@dataclass
+class PrepareResult:
+    """What a prepare run did and what the dataset now holds."""
+
+    out_dir: Path
+    report: dict
+    processed_sources: int
+    resumed_sources: int
+    elapsed_seconds: float
+    workers: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clips(self) -> int:
+        return self.report["totals"]["clips"]
+
+
+def _stable_done(out: OutputFolder, sha256: str) -> dict | None:
+    """The record of an already prepared source whose clips are all intact, else None."""
+    path = out.record_path(sha256)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("format") != FORMAT_VERSION:
+        return None
+    for clip in record.get("clips", []):
+        wav = out.wavs / f"{clip['id']}.wav"
+        if not wav.is_file() or wav.stat().st_size != clip.get("wav_bytes"):
+            return None  # a clip deleted or damaged since: prepare the source again
+    return record
+
+
+def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True) -> PrepareResult:
+    """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`."""
+    from voicetune.console import error_console, is_interactive
+    from voicetune.data.report import finish_dataset
+
+    started = time.perf_counter()
+    options.check()
+    cores = available_cores()
+    workers, warning = choose_workers(options.workers, cores)
+    warnings = [warning] if warning else []
+    for message in warnings:
+        error_console.print(f"warning: {message}", highlight=False, markup=False, style="yellow")
+    model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
+    out = open_output_folder(out_dir, dataset_settings(options, model.identity if model else None))
+    with OutputLock(out):
+        files.remove_stale_temp_files(out.wavs)
+        files.remove_stale_temp_files(out.sources)
+        scan = find_sources(inputs, exclude=out.root)
+        transient = list(scan.not_audio)
+        jobs: list[SourceJob] = []
+        resumed = 0
+        first_path_of: dict[str, str] = {}
+        for path in scan.audio_files:
+            try:
+                sha = files.sha256_file(path)
+            except OSError as err:
+                transient.append(Rejection(str(path), "unreadable", str(err)))
+                continue
+            if sha in first_path_of:
+                transient.append(Rejection(str(path), "duplicate", f"same content as {first_path_of[sha]}"))
+                continue
+            first_path_of[sha] = str(path)
+            record = _stable_done(out, sha)
+            if record is not None:
+                resumed += 1
+                if record.get("path") != str(path):  # the same recording, moved: keep the record current
+                    record["path"] = str(path)
+                    for clip in record["clips"]:
+                        clip["source"] = str(path)
+                    files.atomic_write_text(out.record_path(sha), json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+                continue
+            out.record_path(sha).unlink(missing_ok=True)
+            jobs.append(SourceJob(str(path), sha, f"{files.slugify(path.stem)}_{sha[:8]}", probe_duration(path)))
+        workers = max(1, min(workers, len(jobs))) if jobs else workers
+        threads = max(1, cores // workers)
+        context = WorkerContext(options, str(out.root), model.path if model else None, threads)
+        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console) if jobs else []
+        for record in records:
+            if record.get("reason") in TRANSIENT_REASONS:
+                transient.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)))
+                if record.get("traceback"):
+                    log.error("preparing %s failed:\n%s", record["path"], record["traceback"])
+        elapsed = time.perf_counter() - started
+        last_run = {"processed_sources": len(jobs), "resumed_sources": resumed, "workers": workers,
+                    "transcribed_seconds": round(sum(r.get("transcribed_seconds", 0.0) for r in records), 3),
+                    "elapsed_seconds": round(elapsed, 3)}
+        report = finish_dataset(out, options, transient, last_run)
+    return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
+
+
+def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console) -> list[dict]:
+    """Run the jobs in-process (one worker) or in a process pool, with a progress bar by audio time."""
+    from voicetune.console import progress_bar
+
+    total = sum(max(job.estimated_seconds, 1.0) for job in jobs)
+    done_fraction = [0.0] * len(jobs)
+    records: list[dict] = []
+    with progress_bar(disable=not interactive) as bar:
+        task = bar.add_task("prepare (audio seconds)", total=round(total), status=f"0/{len(jobs)} files")
+
+        def advance(index: int, fraction: float) -> None:
+            done_fraction[index] = max(done_fraction[index], fraction)
+            completed = sum(max(j.estimated_seconds, 1.0) * f for j, f in zip(jobs, done_fraction))
+            bar.update(task, completed=round(completed), status=f"{len(records)}/{len(jobs)} files")
+
+        def finished(record: dict) -> None:
+            records.append(record)
+            if not interactive:
+                kept = len(record.get("clips", []))
+                what = f"{kept} clips" if record["status"] == "kept" else f"rejected: {record.get('reason')}"
+                error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False)
+
+        if workers == 1:
+            _worker.pop("detector", None)  # a fresh context: models follow this run's options
+            for index, job in enumerate(jobs):
+                finished(prepare_source(job, context, progress=lambda f, i=index: advance(i, f)))
+                advance(index, 1.0)
+            return records
+        spawn = multiprocessing.get_context("spawn")  # no fork: onnxruntime and ctranslate2 threads
+        queue = spawn.Queue()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_init,
+                                 initargs=(context, queue)) as pool:
+            pending = {pool.submit(_worker_run, index, job): index for index, job in enumerate(jobs)}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    while not queue.empty():
+                        advance(*queue.get_nowait())
+                    for future in done:
+                        index = pending.pop(future)
+                        try:
+                            finished(future.result())
+                        except Exception as err:  # the worker process died (out of memory, a crash)
+                            finished({"path": jobs[index].path, "status": "rejected", "reason": "error",
+                                      "detail": f"worker failed: {type(err).__name__}: {err}", "clips": []})
+                        advance(index, 1.0)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    return records
+

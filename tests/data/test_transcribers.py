@@ -1,0 +1,73 @@
+"""The other transcribers (pocketsphinx, none: existing transcripts) and whisper's window packing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import voicetune
+from speech_corpus import word_edits, words_for_wer
+from voicetune.data.transcribe import SEPARATOR_SECONDS, WINDOW_SECONDS, _pack
+from voicetune.demo_recordings import build_recording, talk_plan
+
+# pocketsphinx's US English model on espeak-ng's voice: about 0.8 measured. The bound catches
+# silence, garbage or text given to the wrong clip (1.0 and more), not small changes.
+MAX_POCKETSPHINX_WER = 0.9
+
+
+def test_pack_fills_windows_without_overlap():
+    rng = np.random.default_rng(3)
+    lengths = rng.uniform(5, 15, 20)
+    pieces = [np.full(int(s * 16000), i + 1, np.float32) for i, s in enumerate(lengths)]
+    audio, windows, placements = _pack(pieces)
+    assert len(windows) <= int(np.ceil((lengths.sum() + SEPARATOR_SECONDS * 20) / WINDOW_SECONDS)) + 1
+    for window in windows:
+        assert window["end"] - window["start"] <= WINDOW_SECONDS + 1e-9
+    for i, (start, end, window) in enumerate(placements):
+        assert windows[window]["start"] <= start < end <= windows[window]["end"] + 1e-9
+        assert np.all(audio[int(round(start * 16000)) : int(round(end * 16000))] == i + 1)
+
+
+@pytest.mark.slow
+def test_pocketsphinx_transcribes_offline(tmp_path, corpus):
+    dataset = tmp_path / "dataset"
+    voicetune("prepare", corpus["interview.mp4"].path, "--out", dataset, "--transcriber", "pocketsphinx", check_exit=0)
+    manifest = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
+    recording = corpus["interview.mp4"].recording
+    edits = words = 0
+    for clip in manifest:
+        reference = words_for_wer(recording.text_between(clip["start"], clip["end"]))
+        assert clip["text"] and clip["language"] == "en" and clip["asr_confidence"] is None
+        edits += word_edits(reference, words_for_wer(clip["text"]))
+        words += len(reference)
+    print(f"\npocketsphinx word error rate: {edits / words:.3f}")
+    assert edits / words <= MAX_POCKETSPHINX_WER
+
+
+def test_transcriber_none_keeps_existing_transcripts(tmp_path, espeak_cache):
+    """Transcripts beside the audio (.txt, .lab) or in an LJSpeech metadata.csv are used as they are."""
+    inputs = tmp_path / "inputs"
+    (inputs / "ljs" / "wavs").mkdir(parents=True)
+    spoken = {}
+    for name, first in (("take1", 0), ("take2", 3), ("ljs/wavs/item_a", 6), ("take3", 9)):
+        recording = build_recording(talk_plan(3, [0.5], first=first), cache_dir=espeak_cache)
+        sf.write(inputs / f"{name}.wav", recording.samples, recording.sample_rate)
+        spoken[name.rsplit("/", 1)[-1]] = recording.text
+    (inputs / "take1.txt").write_text(spoken["take1"] + " It took 2 tries.\n", encoding="utf-8")
+    (inputs / "take2.lab").write_text(spoken["take2"], encoding="utf-8")
+    (inputs / "ljs" / "metadata.csv").write_text(f"item_a|{spoken['item_a']}|{spoken['item_a'].lower()}\n", encoding="utf-8")
+    dataset = tmp_path / "dataset"
+    result = voicetune("prepare", inputs, "--out", dataset, "--transcriber", "none", "--numbers-to-words",
+                       "--language", "en", check_exit=0)
+    manifest = {row["id"].rsplit("_", 2)[0]: row for row in map(json.loads, (dataset / "manifest.jsonl").read_text().splitlines())}
+    assert set(manifest) == {"take1", "take2", "item_a"}
+    assert manifest["take1"]["text"].endswith("It took 2 tries.")
+    assert manifest["take1"]["normalized_text"].endswith("It took two tries.")
+    assert manifest["take2"]["text"] == spoken["take2"]
+    assert manifest["item_a"]["text"] == spoken["item_a"]
+    rejected = json.loads((dataset / "report.json").read_text())["rejections"]
+    assert [(r["path"].rsplit("/", 1)[-1], r["reason"]) for r in rejected] == [("take3.wav", "no_transcript")]
+    assert "no_transcript" in result.stdout
