@@ -173,10 +173,6 @@ def to_injected_keys(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]
     return {renamed.get(k, k): v for k, v in state_dict.items()}
 
 
-def count_parameters(params: Sequence[torch.nn.Parameter]) -> int:
-    return sum(p.numel() for p in params)
-
-
 def _is_hf_conv1d(module: torch.nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 

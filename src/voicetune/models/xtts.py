@@ -21,6 +21,7 @@ datasets and collate are pure functions of the items.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -199,14 +200,13 @@ class XttsAdapter(BaseAdapter):
             else:
                 self._parts = files.tiny_parts()
             languages = list(self._parts.config.languages)
-            if self.language not in languages:
+            if self.language not in languages and f"{self.language}-cn" not in languages:  # zh = zh-cn
                 raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}")
             self.sample_rate = int(self._parts.config.model_args.output_sample_rate)
         return self._parts
 
     def default_settings(self) -> dict[str, Any]:
-        tiny = self.name == "xtts-tiny" and not self.pretrained
-        if tiny:
+        if self.name == "xtts-tiny":
             return {"lr": 2e-3}
         # Upstream's recipe: 5e-6 for the whole GPT; adapters need a larger step.
         return {"lr": 1e-4 if self.lora else 5e-6}
@@ -232,19 +232,19 @@ class XttsAdapter(BaseAdapter):
         config.model_args.gpt_number_text_tokens = None  # build the GPT once, after the tokenizer is set
         # The weights that are not trained must not depend on the RNG state the caller is in, so
         # that an export or a resume rebuilds the very same ones.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), quiet_transformers():
             torch.manual_seed(self.seed)
             xtts = Xtts(config)
             xtts.tokenizer = parts.tokenizer()
             config.model_args.gpt_number_text_tokens = wanted_tokens
             xtts.init_models()
-        xtts.mel_stats.copy_(parts.mel_stats)
         if parts.model_path is not None:
             state = files.read_xtts_state_dict(parts.model_path)
             result = xtts.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 raise CheckpointError(f"{parts.model_path} does not fit its config.json: missing "
                                       f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        xtts.mel_stats.copy_(parts.mel_stats)  # mel_stats.pth wins over model.pth's copy, as in GPTTrainer
         xtts.requires_grad_(False)
         xtts.gpt.requires_grad_(True)
         model = XttsGptTrainer(xtts, self.recipe)
@@ -256,8 +256,8 @@ class XttsAdapter(BaseAdapter):
         """The GPT's tensors (what upstream's recipe trains), or only its LoRA tensors."""
         if has_lora(model):
             return lora_state_dict(model)
-        return {k: v for k, v in model.state_dict().items()
-                if k.startswith("xtts.gpt.") and not files.is_inference_alias(k[len("xtts."):])}
+        state = model.state_dict()
+        return {k: state[k] for k in gpt_weight_names(model)}
 
     def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
         if has_lora(model):
@@ -279,20 +279,13 @@ class XttsAdapter(BaseAdapter):
         state = {f"xtts.{k}": v for k, v in files.read_xtts_state_dict(path).items()}
         state = to_injected_keys(model, state)
         own = model.state_dict()
-        gpt_keys = {k for k in self.checkpoint_weights_base(model)}
-        missing = sorted(gpt_keys - set(state))
+        missing = sorted(set(gpt_weight_names(model)) - set(state))
         unexpected = sorted(k for k in state if k not in own)
         misshapen = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
         if missing or unexpected or misshapen:
             raise CheckpointError(f"{path} does not fit {self.name}: GPT weights missing {missing[:5]}, "
                                   f"unknown {unexpected[:5]}, other shapes {misshapen[:5]}")
         model.load_state_dict(state, strict=False)
-
-    @staticmethod
-    def checkpoint_weights_base(model: torch.nn.Module) -> list[str]:
-        """Names of the GPT's own (non-LoRA) tensors in `model`."""
-        return [k for k in model.state_dict() if k.startswith("xtts.gpt.") and "lora_" not in k
-                and not files.is_inference_alias(k[len("xtts."):])]
 
     # -- data
 
@@ -316,32 +309,27 @@ class XttsAdapter(BaseAdapter):
 
         def prepare(items) -> XttsItems:
             nonlocal seconds
-            kept = ([], [], [], [])
+            kept = XttsItems([], [], [], [])
             for item in items:
-                tokens = torch.tensor(tokenizer.encode(item.text, self.language), dtype=torch.long)
-                audio = load_audio(item.audio_path, GPT_SAMPLE_RATE) if item.audio_path.is_file() else None
-                reason = None
-                if audio is None:
+                if not item.audio_path.is_file():
                     raise UsageError(f"{item.audio_path}: missing (listed in the metadata of {data_dir})")
-                if (tokens == unk).any():
-                    reason = "text with characters the tokenizer does not know"
-                elif len(tokens) > self.recipe.max_text_length:
-                    reason = f"text longer than {self.recipe.max_text_length} tokens"
-                elif not self.recipe.min_wav_length <= len(audio) <= self.recipe.max_wav_length:
-                    reason = "audio shorter than 0.5 s or longer than 11.6 s"
-                if reason is None:
-                    codes = cached_codes(audio, parts, dvae_id, codes_dir)
-                    if len(codes) > max_codes:
-                        reason = f"more than {max_codes} audio codes"
+                audio = load_audio(item.audio_path, GPT_SAMPLE_RATE)
+                tokens = torch.tensor(tokenizer.encode(item.text, self.language), dtype=torch.long)
+                reason = self.unusable(tokens, audio, unk)
+                codes = cached_codes(audio, parts, dvae_id, codes_dir) if reason is None else None
+                if codes is not None and len(codes) > max_codes:
+                    reason = f"more than {max_codes} audio codes"
                 if reason is not None:
                     skipped[reason] = skipped.get(reason, 0) + 1
                     log.warning("left out %s: %s", item.item_id, reason)
                     continue
                 digest.update(f"{item.item_id}|{tokens.tolist()}|{hashlib.sha256(audio.tobytes()).hexdigest()}".encode())
-                for bucket, value in zip(kept, (item.audio_path, item.text, tokens, codes)):
-                    bucket.append(value)
+                kept.paths.append(item.audio_path)
+                kept.texts.append(item.text)
+                kept.tokens.append(tokens)
+                kept.codes.append(codes)
                 seconds += len(audio) / GPT_SAMPLE_RATE
-            return XttsItems(*kept)
+            return kept
 
         train, val = prepare(train_items), prepare(val_items)
         if len(train) == 0:
@@ -351,6 +339,16 @@ class XttsAdapter(BaseAdapter):
             description += "; left out: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
         return DataSplits(train, val, [len(c) for c in train.codes], [len(c) for c in val.codes],
                           digest.hexdigest()[:16], description)
+
+    def unusable(self, tokens: torch.Tensor, audio: np.ndarray, unk_id: int) -> str | None:
+        """Why upstream's XTTSDataset would leave a clip out, or None."""
+        if (tokens == unk_id).any():
+            return "text with characters the tokenizer does not know"
+        if len(tokens) > self.recipe.max_text_length:
+            return f"text longer than {self.recipe.max_text_length} tokens"
+        if not self.recipe.min_wav_length <= len(audio) <= self.recipe.max_wav_length:
+            return "audio shorter than 0.5 s or longer than 11.6 s"
+        return None
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return collate_items(items)
@@ -408,7 +406,10 @@ class XttsAdapter(BaseAdapter):
               speed: float = 1.0) -> np.ndarray:
         """Upstream's inference path: conditioning latents and speaker embedding of the reference
         (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference)."""
-        xtts = ready_for_inference(model)
+        with quiet_transformers():
+            return self._speak(ready_for_inference(model), text, ref_audio, ref_rate, language, speed)
+
+    def _speak(self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float) -> np.ndarray:
         config = xtts.config
         device = next(xtts.parameters()).device
         ref = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32))[None].to(device)
@@ -448,13 +449,18 @@ class XttsAdapter(BaseAdapter):
 
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / "model.safetensors"
-        tmp = target.with_name(f".{target.name}.tmp")
-        save_file(files.plain_tensors(state), str(tmp), metadata={"format": "pt", "model": "xtts"})
-        tmp.replace(target)
+        with files.atomic_file(target) as tmp:
+            save_file(files.plain_tensors(state), str(tmp), metadata={"format": "pt", "model": "xtts"})
         return [target]
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+def gpt_weight_names(model: torch.nn.Module) -> list[str]:
+    """Names of the GPT's own tensors in `model` (not LoRA's, not the inference aliases)."""
+    return [k for k in model.state_dict() if k.startswith("xtts.gpt.") and "lora_" not in k
+            and not files.is_inference_alias(k[len("xtts."):])]
 
 
 def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_dir: Path) -> torch.Tensor:
@@ -475,10 +481,26 @@ def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_
         mel = dvae_wav_to_mel(torch.from_numpy(audio)[None].to(device), mel_norms=parts.mel_stats.to(device),
                               device=device)
         codes = dvae.get_codebook_indices(mel)[0].long().cpu().contiguous()
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"codes": codes}, str(tmp))
-    tmp.replace(path)
+    with files.atomic_file(path) as tmp:
+        save_file({"codes": codes}, str(tmp))
     return codes
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' warnings about what coqui's XTTS does on purpose: a GPT2Config whose
+    default bos/eos ids lie outside XTTS's token range (it passes its own), and generation given
+    both coqui's max_length and our max_new_tokens (the latter wins, as intended)."""
+    loggers = [logging.getLogger(name) for name in ("transformers.configuration_utils",
+                                                     "transformers.generation.utils")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def ready_for_inference(model: torch.nn.Module):

@@ -17,6 +17,7 @@ model.pth pickles coqui's config dataclasses, which are allowed by name and noth
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -26,7 +27,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -318,18 +319,28 @@ def is_inference_alias(key: str) -> bool:
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def save_pth(obj: Any, path: Path) -> Path:
-    """torch.save of plain tensors and containers (so weights_only loads read it), atomically."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary name next to `path`; it becomes `path` (os.replace) only if the block succeeds,
+    so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_pth(obj: Any, path: Path) -> Path:
+    """torch.save of plain tensors and containers (so weights_only loads read it)."""
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 
 def write_text(text: str, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -338,29 +349,23 @@ def write_xtts_folder(out_dir: Path, xtts_state: dict[str, torch.Tensor], parts:
     """The folder upstream's `Xtts.load_checkpoint(config, checkpoint_dir=out_dir)` reads."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [
-        save_pth({"model": plain_tensors(xtts_state)}, out_dir / MODEL_FILE),
-        save_pth(plain_tensors(parts.dvae.state_dict()), out_dir / DVAE_FILE),
-        save_pth(parts.mel_stats.detach().cpu().clone(), out_dir / MEL_STATS_FILE),
-        write_text(parts.vocab_json, out_dir / VOCAB_FILE),
-        write_text(config_json(config), out_dir / CONFIG_FILE),
-    ]
+    written = [save_pth({"model": plain_tensors(xtts_state)}, out_dir / MODEL_FILE),
+               *write_parts(out_dir, parts, config)]
     if parts.speakers_path is not None:
-        tmp = out_dir / f".{SPEAKERS_FILE}.tmp-{os.getpid()}"
-        shutil.copyfile(parts.speakers_path, tmp)
-        os.replace(tmp, out_dir / SPEAKERS_FILE)
+        with atomic_file(out_dir / SPEAKERS_FILE) as tmp:
+            shutil.copyfile(parts.speakers_path, tmp)
         written.append(out_dir / SPEAKERS_FILE)
     return written
 
 
-def write_parts(out_dir: Path, parts: XttsParts) -> list[Path]:
+def write_parts(out_dir: Path, parts: XttsParts, config: Any = None) -> list[Path]:
     """The fixed parts (dvae.pth, mel_stats.pth, vocab.json, config.json) in upstream's formats."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         save_pth(plain_tensors(parts.dvae.state_dict()), out_dir / DVAE_FILE),
         save_pth(parts.mel_stats.detach().cpu().clone(), out_dir / MEL_STATS_FILE),
         write_text(parts.vocab_json, out_dir / VOCAB_FILE),
-        write_text(config_json(parts.config), out_dir / CONFIG_FILE),
+        write_text(config_json(config if config is not None else parts.config), out_dir / CONFIG_FILE),
     ]
 
 
