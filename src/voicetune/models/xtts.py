@@ -332,6 +332,7 @@ class XttsAdapter(BaseAdapter):
             return kept
 
         train, val = prepare(train_items), prepare(val_items)
+        parts.dvae.to("cpu")  # codes are cached: keep the DVAE off the GPU while training
         if len(train) == 0:
             raise UsageError(f"--data {data_dir}: no usable training clip ({skipped or 'none listed'})")
         description = f"{len(train)} train / {len(val)} val clips, {seconds / 60:.1f} min at 22.05 kHz"
