@@ -24,6 +24,36 @@ def toy_corpus(tmp_path_factory) -> Path:
     return write_ljspeech_corpus(tmp_path_factory.mktemp("toy_corpus"), n_items=16, sample_rate=16000)
 
 
+@pytest.fixture(scope="session")
+def xtts_corpus(tmp_path_factory) -> Path:
+    """14 espeak-ng clips (2-3 s each) at 22.05 kHz, XTTS's rate, in LJSpeech layout."""
+    from voicetune.demo_corpus import write_ljspeech_corpus
+
+    return write_ljspeech_corpus(tmp_path_factory.mktemp("xtts_corpus"), n_items=14, sample_rate=22050)
+
+
+XTTS_STEPS = 60
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(xtts_corpus, tmp_path_factory) -> Path:
+    """xtts-tiny with its whole GPT trained for 60 updates; one sample prompt at the final milestone.
+    (Shared by the XTTS adapter and LoRA tests.)"""
+    run = tmp_path_factory.mktemp("xtts_full") / "run"
+    result = run_cli("train", *xtts_args(xtts_corpus, run, "--save-every", str(XTTS_STEPS), "--last-every", "30",
+                                         "--set", "max_sample_prompts=1", max_updates=XTTS_STEPS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run / "stdout.txt").write_text(result.stdout)
+    return run
+
+
+def xtts_args(data: Path, run: Path, *extra: str, max_updates: int) -> list[str]:
+    # --workers 0: clips are read in the training process; a new worker every epoch (3 batches
+    # here) costs more than the reading on 2 cores.
+    return ["--data", str(data), "--run", str(run), "--model", "xtts-tiny", "--max-updates", str(max_updates),
+            "--batch-size", "4", "--workers", "0", *extra]
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT / "src"), env.get("PYTHONPATH", "")])

@@ -50,6 +50,7 @@ class TrainConfig(BaseSettings):
     model: str = Field("f5-tiny", description="model name (voicetune train --help lists them)")
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
+    language: str = Field("en", description="language of the dataset's text (XTTS: en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi)")
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")
 

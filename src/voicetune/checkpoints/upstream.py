@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
 from voicetune.errors import CheckpointError
 
 
-def load_pickled_checkpoint(path: Path) -> Any:
-    """Load an upstream .pt/.pth/.ckpt with torch.load(weights_only=True) onto the CPU."""
+def load_pickled_checkpoint(path: Path, allowed_globals: Sequence[Callable | tuple[Callable, str]] = ()) -> Any:
+    """Load an upstream .pt/.pth/.ckpt with torch.load(weights_only=True) onto the CPU.
+
+    `allowed_globals` names plain-data classes that a known upstream format pickles besides tensors
+    (coqui's original XTTS model.pth holds its config dataclasses). They are allowed by exact name
+    for this load only (torch.serialization.safe_globals, with "module.Name" for classes pickled
+    under an old module path); any other class is still refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(

@@ -74,3 +74,73 @@ def split_ids(clip_ids: list[str], val_fraction: float) -> tuple[list[str], list
     if not val and len(clip_ids) >= 2:
         val = {min(clip_ids, key=scores.__getitem__)}
     return [c for c in clip_ids if c not in val], [c for c in clip_ids if c in val]
+
+
+# ---- reading a dataset for training -------------------------------------------------------------
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    text: str  # the normalized text when metadata has one, else the raw text
+    audio_path: Path
+
+
+def read_ljspeech(data_dir: Path, val_fraction: float = 0.1) -> tuple[list[Item], list[Item]]:
+    """(train items, validation items) of an LJSpeech folder.
+
+    metadata_train.csv and metadata_val.csv decide the split when both exist; otherwise
+    `split_ids` does, the same rule `voicetune prepare` writes them with."""
+    data_dir = Path(data_dir)
+    train_file, val_file = data_dir / METADATA_TRAIN, data_dir / METADATA_VAL
+    if train_file.is_file() and val_file.is_file():
+        return read_items(train_file, data_dir), read_items(val_file, data_dir)
+    items = read_items(data_dir / METADATA, data_dir)
+    by_id = {item.item_id: item for item in items}
+    train_ids, val_ids = split_ids(list(by_id), val_fraction)
+    return [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]
+
+
+def read_items(path: Path, data_dir: Path) -> list[Item]:
+    """Training items of one metadata file; a malformed or empty file is a UsageError naming it."""
+    from voicetune.errors import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"--data {data_dir}: no {path.name}; a dataset folder needs wavs/ and metadata.csv "
+                         "(`id|text`), e.g. from `voicetune prepare`")
+    items = []
+    for row in read_metadata(path):
+        if row.columns < 2 or not row.item_id:
+            raise UsageError(f"{path}:{row.line_number}: expected `id|text` or `id|text|normalized text`")
+        text = (row.normalized_text if row.normalized_text and row.normalized_text.strip() else row.text).strip()
+        items.append(Item(row.item_id, text, audio_path_of(data_dir, row.item_id)))
+    if not items:
+        raise UsageError(f"{path}: no items; add lines `id|text`")
+    return items
+
+
+def audio_path_of(data_dir: Path, item_id: str) -> Path:
+    """`wavs/ID.wav`, or the id itself when metadata names a file (`wavs/clip_001.wav|...`)."""
+    if item_id.lower().endswith(AUDIO_SUFFIXES):
+        return data_dir / item_id
+    return data_dir / WAVS / f"{item_id}.wav"
+
+
+def load_audio(path: Path, sample_rate: int):
+    """Mono float32 numpy array at `sample_rate` (soxr resampling, deterministic)."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from voicetune.errors import UsageError
+
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError (a RuntimeError)
+        raise UsageError(f"{path}: cannot read audio ({err}); convert it to wav with `voicetune prepare`") from None
+    audio = audio.mean(axis=1)
+    if rate != sample_rate:
+        audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
+    return np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)

@@ -120,7 +120,11 @@ class ModelAdapter(Protocol):
 
 
 class BaseAdapter:
-    """Defaults shared by adapters: full-model checkpoints, all parameters trainable, no samples."""
+    """Defaults shared by adapters: full-model checkpoints, all parameters trainable, no samples.
+
+    LoRA comes for free: once `build_model` has applied it (`voicetune.models.lora`), only the
+    adapters require grad, and checkpoints hold and restore only the LoRA tensors.
+    """
 
     name = "base"
     sample_rate = 24000
@@ -133,11 +137,19 @@ class BaseAdapter:
         return [p for p in model.parameters() if p.requires_grad]
 
     def checkpoint_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        from voicetune.models.lora import has_lora, lora_state_dict
+
+        if has_lora(model):
+            return lora_state_dict(model)
         return dict(model.state_dict())
 
     def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
         from voicetune.errors import CheckpointError
+        from voicetune.models.lora import has_lora, load_lora_state_dict
 
+        if has_lora(model):
+            load_lora_state_dict(model, weights)
+            return
         result = model.load_state_dict(weights, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise CheckpointError(

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from voicetune.models.base import ModelAdapter
 
 # name -> "module:factory"; factories take the resolved TrainConfig and return a ModelAdapter.
-BUILTIN_MODELS: dict[str, str] = {}
+BUILTIN_MODELS: dict[str, str] = {
+    "xtts-tiny": "voicetune.models.xtts:create_tiny",
+    "xtts-v2": "voicetune.models.xtts:create_v2",
+}
 
 
 def register(name: str, target: str) -> None:

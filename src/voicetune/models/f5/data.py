@@ -78,17 +78,13 @@ def read_metadata(path: Path, data_dir: Path) -> list[MetadataRow]:
     return rows
 
 
-def _id_hash(item_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(item_id.encode("utf-8")).digest()[:8], "big")
-
-
 def split_by_hash(rows: list[MetadataRow]) -> tuple[list[MetadataRow], list[MetadataRow]]:
-    """~10% validation by a stable hash of the id (at least one clip when there are two or more)."""
-    val = [r for r in rows if _id_hash(r.id) % 100 < VAL_PERCENT]
-    if not val and len(rows) >= 2:
-        val = [min(rows, key=lambda r: _id_hash(r.id))]
-    val_ids = {r.id for r in val}
-    return [r for r in rows if r.id not in val_ids], val
+    """~10% validation by a stable hash of the id: the rule `voicetune prepare` writes splits with."""
+    from voicetune.data.ljspeech import split_ids
+
+    train_ids, val_ids = split_ids([r.id for r in rows], VAL_PERCENT / 100)
+    train_set, val_set = set(train_ids), set(val_ids)
+    return [r for r in rows if r.id in train_set], [r for r in rows if r.id in val_set]
 
 
 def dataset_rows(data_dir: Path) -> tuple[list[MetadataRow], list[MetadataRow]]:

@@ -1,0 +1,560 @@
+"""XTTS-v2 on coqui-tts: fine-tune the GPT the way upstream's recipe (GPTTrainer) does.
+
+    xtts-v2    coqui/XTTS-v2 (30-layer GPT, 1024 wide); --pretrained defaults to the hub repo
+    xtts-tiny  the same classes at toy sizes (2-layer GPT, 64 wide, a 254-code DVAE), for tests and
+               demos on a CPU; with no --pretrained its fixed parts are built in (see xtts_files)
+
+What is trained and how (gpt_trainer.py + dataset.py of coqui-tts):
+- Audio at 22.05 kHz becomes DVAE codes (mel at hop 256, two stride-2 convs: one code per 1024
+  samples). They are computed once per clip and cached in RUN/cache keyed by content.
+- Text becomes tokens with XTTS's tokenizer ("[en]the birch canoe..."), language from --language.
+- The GPT's loss is upstream's: cross-entropy over the text (weight 0.01) and the audio codes
+  (weight 1), conditioned on a 3 to 6 s slice of another clip of the speaker, turned into a mel
+  and then latents by the GPT's own conditioning encoder and perceiver resampler.
+- Only the GPT learns (all of it, or LoRA adapters on its attention and feed-forward layers); the
+  DVAE, the HiFi-GAN decoder and the speaker encoder stay as they are.
+
+Resume exactness: the conditioning slice (which other clip of the batch, where, how long) is drawn
+inside the model's forward from torch's global generator, which the loop saves and restores;
+datasets and collate are pure functions of the items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from voicetune.errors import CheckpointError, UsageError
+from voicetune.models import xtts_files as files
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
+from voicetune.models.lora import (
+    LoraSettings,
+    has_lora,
+    lora_state_dict,
+    merge_lora,
+    to_injected_keys,
+)
+
+log = logging.getLogger("voicetune.models")
+
+GPT_SAMPLE_RATE = 22050  # the DVAE's and the conditioning encoder's rate (XttsAudioConfig.sample_rate)
+# The GPT's attention and feed-forward projections (GPT-2 blocks: attn.c_attn, attn.c_proj,
+# mlp.c_fc, mlp.c_proj). No other XTTS layer has these names.
+DEFAULT_LORA_TARGETS = ("c_attn", "c_proj", "c_fc")
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """Upstream's GPTArgs that shape training (TTS/tts/layers/xtts/trainer/gpt_trainer.py)."""
+
+    min_conditioning_length: int = 66150  # samples at 22.05 kHz: 3 s
+    max_conditioning_length: int = 132300  # 6 s
+    max_wav_length: int = 255995  # ~11.6 s; longer clips are left out
+    min_wav_length: int = 11025  # 0.5 s (dataset.py drops "ultra short clips")
+    max_text_length: int = 200  # tokens
+    text_loss_weight: float = 0.01  # gpt_loss_text_ce_weight
+    mel_loss_weight: float = 1.0  # gpt_loss_mel_ce_weight
+
+
+# Highest speaking time per character (s) for capping generation: about three times a normal
+# rate, so runaway generation stops while real speech never hits it.
+SECONDS_PER_CHAR = {"zh": 0.6, "ja": 0.6, "ko": 0.4}
+DEFAULT_SECONDS_PER_CHAR = 0.2
+
+
+# ---- the trained module ----------------------------------------------------------------------
+
+
+class XttsGptTrainer(torch.nn.Module):
+    """coqui's Xtts plus upstream GPTTrainer's loss: `forward(**batch)` returns the training loss.
+
+    The loop calls it (possibly wrapped in DDP), so everything the loss needs happens here,
+    including the conditioning mels, computed on the batch's device as upstream does.
+    """
+
+    def __init__(self, xtts: torch.nn.Module, recipe: RecipeSettings):
+        super().__init__()
+        self.xtts = xtts
+        self.recipe = recipe
+
+    def forward(self, text_inputs: torch.Tensor, text_lengths: torch.Tensor, audio_codes: torch.Tensor,
+                wav_lengths: torch.Tensor, wavs: torch.Tensor) -> torch.Tensor:
+        cond_mels = self.conditioning_mels(wavs, wav_lengths)
+        loss_text, loss_mel, _ = self.xtts.gpt(text_inputs, text_lengths, audio_codes, wav_lengths,
+                                               cond_mels=cond_mels, cond_idxs=None, cond_lens=None)
+        return loss_text * self.recipe.text_loss_weight + loss_mel * self.recipe.mel_loss_weight
+
+    @torch.no_grad()
+    def conditioning_mels(self, wavs: torch.Tensor, wav_lengths: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 80, frames): for each item a random slice of another clip of the batch.
+
+        Upstream's get_prompt_slice: a length drawn in [min, max] conditioning length (half the
+        clip when the clip is shorter), at a random start. Upstream slices the item's own clip and
+        masks that stretch out of the loss; slicing another clip of the same speaker needs no mask
+        and cannot be copied. A batch of one uses its own clip. All draws come from torch's global
+        generator (on the CPU), in a fixed order.
+        """
+        from TTS.tts.models.xtts import wav_to_mel_cloning
+
+        batch = wavs.shape[0]
+        lengths = wav_lengths.detach().cpu().long()
+        offsets = torch.randint(1, batch, (batch,)) if batch > 1 else torch.zeros(1, dtype=torch.long)
+        sources = (torch.arange(batch) + offsets) % batch
+        wanted = torch.randint(self.recipe.min_conditioning_length, self.recipe.max_conditioning_length + 1, (batch,))
+        source_lengths = lengths[sources]
+        takes = torch.where(wanted > source_lengths, source_lengths // 2, wanted).clamp(min=1)
+        starts = (torch.rand(batch) * (source_lengths - takes + 1).double()).long()
+        clips = torch.zeros(batch, int(takes.max()), dtype=torch.float32, device=wavs.device)
+        flat = wavs.reshape(batch, -1)
+        for i in range(batch):
+            start, take = int(starts[i]), int(takes[i])
+            clips[i, :take] = flat[int(sources[i]), start : start + take].float()
+        with torch.autocast(device_type=wavs.device.type, enabled=False):
+            mel = wav_to_mel_cloning(clips, mel_norms=self.xtts.mel_stats.float(), device=wavs.device,
+                                     **style_mel_settings(self.xtts.args.gpt_use_perceiver_resampler))
+        return mel.unsqueeze(1)
+
+
+def style_mel_settings(perceiver: bool) -> dict[str, int]:
+    """The conditioning mel of upstream's GPTTrainer (and of Xtts.get_gpt_cond_latents)."""
+    if perceiver:
+        return {"n_fft": 2048, "hop_length": 256, "win_length": 1024}
+    return {"n_fft": 4096, "hop_length": 1024, "win_length": 4096}
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+class XttsItems(torch.utils.data.Dataset):
+    """Clips with their text tokens and DVAE codes; the 22.05 kHz audio is read when an item is."""
+
+    def __init__(self, paths: list[Path], texts: list[str], tokens: list[torch.Tensor], codes: list[torch.Tensor]):
+        self.paths, self.texts, self.tokens, self.codes = paths, texts, tokens, codes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from voicetune.data.ljspeech import load_audio
+
+        wav = torch.from_numpy(load_audio(self.paths[index], GPT_SAMPLE_RATE))
+        return {"text": self.tokens[index], "codes": self.codes[index], "wav": wav}
+
+    def audio(self, index: int, sample_rate: int) -> np.ndarray:
+        from voicetune.data.ljspeech import load_audio
+
+        return load_audio(self.paths[index], sample_rate)
+
+
+def collate_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad to the longest item (text with 0, codes with 0, audio with silence); the GPT masks by length."""
+    def pad(key: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([item[key].shape[-1] for item in items], dtype=torch.long)
+        out = torch.zeros(len(items), int(lengths.max()), dtype=dtype)
+        for i, item in enumerate(items):
+            out[i, : lengths[i]] = item[key]
+        return out, lengths
+
+    text, text_lengths = pad("text", torch.long)
+    codes, _ = pad("codes", torch.long)
+    wavs, wav_lengths = pad("wav", torch.float32)
+    return {"text_inputs": text, "text_lengths": text_lengths, "audio_codes": codes, "wav_lengths": wav_lengths,
+            "wavs": wavs}
+
+
+# ---- the adapter -------------------------------------------------------------------------------
+
+
+class XttsAdapter(BaseAdapter):
+    sample_rate = 24000  # HiFi-GAN's output (XttsAudioConfig.output_sample_rate)
+
+    def __init__(self, config: Any, name: str, default_pretrained: str | None):
+        self.name = name
+        self.pretrained = getattr(config, "pretrained", None) or default_pretrained
+        self.language = getattr(config, "language", None) or "en"
+        self.seed = int(getattr(config, "seed", 0) or 0)
+        self.lora = LoraSettings.from_config(config, DEFAULT_LORA_TARGETS)
+        self.recipe = RecipeSettings()
+        if getattr(config, "vocab", None):
+            raise UsageError("--vocab is for F5-TTS; XTTS uses the vocab.json of its --pretrained folder")
+        self._parts: files.XttsParts | None = None
+
+    # -- settings and shapes
+
+    @property
+    def parts(self) -> files.XttsParts:
+        """The fixed parts (tokenizer, DVAE, mel statistics, config), resolved once."""
+        if self._parts is None:
+            if self.pretrained:
+                self._parts = files.pretrained_parts(files.resolve_pretrained(self.pretrained))
+            else:
+                self._parts = files.tiny_parts()
+            languages = list(self._parts.config.languages)
+            if self.language not in languages and f"{self.language}-cn" not in languages:  # zh = zh-cn
+                raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}")
+            self.sample_rate = int(self._parts.config.model_args.output_sample_rate)
+        return self._parts
+
+    def default_settings(self) -> dict[str, Any]:
+        if self.name == "xtts-tiny":
+            return {"lr": 2e-3}
+        # Upstream's recipe: 5e-6 for the whole GPT; adapters need a larger step.
+        return {"lr": 1e-4 if self.lora else 5e-6}
+
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "family": "xtts",
+            "gpt": files.model_args_dict(self.parts.config),
+            "text_tokens": self.parts.tokenizer().get_number_tokens(),
+            "parts": self.parts.fingerprint()[:16],
+            "lora": self.lora.describe() if self.lora else None,
+        }
+
+    # -- the model
+
+    def build_model(self) -> XttsGptTrainer:
+        """Xtts with pretrained weights (or initialized from --seed for xtts-tiny), GPT trainable."""
+        from TTS.tts.models.xtts import Xtts
+
+        parts = self.parts
+        config = copy.deepcopy(parts.config)
+        wanted_tokens = config.model_args.gpt_number_text_tokens
+        config.model_args.gpt_number_text_tokens = None  # build the GPT once, after the tokenizer is set
+        # The weights that are not trained must not depend on the RNG state the caller is in, so
+        # that an export or a resume rebuilds the very same ones.
+        with torch.random.fork_rng(devices=[]), quiet_transformers():
+            torch.manual_seed(self.seed)
+            xtts = Xtts(config)
+            xtts.tokenizer = parts.tokenizer()
+            config.model_args.gpt_number_text_tokens = wanted_tokens
+            xtts.init_models()
+        if parts.model_path is not None:
+            state = files.read_xtts_state_dict(parts.model_path)
+            result = xtts.load_state_dict(state, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                raise CheckpointError(f"{parts.model_path} does not fit its config.json: missing "
+                                      f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        xtts.mel_stats.copy_(parts.mel_stats)  # mel_stats.pth wins over model.pth's copy, as in GPTTrainer
+        xtts.requires_grad_(False)
+        xtts.gpt.requires_grad_(True)
+        model = XttsGptTrainer(xtts, self.recipe)
+        if self.lora:
+            self.lora.apply(model)
+        return model
+
+    def checkpoint_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The GPT's tensors (what upstream's recipe trains), or only its LoRA tensors."""
+        if has_lora(model):
+            return lora_state_dict(model)
+        state = model.state_dict()
+        return {k: state[k] for k in gpt_weight_names(model)}
+
+    def load_checkpoint_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        if has_lora(model):
+            super().load_checkpoint_weights(model, weights)
+            return
+        expected = set(self.checkpoint_weights(model))
+        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        if missing or unexpected:
+            hint = " (a LoRA checkpoint: add the same --lora-rank)" if any("lora_" in k for k in unexpected) else ""
+            raise CheckpointError(f"checkpoint weights do not fit model {self.name}: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}{hint}")
+        model.load_state_dict(weights, strict=False)
+
+    def load_upstream_weights(self, model: torch.nn.Module, path: Path) -> None:
+        """An upstream model.pth (released, or from coqui's GPTTrainer; a folder holding one works too)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / files.MODEL_FILE
+        state = {f"xtts.{k}": v for k, v in files.read_xtts_state_dict(path).items()}
+        state = to_injected_keys(model, state)
+        own = model.state_dict()
+        missing = sorted(set(gpt_weight_names(model)) - set(state))
+        unexpected = sorted(k for k in state if k not in own)
+        misshapen = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+        if missing or unexpected or misshapen:
+            raise CheckpointError(f"{path} does not fit {self.name}: GPT weights missing {missing[:5]}, "
+                                  f"unknown {unexpected[:5]}, other shapes {misshapen[:5]}")
+        model.load_state_dict(state, strict=False)
+
+    # -- data
+
+    def load_data(self, data_dir: Path, cache_dir: Path) -> DataSplits:
+        """LJSpeech folder -> items with text tokens and DVAE codes (cached in cache_dir/xtts)."""
+        from voicetune.data.ljspeech import load_audio, read_ljspeech
+
+        parts = self.parts
+        train_items, val_items = read_ljspeech(Path(data_dir))
+        tokenizer = parts.tokenizer()
+        unk = tokenizer.tokenizer.token_to_id("[UNK]")
+        codes_dir = Path(cache_dir) / "xtts" / "codes"
+        codes_dir.mkdir(parents=True, exist_ok=True)
+        if parts.model_path is None:  # the built-in parts, in upstream's formats, next to the codes
+            files.write_parts(Path(cache_dir) / "xtts" / "tiny_parts", parts)
+        dvae_id = parts.dvae_fingerprint()
+        digest = hashlib.sha256(f"{self.language}|{dvae_id}".encode())
+        max_codes = parts.config.model_args.gpt_max_audio_tokens - 3
+        skipped: dict[str, int] = {}
+        seconds = 0.0
+
+        def prepare(items) -> XttsItems:
+            nonlocal seconds
+            kept = XttsItems([], [], [], [])
+            for item in items:
+                if not item.audio_path.is_file():
+                    raise UsageError(f"{item.audio_path}: missing (listed in the metadata of {data_dir})")
+                audio = load_audio(item.audio_path, GPT_SAMPLE_RATE)
+                tokens = torch.tensor(tokenizer.encode(item.text, self.language), dtype=torch.long)
+                reason = self.unusable(tokens, audio, unk)
+                codes = cached_codes(audio, parts, dvae_id, codes_dir) if reason is None else None
+                if codes is not None and len(codes) > max_codes:
+                    reason = f"more than {max_codes} audio codes"
+                if reason is not None:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    log.warning("left out %s: %s", item.item_id, reason)
+                    continue
+                digest.update(f"{item.item_id}|{tokens.tolist()}|{hashlib.sha256(audio.tobytes()).hexdigest()}".encode())
+                kept.paths.append(item.audio_path)
+                kept.texts.append(item.text)
+                kept.tokens.append(tokens)
+                kept.codes.append(codes)
+                seconds += len(audio) / GPT_SAMPLE_RATE
+            return kept
+
+        train, val = prepare(train_items), prepare(val_items)
+        parts.dvae.to("cpu")  # codes are cached: keep the DVAE off the GPU while training
+        if len(train) == 0:
+            raise UsageError(f"--data {data_dir}: no usable training clip ({skipped or 'none listed'})")
+        description = f"{len(train)} train / {len(val)} val clips, {seconds / 60:.1f} min at 22.05 kHz"
+        if skipped:
+            description += "; left out: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+        return DataSplits(train, val, [len(c) for c in train.codes], [len(c) for c in val.codes],
+                          digest.hexdigest()[:16], description)
+
+    def unusable(self, tokens: torch.Tensor, audio: np.ndarray, unk_id: int) -> str | None:
+        """Why upstream's XTTSDataset would leave a clip out, or None."""
+        if (tokens == unk_id).any():
+            return "text with characters the tokenizer does not know"
+        if len(tokens) > self.recipe.max_text_length:
+            return f"text longer than {self.recipe.max_text_length} tokens"
+        if not self.recipe.min_wav_length <= len(audio) <= self.recipe.max_wav_length:
+            return "audio shorter than 0.5 s or longer than 11.6 s"
+        return None
+
+    def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return collate_items(items)
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch)
+
+    # -- samples and synthesis
+
+    def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
+        """Validation clips spoken in the voice of another validation clip, plus --sample-text."""
+        pool: XttsItems = splits.val if len(splits.val) else splits.train
+        if len(pool) == 0:
+            return []
+        prompts = []
+        for k in range(min(limit, len(pool))):
+            ref = (k + 1) % len(pool)
+            prompts.append(SamplePrompt(f"val_{k:04d}", pool.texts[k], pool.audio(ref, self.sample_rate),
+                                        pool.texts[ref], pool.audio(k, self.sample_rate)))
+        for n, text in enumerate(extra_texts, start=1):
+            prompts.append(SamplePrompt(f"text_{n}", text, pool.audio(0, self.sample_rate), pool.texts[0]))
+        return prompts
+
+    def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
+        out = []
+        for prompt in prompts:
+            audio = self.speak(model, prompt.text, prompt.ref_audio, self.sample_rate, self.language)
+            out.append(SampleAudio(prompt.name, prompt.text, self.sample_rate, audio, prompt.ref_audio,
+                                   {"mel": log_mel(audio, self.sample_rate)}))
+        return out
+
+    def synthesize(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
+                   language: str | None = None, seed: int = 0, speed: float = 1.0,
+                   ref_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+        """Speak `text` in the voice of `ref_wav` (a file, or samples at `ref_sample_rate`).
+
+        Long text is cut into sentences (at most the tokenizer's character limit each) and spoken
+        one after another; `speed` stretches the GPT latents as upstream does (1.0 = as trained).
+        The same seed gives the same audio; the caller's random generators are left as they were.
+        """
+        from voicetune.data.ljspeech import load_audio
+
+        if isinstance(ref_wav, np.ndarray):
+            ref, rate = ref_wav.astype(np.float32), ref_sample_rate or self.sample_rate
+        else:
+            ref, rate = load_audio(Path(ref_wav), GPT_SAMPLE_RATE), GPT_SAMPLE_RATE
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            audio = self.speak(model, text, ref, rate, language or self.language, speed)
+        return audio, self.sample_rate
+
+    @torch.no_grad()
+    def speak(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_rate: int, language: str,
+              speed: float = 1.0) -> np.ndarray:
+        """Upstream's inference path: conditioning latents and speaker embedding of the reference
+        (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference)."""
+        with quiet_transformers():
+            return self._speak(ready_for_inference(model), text, ref_audio, ref_rate, language, speed)
+
+    def _speak(self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float) -> np.ndarray:
+        config = xtts.config
+        device = next(xtts.parameters()).device
+        ref = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32))[None].to(device)
+        ref = ref[:, : int(ref_rate * config.max_ref_len)]
+        latents = xtts.get_gpt_cond_latents(ref, ref_rate, length=config.gpt_cond_len,
+                                            chunk_length=config.gpt_cond_chunk_len)
+        speaker = xtts.get_speaker_embedding(ref, ref_rate)
+        lang = language.split("-")[0]
+        limit = xtts.tokenizer.char_limits.get(lang, 250)
+        pieces = []
+        for sentence in split_sentences(text, limit):
+            result = xtts.inference(
+                sentence, language, latents, speaker, temperature=config.temperature,
+                length_penalty=config.length_penalty, repetition_penalty=config.repetition_penalty,
+                top_k=config.top_k, top_p=config.top_p, speed=speed, enable_text_splitting=False,
+                max_new_tokens=generation_cap(xtts, sentence, lang),
+            )
+            pieces.append(np.asarray(result["wav"], dtype=np.float32).reshape(-1))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+    # -- export
+
+    def export(self, model: torch.nn.Module, out_dir: Path, fmt: str) -> list[Path]:
+        """fmt "xtts": a coqui XTTS folder (model.pth, dvae.pth, mel_stats.pth, vocab.json,
+        config.json [, speakers_xtts.pth]) for `Xtts.load_checkpoint(config, checkpoint_dir=...)`;
+        fmt "safetensors": model.safetensors with the same Xtts state dict. LoRA is merged first."""
+        if fmt not in ("xtts", "safetensors"):
+            raise UsageError(f"--format {fmt}: XTTS models export as xtts or safetensors")
+        if has_lora(model):
+            model = merge_lora(copy.deepcopy(model))
+        xtts = model.xtts
+        state = {k: v for k, v in xtts.state_dict().items() if not files.is_inference_alias(k)}
+        out_dir = Path(out_dir)
+        if fmt == "xtts":
+            return files.write_xtts_folder(out_dir, state, self.parts, xtts.config)
+        from safetensors.torch import save_file
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "model.safetensors"
+        with files.atomic_file(target) as tmp:
+            save_file(files.plain_tensors(state), str(tmp), metadata={"format": "pt", "model": "xtts"})
+        return [target]
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def gpt_weight_names(model: torch.nn.Module) -> list[str]:
+    """Names of the GPT's own tensors in `model` (not LoRA's, not the inference aliases)."""
+    return [k for k in model.state_dict() if k.startswith("xtts.gpt.") and "lora_" not in k
+            and not files.is_inference_alias(k[len("xtts."):])]
+
+
+def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_dir: Path) -> torch.Tensor:
+    """DVAE codes of a 22.05 kHz clip, from cache_dir when the same audio met the same DVAE before."""
+    from safetensors.torch import load_file, save_file
+    from TTS.tts.layers.xtts.dvae import dvae_wav_to_mel
+
+    key = hashlib.sha256(dvae_id.encode() + audio.tobytes()).hexdigest()[:40]
+    path = codes_dir / f"{key}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))["codes"]
+        except Exception:  # a damaged cache file is recomputed
+            log.warning("cache file %s is unreadable; recomputing it", path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dvae = parts.dvae.to(device)
+    with torch.no_grad():
+        mel = dvae_wav_to_mel(torch.from_numpy(audio)[None].to(device), mel_norms=parts.mel_stats.to(device),
+                              device=device)
+        codes = dvae.get_codebook_indices(mel)[0].long().cpu().contiguous()
+    with files.atomic_file(path) as tmp:
+        save_file({"codes": codes}, str(tmp))
+    return codes
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' warnings about what coqui's XTTS does on purpose: a GPT2Config whose
+    default bos/eos ids lie outside XTTS's token range (it passes its own), and generation given
+    both coqui's max_length and our max_new_tokens (the latter wins, as intended)."""
+    loggers = [logging.getLogger(name) for name in ("transformers.configuration_utils",
+                                                     "transformers.generation.utils")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def ready_for_inference(model: torch.nn.Module):
+    """The Xtts of `model`, set up as Xtts.load_checkpoint(eval=True) leaves it."""
+    xtts = model.xtts if hasattr(model, "xtts") else model
+    if not hasattr(xtts.gpt, "gpt_inference"):
+        xtts.gpt.init_gpt_for_inference(kv_cache=xtts.args.kv_cache)
+    xtts.gpt.eval()
+    xtts.hifigan_decoder.eval()
+    return xtts
+
+
+def generation_cap(xtts, sentence: str, language: str) -> int:
+    """Most audio codes to generate for `sentence`: ~3x its normal speaking time, within the GPT's limit."""
+    seconds = len(sentence) * SECONDS_PER_CHAR.get(language, DEFAULT_SECONDS_PER_CHAR)
+    codes = math.ceil(seconds * GPT_SAMPLE_RATE / xtts.args.gpt_code_stride_len) + 20
+    return int(min(codes, xtts.gpt.max_gen_mel_tokens))
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s+")
+
+
+def split_sentences(text: str, limit: int) -> list[str]:
+    """Sentences packed into pieces of at most `limit` characters (a longer sentence is cut at
+    commas, then at spaces). Upstream's splitter needs spaCy; this one needs nothing."""
+    import textwrap
+
+    pieces: list[str] = []
+    for sentence in (s.strip() for s in _SENTENCE_END.split(text.strip())):
+        if not sentence:
+            continue
+        parts = [sentence] if len(sentence) <= limit else [
+            chunk for clause in re.split(r"(?<=,)\s+", sentence) for chunk in textwrap.wrap(clause, limit)]
+        for part in parts:
+            if pieces and len(pieces[-1]) + 1 + len(part) <= limit:
+                pieces[-1] += " " + part
+            else:
+                pieces.append(part)
+    return pieces
+
+
+def log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(80, frames) log-mel of a waveform, for the sample's picture."""
+    import torchaudio
+
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=256, n_mels=80)(
+        torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
+    return torch.log(mel.clamp(min=1e-5)).numpy()
+
+
+def create_tiny(config: Any = None) -> XttsAdapter:
+    return XttsAdapter(config, "xtts-tiny", default_pretrained=None)
+
+
+def create_v2(config: Any = None) -> XttsAdapter:
+    return XttsAdapter(config, "xtts-v2", default_pretrained=files.HUB_REPO)
