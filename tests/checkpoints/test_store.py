@@ -22,7 +22,7 @@ from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore, load
 from voicetune.checkpoints.upstream import load_pickled_checkpoint
 from voicetune.errors import CheckpointError, RunLockedError
 
-from conftest import cli_env
+from support.harness import cli_env
 
 
 def payload(step: int, role="milestone", kind="full", scale=1.0) -> CheckpointPayload:

@@ -18,29 +18,7 @@ import pytest
 
 from speech_corpus import CorpusFile, build_corpus, require_tools
 
-TESTS_DIR = Path(__file__).resolve().parent.parent
-REPO_ROOT = TESTS_DIR.parent
-WHISPER_WORKERS = "2"  # the pool path, one thread per worker: the same results in every run
-
-
-def whisper_model_path() -> Path:
-    """The shared whisper-base CTranslate2 model: ../shared beside the repository, or
-    $VOICETUNE_WHISPER_MODEL."""
-    override = os.environ.get("VOICETUNE_WHISPER_MODEL")
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2"
-
-
-def voicetune(*args, env: dict | None = None, timeout: float = 600, check_exit: int | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m voicetune ARGS` with this checkout's code first on the path."""
-    full_env = dict(os.environ if env is None else env)
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), full_env.get("PYTHONPATH", "")]))
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    full_env.setdefault("COLUMNS", "200")  # rich wraps at 80 columns when it is not on a terminal
-    result = subprocess.run([sys.executable, "-m", "voicetune", *map(str, args)], env=full_env,
-                            capture_output=True, text=True, timeout=timeout)
-    if check_exit is not None:
-        assert result.returncode == check_exit, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
+from support.harness import REPO_ROOT, TESTS_DIR, WHISPER_WORKERS, voicetune, whisper_model_path  # noqa: F401
 
 
 @pytest.fixture(scope="session")

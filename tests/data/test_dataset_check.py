@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voicetune
+from support.harness import voicetune
 from voicetune.data.check import check_dataset, read_vocabulary
 
 RATE = 22050

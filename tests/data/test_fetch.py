@@ -8,7 +8,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import voicetune
+from support.harness import voicetune
 from voicetune.data.ingest import find_sources, load_source
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import REPO_ROOT, WHISPER_WORKERS, voicetune
+from support.harness import REPO_ROOT, WHISPER_WORKERS, voicetune
 from speech_corpus import word_edits, words_for_wer
 
 # Measured with whisper-base int8 on this corpus (espeak-ng speech, an 8 kHz phone recording

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import voicetune
+from support.harness import voicetune
 from speech_corpus import word_edits, words_for_wer
 from voicetune.data.transcribe import SEPARATOR_SECONDS, WINDOW_SECONDS, _pack
 from voicetune.demo_recordings import build_recording, talk_plan

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (
+from support.harness import (
     Training,
     assert_same_tensors,
     last_logged_step,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import XTTS_STEPS, cli_env, run_cli, xtts_args
+from support.harness import XTTS_STEPS, cli_env, run_cli, xtts_args
 from voicetune.checkpoints.store import CheckpointStore, load_checkpoint
 from voicetune.checkpoints.upstream import load_pickled_checkpoint
 from voicetune.config import TrainConfig

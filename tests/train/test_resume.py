@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from support.harness import (
     Training,
     assert_same_tensors,
     cli_env,

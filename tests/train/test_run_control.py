@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli, toy_args
+from support.harness import cli_env, run_cli, toy_args
 from voicetune.checkpoints.store import CheckpointStore
 from voicetune.config import TrainConfig
 from voicetune.errors import UsageError
@@ -144,7 +144,7 @@ def test_ckpt_list_verify_prune(short_run, tmp_path):
 
 
 def test_training_ends_with_the_best_checkpoint_exported_to_ready(short_run):
-    from conftest import load_tensors
+    from support.harness import load_tensors
 
     source = (short_run / "ready" / "SOURCE.txt").read_text().split("\n")[0]
     best = next(c for c in json.loads(run_cli("ckpt", "list", short_run, "--json").stdout)["checkpoints"] if c["best"])

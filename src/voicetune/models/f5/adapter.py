@@ -215,14 +215,18 @@ class F5Adapter(BaseAdapter):
     # ---- samples and synthesis ----------------------------------------------------------------
 
     def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
-        """`limit` validation clips (in id order) spoken in the voice of one fixed validation clip (the
-        first of at most 12 s), plus each extra text in that voice."""
-        pool = list(getattr(splits.val, "clips", [])) or list(getattr(splits.train, "clips", []))
+        """`limit` validation clips (in id order) spoken in the voice of one fixed reference clip (the
+        first of at most 12 s among the validation clips, or among the training clips when validation
+        has a single clip, so that a sample never just repeats its own reference), plus each extra
+        text in that voice."""
+        val = sorted(getattr(splits.val, "clips", []), key=lambda c: c.id)
+        train = sorted(getattr(splits.train, "clips", []), key=lambda c: c.id)
+        pool = val or train
         if not pool:
             return []
-        pool.sort(key=lambda c: c.id)
+        voices = val if len(val) >= 2 or not train else train
         max_frames = MAX_REFERENCE_SECONDS * self.sample_rate / self.hop_length
-        ref = next((c for c in pool if c.frames <= max_frames), min(pool, key=lambda c: c.frames))
+        ref = next((c for c in voices if c.frames <= max_frames), min(voices, key=lambda c: c.frames))
         ref_audio = f5_data.load_audio(ref.wav, self.sample_rate)
         targets = [c for c in pool if c is not ref][:limit] or ([ref] if limit > 0 else [])
         prompts = [SamplePrompt(f"val_{i:04d}", c.text, ref_audio, ref.text, f5_data.load_audio(c.wav, self.sample_rate))

@@ -1,0 +1,114 @@
+"""F5-TTS training speed, ours over upstream's own Trainer, measured side by side in one run.
+
+Both train f5-tiny for the same number of updates on the same espeak-ng corpus, with batches of
+the same number of mel frames (upstream's DynamicBatchSampler, our `--batch-frames`), one
+DataLoader worker each, each in its own fresh subprocess on the same cores. The first `--skip`
+updates (start-up, first batches) are left out of both rates.
+
+Prints:
+  updates/s   ours / upstream Trainer                                      goal >= 1.0
+  frames/s    ours / upstream (the batches differ a little in how full they are)
+  bytes       a weights-only milestone / a full-state checkpoint of the same run
+
+    python bench/train_step.py [--updates 40] [--batch-frames 1200] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM_RUNNER = REPO_ROOT / "tests" / "support" / "upstream_f5.py"
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT / "src"), e.get("PYTHONPATH", "")])
+    e["PYTHONUNBUFFERED"] = "1"
+    return e
+
+
+def run_upstream(corpus: Path, out: Path, updates: int, batch_frames: int, skip: int) -> tuple[float, float]:
+    """(updates/s, frames/s) of upstream's Trainer."""
+    result = subprocess.run([sys.executable, str(UPSTREAM_RUNNER), str(corpus), str(out), "--updates", str(updates),
+                             "--batch-frames", str(batch_frames), "--workers", "1"],
+                            env=env(), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"upstream Trainer failed:\n{result.stderr[-3000:]}")
+    run = json.loads(result.stdout.strip().splitlines()[-1])
+    return run["updates_per_second"], run["updates_per_second"] * run["frames_per_update"]
+
+
+def run_ours(corpus: Path, run: Path, updates: int, batch_frames: int, skip: int,
+             weights_milestone_at: int | None = None) -> tuple[float, float]:
+    """(updates/s, frames/s) of `voicetune train`, from its per-update metrics."""
+    save_every = weights_milestone_at or 10**6
+    args = [sys.executable, "-m", "voicetune", "train", "--model", "f5-tiny", "--data", str(corpus), "--run", str(run),
+            "--max-updates", str(updates), "--batch-frames", str(batch_frames), "--workers", "1",
+            "--save-every", str(save_every), "--last-every", str(10**6), "--set", "log_every=1",
+            "--set", "milestone_state=weights", "--set", "max_sample_prompts=0"]
+    result = subprocess.run(args, env=env(), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"voicetune train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r for r in records if "perf/updates_per_s" in r and r["step"] > skip + 1}
+    seconds = sum(1 / r["perf/updates_per_s"] for r in steps.values())
+    frames = sum(r["perf/frames_per_s"] / r["perf/updates_per_s"] for r in steps.values())
+    return len(steps) / seconds, frames / seconds
+
+
+def checkpoint_bytes(run: Path) -> dict[str, int]:
+    """{"weights": bytes of the weights-only milestone, "full": bytes of the full final checkpoint}."""
+    sizes = {}
+    for manifest_path in (run / "checkpoints").glob("*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        size = sum(f.stat().st_size for f in manifest_path.parent.iterdir() if f.is_file())
+        sizes[manifest.get("kind", "?")] = size
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=40)
+    parser.add_argument("--batch-frames", type=int, default=1200)
+    parser.add_argument("--skip", type=int, default=3, help="first updates left out of the rates")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two this many times")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from voicetune.demo_corpus import write_ljspeech_corpus
+
+    with tempfile.TemporaryDirectory(prefix="train-step-bench-") as tmp:
+        tmp = Path(tmp)
+        corpus = write_ljspeech_corpus(tmp / "corpus", n_items=24, sample_rate=24000)
+        print(f"f5-tiny, {args.updates} updates of {args.batch_frames} frames, corpus of 24 espeak-ng clips; "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        ours, theirs, sizes = [], [], {}
+        for repeat in range(args.repeats):
+            theirs.append(run_upstream(corpus, tmp / f"upstream{repeat}", args.updates, args.batch_frames, args.skip))
+            run = tmp / f"ours{repeat}"
+            ours.append(run_ours(corpus, run, args.updates, args.batch_frames, args.skip,
+                                 weights_milestone_at=args.updates // 2))
+            sizes = checkpoint_bytes(run)
+            print(f"  round {repeat + 1}: upstream {theirs[-1][0]:.3f} updates/s, ours {ours[-1][0]:.3f} updates/s")
+        mean = lambda values: sum(values) / len(values)  # noqa: E731
+        ups_ratio = mean([o[0] for o in ours]) / mean([t[0] for t in theirs])
+        fps_ratio = mean([o[1] for o in ours]) / mean([t[1] for t in theirs])
+        print(f"\n{'measure':44s} {'ours':>10s} {'upstream':>10s} {'ratio':>7s}  goal")
+        print(f"{'updates/s (ours / upstream Trainer)':44s} {mean([o[0] for o in ours]):10.3f} "
+              f"{mean([t[0] for t in theirs]):10.3f} {ups_ratio:7.2f}  >= 1.0 {'met' if ups_ratio >= 1 else 'NOT met'}")
+        print(f"{'frames/s (ours / upstream Trainer)':44s} {mean([o[1] for o in ours]):10.0f} "
+              f"{mean([t[1] for t in theirs]):10.0f} {fps_ratio:7.2f}")
+        if "weights" in sizes and "full" in sizes:
+            print(f"{'bytes: weights-only milestone / full state':44s} {sizes['weights']:10d} {sizes['full']:10d} "
+                  f"{sizes['weights'] / sizes['full']:7.2f}")
+        print(f"load average now {os.getloadavg()[0]:.1f} (other work on these cores makes both slower)")
+
+
+if __name__ == "__main__":
+    main()
