@@ -101,7 +101,7 @@ def test_f5_sigterm_and_resume_equal_a_straight_run_with_samples_after_resume(f5
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={AUDIO: 0})
     events.Reload()
-    audio_steps = {e.step for tag in events.Tags()["audio"] for e in events.Audios(tag)}
+    audio_steps = {e.step for tag in events.Tags()["audio"] for e in events.Audio(tag)}
     assert {stopped_at, 10, 20, 30} <= audio_steps, audio_steps
     assert any(tag.endswith("/generated") for tag in events.Tags()["audio"])
     assert any(tag.endswith("/reference") for tag in events.Tags()["audio"])
