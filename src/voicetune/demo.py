@@ -28,10 +28,10 @@ class DemoPlan:
     out: Path
     model: str = "f5-tiny"
     clips: int = 32
-    max_updates: int = 120
-    save_every: int = 40
+    max_updates: int = 240
+    save_every: int = 80
     last_every: int = 10
-    kill_at_step: int = 55
+    kill_at_step: int = 110
     sample_rate: int = 24000
 
     @property

@@ -13,8 +13,8 @@ from voicetune.cli import app
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
     model: str = typer.Option("f5-tiny", "--model", help="model to train"),
-    max_updates: int = typer.Option(120, "--max-updates"),
-    kill_at_step: int = typer.Option(55, "--kill-at-step", help="SIGKILL the training at this step"),
+    max_updates: int = typer.Option(240, "--max-updates"),
+    kill_at_step: int = typer.Option(110, "--kill-at-step", help="SIGKILL the training at this step"),
 ) -> None:
     """Train a tiny model on espeak-ng speech, kill -9 it mid-run, resume, and show the result."""
     from voicetune.demo import DemoPlan, run_demo

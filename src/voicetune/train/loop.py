@@ -17,6 +17,7 @@ loop itself holds no model- or storage-specific code.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -424,20 +425,39 @@ def iterate_batches(adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopS
     from torch.utils.data import DataLoader
 
     workers = data_workers(config.workers)
-    while True:
-        indices = list(plan.rank_batches(loop.epoch, loop.position, rank))
-        if indices:
-            loader = DataLoader(
-                splits.train, batch_sampler=indices, collate_fn=adapter.collate, num_workers=workers,
-                pin_memory=torch.cuda.is_available(), worker_init_fn=_ignore_stop_signals if workers else None,
-                # A private generator: creating a loader must not draw from the global RNG,
-                # or a resumed run (which creates one more loader) would diverge.
-                generator=torch.Generator().manual_seed(config.seed),
-            )
-            for batch, batch_indices in zip(loader, indices):
-                yield move_to(batch, accelerator.device), batch_indices
-        loop.epoch += 1
-        loop.position = 0
+    sampler = EpochsOfBatches(plan, loop.epoch, loop.position, rank)
+    # One loader for the whole session: its workers live across epochs (a new loader per epoch
+    # would fork and warm up new workers every epoch, which costs whole updates on small data).
+    loader = DataLoader(
+        splits.train, batch_sampler=sampler, collate_fn=adapter.collate, num_workers=workers,
+        pin_memory=torch.cuda.is_available(), worker_init_fn=_ignore_stop_signals if workers else None,
+        # A private generator: creating a loader must not draw from the global RNG,
+        # or a resumed run (which creates one more loader) would diverge.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    for batch in loader:
+        epoch, indices = sampler.issued.popleft()  # the loader yields batches in sampler order
+        if epoch != loop.epoch:
+            loop.epoch, loop.position = epoch, 0
+        yield move_to(batch, accelerator.device), indices
+
+
+class EpochsOfBatches:
+    """The DataLoader's batch sampler: this rank's batches, epoch after epoch, from a saved
+    (epoch, position). The loader draws ahead of training (prefetch), so each batch's epoch is
+    queued in `issued` for the consumer, which moves the loop state only when it uses the batch."""
+
+    def __init__(self, plan: BatchPlan, epoch: int, position: int, rank: int):
+        self.plan, self.epoch, self.position, self.rank = plan, epoch, position, rank
+        self.issued: collections.deque[tuple[int, list[int]]] = collections.deque()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, position = self.epoch, self.position
+        while True:
+            for batch in self.plan.rank_batches(epoch, position, self.rank):
+                self.issued.append((epoch, batch))
+                yield batch
+            epoch, position = epoch + 1, 0
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
