@@ -13,10 +13,14 @@ from voicetune.cli import app
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
     model: str = typer.Option("f5-tiny", "--model", help="model to train"),
-    max_updates: int = typer.Option(240, "--max-updates"),
-    kill_at_step: int = typer.Option(110, "--kill-at-step", help="SIGKILL the training at this step"),
+    max_updates: int = typer.Option(240, "--max-updates", min=20, help="milestones every third of it"),
+    kill_at_step: int = typer.Option(110, "--kill-at-step", min=1, help="SIGKILL the training at this step"),
 ) -> None:
     """Train a tiny model on espeak-ng speech, kill -9 it mid-run, resume, and show the result."""
     from voicetune.demo import DemoPlan, run_demo
+    from voicetune.errors import UsageError
 
-    run_demo(DemoPlan(out=out, model=model, max_updates=max_updates, kill_at_step=kill_at_step))
+    if kill_at_step >= max_updates:
+        raise UsageError(f"--kill-at-step {kill_at_step}: must be below --max-updates {max_updates}")
+    run_demo(DemoPlan(out=out, model=model, max_updates=max_updates, save_every=max(1, max_updates // 3),
+                      kill_at_step=kill_at_step))
