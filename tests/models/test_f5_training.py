@@ -169,3 +169,45 @@ def test_synthesize_and_export_of_the_trained_run(straight, f5_corpus, tmp_path)
     wave, rate, _ = infer_process(str(reference), ref_text, "Hello there.", model, Decoder(), mel_spec_type="vocos",
                                   nfe_step=8, device="cpu", show_info=lambda *_: None)
     assert rate == 24000 and wave.ndim == 1 and len(wave) > 0.3 * rate and float(abs(wave).max()) > 0.01
+
+
+def test_f5_lora_on_a_pretrained_export_trains_only_adapters_and_exports_merged(straight, f5_corpus, tmp_path, capsys):
+    """LoRA on f5-tiny, its base weights being the straight run's own export (released form)."""
+    import torch
+
+    run = tmp_path / "lora"
+    pretrained = straight / "ready" / "model.safetensors"
+    result = run_cli("train", *f5_args(f5_corpus, run, "--pretrained", str(pretrained), "--lora-rank", "4",
+                                       max_updates=10), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lora_params = int(result.stdout.split("model f5-tiny: ")[1].split(" trainable")[0].replace(",", ""))
+    final = checkpoint_at(run, 10)
+    weights = load_tensors(final / "model.safetensors")
+    assert weights and all(".lora_A." in k or ".lora_B." in k for k in weights)
+    assert sum(t.numel() for t in weights.values()) == lora_params
+    # A DiT block has six adapted projections: 4 blocks x 6 x (A + B).
+    assert len(weights) == 4 * 6 * 2
+    assert json.loads((final / "loop.json").read_text())["architecture"]["lora"]["rank"] == 4
+    full = checkpoint_at(straight, N)
+    size = lambda folder: sum(f.stat().st_size for f in folder.iterdir())  # noqa: E731
+    with capsys.disabled():
+        print(f"\nf5-tiny LoRA rank 4 / full checkpoint: {size(final):,} / {size(full):,} bytes = "
+              f"{size(final) / size(full):.3f}")
+    assert size(final) < 0.5 * size(full)
+    losses = [m["train/loss"] for _, m in sorted(read_metrics(run / "metrics.jsonl").items()) if "train/loss" in m]
+    assert len(losses) == 10 and all(l == l for l in losses)  # noqa: E741  (finite, not NaN)
+
+    # The export merges the adapters: a plain model that upstream loads strictly.
+    exported = run / "ready"
+    from f5_tts.infer.utils_infer import load_model
+    from f5_tts.model import DiT
+
+    from voicetune.models.f5.spec import model_spec
+
+    model = load_model(DiT, model_spec("f5-tiny").arch, str(exported / "model.safetensors"),
+                       vocab_file=str(exported / "vocab.txt"), device="cpu")
+    assert not any("lora" in k for k in model.state_dict())
+    base = {k.removeprefix("ema_model."): v for k, v in load_tensors(pretrained).items() if k.startswith("ema_model.")}
+    merged = model.state_dict()
+    changed = [k for k in base if k in merged and not torch.equal(base[k].float(), merged[k].float())]
+    assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "to_out", "ff.ff")) for k in changed)

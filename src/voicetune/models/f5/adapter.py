@@ -16,6 +16,7 @@ generator only and leaves Python's untouched.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -32,6 +33,7 @@ from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
 from voicetune.models.f5.weights import TEXT_EMBED_KEY, export_f5, export_state_dict, fit_upstream_weights, read_upstream_weights
 from voicetune.models.hub import resolve_file
+from voicetune.models.lora import LoraSettings, has_lora, merge_lora
 
 log = logging.getLogger("voicetune.models.f5")
 
@@ -41,6 +43,9 @@ TARGET_RMS = 0.1
 CFG_STRENGTH = 2.0
 SWAY_SAMPLING_COEF = -1.0
 CROSS_FADE_SECONDS = 0.15
+# The DiT blocks' attention (to_q, to_k, to_v, to_out.0) and feed-forward (ff.ff.0.0, ff.ff.2).
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.ff.0.0", "ff.ff.2")
+LORA_LR = 1e-4
 MAX_REFERENCE_SECONDS = 12.0  # upstream clips reference audio to ~12 s
 
 
@@ -71,6 +76,7 @@ class F5Adapter(BaseAdapter):
         self.nfe_steps = int(nfe_steps or getattr(config, "sample_steps", None) or os.environ.get(NFE_ENV) or spec.nfe_steps)
         self._vocab: Vocabulary | None = None
         self._vocoder = None
+        self.lora = LoraSettings.from_config(config, DEFAULT_LORA_TARGETS)
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers started with "spawn" receive the adapter (collate is its method):
@@ -80,7 +86,9 @@ class F5Adapter(BaseAdapter):
     # ---- settings and shapes ------------------------------------------------------------------
 
     def default_settings(self) -> dict[str, Any]:
-        defaults = {"lr": self.spec.default_lr, "warmup_updates": self.spec.default_warmup,
+        # LoRA adapters start at zero and learn at higher rates than full fine-tuning (1e-5).
+        lr = max(self.spec.default_lr, LORA_LR) if self.lora else self.spec.default_lr
+        defaults = {"lr": lr, "warmup_updates": self.spec.default_warmup,
                     "batch_frames": self.spec.default_batch_frames}
         if self.spec.default_pretrained:
             defaults["pretrained"] = self.spec.default_pretrained
@@ -119,7 +127,7 @@ class F5Adapter(BaseAdapter):
         arch = {k: v for k, v in self.spec.arch.items() if k not in RUNTIME_ARCH_FIELDS}
         return {"model": self.name, "backbone": self.spec.backbone, **arch, "mel": self.spec.mel,
                 "tokenizer": vocab.tokenizer, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256,
-                "vocab_added": list(vocab.added)}
+                "vocab_added": list(vocab.added), "lora": self.lora.describe() if self.lora else None}
 
     # ---- model and weights --------------------------------------------------------------------
 
@@ -138,6 +146,12 @@ class F5Adapter(BaseAdapter):
         )
         if with_pretrained and self.pretrained:
             self.load_upstream_weights(model, self.pretrained)
+        if self.lora:
+            if not self.pretrained:
+                log.warning("LoRA without --pretrained: the adapters train on top of random weights (a fresh DiT's "
+                            "zero-initialized gates pass them no gradient); give --pretrained")
+            # After the pretrained weights (their keys are the plain layout) and before a checkpoint's.
+            self.lora.apply(model)
         return model
 
     def load_upstream_weights(self, model: torch.nn.Module, path: str | os.PathLike, flag: str = "--pretrained") -> None:
@@ -302,6 +316,8 @@ class F5Adapter(BaseAdapter):
     def export(self, model: torch.nn.Module, out_dir: Path, fmt: str) -> list[Path]:
         """fmt 'f5': model.safetensors + vocab.txt + model.yaml for upstream's inference (and its
         Trainer, as pretrained_*.safetensors); 'safetensors': the plain state dict + vocab.txt."""
+        if has_lora(model):
+            model = merge_lora(copy.deepcopy(model))  # an export is a plain model, as upstream reads it
         if fmt == "f5":
             return export_f5(model, self.spec, self.vocabulary, Path(out_dir))
         if fmt == "safetensors":

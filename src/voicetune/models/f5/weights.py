@@ -127,8 +127,12 @@ def fit_upstream_weights(model: torch.nn.Module, weights: UpstreamWeights, path:
     Returns how many embedding rows were added. Raises CheckpointError naming the file and what
     does not fit.
     """
-    state = dict(weights.state)
-    expected = model.state_dict()
+    from voicetune.models.lora import LORA_KEY_MARKER, has_lora, to_injected_keys
+
+    lora = has_lora(model)
+    state = to_injected_keys(model, dict(weights.state)) if lora else dict(weights.state)
+    # With LoRA injected, the adapters are new: every other weight must come from the file.
+    expected = {k: v for k, v in model.state_dict().items() if LORA_KEY_MARKER not in k}
     grown = 0
     embed = state.get(TEXT_EMBED_KEY)
     if embed is not None and TEXT_EMBED_KEY in expected and embed.shape[0] != expected[TEXT_EMBED_KEY].shape[0]:
@@ -151,7 +155,7 @@ def fit_upstream_weights(model: torch.nn.Module, weights: UpstreamWeights, path:
                             + ([f"unexpected {unexpected[:4]}"] if unexpected else []))
         raise CheckpointError(f"{path}: does not fit --model {model_name} ({details}); is it a checkpoint of another "
                               "F5-TTS size? (F5TTS_v1_Base is f5-v1-base, F5TTS_v1_Small is f5-v1-small)")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not lora)
     return grown
 
 
