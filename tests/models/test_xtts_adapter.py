@@ -158,13 +158,13 @@ def test_synthesize_splits_long_text_repeats_with_a_seed_and_follows_speed(train
 
     adapter, model, _ = trained
     ref = xtts_corpus / "wavs" / "espeak_0002.wav"
-    first, rate = adapter.synthesize(model, "Go now. Run!", ref, language="en", seed=7)
-    again, _ = adapter.synthesize(model, "Go now. Run!", ref, language="en", seed=7)
+    first, rate = adapter.synthesize_seeded(model, "Go now. Run!", ref, language="en", seed=7)
+    again, _ = adapter.synthesize_seeded(model, "Go now. Run!", ref, language="en", seed=7)
     assert rate == 24000 and first.dtype == np.float32 and np.isfinite(first).all() and len(first) > 0
     assert np.array_equal(first, again)
     # Same seed, same codes: speed 0.5 stretches the GPT latents (upstream's length_scale) to twice the audio.
-    normal, _ = adapter.synthesize(model, "Go.", ref, seed=3)
-    slow, _ = adapter.synthesize(model, "Go.", ref, seed=3, speed=0.5)
+    normal, _ = adapter.synthesize_seeded(model, "Go.", ref, seed=3)
+    slow, _ = adapter.synthesize_seeded(model, "Go.", ref, seed=3, speed=0.5)
     assert 1.8 < len(slow) / len(normal) < 2.3  # HiFi-GAN's edges make very short clips not quite 2x
 
     long = " ".join(["The juice of lemons makes fine punch."] * 12)
@@ -222,3 +222,30 @@ def test_xtts_v2_offline_says_how_to_pass_a_local_folder(xtts_corpus, tmp_path):
 
     with pytest.raises(UsageError, match="no such folder"):
         resolve_pretrained(str(tmp_path / "nowhere" / "x"))
+
+
+def test_synthesize_and_export_commands_on_the_xtts_run(tiny_full_run, xtts_corpus, tmp_path):
+    """`voicetune synthesize` and `voicetune ckpt export --format xtts` on the run folder (its best)."""
+    import soundfile as sf
+
+    out = tmp_path / "hello.wav"
+    result = run_cli("synthesize", "--checkpoint", str(tiny_full_run), "--ref", str(xtts_corpus / "wavs" / "espeak_0001.wav"),
+                     "--text", "Go now. Run!", "--seed", "3", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 24000 and len(audio) > 0 and np.isfinite(audio).all()
+
+    exported = tmp_path / "xtts"
+    result = run_cli("ckpt", "export", str(tiny_full_run), "--format", "xtts", "--out", str(exported))
+    assert result.returncode == 0, result.stdout + result.stderr
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    config = XttsConfig()
+    config.load_json(str(exported / "config.json"))
+    upstream = Xtts(config)
+    upstream.load_checkpoint(config, checkpoint_dir=str(exported), eval=True)  # strict
+    # Training already exported the same best checkpoint to RUN/ready/.
+    ready = torch.load(tiny_full_run / "ready" / "model.pth", weights_only=True)["model"]
+    again = torch.load(exported / "model.pth", weights_only=True)["model"]
+    assert ready.keys() == again.keys() and all(torch.equal(ready[k], again[k]) for k in ready)

@@ -177,6 +177,7 @@ def collate_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 
 class XttsAdapter(BaseAdapter):
     sample_rate = 24000  # HiFi-GAN's output (XttsAudioConfig.output_sample_rate)
+    export_format = "xtts"  # RUN/ready/ is the folder upstream Xtts.load_checkpoint reads
 
     def __init__(self, config: Any, name: str, default_pretrained: str | None):
         self.name = name
@@ -381,9 +382,16 @@ class XttsAdapter(BaseAdapter):
                                    {"mel": log_mel(audio, self.sample_rate)}))
         return out
 
-    def synthesize(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
-                   language: str | None = None, seed: int = 0, speed: float = 1.0,
-                   ref_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None = None,
+                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+        """The adapter protocol's synthesis (`voicetune synthesize`): `ref_audio` at `sample_rate`,
+        randomness from torch's global generator (the caller seeds it); XTTS needs no `ref_text`."""
+        return self.speak(model, text, np.asarray(ref_audio, dtype=np.float32), self.sample_rate,
+                          language or self.language, speed)
+
+    def synthesize_seeded(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
+                          language: str | None = None, seed: int = 0, speed: float = 1.0,
+                          ref_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
         """Speak `text` in the voice of `ref_wav` (a file, or samples at `ref_sample_rate`).
 
         Long text is cut into sentences (at most the tokenizer's character limit each) and spoken
