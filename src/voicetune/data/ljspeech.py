@@ -122,9 +122,10 @@ def read_items(path: Path, data_dir: Path) -> list[Item]:
 
 
 def audio_path_of(data_dir: Path, item_id: str) -> Path:
-    """`wavs/ID.wav`, or the id itself when metadata names a file (`wavs/clip_001.wav|...`)."""
+    """`wavs/ID.wav`; an id that names a file is taken as it is written: `wavs/clip_001.wav` under
+    the dataset folder, `clip_001.wav` (no folder) inside wavs/."""
     if item_id.lower().endswith(AUDIO_SUFFIXES):
-        return data_dir / item_id
+        return data_dir / item_id if "/" in item_id.replace("\\", "/") else data_dir / WAVS / item_id
     return data_dir / WAVS / f"{item_id}.wav"
 
 

@@ -57,24 +57,23 @@ class Clip:
 
 
 def read_metadata(path: Path, data_dir: Path) -> list[MetadataRow]:
-    """Rows of one LJSpeech metadata file; a row naming a missing wav is a UsageError."""
+    """Rows of one LJSpeech metadata file (read by `voicetune.data.ljspeech`, as prepare writes
+    them); a row naming a missing wav is a UsageError, a row without text is left out."""
+    from voicetune.data import ljspeech
+
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("|")
-        if len(fields) < 2:
-            raise UsageError(f"--data {data_dir}: {path.name} line {number} is not `id|text` or "
+    for row in ljspeech.read_metadata(path):
+        if row.columns < 2:
+            raise UsageError(f"--data {data_dir}: {path.name} line {row.line_number} is not `id|text` or "
                              "`id|text|normalized_text`; fix or remove the line")
-        item_id = fields[0].strip()
-        text = fields[2] if len(fields) > 2 and fields[2].strip() else fields[1]
+        text = row.normalized_text if row.normalized_text and row.normalized_text.strip() else row.text
         text = " ".join(text.split())
-        wav = data_dir / "wavs" / (item_id if Path(item_id).suffix.lower() in {".wav", ".flac"} else f"{item_id}.wav")
+        wav = ljspeech.audio_path_of(data_dir, row.item_id)
         if not wav.is_file():
-            raise UsageError(f"--data {data_dir}: {path.name} line {number} names {item_id} but {wav} does not "
-                             "exist; add the file or remove the line")
+            raise UsageError(f"--data {data_dir}: {path.name} line {row.line_number} names {row.item_id} but {wav} "
+                             "does not exist; add the file or remove the line")
         if text:
-            rows.append(MetadataRow(item_id, text, wav, f"{path.name}:{number}"))
+            rows.append(MetadataRow(row.item_id, text, wav, f"{path.name}:{row.line_number}"))
     return rows
 
 
