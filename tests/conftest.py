@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import REPO_ROOT, TESTS_DIR, TOY_MODEL, XTTS_STEPS, run_cli, xtts_args  # noqa: F401
+from support.harness import XTTS_STEPS, run_cli, xtts_args
 
 
 @pytest.fixture(scope="session")

@@ -97,14 +97,15 @@ def _start(command: list[str]) -> subprocess.Popen:
 def _wait_for_step(proc: subprocess.Popen, run: Path, step: int, timeout: float = 1800) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        current = _last_step(run / "metrics.jsonl")
+        current = last_logged_step(run / "metrics.jsonl")
         if current >= step:
             return current
         time.sleep(0.1)
     return None
 
 
-def _last_step(metrics: Path) -> int:
+def last_logged_step(metrics: Path) -> int:
+    """The step of the last complete line of a run's metrics.jsonl (0 when there is none yet)."""
     if not metrics.is_file():
         return 0
     for line in reversed(metrics.read_text(errors="replace").splitlines()):

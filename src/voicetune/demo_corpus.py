@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 
 from voicetune.errors import VoicetuneError
 
@@ -90,6 +89,8 @@ def write_ljspeech_corpus(
     import soundfile as sf
     import soxr
 
+    from voicetune.data.files import write_wav_pcm16
+
     wavs = out_dir / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -103,10 +104,7 @@ def write_ljspeech_corpus(
             audio, rate = sf.read(raw, dtype="float32")
             if rate != sample_rate:
                 audio = soxr.resample(audio, rate, sample_rate)
-            audio = np.clip(audio, -1.0, 1.0)
-            tmp = target.with_suffix(".tmp.wav")
-            sf.write(tmp, audio, sample_rate, subtype="PCM_16")
-            tmp.replace(target)
+            write_wav_pcm16(target, audio, sample_rate)  # clipped, atomic
             raw.unlink()
         rows.append(f"{item_id}|{text}|{text}")
     shutil.rmtree(out_dir / ".espeak", ignore_errors=True)

@@ -7,9 +7,7 @@ subprocess; tests that change a dataset work on a copy.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from speech_corpus import CorpusFile, build_corpus, require_tools
 
-from support.harness import REPO_ROOT, TESTS_DIR, WHISPER_WORKERS, voicetune, whisper_model_path  # noqa: F401
+from support.harness import WHISPER_WORKERS, voicetune, whisper_model_path
 
 
 @pytest.fixture(scope="session")

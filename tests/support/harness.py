@@ -32,8 +32,7 @@ def voicetune(*args, env: dict | None = None, timeout: float = 600, check_exit: 
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), full_env.get("PYTHONPATH", "")]))
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env.setdefault("COLUMNS", "200")  # rich wraps at 80 columns when it is not on a terminal
-    result = subprocess.run([sys.executable, "-m", "voicetune", *map(str, args)], env=full_env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_cli(*args, env=full_env, timeout=timeout)
     if check_exit is not None:
         assert result.returncode == check_exit, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result
@@ -107,18 +106,9 @@ def wait_until(predicate, timeout: float = 120, interval: float = 0.02, proc: su
 
 
 def last_logged_step(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return 0
-    lines = [l for l in path.read_text().splitlines() if l.startswith('{"step"')]
-    import json
+    from voicetune.demo import last_logged_step as from_metrics
 
-    for line in reversed(lines):
-        try:
-            return json.loads(line)["step"]
-        except ValueError:
-            continue
-    return 0
+    return from_metrics(run / "metrics.jsonl")
 
 
 def toy_args(data: Path, run: Path, *extra: str, max_updates: int = 60) -> list[str]:

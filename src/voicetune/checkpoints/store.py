@@ -284,11 +284,6 @@ class CheckpointStore:
         if callback:
             callback(ckpt, target)
 
-    # ---- loading --------------------------------------------------------------------------
-
-    def load(self, checkpoint: StoredCheckpoint | Path, components: Iterable[str] | None = None) -> LoadedCheckpoint:
-        return load_checkpoint(checkpoint.path if isinstance(checkpoint, StoredCheckpoint) else Path(checkpoint), components)
-
     # ---- retention ------------------------------------------------------------------------
 
     def apply_retention(self, policy: RetentionPolicy, protected: Iterable[str] = ()) -> list[str]:
@@ -308,9 +303,6 @@ class CheckpointStore:
         ser.fsync_dir(self.dir)
         shutil.rmtree(doomed, ignore_errors=True)
         log.info("removed %s (retention)", name)
-
-    def used_bytes(self) -> int:
-        return sum(c.size_bytes for c in self.scan())
 
 
 # ---- free functions shared with `ckpt verify` of a single directory ------------------------

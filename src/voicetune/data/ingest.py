@@ -321,8 +321,6 @@ def load_source(path: Path, sample_rate: int, target_lufs: float) -> SourceAudio
     """
     try:
         stream = open_audio(path)
-    except SourceRejected:
-        raise
     except (OSError, ValueError) as err:
         raise SourceRejected("unreadable", str(err)[:300]) from None
     to_target = _Resampler(stream.sample_rate, sample_rate)

@@ -129,8 +129,9 @@ def audio_path_of(data_dir: Path, item_id: str) -> Path:
     return data_dir / WAVS / f"{item_id}.wav"
 
 
-def load_audio(path: Path, sample_rate: int):
-    """Mono float32 numpy array at `sample_rate` (soxr resampling, deterministic)."""
+def load_audio(path: Path, sample_rate: int, clip: bool = True):
+    """Mono float32 numpy array at `sample_rate` (soxr resampling, deterministic), clipped to
+    [-1, 1] unless `clip` is False (F5's mels are computed from the unclipped resampled signal)."""
     import numpy as np
     import soundfile as sf
     import soxr
@@ -144,4 +145,4 @@ def load_audio(path: Path, sample_rate: int):
     audio = audio.mean(axis=1)
     if rate != sample_rate:
         audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
-    return np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(np.clip(audio, -1.0, 1.0) if clip else audio, dtype=np.float32)

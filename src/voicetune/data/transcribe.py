@@ -37,7 +37,6 @@ WORD_EDGE_MARGIN = 0.03  # a cut this close to a word's edge counts as between w
 BOUNDARY_SNAP = 0.08  # a word boundary is snapped to the quietest point this close to it
 
 TRANSCRIBERS = ("whisper", "pocketsphinx", "none")
-WHISPER_SIZES_HINT = "tiny, base, small, medium, large-v3, large-v3-turbo"
 
 ProgressCallback = Callable[[float], None]
 

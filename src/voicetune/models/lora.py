@@ -128,10 +128,6 @@ def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if LORA_KEY_MARKER in k}
 
 
-def lora_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    return [p for name, p in model.named_parameters() if LORA_KEY_MARKER in name]
-
-
 def load_lora_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Inverse of `lora_state_dict`; names missing or unexpected tensors in a CheckpointError."""
     expected = set(lora_state_dict(model))

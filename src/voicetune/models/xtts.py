@@ -217,7 +217,7 @@ class XttsAdapter(BaseAdapter):
             "family": "xtts",
             "gpt": files.model_args_dict(self.parts.config),
             "text_tokens": self.parts.tokenizer().get_number_tokens(),
-            "parts": self.parts.fingerprint()[:16],
+            "parts": self.parts.fingerprint[:16],
             "lora": self.lora.describe() if self.lora else None,
         }
 
@@ -302,7 +302,7 @@ class XttsAdapter(BaseAdapter):
         codes_dir.mkdir(parents=True, exist_ok=True)
         if parts.model_path is None:  # the built-in parts, in upstream's formats, next to the codes
             files.write_parts(Path(cache_dir) / "xtts" / "tiny_parts", parts)
-        dvae_id = parts.dvae_fingerprint()
+        dvae_id = parts.dvae_fingerprint
         digest = hashlib.sha256(f"{self.language}|{dvae_id}".encode())
         max_codes = parts.config.model_args.gpt_max_audio_tokens - 3
         skipped: dict[str, int] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -91,6 +92,9 @@ class XttsParts:
         tokenizer.tokenizer = Tokenizer.from_str(self.vocab_json)
         return tokenizer
 
+    # Cached: the parts are frozen, and architecture() (called at every save) needs this hash of
+    # the whole DVAE (211 MB for XTTS-v2).
+    @functools.cached_property
     def dvae_fingerprint(self) -> str:
         """Identity of what turns audio into codes: the DVAE's tensors and the mel statistics."""
         digest = hashlib.sha256()
@@ -100,8 +104,9 @@ class XttsParts:
         digest.update(self.mel_stats.detach().cpu().float().numpy().tobytes())
         return digest.hexdigest()
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(self.dvae_fingerprint().encode())
+        digest = hashlib.sha256(self.dvae_fingerprint.encode())
         digest.update(self.vocab_json.encode())
         digest.update(json.dumps(model_args_dict(self.config), sort_keys=True, default=str).encode())
         return digest.hexdigest()

@@ -40,7 +40,7 @@ from voicetune.checkpoints.policy import (
     projected_peak_bytes,
 )
 from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, StoredCheckpoint, load_checkpoint
-from voicetune.checkpoints.serialization import safetensors_size, split_tree
+from voicetune.checkpoints.serialization import safetensors_size
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, VoicetuneError
@@ -593,7 +593,7 @@ def build_payload(decision: SaveDecision, adapter, accelerator, optimizer, ema: 
         json_files={st.EMA_FILE: ema_counters, st.LOOP: loop_json},
     )
     if decision.kind == "full":
-        opt_json, opt_tensors = split_tree(optimizer.state_dict(), st.OPTIMIZER)
+        opt_json, opt_tensors = st.optimizer_files(optimizer.state_dict())
         rng_json, rng_tensors = st.rng_files(rng_states)
         payload.tensor_files[st.OPTIMIZER] = st.snapshot_tensors(opt_tensors, pin)
         payload.json_files[st.OPTIMIZER] = opt_json

@@ -49,8 +49,7 @@ class Reporter:
     def update(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self._metrics.write(json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n")
-        self._metrics.flush()
+        self._write_metrics(step, scalars)
         for key, value in scalars.items():
             if value is not None and np.isfinite(value):
                 self._writer.add_scalar(key, value, step)
@@ -71,6 +70,9 @@ class Reporter:
             return
         for key, value in scalars.items():
             self._writer.add_scalar(key, value, step)
+        self._write_metrics(step, scalars)
+
+    def _write_metrics(self, step: int, scalars: dict[str, float]) -> None:
         self._metrics.write(json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n")
         self._metrics.flush()
 

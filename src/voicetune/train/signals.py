@@ -19,10 +19,6 @@ class StopSignals:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
     def install(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,16 +14,15 @@ A weights-only milestone holds model, ema and loop.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from voicetune.checkpoints.serialization import join_tree, split_tree
+from voicetune.checkpoints.serialization import split_tree
 
 MODEL, EMA_FILE, OPTIMIZER, RNG, LOOP = "model", "ema", "optimizer", "rng", "loop"
-WEIGHTS_COMPONENTS = (MODEL, EMA_FILE, LOOP)
 
 
 @dataclass
@@ -100,9 +99,3 @@ def snapshot_tensors(tensors: dict[str, torch.Tensor], pin: bool = False) -> dic
     if pin and torch.cuda.is_available():
         torch.cuda.synchronize()
     return out
-
-
-def snapshot_tree(tree: Any, pin: bool = False) -> Any:
-    """Deep copy of a nested state with every tensor copied to host memory."""
-    json_part, tensors = split_tree(tree)
-    return join_tree(json_part, snapshot_tensors(tensors, pin))

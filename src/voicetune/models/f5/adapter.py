@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
 from voicetune.models.f5 import data as f5_data
@@ -131,9 +132,9 @@ class F5Adapter(BaseAdapter):
 
     # ---- model and weights --------------------------------------------------------------------
 
-    def build_model(self, with_pretrained: bool = True) -> torch.nn.Module:
-        """CFM(DiT) on CPU in fp32, as upstream's load_model builds it; --pretrained loaded unless
-        `with_pretrained` is False (a resume, whose checkpoint replaces every weight anyway)."""
+    def build_model(self) -> torch.nn.Module:
+        """CFM(DiT) on CPU in fp32, as upstream's load_model builds it, with --pretrained loaded (a
+        LoRA checkpoint holds only the adapters: the base weights always come from there)."""
         import f5_tts.model as f5_model
 
         vocab = self.vocabulary
@@ -144,7 +145,7 @@ class F5Adapter(BaseAdapter):
             odeint_kwargs={"method": "euler"},
             vocab_char_map=vocab.char_map,
         )
-        if with_pretrained and self.pretrained:
+        if self.pretrained:
             self.load_upstream_weights(model, self.pretrained)
         if self.lora:
             if not self.pretrained:
@@ -241,9 +242,9 @@ class F5Adapter(BaseAdapter):
         voices = val if len(val) >= 2 or not train else train
         max_frames = MAX_REFERENCE_SECONDS * self.sample_rate / self.hop_length
         ref = next((c for c in voices if c.frames <= max_frames), min(voices, key=lambda c: c.frames))
-        ref_audio = f5_data.load_audio(ref.wav, self.sample_rate)
+        ref_audio = load_audio(ref.wav, self.sample_rate, clip=False)
         targets = [c for c in pool if c is not ref][:limit] or ([ref] if limit > 0 else [])
-        prompts = [SamplePrompt(f"val_{i:04d}", c.text, ref_audio, ref.text, f5_data.load_audio(c.wav, self.sample_rate))
+        prompts = [SamplePrompt(f"val_{i:04d}", c.text, ref_audio, ref.text, load_audio(c.wav, self.sample_rate, clip=False))
                    for i, c in enumerate(targets)]
         prompts += [SamplePrompt(f"text_{i}", text, ref_audio, ref.text)
                     for i, text in enumerate((t for t in extra_texts if t.strip()), start=1)]

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from voicetune.data.files import sha256_file
+from voicetune.data.ljspeech import load_audio
 from voicetune.errors import UsageError
 
 log = logging.getLogger("voicetune.models.f5")
@@ -109,26 +111,6 @@ def dataset_texts(data_dir: Path) -> list[str]:
 # ---- audio and mels -------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def load_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """float32 mono at `sample_rate` (soxr resampling when the file's rate differs)."""
-    import soundfile as sf
-    import soxr
-
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile's errors are RuntimeError/LibsndfileError
-        raise UsageError(f"{path}: cannot read this audio file ({err}); convert it to wav") from None
-    audio = audio.mean(axis=1)
-    if rate != sample_rate:
-        audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
 class MelCache:
     """Mel spectrograms on disk, keyed by audio content and mel settings."""
 
@@ -160,7 +142,7 @@ class MelCache:
                 return path, int(np.load(path, mmap_mode="r").shape[1])
             except (ValueError, OSError, IndexError):
                 log.warning("damaged mel cache file %s: computing it again", path)
-        mel = self.mel_of(load_audio(wav, self.sample_rate))
+        mel = self.mel_of(load_audio(wav, self.sample_rate, clip=False))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
         np.save(tmp, mel)
@@ -204,7 +186,7 @@ def build_clips(rows: Iterable[MetadataRow], cache: MelCache, encode, skipped: l
     clips = []
     hop, rate = int(cache.mel_settings["hop_length"]), cache.sample_rate
     for row in rows:
-        sha = file_sha256(row.wav)
+        sha = sha256_file(row.wav)
         mel_path, frames = cache.get(row.wav, sha)
         seconds = frames * hop / rate
         if not MIN_SECONDS <= seconds <= MAX_SECONDS:
