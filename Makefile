@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt | system-packages
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	# resemblyzer (speaker similarity) declares `typing` and `webrtcvad`, which cannot install on
+	# Python 3.11 without a compiler; its real needs are direct dependencies in pyproject.toml.
+	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 clean:

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voicetune.data.text import spell_out_numbers
+from voicetune.scoring.text import edit_distance, words_for_scoring
 from voicetune.demo_recordings import Recording, RunOn, Sentence, build_recording, pause_free_sentences, talk_plan
 
 
@@ -108,20 +108,10 @@ def build_corpus(folder: Path, cache: Path) -> dict[str, CorpusFile]:
 
 def words_for_wer(text: str) -> list[str]:
     """Lower case, numbers as words, no punctuation: what word error rate compares."""
-    text, _ = spell_out_numbers(text, "en")
-    text = re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " "))
-    return [w.strip("'") for w in text.split() if w.strip("'")]
+    return words_for_scoring(text, "en")
 
 
-def word_edits(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance over words (substitutions, insertions, deletions)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_word in enumerate(reference, start=1):
-        current = [i] + [0] * len(hypothesis)
-        for j, hyp_word in enumerate(hypothesis, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-        previous = current
-    return previous[-1]
+word_edits = edit_distance  # Levenshtein distance over words
 
 
 def require_tools() -> None:

@@ -122,12 +122,16 @@ class WhisperTranscriber:
         self.batch_size = batch_size
 
     def transcribe(self, pieces: Sequence[np.ndarray], language: str | None = None,
-                   progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
+                   progress: ProgressCallback | None = None, pack: bool = True) -> tuple[list[Transcript], str | None]:
         """Transcribe 16 kHz pieces (each at most WINDOW_SECONDS); returns their transcripts and the
-        language (detected from the first window when `language` is None)."""
+        language (detected from the first window when `language` is None).
+
+        `pack=False` gives every piece a window of its own: slower, but what is heard in a piece
+        then depends on that piece alone (scoring needs this; packed pieces that say the same
+        words can lose them to each other)."""
         if not pieces:
             return [], language
-        audio, windows, placements = _pack(pieces)
+        audio, windows, placements = _pack(pieces, pack)
         segments, info = self.pipeline.transcribe(
             audio, language=language, clip_timestamps=windows, batch_size=self.batch_size,
             beam_size=self.beam_size, word_timestamps=True, log_progress=False,
@@ -156,9 +160,9 @@ class WhisperTranscriber:
         return transcripts, info.language
 
 
-def _pack(pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, list[dict], list[tuple[float, float, int]]]:
+def _pack(pieces: Sequence[np.ndarray], pack: bool = True) -> tuple[np.ndarray, list[dict], list[tuple[float, float, int]]]:
     """Pack pieces into as few windows of at most WINDOW_SECONDS as fit them (first fit, longest
-    first), half a second of silence between pieces.
+    first), half a second of silence between pieces; with `pack` False, one window per piece.
 
     Returns the audio, whisper's clip_timestamps (one per window) and each piece's (start, end,
     window index) in the audio, in seconds."""
@@ -169,7 +173,7 @@ def _pack(pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, list[dict], list[tu
     used: list[int] = []  # samples per window, separators included
     for index in sorted(range(len(pieces)), key=lambda i: -lengths[i]):
         for window, filled in enumerate(used):
-            if filled + gap + lengths[index] <= limit:
+            if pack and filled + gap + lengths[index] <= limit:
                 contents[window].append(index)
                 used[window] += gap + lengths[index]
                 break

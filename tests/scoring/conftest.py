@@ -1,0 +1,43 @@
+"""Fixtures of the scoring tests: real espeak-ng speech in two clearly different voices, and the
+scorers (loaded once per session, as a process would)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support.harness import whisper_model_path
+
+# Two voices the GE2E encoder tells apart: a low male and a high female espeak-ng voice.
+# (espeak-ng's male variants sound alike to it: cosine 0.85-0.92, as high as one voice's clips.)
+VOICE_A = ("en-us", 30)
+VOICE_B = ("en-us+f2", 75)
+
+
+def speak(text: str, folder: Path, name: str, voice: tuple[str, int] = VOICE_A) -> np.ndarray:
+    """`text` spoken by espeak-ng, as float32 mono at 16 kHz."""
+    import soundfile as sf
+
+    from voicetune.demo_corpus import speak_to_wav
+    from voicetune.scoring import to_scoring_rate
+
+    path = speak_to_wav(text, folder / f"{name}.wav", voice=voice[0], pitch=voice[1])
+    audio, rate = sf.read(path, dtype="float32")
+    return to_scoring_rate(audio, rate)
+
+
+@pytest.fixture(scope="session")
+def scorers():
+    from voicetune.scoring import get_scorers
+
+    path = whisper_model_path()
+    if not (path / "model.bin").is_file():
+        pytest.fail(f"the whisper-base model is not at {path}: put it there or set VOICETUNE_WHISPER_MODEL")
+    return get_scorers(str(path))
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scoring_speech")
