@@ -1,7 +1,8 @@
-"""`voicetune dataset check`: validate an LJSpeech-layout dataset folder."""
+"""`voicetune dataset check | score`: validate a dataset folder; score its clips and flag outliers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -29,3 +30,62 @@ def check(
     report = check_dataset(dataset, vocabulary, sample_rate, min_seconds, max_seconds)
     print_check_report(report, as_json)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@dataset_app.command("score")
+def score(
+    dataset: Path = typer.Argument(..., help="folder with metadata.csv and wavs/"),
+    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
+    language: Optional[str] = typer.Option(None, help="language of the clips; default: the one prepare recorded, else detected"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list of clips {id, wer, dnsmos, similarity, flags}, worst first"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the full report (thresholds, transcriptions) as JSON here"),
+) -> None:
+    """Score every clip: transcript mismatch (WER), noise (DNSMOS), another speaker (similarity); flag outliers."""
+    from voicetune.console import console
+    from voicetune.scoring.dataset import write_score_report
+
+    result = score_with_progress(dataset, whisper_model, language, show=not as_json)
+    if out is not None:
+        write_score_report(result, out)
+    if as_json:
+        typer.echo(json.dumps([clip.to_json() for clip in result.clips], indent=1, ensure_ascii=False))
+        return
+    print_dataset_score(result, console)
+    if out is not None:
+        console.print(f"report: {out}")
+
+
+def score_with_progress(dataset: Path, whisper_model: str, language: Optional[str], show: bool = True):
+    """`score_dataset` under a progress bar (clips done, ETA)."""
+    from voicetune.console import progress_bar
+    from voicetune.scoring.dataset import score_dataset
+
+    with progress_bar(transient=True, disable=not show) as bar:
+        task = bar.add_task("scoring clips", total=None, status="")
+        return score_dataset(dataset, whisper_model, language,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def print_dataset_score(result, console) -> None:
+    """The flagged clips, worst first, with their reasons and the thresholds."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = result.thresholds
+    bounds = [f"WER > {t.wer:.2f}" if t.wer is not None else "WER not measured",
+              f"DNSMOS < {t.dnsmos:.2f}" if t.dnsmos is not None else "DNSMOS not measured",
+              f"similarity < {t.similarity:.3f}" if t.similarity is not None else "similarity not measured"]
+    console.print(f"[bold]{escape(str(result.dataset))}[/]: {len(result.flagged)} of {len(result.clips)} clips flagged "
+                  f"({', '.join(bounds)})")
+    if not result.flagged:
+        return
+    table = Table(show_edge=False)
+    for column in ("clip", "WER", "DNSMOS", "similarity", "reasons"):
+        table.add_column(column, justify="left" if column in ("clip", "reasons") else "right")
+
+    def cell(value, digits):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for clip in result.flagged:
+        table.add_row(escape(clip.id), cell(clip.wer, 2), cell(clip.dnsmos, 2), cell(clip.similarity, 3), ", ".join(clip.flags))
+    console.print(table)

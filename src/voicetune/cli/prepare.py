@@ -26,6 +26,7 @@ def prepare(
     loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
     numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
     beam_size: int = typer.Option(5, help="whisper beam size (1 is faster, 5 a little more accurate)"),
+    score: bool = typer.Option(False, "--score", help="then score every clip (`voicetune dataset score`); flagged clips go in report.json"),
 ) -> None:
     """Turn raw recordings into a clean, transcribed training set (LJSpeech layout)."""
     from voicetune.console import console
@@ -43,3 +44,11 @@ def prepare(
     print_prepare_summary(result, console)
     if result.clips == 0:
         raise VoicetuneError(f"no clip kept in {out}: see the reasons above and in {out / 'report.json'}")
+    if score:
+        from voicetune.cli.dataset import print_dataset_score, score_with_progress
+        from voicetune.data.report import REPORT
+        from voicetune.scoring.dataset import add_to_prepare_report
+
+        scored = score_with_progress(out, whisper_model, language)
+        add_to_prepare_report(scored, out / REPORT)
+        print_dataset_score(scored, console)
