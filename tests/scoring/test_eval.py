@@ -1,0 +1,61 @@
+"""`voicetune eval` on a short f5-tiny run: every kept checkpoint scored, the same checkpoint scored
+alike by two processes, an upstream weight file scored as step 0, the table and the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support.harness import voicetune, whisper_model_path
+
+KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score"}
+
+
+def split_corpus(corpus: Path, val: int) -> Path:
+    """metadata_train.csv / metadata_val.csv: the last `val` clips held out."""
+    rows = (corpus / "metadata.csv").read_text().splitlines()
+    (corpus / "metadata_train.csv").write_text("\n".join(rows[:-val]) + "\n")
+    (corpus / "metadata_val.csv").write_text("\n".join(rows[-val:]) + "\n")
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def f5_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, run): f5-tiny, 4 updates, milestones at 2 and 4."""
+    from voicetune.demo_corpus import write_ljspeech_corpus
+
+    corpus = split_corpus(write_ljspeech_corpus(tmp_path_factory.mktemp("eval_corpus"), n_items=14, sample_rate=22050), 2)
+    run = tmp_path_factory.mktemp("eval_run") / "run"
+    voicetune("train", "--data", corpus, "--run", run, "--model", "f5-tiny", "--max-updates", "4", "--save-every", "2",
+              "--last-every", "2", "--batch-frames", "700", "--workers", "1", "--set", "max_sample_prompts=0",
+              check_exit=0, timeout=900)
+    return corpus, run
+
+
+def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f5_run, tmp_path):
+    corpus, run = f5_run
+    whisper = whisper_model_path()
+    first = voicetune("eval", run, "--whisper-model", whisper, "--json", "--plot", tmp_path / "run.png", check_exit=0)
+    rows = json.loads(first.stdout)
+    assert [r["step"] for r in rows] == [2, 4] and all(set(r) == KEYS for r in rows)
+    assert all(r[k] is not None for r in rows for k in KEYS)
+    step4 = run / "checkpoints" / "step_00000004"
+    second = voicetune("eval", step4, run / "ready" / "model.safetensors", "--model", "f5-tiny", "--data", corpus,
+                       "--whisper-model", whisper, "--json", "--plot", tmp_path / "two.png", check_exit=0)
+    upstream, again = json.loads(second.stdout)
+    assert upstream["step"] == 0 and upstream["checkpoint"].endswith("model.safetensors")
+    assert again == rows[1]  # another process, the same numbers
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_table_and_bad_targets(f5_run, tmp_path):
+    corpus, run = f5_run
+    table = voicetune("eval", run / "checkpoints" / "step_00000002", "--whisper-model", whisper_model_path(),
+                      "--plot", tmp_path / "e.png", check_exit=0)
+    assert "real voice" in table.stdout and "step_00000002" in table.stdout
+    missing = voicetune("eval", tmp_path / "nothing-here", check_exit=2)
+    assert "not a run folder, a checkpoint directory or a weight file" in missing.stderr
+    weights = voicetune("eval", run / "ready" / "model.safetensors", "--data", corpus, check_exit=2)
+    assert "--model" in weights.stderr
