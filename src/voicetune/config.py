@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -28,6 +29,30 @@ from voicetune.errors import UsageError
 
 # Which TOML file the next resolve() reads; a context variable so resolve() stays reentrant.
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+
+# Variables voicetune reads outside the training settings: welcome in .env and the environment.
+OTHER_VARIABLES = frozenset({
+    "VOICETUNE_VOCOS",  # Vocos vocoder folder for F5 samples and synthesis
+    "VOICETUNE_WHISPER_MODEL",  # prepare's and the scorers' Whisper model
+    "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5 samples
+    "VOICETUNE_DEBUG",  # tracebacks on the terminal
+    "VOICETUNE_CRASH_AT",  # fault injection of the store's tests
+})
+
+
+class TrainDotEnv(DotEnvSettingsSource):
+    """.env holds more than training settings (other tools' variables, voicetune's own
+    OTHER_VARIABLES): only VOICETUNE_* names that are not OTHER_VARIABLES count as settings, so an
+    unknown one is still refused, and named as coming from .env."""
+
+    def __call__(self) -> dict[str, Any]:
+        fields = TrainConfig.model_fields
+        data = super().__call__()
+        return {
+            key: value for key, value in data.items()
+            if key in fields or (key.upper().startswith("VOICETUNE_") and key.upper() not in OTHER_VARIABLES)
+        }
+
 
 # Fields that decide the shapes of the saved tensors. A resume that changes one is an error.
 ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets")
@@ -122,7 +147,7 @@ class TrainConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, TrainDotEnv(settings_cls)]
         toml = _toml_path.get()
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -180,6 +205,10 @@ def describe_validation_error(err: ValidationError, toml_file: Path | None) -> s
         flag = "--" + field.replace("_", "-")
         env = "VOICETUNE_" + field.upper()
         given = problem.get("input")
+        if problem["type"] == "extra_forbidden" and field.lower().startswith("voicetune_"):
+            lines.append(f"unknown variable {field.upper()} in .env (in {Path.cwd()}); `voicetune train --settings` "
+                         f"lists the settings (VOICETUNE_<KEY>)")
+            continue
         if problem["type"] == "extra_forbidden":
             where = f" in {toml_file}" if toml_file else ""
             lines.append(f"unknown setting '{field}'{where}; `voicetune train --settings` lists them all")
