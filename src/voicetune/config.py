@@ -106,8 +106,8 @@ class TrainConfig(BaseSettings):
     keep_last: int = Field(3, ge=1, description="newest milestones kept")
     keep_every: int | None = Field(None, ge=1, description="also keep every K-th milestone")
     milestone_state: Literal["full", "weights"] = Field("full", description="what milestones hold: full state, or weights only (model + EMA) to save disk")
-    best_metric: str = Field("val_loss", description="metric that picks the best checkpoint (val_loss; train_loss when there is no validation clip)")
-    best_mode: Literal["min", "max"] = Field("min", description="whether the best metric is the lowest or the highest")
+    best_metric: str | None = Field(None, description="metric that picks the best checkpoint: score (default for models that synthesize), val_loss, or train_loss")
+    best_mode: Literal["min", "max"] | None = Field(None, description="whether the best metric is the lowest or the highest (default: max for score, else min)")
     disk_budget: str | None = Field(None, description="most bytes the checkpoints may take, e.g. 20G")
     async_save: bool = Field(True, description="write checkpoints in a background thread")
 
@@ -117,6 +117,14 @@ class TrainConfig(BaseSettings):
     sample_text: list[str] = Field(default_factory=list, description="extra sentences synthesized at milestones")
     samples: bool = Field(True, description="synthesize audio samples at milestones")
     max_sample_prompts: int = Field(2, ge=0, description="validation sentences synthesized at each milestone")
+
+    # Scoring at milestones (voicetune.scoring): a fixed evaluation set synthesized with the EMA
+    # weights and scored for WER/CER, speaker similarity and DNSMOS against the real voice
+    evaluate: bool = Field(True, description="score every milestone (WER, similarity, DNSMOS, score); needs a model that synthesizes")
+    eval_text: list[str] = Field(default_factory=list, description="extra sentences in the evaluation set")
+    eval_clips: int = Field(4, ge=1, description="held-out validation sentences in the evaluation set")
+    whisper_model: str = Field("small", description="whisper model name or local CTranslate2 folder for WER (env VOICETUNE_WHISPER_MODEL)")
+    early_stop: int | None = Field(None, ge=1, description="stop when the score has not improved for K milestones")
 
     # LoRA (rank None or 0: full fine-tune)
     lora_rank: int | None = Field(None, ge=0, description="train LoRA adapters of this rank (0 or unset: full fine-tune)")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voicetune.checkpoints.policy import RetentionPolicy
+from voicetune.checkpoints.maintenance import retention_of_run
 from voicetune.checkpoints.store import CheckpointStore, StoredCheckpoint, load_checkpoint, read_checkpoint_dir
 from voicetune.config import TrainConfig
 from voicetune.errors import CheckpointError, UsageError
@@ -49,7 +49,7 @@ def resolve_checkpoint(target: Path, prefer: str = "best") -> StoredCheckpoint:
     valid = [c for c in store.scan() if c.problem is None]
     ordered = sorted(valid, key=lambda c: c.step, reverse=True)
     if prefer == "best":
-        best = RetentionPolicy().best([c.info() for c in valid])
+        best = retention_of_run(target).best([c.info() for c in valid])
         if best is not None:
             ordered.insert(0, next(c for c in valid if c.name == best.name))
     for ckpt in ordered:

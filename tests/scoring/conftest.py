@@ -41,3 +41,29 @@ def scorers():
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("scoring_speech")
+
+
+@pytest.fixture(scope="session")
+def f5_corpus(tmp_path_factory) -> Path:
+    """14 espeak-ng clips at 22.05 kHz in LJSpeech layout; the last 2 held out (metadata_val.csv)."""
+    from voicetune.demo_corpus import write_ljspeech_corpus
+
+    corpus = write_ljspeech_corpus(tmp_path_factory.mktemp("f5_corpus"), n_items=14, sample_rate=22050)
+    rows = (corpus / "metadata.csv").read_text().splitlines()
+    (corpus / "metadata_train.csv").write_text("\n".join(rows[:-2]) + "\n")
+    (corpus / "metadata_val.csv").write_text("\n".join(rows[-2:]) + "\n")
+    return corpus
+
+
+def f5_train_args(corpus: Path, run: Path, max_updates: int, save_every: int, *extra: str) -> list:
+    """f5-tiny with small frame batches (an update in about a second on 2 cores)."""
+    return ["train", "--data", corpus, "--run", run, "--model", "f5-tiny", "--max-updates", str(max_updates),
+            "--save-every", str(save_every), "--last-every", str(save_every), "--batch-frames", "700", "--workers", "1",
+            "--set", "max_sample_prompts=0", *extra]
+
+
+def scoring_env(**extra: str) -> dict[str, str]:
+    """Milestone scoring on (the harness turns it off elsewhere), with the shared whisper model."""
+    import os
+
+    return {**os.environ, "VOICETUNE_EVALUATE": "true", "VOICETUNE_WHISPER_MODEL": str(whisper_model_path()), **extra}

@@ -8,30 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from conftest import f5_train_args
 from support.harness import voicetune, whisper_model_path
 
 KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score"}
 
 
-def split_corpus(corpus: Path, val: int) -> Path:
-    """metadata_train.csv / metadata_val.csv: the last `val` clips held out."""
-    rows = (corpus / "metadata.csv").read_text().splitlines()
-    (corpus / "metadata_train.csv").write_text("\n".join(rows[:-val]) + "\n")
-    (corpus / "metadata_val.csv").write_text("\n".join(rows[-val:]) + "\n")
-    return corpus
-
-
 @pytest.fixture(scope="module")
-def f5_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(dataset, run): f5-tiny, 4 updates, milestones at 2 and 4."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
-
-    corpus = split_corpus(write_ljspeech_corpus(tmp_path_factory.mktemp("eval_corpus"), n_items=14, sample_rate=22050), 2)
+def f5_run(f5_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, run): f5-tiny, 4 updates, milestones at 2 and 4 (not scored while training)."""
     run = tmp_path_factory.mktemp("eval_run") / "run"
-    voicetune("train", "--data", corpus, "--run", run, "--model", "f5-tiny", "--max-updates", "4", "--save-every", "2",
-              "--last-every", "2", "--batch-frames", "700", "--workers", "1", "--set", "max_sample_prompts=0",
-              check_exit=0, timeout=900)
-    return corpus, run
+    voicetune(*f5_train_args(f5_corpus, run, 4, 2), check_exit=0, timeout=900)
+    return f5_corpus, run
 
 
 def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f5_run, tmp_path):

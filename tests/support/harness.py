@@ -32,6 +32,7 @@ def voicetune(*args, env: dict | None = None, timeout: float = 600, check_exit: 
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), full_env.get("PYTHONPATH", "")]))
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env.setdefault("COLUMNS", "200")  # rich wraps at 80 columns when it is not on a terminal
+    full_env.setdefault("VOICETUNE_EVALUATE", "false")  # see cli_env
     result = run_cli(*args, env=full_env, timeout=timeout)
     if check_exit is not None:
         assert result.returncode == check_exit, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -50,6 +51,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT / "src"), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")
+    # Milestone scoring (synthesis, whisper, DNSMOS) is tested in tests/scoring, which turns it on;
+    # elsewhere it would only slow runs down (best is then chosen by val_loss, as before).
+    env.setdefault("VOICETUNE_EVALUATE", "false")
     env.update(extra)
     return env
 

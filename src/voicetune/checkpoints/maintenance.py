@@ -12,6 +12,8 @@ from voicetune.checkpoints.policy import RetentionPolicy
 from voicetune.checkpoints.store import MANIFEST, CheckpointStore, StoredCheckpoint
 from voicetune.errors import UsageError
 
+SCORE_KEYS = ("wer", "cer", "similarity", "dnsmos", "score")  # written by milestone evaluation
+
 
 @dataclass
 class CheckpointRow:
@@ -28,7 +30,8 @@ class CheckpointRow:
     problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # The milestone scores also as top-level keys (None where not scored).
+        return {**asdict(self), **{key: self.metrics.get(key) for key in SCORE_KEYS}}
 
 
 def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy:
@@ -41,8 +44,8 @@ def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy
         keep_last=keep_last or int(config.get("keep_last", 3)),
         keep_every=config.get("keep_every"),
         save_every=int(config.get("save_every", 1)),
-        best_metric=config.get("best_metric", "val_loss"),
-        best_mode=config.get("best_mode", "min"),
+        best_metric=config.get("best_metric") or "val_loss",
+        best_mode=config.get("best_mode") or ("max" if config.get("best_metric") == "score" else "min"),
     )
 
 

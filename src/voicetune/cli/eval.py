@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -29,7 +31,9 @@ def eval_(
     from voicetune.console import console, progress_bar
     from voicetune.evaluation import evaluate_targets, plot_eval
 
-    with progress_bar(transient=True, disable=as_json) as bar:
+    # With --json, stdout holds the JSON alone: what models say while loading goes to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with quiet, progress_bar(transient=True, disable=as_json) as bar:
         task = bar.add_task("scoring checkpoints", total=None, status="")
         report = evaluate_targets(
             targets, whisper_model, text, data, model, clips, language, ref, ref_text,

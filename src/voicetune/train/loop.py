@@ -48,6 +48,7 @@ from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
 from voicetune.train.ema import EMA
+from voicetune.train.evaluator import MilestoneEvaluator, default_best
 from voicetune.train.reporting import Reporter
 from voicetune.train.run_folder import RunFolder, StartPoint
 from voicetune.train.sampler import BatchPlan
@@ -169,6 +170,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             # Samples right after every resume, so that progress is audible even when the run
             # never reaches another milestone (F5's own trainer stops sampling after a resume).
             write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step)
+        evaluator = MilestoneEvaluator(config, adapter, run, reporter, loop.step, enabled=is_main)
         del checkpoint
 
         # The random streams are set last, right before the first update, so that nothing done
@@ -238,6 +240,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 continue
 
             metrics: dict[str, float] = {}
+            stop_early = None
             if decision.role == "milestone":
                 # The smoothed training loss is every milestone's fallback measure (the best of a
                 # run without validation clips); NaN or inf is left out, never written as JSON.
@@ -245,7 +248,11 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 if has_validation:
                     metrics["val_loss"] = validate(adapter, accelerator, model, splits, config, world, rank)
                     reporter.scalars(loop.step, {"val/loss": metrics["val_loss"]})
+                metrics.update(evaluator.evaluate(loop.step, core_model, ema, weights))
                 metrics = finite_metrics(metrics)
+                stop_early = broadcast_object(accelerator, evaluator.stop_reason)
+                if stop_early:
+                    decision = SaveDecision("milestone", "full")  # the run ends here: its last checkpoint is full
                 if config.best_metric in metrics and retention.is_better(metrics[config.best_metric], loop.best_value):
                     loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
                 if prompts and is_main:
@@ -272,6 +279,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 accelerator.wait_for_everyone()
                 saved = saver.last_committed is not None and saver.last_committed.step == loop.step
                 raise StoppedBySignal(stop_signal, resume_hint(stop_signal, config, loop.step, saved or not is_main))
+            if stop_early:
+                reporter.say(stop_early)
+                break
 
         if is_main:
             finish_saves(saver, reporter)
@@ -329,6 +339,7 @@ def settle_config(config: TrainConfig, adapter: ModelAdapter) -> TrainConfig:
     values.update(defaults)
     if values.get("lr") is None:
         values["lr"] = 1e-4
+    values["best_metric"], values["best_mode"] = default_best(config, adapter)
     if values.get("warmup_updates") is None:
         values["warmup_updates"] = min(1000, config.max_updates // 10)
     return TrainConfig.model_construct(**values)

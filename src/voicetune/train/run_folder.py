@@ -15,7 +15,7 @@ from typing import Any
 
 from voicetune import __version__
 from voicetune.checkpoints.lock import RunLock
-from voicetune.checkpoints.policy import RetentionPolicy
+from voicetune.checkpoints.maintenance import retention_of_run
 from voicetune.checkpoints.store import (
     CHECKPOINTS_DIR,
     CheckpointStore,
@@ -145,7 +145,7 @@ def resolve_init_from(value: str) -> tuple[Path, bool]:
     if (path / CHECKPOINTS_DIR).is_dir():
         store = CheckpointStore(path)
         infos = [c for c in store.scan() if c.problem is None]
-        best = RetentionPolicy().best([c.info() for c in infos])
+        best = retention_of_run(path).best([c.info() for c in infos])
         ordered = sorted(infos, key=lambda c: c.step, reverse=True)
         if best is not None:
             ordered.insert(0, next(c for c in infos if c.name == best.name))

@@ -1,0 +1,179 @@
+"""Scores of every milestone of a run: the evaluation set synthesized with the EMA weights and
+scored against the real voice; eval.jsonl, eval.png, TensorBoard eval/*, one printed line; the
+early-stop decision.
+
+The evaluation set is chosen when a run starts and stored in run.json with the real clips'
+scores (the ceiling) and the speaker embedding, so that every session of the run, resumed or
+not, scores against the same things; the ceiling is computed once per run.
+
+Only rank 0 evaluates; the training loop makes one call per milestone (`evaluate`) and reads
+`stop_reason` afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicetune.errors import UsageError
+from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
+from voicetune.scoring import Summary
+from voicetune.train.run_folder import RUN_JSON, write_json_atomic
+
+log = logging.getLogger("voicetune.train")
+
+EVAL_JSONL = "eval.jsonl"
+EVAL_PNG = "eval.png"
+RUN_JSON_KEY = "eval_set"
+
+
+def can_score(adapter) -> bool:
+    """Whether milestones of this model can be scored: it must synthesize speech."""
+    return callable(getattr(adapter, "synthesize", None))
+
+
+def default_best(config, adapter) -> tuple[str, str]:
+    """(best_metric, best_mode) for settings left unset: the score, highest best, for models whose
+    milestones are scored; else the validation loss, lowest best."""
+    scored = config.evaluate and can_score(adapter)
+    if config.early_stop and not scored:
+        raise UsageError(f"--early-stop {config.early_stop}: needs milestone scores, which "
+                         + ("--set evaluate=false turns off" if not config.evaluate else f"model {config.model} cannot make (it does not synthesize)"))
+    metric = config.best_metric or ("score" if scored else "val_loss")
+    return metric, config.best_mode or ("max" if metric == "score" else "min")
+
+
+class MilestoneEvaluator:
+    """Scores milestones of one training session (rank 0; a disabled one does nothing)."""
+
+    def __init__(self, config, adapter, run, reporter, start_step: int, enabled: bool = True):
+        self.config, self.adapter, self.run, self.reporter = config, adapter, run, reporter
+        self.enabled = enabled and config.evaluate and can_score(adapter)
+        self.stop_reason: str | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.eval_set: EvalSet | None = None
+        self.real: RealVoice | None = None
+        self._scorers = None
+        if not self.enabled:
+            return
+        # Rows of steps after the one this session starts from belong to a future that was
+        # abandoned (a crash after the milestone, before the checkpoint): they are scored again.
+        self.rows = [r for r in read_eval_rows(run.path / EVAL_JSONL) if r["step"] <= start_step]
+        _write_rows(run.path / EVAL_JSONL, self.rows)
+
+    # ---- set-up, once per run (stored in run.json) -------------------------------------------
+
+    def _prepare(self) -> None:
+        from voicetune.scoring import get_scorers
+
+        self._scorers = get_scorers(self.config.whisper_model, note=lambda m: self.reporter.say(f"note: {m}", logging.WARNING))
+        stored = self.run.read_run_json().get(RUN_JSON_KEY)
+        if stored:
+            self.eval_set = EvalSet.from_json(stored["set"])
+            speaker = stored.get("speaker")
+            self.real = RealVoice(np.asarray(speaker, np.float32) if speaker else None, Summary.from_json(stored["ceiling"]))
+            return
+        self.eval_set = choose_eval_set(Path(self.config.data), self.config.eval_text, self.config.eval_clips,
+                                        self.config.language, seed=1000 + self.config.seed)
+        self.real = score_real_voice(self.eval_set, self._scorers)
+        speaker = None if self.real.speaker is None else [round(float(v), 7) for v in self.real.speaker]
+        info = self.run.read_run_json()
+        info[RUN_JSON_KEY] = {"set": self.eval_set.to_json(), "ceiling": self.real.ceiling.to_json(), "speaker": speaker}
+        write_json_atomic(self.run.path / RUN_JSON, info)
+        # The rounded embedding, as later sessions read it back: the same numbers in every session.
+        self.real = RealVoice(None if speaker is None else np.asarray(speaker, np.float32), self.real.ceiling)
+        self.reporter.say(f"evaluation set: {len(self.eval_set.texts)} sentences in the voice of "
+                          f"{Path(self.eval_set.ref_audio).name}; the real voice scores {_describe(self.real.ceiling.to_json())}")
+
+    # ---- one call per milestone ----------------------------------------------------------------
+
+    def evaluate(self, step: int, model, ema, weights) -> dict[str, float]:
+        """Score the EMA weights at milestone `step`; returns the metrics for its manifest
+        (wer, cer, similarity, dnsmos, score; those measured). Never raises: a failure is a line."""
+        if not self.enabled:
+            return {}
+        from voicetune.train import state as st
+
+        saved_rng = st.capture_rng()  # synthesis seeds its own generators; training's are put back
+        try:
+            if self.eval_set is None:
+                self._prepare()
+            ema_model = copy.deepcopy(model)
+            self.adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
+            ema_model.eval()
+            result = evaluate_model(self.adapter, ema_model, self.eval_set, self.real, self._scorers)
+            del ema_model
+        except Exception as err:  # noqa: BLE001 - scores are for choosing; a failure must not stop training
+            log.error("evaluation of step %d failed", step, exc_info=True)
+            self.reporter.say(f"evaluation of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
+            return {}
+        finally:
+            st.restore_rng(saved_rng)
+        metrics = {k: v for k, v in result.measures().items() if v is not None and math.isfinite(v)}
+        self.rows = [r for r in self.rows if r["step"] != step] + [{"step": step, **result.measures()}]
+        _write_rows(self.run.path / EVAL_JSONL, self.rows)
+        self.reporter.scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+        best = self.best_row()
+        try:
+            plot_eval(self.rows, self.real.ceiling, self.run.path / EVAL_PNG, best["step"] if best else None,
+                      f"{self.run.path.name}: scores at milestones")
+        except Exception as err:  # noqa: BLE001
+            log.warning("eval.png not written: %s", err)
+        best_text = f"; best score {best['score']:.3f} at step {best['step']}" if best else ""
+        self.reporter.say(f"eval step {step}: {_describe(result.measures())}{best_text}")
+        self._watch_progress(step)
+        return metrics
+
+    def best_row(self) -> dict[str, Any] | None:
+        scored = [r for r in self.rows if r.get("score") is not None]
+        return max(scored, key=lambda r: (r["score"], -r["step"])) if scored else None
+
+    def _watch_progress(self, step: int) -> None:
+        """A warning when the score fell two milestones in a row; the early-stop decision."""
+        scores = [r["score"] for r in sorted(self.rows, key=lambda r: r["step"]) if r.get("score") is not None]
+        if len(scores) >= 3 and scores[-1] < scores[-2] < scores[-3]:
+            self.reporter.say(f"the score fell two milestones in a row ({scores[-3]:.3f} -> {scores[-2]:.3f} -> "
+                              f"{scores[-1]:.3f}); listen to RUN/samples and see {EVAL_PNG}", logging.WARNING)
+        patience = self.config.early_stop
+        best = self.best_row()
+        if patience and best is not None:
+            since = sum(1 for r in self.rows if r["step"] > best["step"] and r.get("score") is not None)
+            if since >= patience:
+                self.stop_reason = (f"early stop at step {step}: the score has not improved for {since} milestones "
+                                    f"(best {best['score']:.3f} at step {best['step']}; --early-stop {patience})")
+
+
+def _describe(measures: dict[str, Any]) -> str:
+    parts = []
+    for key, label, digits in (("wer", "WER", 3), ("cer", "CER", 3), ("similarity", "similarity", 3),
+                               ("dnsmos", "DNSMOS", 2), ("score", "score", 3)):
+        value = measures.get(key)
+        if value is not None:
+            parts.append(f"{label} {value:.{digits}f}")
+    return ", ".join(parts) or "nothing (no scorer could load)"
+
+
+def read_eval_rows(path: Path) -> list[dict[str, Any]]:
+    """RUN/eval.jsonl: one row per scored milestone, the last row of a step counting."""
+    rows: dict[int, dict[str, Any]] = {}
+    if Path(path).is_file():
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by a crash
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows[row["step"]] = row
+    return [rows[s] for s in sorted(rows)]
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    from voicetune.data.files import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["step"])))

@@ -1,0 +1,73 @@
+"""Milestones of f5-tiny runs scored while training: eval rows at each milestone, best by score,
+the same checkpoint scored identically after a resume, and early stop of a run whose score stalls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import f5_train_args, scoring_env
+from support.harness import voicetune
+from voicetune.train.evaluator import read_eval_rows
+from voicetune.train.reporting import read_metrics
+
+MEASURES = ("wer", "cer", "similarity", "dnsmos", "score")
+ONE_SENTENCE = ("--set", "eval_clips=1")  # one held-out sentence per milestone keeps the tests short
+
+
+@pytest.fixture(scope="module")
+def straight(f5_corpus, tmp_path_factory) -> tuple[Path, str]:
+    run = tmp_path_factory.mktemp("scored_straight") / "run"
+    result = voicetune(*f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
+    return run, result.stdout
+
+
+def test_every_milestone_is_scored_and_the_best_follows_the_score(straight):
+    run, stdout = straight
+    rows = read_eval_rows(run / "eval.jsonl")
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all(r[k] is not None for r in rows for k in MEASURES)
+    assert stdout.count("eval step ") == 2 and "the real voice scores WER" in stdout
+    listed = json.loads(voicetune("ckpt", "list", run, "--json", check_exit=0).stdout)["checkpoints"]
+    milestones = {c["step"]: c for c in listed if c["role"] == "milestone"}
+    for row in rows:
+        assert {k: milestones[row["step"]][k] for k in MEASURES} == {k: row[k] for k in MEASURES}
+    best_row = max(rows, key=lambda r: (r["score"], -r["step"]))
+    assert [c["step"] for c in listed if c["best"]] == [best_row["step"]]
+    assert f"step {best_row['step']}" in (run / "ready" / "SOURCE.txt").read_text()
+    metrics = read_metrics(run / "metrics.jsonl")
+    assert all(metrics[r["step"]]["eval/score"] == r["score"] for r in rows)  # what TensorBoard got
+    stored = json.loads((run / "run.json").read_text())["eval_set"]
+    assert stored["set"]["texts"] and stored["ceiling"]["similarity"] is not None
+    assert (run / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    table = voicetune("ckpt", "list", run, check_exit=0).stdout
+    assert "score" in table and "DNSMOS" in table
+
+
+def test_a_resumed_run_scores_the_same_checkpoint_identically(straight, f5_corpus, tmp_path):
+    run, _ = straight
+    resumed = tmp_path / "run"
+    voicetune(*f5_train_args(f5_corpus, resumed, 2, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
+    second = voicetune(*f5_train_args(f5_corpus, resumed, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
+    assert "resuming from" in second.stdout and "the real voice scores" not in second.stdout  # the ceiling: once per run
+    assert read_eval_rows(resumed / "eval.jsonl") == read_eval_rows(run / "eval.jsonl")
+
+
+def test_early_stop_ends_a_run_whose_score_stalls(f5_corpus, tmp_path):
+    run = tmp_path / "run"
+    # A learning rate of 1e-12 leaves the weights as they are: every milestone scores the same.
+    result = voicetune(*f5_train_args(f5_corpus, run, 20, 1, *ONE_SENTENCE, "--lr", "1e-12", "--early-stop", "2"),
+                       env=scoring_env(), check_exit=0, timeout=900)
+    assert "early stop at step 3: the score has not improved for 2 milestones" in result.stdout
+    rows = read_eval_rows(run / "eval.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3] and len({r["score"] for r in rows}) == 1
+    listed = json.loads(voicetune("ckpt", "list", run, "--json", check_exit=0).stdout)["checkpoints"]
+    last = max(listed, key=lambda c: c["step"])
+    assert last["step"] == 3 and last["kind"] == "full"
+
+
+def test_early_stop_without_scores_is_refused(f5_corpus, tmp_path):
+    result = voicetune(*f5_train_args(f5_corpus, tmp_path / "run", 2, 1, "--early-stop", "2"), check_exit=2)
+    assert "--early-stop 2: needs milestone scores" in result.stderr
