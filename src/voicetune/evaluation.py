@@ -335,6 +335,7 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from voicetune.data.files import atomic_write_bytes
 
@@ -359,6 +360,7 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
             if best.get(keys[0]) is not None:
                 axis.plot([best_step], [best[keys[0]]], "*", color="#c44e52", markersize=14, label="best")
         axis.set_title(label, fontsize=10)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
     for axis in axes[1]:

@@ -31,6 +31,7 @@ log = logging.getLogger("voicetune.train")
 EVAL_JSONL = "eval.jsonl"
 EVAL_PNG = "eval.png"
 RUN_JSON_KEY = "eval_set"
+MIN_IMPROVEMENT = 0.01  # of the score (0-1) for early stop to count a milestone as progress
 
 
 def can_score(adapter) -> bool:
@@ -141,12 +142,23 @@ class MilestoneEvaluator:
             self.reporter.say(f"the score fell two milestones in a row ({scores[-3]:.3f} -> {scores[-2]:.3f} -> "
                               f"{scores[-1]:.3f}); listen to RUN/samples and see {EVAL_PNG}", logging.WARNING)
         patience = self.config.early_stop
-        best = self.best_row()
-        if patience and best is not None:
-            since = sum(1 for r in self.rows if r["step"] > best["step"] and r.get("score") is not None)
-            if since >= patience:
-                self.stop_reason = (f"early stop at step {step}: the score has not improved for {since} milestones "
-                                    f"(best {best['score']:.3f} at step {best['step']}; --early-stop {patience})")
+        since, best = milestones_without_improvement(scores)
+        if patience and since >= patience:
+            self.stop_reason = (f"early stop at step {step}: the score has not improved for {since} milestones "
+                                f"(best {best:.3f}; --early-stop {patience})")
+
+
+def milestones_without_improvement(scores: list[float]) -> tuple[int, float | None]:
+    """(milestones since the score last rose by more than MIN_IMPROVEMENT, the best score): a
+    rise smaller than that is measurement noise, not progress."""
+    since, best = 0, None
+    for score in scores:
+        if best is None or score > best + MIN_IMPROVEMENT:
+            since = 0
+        else:
+            since += 1
+        best = score if best is None else max(best, score)
+    return since, best
 
 
 def _describe(measures: dict[str, Any]) -> str:
