@@ -24,8 +24,11 @@ console = Console(stderr=False, highlight=False, soft_wrap=True, width=_WIDTH)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
-def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
-    """A progress bar with count, elapsed time and ETA; plain lines when output is not a terminal."""
+def progress_bar(transient: bool = False, disable: bool = False, own_eta: bool = False) -> Progress:
+    """A progress bar with count, elapsed time and ETA; plain lines when output is not a terminal.
+
+    `own_eta`: the caller computes the ETA (task field `eta`), e.g. training, whose milestones
+    would make rich's rate-based estimate swing."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -33,7 +36,7 @@ def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[eta]}") if own_eta else TimeRemainingColumn(),
         console=error_console,
         transient=transient,
         disable=disable,
