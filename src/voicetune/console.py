@@ -71,5 +71,16 @@ def say(message: str, level: int = logging.INFO, logger: str = "voicetune") -> N
             console.print(message, markup=False)
 
 
+# Third-party loggers whose warnings mean nothing to a voicetune user (bitsandbytes' hint about
+# its optional CPU gemm_4bit_forward kernel on every XTTS command, on CPUs with AVX512-BF16).
+QUIET_LOGGERS = ("bitsandbytes",)
+
+
+def quiet_third_party() -> None:
+    """Silence the warnings of QUIET_LOGGERS (errors still show); called once by the CLI."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def is_interactive() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
