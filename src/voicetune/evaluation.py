@@ -145,7 +145,11 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet) -> list[np.ndarray]:
 
     from voicetune.inference import read_reference
 
-    ref_audio = read_reference(Path(eval_set.ref_audio), adapter.sample_rate)
+    ref_audio, ref_rate = read_reference(Path(eval_set.ref_audio))
+    if ref_rate != adapter.sample_rate:
+        import soxr
+
+        ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
     out = []
     with torch.no_grad():
         for index, text in enumerate(eval_set.texts):
