@@ -244,7 +244,7 @@ def _run_eval_set(target: Target) -> EvalSet | None:
         stored = json.loads(run_json.read_text(encoding="utf-8")).get("eval_set")
     except (OSError, ValueError):
         return None
-    return EvalSet.from_json(stored) if stored else None
+    return EvalSet.from_json(stored["set"]) if stored and stored.get("set") else None
 
 
 def eval_set_for(targets: list[Target], data: Path | None, texts: list[str], clips: int, language: str | None,

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import f5_train_args, scoring_env
 from support.harness import voicetune
+from voicetune.evaluation import eval_set_for, resolve_targets
 from voicetune.train.evaluator import milestones_without_improvement, read_eval_rows
 from voicetune.train.reporting import read_metrics
 
@@ -41,6 +42,8 @@ def test_every_milestone_is_scored_and_the_best_follows_the_score(straight):
     assert all(metrics[r["step"]]["eval/score"] == r["score"] for r in rows)  # what TensorBoard got
     stored = json.loads((run / "run.json").read_text())["eval_set"]
     assert stored["set"]["texts"] and stored["ceiling"]["similarity"] is not None
+    # `voicetune eval RUN` says what the run said at its milestones: the stored set
+    assert eval_set_for(resolve_targets([run]), None, [], 4, None, None, None).to_json() == stored["set"]
     assert (run / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = voicetune("ckpt", "list", run, check_exit=0).stdout
     assert "score" in table and "DNSMOS" in table
