@@ -211,16 +211,19 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     # ---- Synthesize: the best checkpoint, a reference clip from the dataset, a sentence ----
     page.get_by_role("tab", name="Synthesize").click()
     expect(page.locator("#synth-ckpt-a input")).to_have_value("run1 (best)")
+    _choose(page, "synth-ckpt-b", "run1 / step_00000008")  # the same text from two checkpoints, side by side
     _textbox(page, "synth-text").fill(SENTENCE)
     page.locator("#synth-go").click()
     expect(page.locator("#synth-message")).to_contain_text("wrote", timeout=120_000)
-    written = list((ws / "synth").glob("*.wav"))
-    assert len(written) == 1
     import soundfile as sf
 
-    audio, rate = sf.read(written[0])
-    assert rate == 24000 and len(audio) > rate // 2
-    expect(page.locator("#synth-out-a audio, #synth-out-a button[aria-label='Play']").first).to_be_attached()
+    written = sorted((ws / "synth").glob("*.wav"))
+    assert [p.name.split("_", 1)[1] for p in written] == ["run1.wav", "step_00000008.wav"]
+    for path in written:
+        audio, rate = sf.read(path)
+        assert rate == 24000 and len(audio) > rate // 2
+    for player in ("synth-out-a", "synth-out-b"):
+        expect(page.locator(f"#{player}").get_by_role("button", name="Play", exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "studio-synthesize.png"), full_page=True)
 
     # ---- System: what doctor reports ----

@@ -65,13 +65,21 @@ def test_studio_command_refuses_a_public_address_without_auth(tmp_path):
 
 # ---- dataset edits --------------------------------------------------------------------------
 
-@pytest.fixture()
-def prepared(recordings, tmp_path) -> Path:
-    dataset = tmp_path / "dataset"
+@pytest.fixture(scope="module")
+def prepared_once(recordings, tmp_path_factory) -> Path:
+    dataset = tmp_path_factory.mktemp("prepared") / "dataset"
     result = run_cli("prepare", *map(str, recordings), "--out", str(dataset), "--transcriber", "none",
                      "--workers", "1", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return dataset
+
+
+@pytest.fixture()
+def prepared(prepared_once, tmp_path) -> Path:
+    """A fresh copy of the prepared dataset for each test (they edit it)."""
+    import shutil
+
+    return Path(shutil.copytree(prepared_once, tmp_path / "dataset"))
 
 
 def _metadata_texts(path: Path) -> dict[str, str]:

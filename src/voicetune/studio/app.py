@@ -319,11 +319,13 @@ def _train_page(ws: Workspace) -> dict:
     stop.click(guarded(lambda name: f"sent SIGTERM to pid {control.stop_training(ws.named('runs', name))}: "
                                    "it writes a checkpoint and stops"), inputs=[run_name], outputs=[status])
 
-    def watch(name: str, chosen_sample: str | None):
+    seen = gr.State({})  # what this tab shows already: a poll that finds nothing new changes nothing
+
+    def watch(name: str, chosen_sample: str | None, shown: dict):
         try:
             run = ws.named("runs", name)
         except VoicetuneError as err:
-            return str(err), None, gr.update(), gr.update(), ""
+            return str(err), gr.update(), gr.update(), gr.update(), "", shown
         holder = control.running_trainer(run)
         progress = control.training_progress(run)
         state = (f"**running** (pid {holder.get('pid')} on {holder.get('host')})" if holder else "**not running**")
@@ -334,18 +336,23 @@ def _train_page(ws: Workspace) -> dict:
             line += f" · validation loss {progress.val_loss:.4f}"
         if holder and progress.eta_seconds is not None:
             line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
-        picture = run / ".studio" / "loss.png"
-        drawn = write_loss_plot(run, picture) if (run / "metrics.jsonl").is_file() else False
-        samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
-        values = [value for _, value in samples]
-        selected = chosen_sample if chosen_sample in values else (values[0] if values else None)
         log_path = run / control.TRAIN_LOG
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
-        return line, str(picture) if drawn else None, gr.update(choices=samples, value=selected), selected, tail
+        samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
+        now = {"run": name, "step": progress.step, "samples": [v for _, v in samples]}
+        if now == {k: shown.get(k) for k in now}:
+            # Re-sending the picture or the player would redraw them (and stop a sample being played).
+            return line, gr.update(), gr.update(), gr.update(), tail, shown
+        picture = run / ".studio" / "loss.png"
+        drawn = write_loss_plot(run, picture) if (run / "metrics.jsonl").is_file() else False
+        values = now["samples"]
+        selected = chosen_sample if chosen_sample in values else (values[0] if values else None)
+        player = gr.update() if selected == chosen_sample and shown.get("run") == name else selected
+        return (line, str(picture) if drawn else None, gr.update(choices=samples, value=selected), player, tail, now)
 
-    watch_outputs = [status, plot, sample, sample_audio, log]
-    timer.tick(watch, inputs=[run_name, sample], outputs=watch_outputs, show_progress="hidden")
-    run_name.submit(watch, inputs=[run_name, sample], outputs=watch_outputs)
+    watch_outputs = [status, plot, sample, sample_audio, log, seen]
+    timer.tick(watch, inputs=[run_name, sample, seen], outputs=watch_outputs, show_progress="hidden")
+    run_name.submit(watch, inputs=[run_name, sample, gr.State({})], outputs=watch_outputs)
     sample.input(lambda path: path, inputs=[sample], outputs=[sample_audio])
 
     def load():
