@@ -122,7 +122,8 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
             progress(0, desc="downloading")
             fetched = fetch_audio(lines, ws.named("recordings", dataset_name) / "fetched")
             if not fetched.ok:
-                raise VoicetuneError("some URLs could not be downloaded: " + "; ".join(fetched.errors[:3]))
+                failed = [f"{item.url}: {item.error}" for item in fetched.items if item.status == "failed"]
+                raise VoicetuneError("some URLs could not be downloaded: " + "; ".join(failed[:3]))
             inputs.append(ws.named("recordings", dataset_name) / "fetched")
         if not inputs:
             raise VoicetuneError("nothing to prepare: upload recordings, name a folder inside the workspace, or paste URLs")
@@ -439,7 +440,7 @@ def _checkpoints_page(ws: Workspace) -> dict:
 
     def run_export(name, checkpoint, fmt_name):
         run = ws.named("runs", name)
-        source = run / "checkpoints" / checkpoint if checkpoint else run
+        source = ws.inside(f"runs/{name}/checkpoints/{checkpoint}", "checkpoint") if checkpoint else run
         label = f"{name}_{checkpoint or 'best'}_{fmt_name}"
         out = ws.root / "exports" / label
         files = export_trained(source, fmt_name, out)
