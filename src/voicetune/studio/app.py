@@ -256,7 +256,10 @@ def _train_page(ws: Workspace) -> dict:
     plan = gr.Markdown(elem_id="train-plan")
     status = gr.Markdown(elem_id="train-status")
     with gr.Row():
-        plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot", height=300, scale=3)
+        with gr.Column(scale=3):
+            plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot", height=300)
+            scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
+                              elem_id="train-scores", height=300, visible=False)
         with gr.Column(scale=2):
             sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
             sample_audio = gr.Audio(label="sample", interactive=False, type="filepath", elem_id="train-sample-audio",
@@ -326,7 +329,7 @@ def _train_page(ws: Workspace) -> dict:
         try:
             run = ws.named("runs", name)
         except VoicetuneError as err:
-            return str(err), gr.update(), gr.update(), gr.update(), "", shown
+            return str(err), gr.update(), gr.update(), gr.update(), gr.update(), "", shown
         holder = control.running_trainer(run)
         progress = control.training_progress(run)
         state = (f"**running** (pid {holder.get('pid')} on {holder.get('host')})" if holder else "**not running**")
@@ -340,18 +343,22 @@ def _train_page(ws: Workspace) -> dict:
         log_path = run / control.TRAIN_LOG
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
         samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
-        now = {"run": name, "step": progress.step, "samples": [v for _, v in samples]}
+        evaluated = run / "eval.png"  # written by `voicetune eval` / the milestone scorer, when present
+        now = {"run": name, "step": progress.step, "samples": [v for _, v in samples],
+               "eval": evaluated.stat().st_mtime if evaluated.is_file() else None}
         if now == {k: shown.get(k) for k in now}:
             # Re-sending the picture or the player would redraw them (and stop a sample being played).
-            return line, gr.update(), gr.update(), gr.update(), tail, shown
+            return line, gr.update(), gr.update(), gr.update(), gr.update(), tail, shown
         picture = run / ".studio" / "loss.png"
         drawn = write_loss_plot(run, picture) if (run / "metrics.jsonl").is_file() else False
         values = now["samples"]
         selected = chosen_sample if chosen_sample in values else (values[0] if values else None)
         player = gr.update() if selected == chosen_sample and shown.get("run") == name else selected
-        return (line, str(picture) if drawn else None, gr.update(choices=samples, value=selected), player, tail, now)
+        score_view = gr.update(value=str(evaluated), visible=True) if now["eval"] else gr.update(visible=False)
+        return (line, str(picture) if drawn else None, score_view, gr.update(choices=samples, value=selected), player,
+                tail, now)
 
-    watch_outputs = [status, plot, sample, sample_audio, log, seen]
+    watch_outputs = [status, plot, scores, sample, sample_audio, log, seen]
     timer.tick(watch, inputs=[run_name, sample, seen], outputs=watch_outputs, show_progress="hidden")
     run_name.submit(watch, inputs=[run_name, sample, gr.State({})], outputs=watch_outputs)
     sample.input(lambda path: path, inputs=[sample], outputs=[sample_audio])
