@@ -180,6 +180,12 @@ def _follow_and_stop(control, run: Path, pid: int, toy_corpus: Path) -> None:
     assert progress.max_updates == 100000 and progress.loss is not None
     with pytest.raises(UsageError, match="no training is running"):
         control.stop_training(run)
+    # A new run never lands on an old one's checkpoints, and a resume needs something to resume.
+    with pytest.raises(UsageError, match="already has checkpoints"):
+        control.start_training(run, {"data": str(toy_corpus), "model": TOY_MODEL}, resume=False)
+    with pytest.raises(UsageError, match="no checkpoint to resume"):
+        control.start_training(run.with_name("fresh"), {"data": str(toy_corpus), "model": TOY_MODEL}, resume=True)
+    assert not control._started, "a refused start started a process"
 
 
 def test_auto_settings_know_the_real_size_of_the_tiny_models():

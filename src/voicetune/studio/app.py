@@ -306,16 +306,7 @@ def _train_page(ws: Workspace) -> dict:
         field.change(plan_text, inputs=[model, lora_rank, max_updates, save_every, last_every, keep_last], outputs=[plan])
 
     def launch(resuming: bool, name: str, *values):
-        run = ws.named("runs", name)
-        has_checkpoints = any((run / "checkpoints").glob("step_*")) if (run / "checkpoints").is_dir() else False
-        if resuming and not has_checkpoints:
-            raise VoicetuneError(f"run {name} has no checkpoint to resume from; press Start")
-        if not resuming and has_checkpoints:
-            raise VoicetuneError(f"run {name} already has checkpoints: press Resume to continue it, "
-                                 "or type a new run name for a new run (nothing is ever deleted)")
-        flags = flags_of(*values)
-        flags["resume"] = "auto" if resuming else "never"
-        pid = control.start_training(run, flags)
+        pid = control.start_training(ws.named("runs", name), flags_of(*values), resume=resuming)
         return f"started `voicetune train` (pid {pid}) for run {name}"
 
     start.click(guarded(lambda name, *v: launch(False, name, *v)), inputs=[run_name, *form], outputs=[status])

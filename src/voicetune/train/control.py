@@ -64,15 +64,26 @@ def running_trainer(run: Path) -> dict | None:
     return None
 
 
-def start_training(run: Path, flags: dict[str, Any], env: dict[str, str] | None = None) -> int:
+def start_training(run: Path, flags: dict[str, Any], env: dict[str, str] | None = None, resume: bool | None = None) -> int:
     """Start `voicetune train --run RUN <flags>` detached from this process; returns its pid.
 
-    Its output goes to RUN/train-process.log. Refused while another trainer holds the run."""
+    Its output goes to RUN/train-process.log. Refused while another trainer holds the run.
+    `resume=False` starts a new run and refuses a run that has checkpoints (nothing is ever
+    overwritten); `resume=True` continues one and refuses a run without any; None lets
+    `--resume` (default auto) decide."""
     run = Path(run)
     holder = running_trainer(run)
     if holder:
         raise RunLockedError(f"{run} is being trained by pid {holder.get('pid')} on {holder.get('host')}; "
                              "stop it first (or attach to it)")
+    has_checkpoints = any((run / "checkpoints").glob("step_*/manifest.json"))
+    if resume is True and not has_checkpoints:
+        raise UsageError(f"{run.name} has no checkpoint to resume from; start it instead")
+    if resume is False and has_checkpoints:
+        raise UsageError(f"{run.name} already has checkpoints: resume it, or give a new run name for a new run "
+                         "(nothing is ever deleted)")
+    if resume is not None:
+        flags = {**flags, "resume": "auto" if resume else "never"}
     run.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "voicetune", "train", "--run", str(run), *train_argv(flags)]
     with open(run / TRAIN_LOG, "ab") as log:
