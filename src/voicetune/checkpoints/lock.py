@@ -84,13 +84,11 @@ def _read_holder(fd: int) -> dict:
 def read_holder(run_dir: Path) -> dict:
     """What RUN/LOCK says about its writer: pid, host and start time; {} when it was released.
 
-    A writer killed with -9 leaves its entry behind, so a caller that needs to know whether the
-    writer still runs checks the pid (see `voicetune.train.control.running_trainer`)."""
+    Reads the file's content only, whatever the lock mechanism. A writer killed with -9 leaves
+    its entry behind, so a caller that needs to know whether the writer still runs checks the pid
+    (see `voicetune.train.control.running_trainer`)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_bytes() or b"{}")
+    except (OSError, ValueError):
         return {}
-    try:
-        return _read_holder(fd)
-    finally:
-        os.close(fd)
+    return holder if isinstance(holder, dict) else {}
