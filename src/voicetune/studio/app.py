@@ -284,8 +284,8 @@ def _train_page(ws: Workspace) -> dict:
                 "disk_budget": budget.strip() or None}
 
     def plan_text(model_name, rank, updates, save, last, keep) -> str:
-        if model_name not in PARAMETERS:
-            return ""
+        if model_name not in PARAMETERS or None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
+            return ""  # a field being typed: say nothing until it holds a number
         peak = projected_disk_bytes(model_name, int(rank or 0) or None, int(updates), int(save), int(last), int(keep),
                                     None, "full")
         return f"projected disk use of the checkpoints: **~{format_size(peak)}** (estimate; the run prints its own at start)"
