@@ -158,11 +158,11 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-data input")).to_have_value("voice")
     _textbox(page, "train-run").fill("run1")
-    for elem_id, value in (("train-updates", UPDATES), ("train-batch", 4), ("train-save-every", 8), ("train-last-every", 4)):
+    for elem_id, value in (("train-updates", UPDATES), ("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
         _number(page, elem_id).fill(str(value))
     page.locator("#train-auto").click()
     expect(page.locator("#train-plan")).to_contain_text("projected disk use")
-    for elem_id, value in (("train-batch", 4), ("train-save-every", 8), ("train-last-every", 4)):
+    for elem_id, value in (("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
         _number(page, elem_id).fill(str(value))  # the test's own cadence, after auto filled the machine's
     page.locator("#train-start").click()
     run = ws / "runs" / "run1"
