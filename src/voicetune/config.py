@@ -30,7 +30,7 @@ from voicetune.errors import UsageError
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
 
 # Fields that decide the shapes of the saved tensors. A resume that changes one is an error.
-ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets")
+ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets", "optimizer")
 
 
 class TrainConfig(BaseSettings):
@@ -73,6 +73,10 @@ class TrainConfig(BaseSettings):
     ema_update_every: int = Field(10, ge=1)
     ema_update_after: int = Field(100, ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+
+    # Memory levers (voicetune plan shows their effect)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
+    optimizer: Literal["adamw", "adamw8bit"] = Field("adamw", description="adamw8bit: bitsandbytes 8-bit AdamW (GPU only)")
 
     # Checkpoints
     save_every: int = Field(1000, ge=1, description="milestone every N updates")

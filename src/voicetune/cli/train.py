@@ -13,7 +13,9 @@ from voicetune.cli import app
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (LJSpeech layout, e.g. from `voicetune prepare`)"),
-    run: Optional[Path] = typer.Option(None, "--run", help="run folder: checkpoints, samples, TensorBoard, train.log"),
+    run: Optional[Path] = typer.Option(None, "--run", "--run-dir",
+                                       help="run folder: checkpoints, samples, TensorBoard, train.log (--run-dir: the "
+                                            "same, for torchrun, whose parser takes --run); on storage every node shares"),
     model: Optional[str] = typer.Option(None, "--model", help="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="upstream weights: local path or hf://REPO/FILE"),
     resume: Optional[str] = typer.Option(None, "--resume", help="auto (default) | latest | never | CHECKPOINT_DIR"),
@@ -34,6 +36,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers (default cores-1, max 8)"),
     mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="auto | no | fp16 | bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="recompute activations in backward: less memory, slower"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw | adamw8bit (bitsandbytes, GPU only)"),
     sample_text: Optional[List[str]] = typer.Option(None, "--sample-text", help="extra text to synthesize at milestones"),
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="train LoRA adapters of this rank"),
     lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha"),
@@ -44,16 +49,22 @@ def train(
     processes: int = typer.Option(1, "--processes", min=1, help="training processes on this machine (DDP), e.g. one per GPU"),
 ) -> None:
     """Fine-tune; resumes automatically from the newest valid checkpoint of RUN."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "processes") and v not in (None, [])}
+    options = dict(locals())
     from voicetune.train.launch import in_child, launch
 
     if processes > 1 and not in_child():
         raise typer.Exit(launch(processes, relaunch_argv()))
-    from voicetune.config import TrainConfig, parse_set_flags
     from voicetune.train.loop import train as run_training
 
-    resolved = TrainConfig.resolve({**parse_set_flags(set_ or []), **flags}, toml_file=config)
-    run_training(resolved)
+    run_training(resolve_train_config(options))
+
+
+def resolve_train_config(options: dict):
+    """The TrainConfig of train's (and plan's) options: flags over --set over the TOML file."""
+    from voicetune.config import TrainConfig, parse_set_flags
+
+    flags = {k: v for k, v in options.items() if k in TrainConfig.model_fields and v not in (None, [])}
+    return TrainConfig.resolve({**parse_set_flags(options.get("set_") or []), **flags}, toml_file=options.get("config"))
 
 
 def relaunch_argv() -> list[str]:

@@ -36,7 +36,7 @@ import torch
 
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.lora import (
     LoraSettings,
     has_lora,
@@ -220,6 +220,17 @@ class XttsAdapter(BaseAdapter):
             "parts": self.parts.fingerprint[:16],
             "lora": self.lora.describe() if self.lora else None,
         }
+
+    def memory_shape(self) -> TransformerShape:
+        """The GPT for voicetune's memory plan: a batch is counted in items, each as long as the
+        longest the recipe accepts (200 text tokens, 11.6 s of audio codes, 32 conditioning latents);
+        the conditioning encoder and perceiver count as one extra layer."""
+        args = self.parts.config.model_args
+        codes = self.recipe.max_wav_length // args.gpt_code_stride_len + 3
+        seq = self.recipe.max_text_length + 2 + codes + 32
+        return TransformerShape(layers=int(args.gpt_layers), width=int(args.gpt_n_model_channels),
+                                heads=int(args.gpt_n_heads), ff_mult=4.0, batch_unit="items",
+                                tokens_per_unit=float(seq), extra_layers=1.0, quadratic_attention=False)
 
     # -- the model
 

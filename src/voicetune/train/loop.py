@@ -37,17 +37,17 @@ from voicetune.checkpoints.policy import (
     RetentionPolicy,
     SaveDecision,
     SaveSchedule,
-    projected_peak_bytes,
 )
 from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, StoredCheckpoint, load_checkpoint
-from voicetune.checkpoints.serialization import safetensors_size
-from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
+from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, VoicetuneError
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
 from voicetune.train.ema import EMA
+from voicetune.train.optim import make_optimizer
+from voicetune.train.plan import plan_for_model
 from voicetune.train.reporting import Reporter
 from voicetune.train.run_folder import RunFolder, StartPoint
 from voicetune.train.sampler import BatchPlan
@@ -112,7 +112,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             init_weights(adapter, model, start)
 
         params = adapter.trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = make_optimizer(config, params)
         if checkpoint is not None:
             optimizer.load_state_dict(checkpoint.tree(st.OPTIMIZER))
         # prepare() may move the model to the GPU: take views of the weights and build the EMA after it.
@@ -151,8 +151,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             run.record_session(config.flag_dict(), adapter.architecture(),
                                {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
                                 "description": splits.description}, start, loop.step)
-            announce_start(reporter, config, adapter, splits, start, loop, params, weights, ema, plan,
-                           save_schedule, retention, run)
+            announce_start(reporter, config, adapter, core_model, splits, start, loop, plan, run)
 
         prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
         if checkpoint is not None and prompts and is_main:
@@ -386,8 +385,7 @@ def restore_loop_state(checkpoint: LoadedCheckpoint, ema: EMA, accelerator, loop
     return rank_state
 
 
-def announce_start(reporter, config, adapter, splits, start, loop, params, weights, ema, plan, save_schedule, retention, run) -> None:
-    trainable = sum(p.numel() for p in params)
+def announce_start(reporter, config, adapter, model, splits, start, loop, plan, run) -> None:
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
     elif start.init_from is not None:
@@ -396,20 +394,14 @@ def announce_start(reporter, config, adapter, splits, start, loop, params, weigh
         reporter.say("new run, step 0")
     for name in start.quarantined:
         reporter.say(f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING)
-    reporter.say(f"model {config.model}: {trainable:,} trainable parameters; data: {splits.description}")
     skipped = plan.skipped_items()
     if skipped:
         reporter.say(f"{skipped} clips are longer than --batch-frames {config.batch_frames} and are never used", logging.WARNING)
-    weight_bytes = safetensors_size(weights)
-    full_bytes = weight_bytes + 4 * sum(v.numel() for v in ema.shadow.values()) + 8 * trainable
-    milestone_bytes = full_bytes if config.milestone_state == "full" else weight_bytes + 4 * sum(v.numel() for v in ema.shadow.values())
-    peak = projected_peak_bytes(full_bytes, milestone_bytes, save_schedule, retention, loop.step, config.max_updates)
-    free = shutil.disk_usage(run.path).free
-    reporter.say(f"checkpoints: ~{format_size(full_bytes)} full state, ~{format_size(milestone_bytes)} per milestone; "
-                 f"projected peak disk use {format_size(peak)} ({format_size(free)} free)")
-    if peak > free:
-        reporter.say("the projected peak exceeds free disk space: retention and the disk guard will prune or skip saves; "
-                     "consider --keep-last, --milestone-state weights or --disk-budget", logging.WARNING)
+    # The same plan `voicetune plan` prints: sizes, disk use, memory.
+    run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step)
+    for line in run_plan.lines():
+        reporter.say(line, logging.WARNING if "exceeds free disk" in line or "does NOT fit" in line else logging.INFO)
+    reporter.say(f"data: {splits.description}")
 
 
 # ---- per update --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch
 
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.f5 import data as f5_data
 from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
@@ -129,6 +129,16 @@ class F5Adapter(BaseAdapter):
         return {"model": self.name, "backbone": self.spec.backbone, **arch, "mel": self.spec.mel,
                 "tokenizer": vocab.tokenizer, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256,
                 "vocab_added": list(vocab.added), "lora": self.lora.describe() if self.lora else None}
+
+    def memory_shape(self) -> TransformerShape:
+        """The DiT for voicetune's memory plan: a batch is counted in mel frames, one token each
+        (text is padded to the mel length); the text ConvNeXt blocks and the input and output
+        projections count as extra layers, scaled by their width."""
+        arch = self.spec.arch
+        extra = arch.get("conv_layers", 0) * arch.get("text_dim", arch["dim"]) / arch["dim"] + 1
+        return TransformerShape(layers=int(arch["depth"]), width=int(arch["dim"]), heads=int(arch["heads"]),
+                                ff_mult=float(arch.get("ff_mult", 4)), batch_unit="frames", tokens_per_unit=1.0,
+                                extra_layers=extra)
 
     # ---- model and weights --------------------------------------------------------------------
 
