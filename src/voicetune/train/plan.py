@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from voicetune.checkpoints.policy import RetentionPolicy, SaveSchedule, projected_peak_bytes
-from voicetune.checkpoints.serialization import safetensors_size
+from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import TrainConfig, format_size
 from voicetune.models.base import ModelAdapter, TransformerShape
 
@@ -50,6 +50,9 @@ ACTIVATION_MARGIN = 1.15
 # Bytes of optimizer state per trainable parameter.
 OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw8bit": 2}
 FRAMES_STEP = 100
+# manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
+# checkpoint is small too.
+JSON_FILES_BYTES = 16 * 1024
 PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}  # --batch-frames suggestions are rounded down to this
 
 
@@ -223,14 +226,19 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
 
 
 def checkpoint_sizes(weights: dict[str, torch.Tensor], trainable: int, optimizer: str = "adamw") -> dict[str, int]:
-    """Bytes of this run's checkpoints: "full" (weights, EMA, optimizer moments), "weights" (weights
-    and EMA: a weights-only milestone) and, with LoRA on, "lora" (the adapter tensors alone)."""
-    weight_bytes = safetensors_size(weights)
+    """Bytes of this run's checkpoints: "full" (weights, EMA, optimizer moments, RNG states),
+    "weights" (weights and EMA: a weights-only milestone) and, with LoRA on, "lora" (the adapter
+    tensors alone). The one size rule: train's disk checks use it too."""
+    from voicetune.train import state as st
+
+    weight_bytes = safetensors_size(weights) + JSON_FILES_BYTES
     ema_bytes = 4 * sum(v.numel() for v in weights.values() if v.is_floating_point())
-    sizes = {"full": weight_bytes + ema_bytes + OPTIMIZER_STATE_BYTES.get(optimizer, 8) * trainable,
+    rng_json, rng_tensors = st.rng_files([st.capture_rng()])
+    rng_bytes = safetensors_size(rng_tensors) + len(json_bytes(rng_json))
+    sizes = {"full": weight_bytes + ema_bytes + OPTIMIZER_STATE_BYTES.get(optimizer, 8) * trainable + rng_bytes,
              "weights": weight_bytes + ema_bytes}
     if any("lora_" in k for k in weights):
-        sizes["lora"] = weight_bytes
+        sizes["lora"] = safetensors_size(weights)
     return sizes
 
 

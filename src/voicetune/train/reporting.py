@@ -174,8 +174,9 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 
 def _plain(value: Any) -> Any:
+    # JSON has no NaN or inf: a non-finite value is written as null (the loss line says it).
     if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)
+        return None
     return value
 
 
