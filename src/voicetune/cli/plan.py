@@ -39,8 +39,8 @@ def plan(**options) -> None:
             console.print(line, markup=False, highlight=False)
 
 
-# The same options as `train` (its signature, --processes aside), plus plan's own.
-_train_parameters = [p for name, p in inspect.signature(train_command).parameters.items() if name != "processes"]
+# The same options as `train` (its signature, --processes and --settings aside), plus plan's own.
+_train_parameters = [p for name, p in inspect.signature(train_command).parameters.items() if name not in ("processes", "settings")]
 _own_parameters = [
     inspect.Parameter("gpu_memory", inspect.Parameter.KEYWORD_ONLY, annotation="Optional[str]",
                       default=typer.Option(None, "--gpu-memory", help="GPU memory to fit, e.g. 12G (default: the detected GPU)")),

@@ -489,7 +489,7 @@ def announce_start(reporter, config, adapter, model, splits, start, loop, plan, 
                      f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
                      logging.WARNING)
     # The same plan `voicetune plan` prints: sizes, disk use, memory.
-    run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step)
+    run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step, hints=False)
     for line in run_plan.lines():
         reporter.say(line, logging.WARNING if "exceeds free disk" in line or "does NOT fit" in line else logging.INFO)
     reporter.say(f"data: {splits.description}")

@@ -173,8 +173,9 @@ def make_plan(config: TrainConfig, gpu_memory: int | None = None, probe: bool = 
 
 def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Module, *,
                    gpu_memory: int | None = None, measured: MemoryEstimate | None = None,
-                   run_dir: Path | None = None, start_step: int = 0) -> TrainPlan:
-    """The plan of `model` (built by `adapter`) trained as `config` says."""
+                   run_dir: Path | None = None, start_step: int = 0, hints: bool = True) -> TrainPlan:
+    """The plan of `model` (built by `adapter`) trained as `config` says; `hints` adds the notes
+    for someone planning (no estimate for this model, no GPU to size for)."""
     params = adapter.trainable_parameters(model)
     trainable = sum(p.numel() for p in params)
     total = sum(p.numel() for p in model.parameters())
@@ -204,9 +205,9 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
         if unit == "frames":
             max_batch = max_batch // FRAMES_STEP * FRAMES_STEP
     notes = []
-    if shape is None:
+    if shape is None and hints:
         notes.append(f"model {config.model} does not describe its transformer: no memory estimate")
-    elif budget is None:
+    elif budget is None and hints:
         notes.append("no GPU detected: pass --gpu-memory 12G for the largest batch that fits such a card")
     if free is not None and peak_disk > free:
         notes.append("the projected peak exceeds free disk space: retention and the disk guard will prune or skip "
