@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import logging
 import math
@@ -188,6 +189,7 @@ class XttsAdapter(BaseAdapter):
         self.seed = int(getattr(config, "seed", 0) or 0)
         self.lora = LoraSettings.from_config(config, DEFAULT_LORA_TARGETS)
         self.recipe = RecipeSettings()
+        self.gradient_checkpointing = bool(getattr(config, "gradient_checkpointing", False))
         if getattr(config, "vocab", None):
             raise UsageError("--vocab is for F5-TTS; XTTS uses the vocab.json of its --pretrained folder")
         self._parts: files.XttsParts | None = None
@@ -261,6 +263,15 @@ class XttsAdapter(BaseAdapter):
         xtts.mel_stats.copy_(parts.mel_stats)  # mel_stats.pth wins over model.pth's copy, as in GPTTrainer
         xtts.requires_grad_(False)
         xtts.gpt.requires_grad_(True)
+        if self.gradient_checkpointing:
+            # The GPT-2 blocks recomputed in backward. coqui's `checkpointing` argument only sets a
+            # GPT2Config field that transformers 5 no longer reads, and the public
+            # activation_checkpointing_enable() needs the token embedding coqui removes (XTTS feeds
+            # inputs_embeds), so the layers are switched the way that method switches them.
+            xtts.gpt.gpt._set_gradient_checkpointing(
+                enable=True, gradient_checkpointing_func=functools.partial(torch.utils.checkpoint.checkpoint,
+                                                                           use_reentrant=False))
+            xtts.gpt.gpt.config.use_cache = False
         model = XttsGptTrainer(xtts, self.recipe)
         if self.lora:
             self.lora.apply(model)

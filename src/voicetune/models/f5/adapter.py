@@ -145,8 +145,11 @@ class F5Adapter(BaseAdapter):
 
         vocab = self.vocabulary
         backbone = getattr(f5_model, self.spec.backbone)
+        arch = dict(self.spec.arch)
+        if getattr(self.config, "gradient_checkpointing", False):
+            arch["checkpoint_activations"] = True  # upstream DiT's own lever: each block recomputed in backward
         model = f5_model.CFM(
-            transformer=backbone(**self.spec.arch, text_num_embeds=len(vocab), mel_dim=self.spec.mel["n_mel_channels"]),
+            transformer=backbone(**arch, text_num_embeds=len(vocab), mel_dim=self.spec.mel["n_mel_channels"]),
             mel_spec_kwargs=self.spec.mel,
             odeint_kwargs={"method": "euler"},
             vocab_char_map=vocab.char_map,
