@@ -18,20 +18,11 @@ def plan(**options) -> None:
     fits a GPU, for the run `voicetune train` with the same flags would make (train prints it too)."""
     import json
 
-    from voicetune.config import parse_size
     from voicetune.console import console
-    from voicetune.errors import UsageError
     from voicetune.train.plan import make_plan
 
-    gpu_memory = options.pop("gpu_memory")
-    as_json = options.pop("json_out")
-    budget = None
-    if gpu_memory is not None:
-        try:
-            budget = parse_size(gpu_memory)
-        except ValueError as err:
-            raise UsageError(f"--gpu-memory {gpu_memory}: {err}") from None
-    result = make_plan(resolve_train_config(options), gpu_memory=budget, probe=options.pop("probe"))
+    as_json, probe = options.pop("json_out"), options.pop("probe")
+    result = make_plan(resolve_train_config(options), probe=probe)  # --gpu-memory is a train setting too
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     else:
@@ -42,8 +33,6 @@ def plan(**options) -> None:
 # The same options as `train` (its signature, --processes and --settings aside), plus plan's own.
 _train_parameters = [p for name, p in inspect.signature(train_command).parameters.items() if name not in ("processes", "settings")]
 _own_parameters = [
-    inspect.Parameter("gpu_memory", inspect.Parameter.KEYWORD_ONLY, annotation="Optional[str]",
-                      default=typer.Option(None, "--gpu-memory", help="GPU memory to fit, e.g. 12G (default: the detected GPU)")),
     inspect.Parameter("probe", inspect.Parameter.KEYWORD_ONLY, annotation="bool",
                       default=typer.Option(True, "--probe/--no-probe", help="on a GPU, measure memory with a short probe")),
     inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, annotation="bool",

@@ -52,6 +52,7 @@ def train(
     gradient_checkpointing: Optional[bool] = setting("gradient_checkpointing",
                                                      "--gradient-checkpointing/--no-gradient-checkpointing"),
     optimizer: Optional[str] = setting("optimizer", metavar="adamw|adamw8bit"),
+    gpu_memory: Optional[str] = setting("gpu_memory", metavar="SIZE"),
     sample_text: Optional[List[str]] = setting("sample_text", metavar="TEXT"),
     lora_rank: Optional[int] = setting("lora_rank", metavar="R"),
     lora_alpha: Optional[float] = setting("lora_alpha", metavar="A"),

@@ -45,6 +45,7 @@ from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, Voice
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
+from voicetune.train.device import configure_device
 from voicetune.train.ema import EMA
 from voicetune.train.oom import MemoryChange, UpdatePasses
 from voicetune.train.optim import make_optimizer
@@ -84,6 +85,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
 
+    configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process

@@ -39,7 +39,7 @@ import torch
 
 from voicetune.checkpoints.policy import RetentionPolicy, SaveSchedule, projected_peak_bytes
 from voicetune.checkpoints.serialization import json_bytes, safetensors_size
-from voicetune.config import TrainConfig, format_size
+from voicetune.config import TrainConfig, format_size, parse_size
 from voicetune.models.base import ModelAdapter, TransformerShape
 
 log = logging.getLogger("voicetune.train")
@@ -190,14 +190,14 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
     free = shutil.disk_usage(existing).free if existing is not None else None
 
     # A plan for a GPU made on a machine without one assumes what auto picks on current GPUs.
-    precision = resolve_precision(config.mixed_precision, assume_gpu=gpu_memory is not None)
+    precision = resolve_precision(config.mixed_precision, assume_gpu=bool(gpu_memory or config.gpu_memory))
     shape = adapter.memory_shape() if hasattr(adapter, "memory_shape") else None
     unit = shape.batch_unit if shape else ("frames" if config.batch_frames else "items")
     batch_units = batch_in_units(config, unit)
     memory = measured
     if memory is None and shape is not None:
         memory = formula_memory(model, params, weights, shape, precision, config, batch_units)
-    budget, budget_source = gpu_budget(gpu_memory)
+    budget, budget_source = gpu_budget(gpu_memory or (parse_size(config.gpu_memory) if config.gpu_memory else None))
     batch_flag = "--batch-frames" if unit == "frames" else "--batch-size"
     max_batch = None
     if memory is not None and budget:
