@@ -322,17 +322,23 @@ def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Mod
     Returns None when the probe cannot run (no CUDA, no data); an out-of-memory at some size ends
     the probe with the points measured so far.
     """
-    import copy
     import tempfile
+
+    if not torch.cuda.is_available():
+        return None
+    with tempfile.TemporaryDirectory(prefix="voicetune-probe-") as cache:
+        # Items may read the cache (F5's mels) when they are used: it lives until the probe ends.
+        splits = adapter.load_data(Path(config.data), Path(config.run) / "cache" if config.run else Path(cache))
+        return _probe(config, adapter, model, splits, budget, points)
+
+
+def _probe(config, adapter, model, splits, budget, points) -> MemoryEstimate | None:
+    import copy
 
     from voicetune.train.loop import move_to
     from voicetune.train.optim import make_optimizer
 
-    if not torch.cuda.is_available():
-        return None
     device = torch.device("cuda")
-    with tempfile.TemporaryDirectory(prefix="voicetune-probe-") as cache:
-        splits = adapter.load_data(Path(config.data), Path(config.run) / "cache" if config.run else Path(cache))
     shape = adapter.memory_shape() if hasattr(adapter, "memory_shape") else None
     unit = shape.batch_unit if shape else ("frames" if config.batch_frames else "items")
     lengths = list(splits.train_lengths)
@@ -395,6 +401,9 @@ def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Mod
     slope = max(slope, 0.0)
     intercept = mean_y - slope * mean_x
     parts = {f"peak_at_{x}_{unit}": y for x, y in points_measured}
+    # Training also keeps the EMA of the trained weights on the GPU, which the probe does not build.
+    parts["ema"] = 4 * sum(v.numel() for v in saved.values() if v.is_floating_point())
     parts["cuda_context"] = CUDA_CONTEXT_BYTES
     parts["allocated_after_probe"] = int(fixed_seen or 0)
-    return MemoryEstimate("measured", int(max(intercept, 0) + CUDA_CONTEXT_BYTES), float(slope), unit, configured, parts)
+    fixed = max(intercept, 0) + parts["ema"] + CUDA_CONTEXT_BYTES
+    return MemoryEstimate("measured", int(fixed), float(slope), unit, configured, parts)
