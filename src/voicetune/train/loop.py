@@ -291,6 +291,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                     saver.submit(payload)
                     if decision.kind == "full":
                         last_full_save = now
+            # The snapshot is the saver's now: kept here it would hold a second copy of the whole
+            # state in host memory until the next save (5 GB for f5-v1-base), and through the export.
+            payload = None
             if stop_signal is not None:
                 if is_main:
                     finish_saves(saver, reporter)
@@ -302,6 +305,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             finish_saves(saver, reporter)
             if saver.last_committed is None or saver.last_committed.step != loop.step:
                 raise VoicetuneError(final_save_missing(run, loop.step))
+            optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
             export_ready(adapter, run, config, reporter.say)
         accelerator.wait_for_everyone()
         session_seconds = time.monotonic() - session_start_time
