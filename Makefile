@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1
+APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium
 
 .PHONY: demo test test-full install system-packages clean
 
@@ -24,7 +24,8 @@ test-full: $(STAMP)
 install: $(STAMP)
 
 # Debian packages: espeak-ng speaks test and demo corpora, ffmpeg decodes mp3/m4a/video for
-# prepare and is what torchcodec loads, sox is used by a few audio fixtures.
+# prepare and is what torchcodec loads, sox is used by a few audio fixtures, chromium is the browser
+# the studio's tests drive (through Playwright, which must not download a browser of its own).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -35,7 +36,7 @@ system-packages:
 $(STAMP): pyproject.toml constraints.txt | system-packages
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 clean:
