@@ -9,13 +9,17 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test test-full install system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/voicetune demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# Real-size f5-v1-base and xtts-v2 on the CPU (tests marked `full`, left out of `make test`).
+test-full: $(STAMP)
+	$(PY) -m pytest -m full tests -s
 
 install: $(STAMP)
 
