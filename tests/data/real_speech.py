@@ -98,20 +98,21 @@ def music(seconds: float, piece: str = "macroform-the_simplicity", offset: float
 
 @dataclass(frozen=True)
 class RealRecording:
-    """A recording made of prompts: what is said, where, and in which language."""
+    """A recording made of prompts: what is said, where, in which language, and its file."""
 
     recording: Recording
     language: str
+    path: Path
 
     @property
     def text(self) -> str:
         return self.recording.text
 
 
-def build_real_recording(prompts: list[Prompt], pauses: list[float], language: str,
+def build_real_recording(prompts: list[Prompt], pauses: list[float], language: str, path: Path,
                          music_after: dict[int, float] | None = None, lead_in: float = 0.6) -> RealRecording:
-    """The prompts one after another at 8 kHz, each followed by the next pause of `pauses` (in
-    turn), and by `music_after[i]` seconds of hold music (a second of silence around it) after
+    """The prompts one after another at 8 kHz (to be written to `path`), each followed by the next
+    pause of `pauses` (in turn), and by `music_after[i]` seconds of hold music (a second of silence around it) after
     prompt i."""
     music_after = music_after or {}
     parts = [np.zeros(int(lead_in * PROMPT_RATE), np.float32)]
@@ -127,7 +128,7 @@ def build_real_recording(prompts: list[Prompt], pauses: list[float], language: s
             tune = music(music_after[index], offset=30.0 + 17 * index)
             parts += [tune, second]
             position += len(tune) + len(second)
-    return RealRecording(Recording(np.concatenate(parts), PROMPT_RATE, stretches), language)
+    return RealRecording(Recording(np.concatenate(parts), PROMPT_RATE, stretches), language, path)
 
 
 def _save(recording: RealRecording, path: Path, rate: int, *codec: str) -> None:
@@ -159,8 +160,8 @@ def build_real_corpus(folder: Path, plan: dict = CORPUS_PLAN) -> dict[str, RealR
     built = {}
     for name, (language, first, count, pauses, music_after, (rate, *codec)) in plan.items():
         chosen = [prompts[language][(first + i) % len(prompts[language])] for i in range(count)]
-        recording = build_real_recording(chosen, pauses, language, music_after)
-        _save(recording, folder / name, rate, *codec)
+        recording = build_real_recording(chosen, pauses, language, folder / name, music_after)
+        _save(recording, recording.path, rate, *codec)
         built[name] = recording
     return built
 
@@ -175,3 +176,14 @@ def words_for_wer(text: str, language: str) -> list[str]:
     text, _ = spell_out_numbers(text, language)
     text = strip_diacritics(text.lower()).replace("-", " ").replace("'", " ").replace("’", " ")
     return re.sub(r"[^a-z ]+", " ", text).split()
+
+
+def clips_wer(recording: RealRecording, clips: list[dict]) -> tuple[int, int]:
+    """(word edits, reference words) of a source's clips, in time order, against the index texts
+    of the prompts they hold (a prompt is in the clip its middle lies in): the transcripts a
+    dataset got for the speech it kept."""
+    clips = sorted(clips, key=lambda clip: clip["start"])
+    said = " ".join(recording.recording.text_between(clip["start"], clip["end"]) for clip in clips)
+    reference = words_for_wer(said, recording.language)
+    hypothesis = words_for_wer(" ".join(clip["text"] for clip in clips), recording.language)
+    return word_edits(reference, hypothesis), len(reference)
