@@ -24,6 +24,10 @@ class CheckpointError(VoicetuneError):
     """A checkpoint that cannot be used (invalid, incompatible, missing)."""
 
 
+class IncompatibleCheckpointError(UsageError, CheckpointError):
+    """A valid checkpoint of another model or architecture than asked for: bad input, exit code 2."""
+
+
 class RunLockedError(VoicetuneError):
     """Another live process holds the run's LOCK."""
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from voicetune.data import files, ljspeech
 from voicetune.data.ingest import (
+    AUDIO_EXTENSIONS,
     Rejection,
     SourceAudio,
     SourceRejected,
@@ -463,12 +464,17 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     warnings = [warning] if warning else []
     for message in warnings:
         error_console.print(f"warning: {message}", highlight=False, markup=False, style="yellow")
+    # Inputs are looked at before anything is created: a run that finds no audio leaves no folder.
+    scan = find_sources(inputs, exclude=Path(out_dir))
+    if not scan.audio_files and not (Path(out_dir) / "manifest.jsonl").is_file():
+        shown = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        raise UsageError(f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
+                         f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}")
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
     out = open_output_folder(out_dir, dataset_settings(options, model.identity if model else None))
     with OutputLock(out):
         files.remove_stale_temp_files(out.wavs)
         files.remove_stale_temp_files(out.sources)
-        scan = find_sources(inputs, exclude=out.root)
         transient = list(scan.not_audio)
         jobs: list[SourceJob] = []
         resumed = 0

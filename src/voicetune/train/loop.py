@@ -43,7 +43,7 @@ from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, Sto
 from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
-from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, VoicetuneError
+from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, UsageError, VoicetuneError
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
@@ -102,6 +102,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             for leftover in run.store.remove_temporary():
                 log.info("removed %s, left by an interrupted save", leftover.name)
         start = broadcast_object(accelerator, run.choose_start(config.resume, config.init_from) if is_main else None)
+        if start.resume_from is not None and start.resume_from.step >= config.max_updates:
+            return already_complete(adapter, run, config, start.resume_from, is_main)
 
         # ---- data, model, starting point -------------------------------------------------
         with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
@@ -148,10 +150,12 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         resumed_name = start.resume_from.name if start.resume_from and start.resume_from.path.parent == run.store.dir else None
 
         reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
-                            config.log_every, enabled=is_main)
+                            config.log_every, enabled=is_main, save_every=config.save_every)
 
         def after_commit(stored: StoredCheckpoint) -> None:
             # Runs in the saver thread, after a successful commit only.
+            reporter.say(f"checkpoint {stored.name} committed ({stored.role}, {stored.kind} state, "
+                         f"{format_size(stored.size_bytes)})")
             removed = run.store.apply_retention(retention, protected={n for n in (resumed_name, stored.name) if n})
             if removed:
                 log.info("retention removed %s", ", ".join(removed))
@@ -168,7 +172,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if checkpoint is not None and prompts and is_main:
             # Samples right after every resume, so that progress is audible even when the run
             # never reaches another milestone (F5's own trainer stops sampling after a resume).
-            write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step)
+            write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step,
+                          config.sample_budget_seconds)
         del checkpoint
 
         # The random streams are set last, right before the first update, so that nothing done
@@ -184,6 +189,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         consecutive_failures = 0
         session_start_step, session_start_time = loop.step, time.monotonic()
         last_log_time, last_log_step, frames_since_log = session_start_time, loop.step, 0
+        milestone_seconds = paused_since_log = 0.0  # validation and samples: not part of the update rate
         model.train()
         while loop.step < config.max_updates:
             update_started = time.monotonic()
@@ -219,7 +225,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             scalars = {"train/loss": train_loss, "train/lr": lr, "train/grad_norm": grad_norm,
                        "train/loss_smoothed": loop.smoothed_loss}
             if loop.step % config.log_every == 0 or loop.step == config.max_updates:
-                elapsed = max(now - last_log_time, 1e-9)
+                elapsed = max(now - last_log_time - paused_since_log, 1e-9)
+                paused_since_log = 0.0
                 scalars["perf/updates_per_s"] = (loop.step - last_log_step) / elapsed
                 scalars["perf/frames_per_s"] = frames_since_log / elapsed
                 if torch.cuda.is_available():
@@ -239,6 +246,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
             metrics: dict[str, float] = {}
             if decision.role == "milestone":
+                milestone_started = time.monotonic()
                 # The smoothed training loss is every milestone's fallback measure (the best of a
                 # run without validation clips); NaN or inf is left out, never written as JSON.
                 metrics["train_loss"] = loop.smoothed_loss
@@ -249,7 +257,12 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 if config.best_metric in metrics and retention.is_better(metrics[config.best_metric], loop.best_value):
                     loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
                 if prompts and is_main:
-                    write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step)
+                    write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step,
+                                  config.sample_budget_seconds)
+                spent = time.monotonic() - milestone_started
+                milestone_seconds += spent
+                paused_since_log += spent
+                reporter.milestone_done(spent)
             payload = build_payload(decision, adapter, accelerator, optimizer, ema, weights, schedule, loop,
                                     config, metrics, world)
             if is_main:
@@ -277,14 +290,16 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             finish_saves(saver, reporter)
             if saver.last_committed is None or saver.last_committed.step != loop.step:
                 raise VoicetuneError(final_save_missing(run, loop.step))
-            export_ready(adapter, run, config, reporter)
+            export_ready(adapter, run, config, reporter.say)
         accelerator.wait_for_everyone()
-        rate = (loop.step - session_start_step) / max(time.monotonic() - session_start_time, 1e-9)
+        session_seconds = time.monotonic() - session_start_time
+        rate = (loop.step - session_start_step) / max(session_seconds - milestone_seconds, 1e-9)
         # "best" is read back from the committed checkpoints: never one whose save was skipped.
         best = retention.best(run.store.valid_infos()) if is_main else None
         best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
                      if best else f"no checkpoint has a {config.best_metric}")
-        reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session); {best_text}")
+        reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session; milestone validation and "
+                     f"samples took {milestone_seconds:.0f} s of its {session_seconds:.0f} s); {best_text}")
         last = saver.last_committed.name if saver.last_committed else None
         return TrainResult(loop.step, None, last, best.name if best else None,
                            best.metrics[config.best_metric] if best else None)
@@ -384,7 +399,7 @@ def check_compatible(checkpoint: LoadedCheckpoint, config: TrainConfig, adapter:
         if saved_arch.get(key) != current_arch.get(key)
     ]
     if differences:
-        raise CheckpointError(
+        raise IncompatibleCheckpointError(
             f"{checkpoint.path} was trained with another architecture:\n  " + "\n  ".join(differences)
             + "\n  use the same model settings to resume, or --init-from to start a new run from its weights"
         )
@@ -399,7 +414,7 @@ def init_weights(adapter: ModelAdapter, model: torch.nn.Module, start: StartPoin
     arch = loaded.json.get(st.LOOP, {}).get("architecture")
     if arch is not None and _jsonable(arch) != _jsonable(adapter.architecture()):
         differing = sorted(k for k in set(arch) | set(adapter.architecture()) if arch.get(k) != _jsonable(adapter.architecture()).get(k))
-        raise CheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
+        raise IncompatibleCheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
     adapter.load_checkpoint_weights(model, loaded.tensors[st.MODEL])
 
 
@@ -646,16 +661,24 @@ def validate(adapter, accelerator, model, splits: DataSplits, config: TrainConfi
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
-def write_samples(adapter, model, ema: EMA, weights, prompts, reporter: Reporter, run: RunFolder, step: int) -> None:
-    """Synthesize the fixed prompts with the EMA weights into RUN/samples/step_N/ and TensorBoard."""
+def write_samples(adapter, model, ema: EMA, weights, prompts, reporter: Reporter, run: RunFolder, step: int,
+                  budget_seconds: float | None = None) -> None:
+    """Synthesize the fixed prompts with the EMA weights into RUN/samples/step_N/ and TensorBoard,
+    prompt by prompt until `budget_seconds` are spent (the rest are left out, and said)."""
     import copy
 
     try:
         ema_model = copy.deepcopy(model)
         adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
         ema_model.eval()
+        samples, started = [], time.monotonic()
         with preserved_rng(SAMPLES_SEED), torch.no_grad():
-            samples = adapter.synthesize_samples(ema_model, prompts)
+            for index, prompt in enumerate(prompts):
+                if index and budget_seconds is not None and time.monotonic() - started > budget_seconds:
+                    reporter.say(f"samples of step {step}: {len(prompts) - index} of {len(prompts)} prompts left out "
+                                 f"after {budget_seconds:.0f} s (--set sample_budget_seconds=...)", logging.WARNING)
+                    break
+                samples += adapter.synthesize_samples(ema_model, [prompt])
         del ema_model
         out = run.samples_dir / f"step_{step:08d}"
         reporter.samples(step, samples, out)
@@ -719,7 +742,7 @@ def fit_on_disk(payload: CheckpointPayload, run: RunFolder, guard: DiskGuard, re
     return True
 
 
-def export_ready(adapter, run: RunFolder, config: TrainConfig, reporter: Reporter) -> None:
+def export_ready(adapter, run: RunFolder, config: TrainConfig, say) -> None:
     """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
     upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
     from voicetune.inference import export_trained, resolve_checkpoint
@@ -733,11 +756,11 @@ def export_ready(adapter, run: RunFolder, config: TrainConfig, reporter: Reporte
         (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
         shutil.rmtree(ready, ignore_errors=True)
         os.rename(tmp, ready)
-        reporter.say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
+        say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
     except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
         shutil.rmtree(tmp, ignore_errors=True)
         log.error("export to %s failed", ready, exc_info=True)
-        reporter.say(f"export to {ready} failed: {type(err).__name__}: {err}; "
+        say(f"export to {ready} failed: {type(err).__name__}: {err}; "
                      f"run `voicetune ckpt export {run.path} --format {adapter.export_format} --out DIR`", logging.WARNING)
 
 
@@ -751,16 +774,37 @@ def final_save_missing(run: RunFolder, step: int) -> str:
 
 
 def finish_saves(saver: BackgroundSaver, reporter: Reporter) -> None:
-    saver.wait()
-    if saver.last_committed is not None:
-        reporter.say(f"checkpoint {saver.last_committed.name} committed ({saver.last_seconds:.1f} s)")
+    saver.wait()  # the commit itself is announced by after_commit
 
 
 def resume_hint(signum: int, config: TrainConfig, step: int, saved: bool) -> str:
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     what = "after a clean checkpoint" if saved else "(its final checkpoint was skipped: see the errors above)"
-    return (f"stopped by {name} at step {step} {what}; rerun the same command "
-            f"(voicetune train --data {config.data} --run {config.run} ...) to resume")
+    return f"stopped by {name} at step {step} {what}; to resume, rerun the same command:\n  {command_line()}"
+
+
+def command_line() -> str:
+    """The command as the user gave it (every flag, --config included), ready to paste."""
+    import shlex
+    import sys
+
+    return shlex.join(["voicetune", *sys.argv[1:]])
+
+
+def already_complete(adapter, run: RunFolder, config: TrainConfig, newest: StoredCheckpoint, is_main: bool) -> TrainResult:
+    """A rerun of a finished run: nothing to train, no samples redone, ready/ only if it is missing."""
+    from voicetune.console import say
+
+    infos = run.store.valid_infos()
+    best = (RetentionPolicy(best_metric=config.best_metric, best_mode=config.best_mode).best(infos)
+            or RetentionPolicy(best_metric="train_loss").best(infos))
+    if is_main:
+        say(f"the run is complete: {newest.name} is at step {newest.step} of --max-updates {config.max_updates}"
+            f"{f'; best {best.name}' if best else ''}. Raise --max-updates to train further")
+        if not (run.path / "ready").is_dir():
+            export_ready(adapter, run, config, say)
+    return TrainResult(newest.step, None, newest.name, best.name if best else None,
+                       best.metrics.get(config.best_metric) if best else None)
 
 
 def _jsonable(value: Any) -> Any:
