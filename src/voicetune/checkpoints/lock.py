@@ -79,3 +79,16 @@ def _read_holder(fd: int) -> dict:
         return json.loads(raw) if raw.strip() else {}
     except (OSError, ValueError):
         return {}
+
+
+def read_holder(run_dir: Path) -> dict:
+    """What RUN/LOCK says about its writer: pid, host and start time; {} when it was released.
+
+    Reads the file's content only, whatever the lock mechanism. A writer killed with -9 leaves
+    its entry behind, so a caller that needs to know whether the writer still runs checks the pid
+    (see `voicetune.train.control.running_trainer`)."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_bytes() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

@@ -52,6 +52,7 @@ from voicetune.cli import synthesize as _synthesize  # noqa: E402,F401
 from voicetune.cli import prepare as _prepare  # noqa: E402,F401
 from voicetune.cli import dataset as _dataset  # noqa: E402,F401
 from voicetune.cli import fetch as _fetch  # noqa: E402,F401
+from voicetune.cli import studio as _studio  # noqa: E402,F401
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal

@@ -452,8 +452,11 @@ def _stable_done(out: OutputFolder, sha256: str) -> dict | None:
     return record
 
 
-def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True) -> PrepareResult:
-    """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`."""
+def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True,
+                    on_progress: Callable[[float, str], None] | None = None) -> PrepareResult:
+    """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`.
+
+    `on_progress(fraction, status)` is called as audio is processed (the studio's progress bar)."""
     from voicetune.console import error_console, is_interactive
     from voicetune.data.report import finish_dataset
 
@@ -503,7 +506,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         workers = max(1, min(workers, len(jobs))) if jobs else workers
         threads = max(1, cores // workers)
         context = WorkerContext(options, str(out.root), model.path if model else None, threads)
-        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console) if jobs else []
+        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console, on_progress) if jobs else []
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:
                 transient.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)))
@@ -517,7 +520,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
 
-def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console) -> list[dict]:
+def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console,
+              on_progress: Callable[[float, str], None] | None = None) -> list[dict]:
     """Run the jobs in-process (one worker) or in a process pool, with a progress bar by audio time."""
     from voicetune.console import progress_bar
 
@@ -531,6 +535,8 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, inter
             done_fraction[index] = max(done_fraction[index], fraction)
             completed = sum(max(j.estimated_seconds, 1.0) * f for j, f in zip(jobs, done_fraction))
             bar.update(task, completed=round(completed), status=f"{len(records)}/{len(jobs)} files")
+            if on_progress is not None:
+                on_progress(completed / total, f"{len(records)}/{len(jobs)} files")
 
         def finished(record: dict) -> None:
             records.append(record)
