@@ -46,6 +46,7 @@ def _root() -> None:
 # module level) so that `voicetune --help` stays fast.
 from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
 from voicetune.cli import train as _train  # noqa: E402,F401
+from voicetune.cli import plan as _plan  # noqa: E402,F401
 from voicetune.cli import doctor as _doctor  # noqa: E402,F401
 from voicetune.cli import demo as _demo  # noqa: E402,F401
 from voicetune.cli import synthesize as _synthesize  # noqa: E402,F401

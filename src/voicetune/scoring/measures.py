@@ -53,12 +53,21 @@ class Intelligibility:
         self.transcriber = WhisperTranscriber(self.model.path, threads=threads or scoring_threads(), beam_size=beam_size)
 
     def transcribe(self, clips: Sequence[np.ndarray], language: str | None) -> list[str]:
-        """Transcriptions of 16 kHz clips (each read up to whisper's 29-second window), each clip in
-        a window of its own (batched), so that a clip's transcription never depends on the others."""
+        """Transcriptions of 16 kHz clips (each read up to whisper's 29-second window), each clip a
+        window of its own (windows batched), so that a clip's transcription never depends on the
+        others: the clips are laid end to end with a second of silence between them, and each
+        clip's span is one of whisper's clip timestamps."""
         from voicetune.data.transcribe import WINDOW_SECONDS
 
         limit = int(WINDOW_SECONDS * SCORING_RATE)
-        transcripts, _ = self.transcriber.transcribe([np.asarray(c, np.float32)[:limit] for c in clips], language, pack=False)
+        gap = np.zeros(SCORING_RATE, np.float32)
+        parts, spans, position = [], [], 0
+        for clip in clips:
+            clip = np.asarray(clip, np.float32)[:limit]
+            parts += [clip, gap]
+            spans.append((position / SCORING_RATE, (position + len(clip)) / SCORING_RATE))
+            position += len(clip) + len(gap)
+        transcripts, _ = self.transcriber.transcribe_spans(np.concatenate(parts), spans, language)
         return [t.text for t in transcripts]
 
     def error_rates(self, clips: Sequence[np.ndarray], texts: Sequence[str], language: str | None,

@@ -37,18 +37,21 @@ from voicetune.checkpoints.policy import (
     RetentionPolicy,
     SaveDecision,
     SaveSchedule,
-    projected_peak_bytes,
 )
 from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, StoredCheckpoint, load_checkpoint
-from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, UsageError, VoicetuneError
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
+from voicetune.train.device import configure_device
 from voicetune.train.ema import EMA
 from voicetune.train.evaluator import MilestoneEvaluator, default_best
+from voicetune.train.oom import MemoryChange, UpdatePasses
+from voicetune.train.optim import make_optimizer
+from voicetune.train.plan import checkpoint_sizes as plan_checkpoint_sizes
+from voicetune.train.plan import plan_for_model
 from voicetune.train.reporting import Reporter
 from voicetune.train.run_folder import RunFolder, StartPoint
 from voicetune.train.sampler import BatchPlan
@@ -83,6 +86,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
 
+    configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
@@ -119,7 +123,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             init_weights(adapter, model, start)
 
         params = adapter.trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = make_optimizer(config, params)
         if checkpoint is not None:
             optimizer.load_state_dict(checkpoint.tree(st.OPTIMIZER))
         # prepare() may move the model to the GPU: take views of the weights and build the EMA after it.
@@ -145,7 +149,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         save_schedule = SaveSchedule(config.save_every, config.last_every, config.last_every_minutes, config.milestone_state)
         retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric, config.best_mode)
         disk_guard = DiskGuard(config.disk_budget_bytes())
-        sizes = checkpoint_sizes(weights, ema, params, config)
+        sizes = checkpoint_sizes(weights, params, config)
         if is_main:
             refuse_if_no_room(sizes, run, config)
         resumed_name = start.resume_from.name if start.resume_from and start.resume_from.path.parent == run.store.dir else None
@@ -166,8 +170,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             run.record_session(config.flag_dict(), adapter.architecture(),
                                {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
                                 "description": splits.description}, start, loop.step)
-            announce_start(reporter, config, splits, start, loop, params, plan, sizes, save_schedule, retention, run,
-                           has_validation)
+            announce_start(reporter, config, adapter, core_model, splits, start, loop, plan, run, has_validation)
 
         prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
         if checkpoint is not None and prompts and is_main:
@@ -187,6 +190,18 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
         # ---- the loop ------------------------------------------------------------------------
         batches = iterate_batches(adapter, splits, plan, loop, rank, config, accelerator)
+
+        def memory_changed(change: MemoryChange) -> None:
+            reporter.say(change.describe(), logging.WARNING)
+            if is_main:
+                run.record_memory_change(change.to_json())
+
+        passes = UpdatePasses(adapter, model, accelerator, optimizer, splits, config.grad_accum, loop, world,
+                              memory_changed)
+        if loop.micro_split > 1 or loop.item_limit is not None:
+            reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
+                         f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
+                                                                if loop.item_limit is not None else ""))
         last_full_save = time.monotonic()
         consecutive_failures = 0
         session_start_step, session_start_time = loop.step, time.monotonic()
@@ -198,19 +213,16 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             lr = schedule.lr(loop.step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = 0.0
             frames = items = 0
-            for micro in range(config.grad_accum):
+            micro_batches = []
+            for _ in range(config.grad_accum):
                 batch, indices = next(batches)
-                sync = micro == config.grad_accum - 1
-                with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                    with accelerator.autocast():
-                        loss = adapter.compute_loss(model, batch)
-                    accelerator.backward(loss / config.grad_accum)
-                loss_sum += loss.detach().float().item()
+                micro_batches.append((batch, indices))
                 loop.position += world
                 items += len(indices)
                 frames += sum(splits.train_lengths[i] for i in indices)
+            # Forward and backward of every micro-batch; split smaller and retried on out-of-memory.
+            loss_sum = passes.run(micro_batches, loop.step + 1)
             grad_norm = clip_gradients(accelerator, params, config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -286,6 +298,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                     saver.submit(payload)
                     if decision.kind == "full":
                         last_full_save = now
+            # The snapshot is the saver's now: kept here it would hold a second copy of the whole
+            # state in host memory until the next save (5 GB for f5-v1-base), and through the export.
+            payload = None
             if stop_signal is not None:
                 if is_main:
                     finish_saves(saver, reporter)
@@ -300,6 +315,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             finish_saves(saver, reporter)
             if saver.last_committed is None or saver.last_committed.step != loop.step:
                 raise VoicetuneError(final_save_missing(run, loop.step))
+            optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
             export_ready(adapter, run, config, reporter.say)
         accelerator.wait_for_everyone()
         session_seconds = time.monotonic() - session_start_time
@@ -453,18 +469,9 @@ class CheckpointSizes:
     milestone: int  # what a milestone holds: full state, or model + EMA
 
 
-# manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
-# checkpoint is small too.
-JSON_FILES_BYTES = 16 * 1024
-
-
-def checkpoint_sizes(weights, ema: EMA, params, config: TrainConfig) -> CheckpointSizes:
-    weight_bytes = safetensors_size(weights) + JSON_FILES_BYTES
-    ema_bytes = 4 * sum(v.numel() for v in ema.shadow.values())
-    rng_json, rng_tensors = st.rng_files([st.capture_rng()])
-    rng_bytes = safetensors_size(rng_tensors) + len(json_bytes(rng_json))
-    full = weight_bytes + ema_bytes + 8 * sum(p.numel() for p in params) + rng_bytes  # AdamW: two fp32 moments
-    return CheckpointSizes(full, full if config.milestone_state == "full" else weight_bytes + ema_bytes)
+def checkpoint_sizes(weights, params, config: TrainConfig) -> CheckpointSizes:
+    sizes = plan_checkpoint_sizes(weights, sum(p.numel() for p in params), config.optimizer)
+    return CheckpointSizes(sizes["full"], sizes["full"] if config.milestone_state == "full" else sizes["weights"])
 
 
 def refuse_if_no_room(sizes: CheckpointSizes, run: RunFolder, config: TrainConfig) -> None:
@@ -495,9 +502,7 @@ def size_flag(n: int) -> str:
     return f"{math.ceil(n / 1024)}K"
 
 
-def announce_start(reporter, config, splits, start, loop, params, plan, sizes: CheckpointSizes, save_schedule,
-                   retention, run, has_validation: bool) -> None:
-    trainable = sum(p.numel() for p in params)
+def announce_start(reporter, config, adapter, model, splits, start, loop, plan, run, has_validation: bool) -> None:
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
     elif start.init_from is not None:
@@ -506,7 +511,6 @@ def announce_start(reporter, config, splits, start, loop, params, plan, sizes: C
         reporter.say("new run, step 0")
     for name in start.quarantined:
         reporter.say(f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING)
-    reporter.say(f"model {config.model}: {trainable:,} trainable parameters; data: {splits.description}")
     skipped = plan.skipped_items()
     if skipped:
         reporter.say(f"{skipped} of {len(plan.lengths)} training clips are longer than --batch-frames "
@@ -516,13 +520,11 @@ def announce_start(reporter, config, splits, start, loop, params, plan, sizes: C
         reporter.say(f"no validation clip is usable ({splits.description}): validation is skipped and the best "
                      f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
                      logging.WARNING)
-    peak = projected_peak_bytes(sizes.full, sizes.milestone, save_schedule, retention, loop.step, config.max_updates)
-    free = shutil.disk_usage(run.path).free
-    reporter.say(f"checkpoints: ~{format_size(sizes.full)} full state, ~{format_size(sizes.milestone)} per milestone; "
-                 f"projected peak disk use {format_size(peak)} ({format_size(free)} free)")
-    if peak > free:
-        reporter.say("the projected peak exceeds free disk space: retention and the disk guard will prune or skip saves; "
-                     "consider --keep-last, --milestone-state weights or --disk-budget", logging.WARNING)
+    # The same plan `voicetune plan` prints: sizes, disk use, memory.
+    run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step, hints=False)
+    for line in run_plan.lines():
+        reporter.say(line, logging.WARNING if "exceeds free disk" in line or "does NOT fit" in line else logging.INFO)
+    reporter.say(f"data: {splits.description}")
 
 
 # ---- per update --------------------------------------------------------------------------

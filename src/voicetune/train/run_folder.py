@@ -86,6 +86,14 @@ class RunFolder:
         write_json_atomic(self.path / RUN_JSON, info)
         return info
 
+    def record_memory_change(self, change: dict[str, Any]) -> None:
+        """Add an out-of-memory recovery (train/oom.py) to run.json: `memory_changes` lists them
+        all, `memory_settings` holds the settings in force."""
+        info = self.read_run_json()
+        info.setdefault("memory_changes", []).append({"time": _now(), **change})
+        info["memory_settings"] = {k: change[k] for k in ("micro_split", "item_limit")}
+        write_json_atomic(self.path / RUN_JSON, info)
+
     def choose_start(self, resume: str, init_from: str | None) -> StartPoint:
         """Apply --resume and --init-from. Only the lock holder calls this: it may quarantine."""
         quarantined: list[str] = []

@@ -39,6 +39,10 @@ class LoopState:
     items_seen: int = 0
     frames_seen: int = 0
     sessions: int = 0
+    # Out-of-memory recovery (train/oom.py): pieces each micro-batch runs as, and the item length
+    # from which items are left out. Saved so that a resume continues with what worked.
+    micro_split: int = 1
+    item_limit: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
