@@ -24,6 +24,10 @@ class CheckpointError(VoicetuneError):
     """A checkpoint that cannot be used (invalid, incompatible, missing)."""
 
 
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint whose files do not match its manifest (it is quarantined, never trusted)."""
+
+
 class RunLockedError(VoicetuneError):
     """Another live process holds the run's LOCK."""
 

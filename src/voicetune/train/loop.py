@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import torch
 
+from voicetune import fsio
 from voicetune.checkpoints.policy import (
     CheckpointInfo,
     DiskGuard,
@@ -95,7 +96,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     try:
         if is_main:
             run.lock.acquire()
-            for leftover in run.store.remove_temporary():
+            for leftover in run.sweep_temporaries():
                 log.info("removed %s, left by an interrupted save", leftover.name)
         start = broadcast_object(accelerator, run.choose_start(config.resume, config.init_from) if is_main else None)
 
@@ -627,17 +628,14 @@ def export_ready(adapter, run: RunFolder, config: TrainConfig, reporter: Reporte
     from voicetune.inference import export_trained, resolve_checkpoint
 
     ready = run.path / "ready"
-    tmp = run.path / f"ready.tmp-{os.getpid()}"
     try:
         source = resolve_checkpoint(run.path)
-        shutil.rmtree(tmp, ignore_errors=True)
-        files = export_trained(source.path, adapter.export_format, tmp)
-        (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
-        shutil.rmtree(ready, ignore_errors=True)
-        os.rename(tmp, ready)
+        # The old ready/ stays until the new one is complete (fsio.atomic_dir never deletes first).
+        with fsio.atomic_dir(ready) as tmp:
+            files = export_trained(source.path, adapter.export_format, tmp)
+            (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
         reporter.say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
     except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
-        shutil.rmtree(tmp, ignore_errors=True)
         log.error("export to %s failed", ready, exc_info=True)
         reporter.say(f"export to {ready} failed: {type(err).__name__}: {err}; "
                      f"run `voicetune ckpt export {run.path} --format {adapter.export_format} --out DIR`", logging.WARNING)

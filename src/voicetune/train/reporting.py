@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voicetune import fsio
 from voicetune.console import console, is_interactive, progress_bar
 from voicetune.models.base import SampleAudio
 
@@ -92,10 +92,13 @@ class Reporter:
         """Write generated and reference wavs (+ mel PNGs) and log them to TensorBoard as audio and images."""
         if not self.enabled or not samples:
             return
+        with fsio.atomic_dir(out_dir) as tmp:
+            self._write_samples(step, samples, tmp)
+        self._writer.flush()
+
+    def _write_samples(self, step: int, samples: list[SampleAudio], tmp: Path) -> None:
         import soundfile as sf
 
-        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
         for sample in samples:
             # An untrained model's waveform can exceed full scale: clip, as the wav file would anyway.
             gen = np.clip(np.asarray(sample.generated, dtype=np.float32).reshape(-1), -1, 1)
@@ -111,8 +114,6 @@ class Reporter:
                 figure.savefig(tmp / f"{sample.name}_mel.png", dpi=80)
                 self._writer.add_figure(f"samples/{sample.name}/mel", figure, step)
             (tmp / f"{sample.name}.txt").write_text(sample.text + "\n", encoding="utf-8")
-        _replace_dir(tmp, out_dir)
-        self._writer.flush()
 
     def close(self) -> None:
         if self._progress is not None:
@@ -159,18 +160,6 @@ def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
                     continue
                 records.setdefault(record["step"], {}).update(record)
     return records
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    import shutil
-
-    if target.exists():
-        old = target.with_name(f"{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
 
 
 def _plain(value: Any) -> Any:

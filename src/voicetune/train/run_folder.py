@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicetune import __version__
+from voicetune import __version__, fsio
 from voicetune.checkpoints.lock import RunLock
 from voicetune.checkpoints.policy import RetentionPolicy
 from voicetune.checkpoints.store import (
@@ -50,6 +50,10 @@ class RunFolder:
         self.metrics_path = self.path / "metrics.jsonl"
         self.cache_dir = self.path / "cache"
 
+    def sweep_temporaries(self) -> list[Path]:
+        """Remove what interrupted writes left (commits, samples, ready/). Lock holder only."""
+        return [p for folder in (self.store.dir, self.samples_dir, self.path) for p in fsio.sweep_temporaries(folder)]
+
     def read_run_json(self) -> dict[str, Any]:
         path = self.path / RUN_JSON
         if not path.is_file():
@@ -83,7 +87,7 @@ class RunFolder:
             "start_step": start_step, "resumed_from": start.resume_from.name if start.resume_from else None,
             "quarantined": list(start.quarantined),
         })
-        write_json_atomic(self.path / RUN_JSON, info)
+        fsio.atomic_write_json(self.path / RUN_JSON, info)
         return info
 
     def choose_start(self, resume: str, init_from: str | None) -> StartPoint:
@@ -156,15 +160,6 @@ def resolve_init_from(value: str) -> tuple[Path, bool]:
     if (path / "manifest.json").is_file():
         return path, False
     raise UsageError(f"--init-from {value}: not a run folder, a checkpoint directory or a weights file")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _run_id_of(path: Path) -> str | None:
