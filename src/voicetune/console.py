@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -55,6 +56,16 @@ def attach_log_file(path: Path, level: int = logging.DEBUG) -> logging.Handler:
 def detach_log_file(handler: logging.Handler) -> None:
     logging.getLogger("voicetune").removeHandler(handler)
     handler.close()
+
+
+def say(message: str, level: int = logging.INFO, logger: str = "voicetune") -> None:
+    """Log a line and, on the main process (RANK 0), show it on the console; warnings in yellow."""
+    logging.getLogger(logger).log(level, message)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if level >= logging.WARNING:
+            console.print(f"[yellow]{escape(message)}[/]")
+        else:
+            console.print(message, markup=False)
 
 
 def is_interactive() -> bool:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error_console.print(
             f"[bold red]error:[/] {type(err).__name__}: {err}\n"
-            f"  (the traceback is in {log_path or 'the run log'}; VOICETUNE_DEBUG=1 shows it here)",
+            f"  (the traceback is in {getattr(err, 'log_path', None) or log_path}; VOICETUNE_DEBUG=1 shows it here)",
             highlight=False,
         )
         sys.exit(1)

@@ -17,8 +17,9 @@ def prepare(
     language: Optional[str] = typer.Option(None, help="language code (en, pt, ...); default: detected per file"),
     transcriber: str = typer.Option("whisper", help="whisper | pocketsphinx (offline, English) | none (keep .txt/.lab/metadata.csv)"),
     whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
-    min_seconds: float = typer.Option(5.0, help="shortest clip"),
-    max_seconds: float = typer.Option(15.0, help="longest clip"),
+    for_model: str = typer.Option("f5", "--for", help="the model the clips are for: f5 (5-15 s), xtts (4-11.5 s) or a model name"),
+    min_seconds: Optional[float] = typer.Option(None, help="shortest clip [default: from --for]"),
+    max_seconds: Optional[float] = typer.Option(None, help="longest clip [default: from --for]"),
     sample_rate: int = typer.Option(24000, help="sample rate of the clips (Hz)"),
     val_fraction: float = typer.Option(0.1, help="share of clips in metadata_val.csv"),
     workers: Optional[int] = typer.Option(None, help="parallel worker processes; default: cores - 1"),
@@ -32,7 +33,11 @@ def prepare(
     from voicetune.data.report import print_prepare_summary
     from voicetune.errors import VoicetuneError
 
-    options = PrepareOptions(sample_rate, min_seconds, max_seconds, transcriber, whisper_model, language,
+    from voicetune.models.registry import clip_bounds
+
+    shortest, longest = clip_bounds(for_model)
+    options = PrepareOptions(sample_rate, shortest if min_seconds is None else min_seconds,
+                             longest if max_seconds is None else max_seconds, transcriber, whisper_model, language,
                              numbers_to_words, loudness, val_fraction, workers, beam_size)
     result = prepare_dataset(inputs, out, options)
     print_prepare_summary(result, console)

@@ -9,6 +9,7 @@ side to the other.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,17 +63,19 @@ def split_score(clip_id: str) -> float:
 
 
 def split_ids(clip_ids: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """(train, validation): an id goes to validation when its score is below `val_fraction`.
+    """(train, validation): an id goes to validation when its score is below `val_fraction`,
+    which keeps a clip on its side when others are added.
 
-    When that leaves validation empty although there are two clips or more, the clip with the
-    lowest score goes there, so that training always has something to validate on (with more
-    audio, that clip may go back to train once others qualify on their own)."""
+    Small datasets are held to the fraction asked for: validation gets at least one clip (when
+    there are two or more) and at most ceil(val_fraction * n), the lowest scores kept."""
     if val_fraction <= 0:
         return list(clip_ids), []
     scores = {clip_id: split_score(clip_id) for clip_id in clip_ids}
-    val = {clip_id for clip_id, score in scores.items() if score < val_fraction}
-    if not val and len(clip_ids) >= 2:
-        val = {min(clip_ids, key=scores.__getitem__)}
+    by_score = sorted(clip_ids, key=scores.__getitem__)
+    wanted = sum(1 for clip_id in by_score if scores[clip_id] < val_fraction)
+    most = math.ceil(val_fraction * len(clip_ids) - 1e-9)
+    count = min(max(wanted, 1 if len(clip_ids) >= 2 else 0), most)
+    val = set(by_score[:count])
     return [c for c in clip_ids if c not in val], [c for c in clip_ids if c in val]
 
 

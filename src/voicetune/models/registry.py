@@ -23,6 +23,21 @@ BUILTIN_MODELS: dict[str, str] = {
 }
 
 
+# Clip lengths (seconds) each model family trains on, for `voicetune prepare --for`. XTTS's
+# upstream recipe leaves out audio longer than 255995 samples at 22.05 kHz (11.6 s): its clips stop
+# a little short of that. F5-TTS takes 0.3-30 s; 5-15 s is what its fine-tuning recipes use.
+XTTS_MAX_CLIP_SECONDS = 11.5
+CLIP_BOUNDS: dict[str, tuple[float, float]] = {"f5": (5.0, 15.0), "xtts": (4.0, XTTS_MAX_CLIP_SECONDS)}
+
+
+def clip_bounds(target: str) -> tuple[float, float]:
+    """(min, max) clip seconds for `prepare --for TARGET`: a family (f5, xtts) or a model name."""
+    family = target if target in CLIP_BOUNDS else next((f for f in CLIP_BOUNDS if target.startswith(f + "-")), None)
+    if family is None or (target not in CLIP_BOUNDS and target not in BUILTIN_MODELS):
+        raise UsageError(f"--for {target}: use f5, xtts or a model name ({', '.join(model_names())})")
+    return CLIP_BOUNDS[family]
+
+
 def register(name: str, target: str) -> None:
     BUILTIN_MODELS[name] = target
 

@@ -35,8 +35,10 @@ import numpy as np
 import torch
 
 from voicetune import fsio
+from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
+from voicetune.models.registry import XTTS_MAX_CLIP_SECONDS
 from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
 from voicetune.models.lora import (
     LoraSettings,
@@ -340,6 +342,11 @@ class XttsAdapter(BaseAdapter):
         description = f"{len(train)} train / {len(val)} val clips, {seconds / 60:.1f} min at 22.05 kHz"
         if skipped:
             description += "; left out: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+            too_long = sum(n for why, n in skipped.items() if "longer than" in why and "audio" in why)
+            say(f"XTTS leaves out {sum(skipped.values())} of {len(train_items) + len(val_items)} clips "
+                f"({', '.join(f'{n} {why}' for why, n in skipped.items())})"
+                + (f". Make clips XTTS can train on: `voicetune prepare ... --for xtts` (at most "
+                   f"{XTTS_MAX_CLIP_SECONDS} s)" if too_long else ""), logging.WARNING, log.name)
         return DataSplits(train, val, [len(c) for c in train.codes], [len(c) for c in val.codes],
                           digest.hexdigest()[:16], description)
 

@@ -41,7 +41,7 @@ from voicetune.checkpoints.policy import (
     projected_peak_bytes,
 )
 from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, StoredCheckpoint, load_checkpoint
-from voicetune.checkpoints.serialization import safetensors_size
+from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, VoicetuneError
@@ -87,6 +87,10 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
     run = RunFolder(config.run)
+    if run.path.exists() and not run.path.is_dir():
+        raise UsageError(f"--run {run.path}: is a file, not a folder; pass a new or existing run folder")
+    created = not run.path.exists()  # a refused command removes the folder it created
+    discard_run = False
     run.path.mkdir(parents=True, exist_ok=True)
     log_handler = attach_log_file(run.log_path if is_main else run.path / f"train.rank{rank}.log")
     signals = StopSignals().install()
@@ -132,10 +136,16 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
                 f"{world} process(es); add data or lower --batch-size/--batch-frames"
             )
+        has_validation = bool(validation_batches(splits, config))
+        if not has_validation and config.best_metric == "val_loss":
+            config = config.model_copy(update={"best_metric": "train_loss"})  # announced in announce_start
         schedule = LRSchedule(config.lr, config.warmup_updates, config.max_updates, config.decay, config.min_lr_ratio)
         save_schedule = SaveSchedule(config.save_every, config.last_every, config.last_every_minutes, config.milestone_state)
         retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric, config.best_mode)
         disk_guard = DiskGuard(config.disk_budget_bytes())
+        sizes = checkpoint_sizes(weights, ema, params, config)
+        if is_main:
+            refuse_if_no_room(sizes, run, config)
         resumed_name = start.resume_from.name if start.resume_from and start.resume_from.path.parent == run.store.dir else None
 
         reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
@@ -152,8 +162,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             run.record_session(config.flag_dict(), adapter.architecture(),
                                {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
                                 "description": splits.description}, start, loop.step)
-            announce_start(reporter, config, adapter, splits, start, loop, params, weights, ema, plan,
-                           save_schedule, retention, run)
+            announce_start(reporter, config, splits, start, loop, params, plan, sizes, save_schedule, retention, run,
+                           has_validation)
 
         prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
         if checkpoint is not None and prompts and is_main:
@@ -230,10 +240,15 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
             metrics: dict[str, float] = {}
             if decision.role == "milestone":
-                metrics["val_loss"] = validate(adapter, accelerator, model, splits, config, world, rank)
-                reporter.scalars(loop.step, {"val/loss": metrics["val_loss"]})
-                if retention.is_better(metrics["val_loss"], loop.best_value):
-                    loop.best_value, loop.best_step = metrics["val_loss"], loop.step
+                # The smoothed training loss is every milestone's fallback measure (the best of a
+                # run without validation clips); NaN or inf is left out, never written as JSON.
+                metrics["train_loss"] = loop.smoothed_loss
+                if has_validation:
+                    metrics["val_loss"] = validate(adapter, accelerator, model, splits, config, world, rank)
+                    reporter.scalars(loop.step, {"val/loss": metrics["val_loss"]})
+                metrics = finite_metrics(metrics)
+                if config.best_metric in metrics and retention.is_better(metrics[config.best_metric], loop.best_value):
+                    loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
                 if prompts and is_main:
                     write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step)
             payload = build_payload(decision, adapter, accelerator, optimizer, ema, weights, schedule, loop,
@@ -261,16 +276,32 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
         if is_main:
             finish_saves(saver, reporter)
+            if saver.last_committed is None or saver.last_committed.step != loop.step:
+                raise VoicetuneError(final_save_missing(run, loop.step))
             export_ready(adapter, run, config, reporter)
         accelerator.wait_for_everyone()
         rate = (loop.step - session_start_step) / max(time.monotonic() - session_start_time, 1e-9)
-        reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session); best val_loss "
-                     f"{loop.best_value if loop.best_value is not None else 'n/a'} at step {loop.best_step}")
+        # "best" is read back from the committed checkpoints: never one whose save was skipped.
+        best = retention.best(run.store.valid_infos()) if is_main else None
+        best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
+                     if best else f"no checkpoint has a {config.best_metric}")
+        reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session); {best_text}")
         last = saver.last_committed.name if saver.last_committed else None
-        best = RetentionPolicy(best_metric=config.best_metric, best_mode=config.best_mode).best(run.store.valid_infos())
-        return TrainResult(loop.step, None, last, best.name if best else None, loop.best_value)
-    except SaveFailed as failed:
-        raise VoicetuneError(f"{failed}. Earlier checkpoints are intact; free disk space and rerun to resume") from None
+        return TrainResult(loop.step, None, last, best.name if best else None,
+                           best.metrics[config.best_metric] if best else None)
+    except StoppedBySignal:
+        raise
+    except Exception as err:
+        error = err
+        if isinstance(err, SaveFailed):
+            error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
+        # Every error of a run lands in its train.log, the traceback included.
+        log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
+        error.log_path = run.log_path  # where the CLI says the traceback is
+        discard_run = is_main and created and isinstance(error, UsageError) and not run.store.scan()
+        if error is err:
+            raise
+        raise error from None
     finally:
         if batches is not None:
             # Shut the DataLoader workers down now: an exception's traceback would otherwise keep
@@ -285,6 +316,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if is_main:
             run.lock.release()
         detach_log_file(log_handler)
+        if discard_run:
+            shutil.rmtree(run.path, ignore_errors=True)
 
 
 # ---- set-up ------------------------------------------------------------------------------
@@ -387,7 +420,58 @@ def restore_loop_state(checkpoint: LoadedCheckpoint, ema: EMA, accelerator, loop
     return rank_state
 
 
-def announce_start(reporter, config, adapter, splits, start, loop, params, weights, ema, plan, save_schedule, retention, run) -> None:
+@dataclass(frozen=True)
+class CheckpointSizes:
+    """Estimated bytes of this run's checkpoints (tensors dominate; JSON files are small)."""
+
+    full: int  # model + EMA + optimizer moments + RNG
+    milestone: int  # what a milestone holds: full state, or model + EMA
+
+
+# manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
+# checkpoint is small too.
+JSON_FILES_BYTES = 16 * 1024
+
+
+def checkpoint_sizes(weights, ema: EMA, params, config: TrainConfig) -> CheckpointSizes:
+    weight_bytes = safetensors_size(weights) + JSON_FILES_BYTES
+    ema_bytes = 4 * sum(v.numel() for v in ema.shadow.values())
+    rng_json, rng_tensors = st.rng_files([st.capture_rng()])
+    rng_bytes = safetensors_size(rng_tensors) + len(json_bytes(rng_json))
+    full = weight_bytes + ema_bytes + 8 * sum(p.numel() for p in params) + rng_bytes  # AdamW: two fp32 moments
+    return CheckpointSizes(full, full if config.milestone_state == "full" else weight_bytes + ema_bytes)
+
+
+def refuse_if_no_room(sizes: CheckpointSizes, run: RunFolder, config: TrainConfig) -> None:
+    """A run that could never commit a checkpoint is refused before its first update.
+
+    The disk guard never removes the newest full-state checkpoint while the next one is being
+    written, so a budget must hold two of them; free space must hold at least one.
+    """
+    guard = DiskGuard(config.disk_budget_bytes())
+    largest = max(sizes.full, sizes.milestone)
+    if guard.budget_bytes is not None and guard.budget_bytes < sizes.full + largest:
+        raise UsageError(
+            f"--disk-budget {config.disk_budget}: a checkpoint of this run takes ~{format_size(sizes.full)} and the "
+            f"budget must hold two (the newest is kept while the next is written); give at least "
+            f"--disk-budget {size_flag(sizes.full + largest)}")
+    free = shutil.disk_usage(run.path).free
+    if free - guard.margin_bytes < sizes.full:
+        raise UsageError(
+            f"--run {run.path}: {format_size(free)} free, but a checkpoint of this run takes ~{format_size(sizes.full)} "
+            f"(+{format_size(guard.margin_bytes)} kept free); free disk space or use a --run folder on a larger disk")
+
+
+def size_flag(n: int) -> str:
+    """A size for a flag, rounded up: '270K', '12M', '3G'."""
+    for unit, scale in (("G", 2**30), ("M", 2**20)):
+        if n >= 100 * scale:
+            return f"{math.ceil(n / scale)}{unit}"
+    return f"{math.ceil(n / 1024)}K"
+
+
+def announce_start(reporter, config, splits, start, loop, params, plan, sizes: CheckpointSizes, save_schedule,
+                   retention, run, has_validation: bool) -> None:
     trainable = sum(p.numel() for p in params)
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
@@ -400,13 +484,16 @@ def announce_start(reporter, config, adapter, splits, start, loop, params, weigh
     reporter.say(f"model {config.model}: {trainable:,} trainable parameters; data: {splits.description}")
     skipped = plan.skipped_items()
     if skipped:
-        reporter.say(f"{skipped} clips are longer than --batch-frames {config.batch_frames} and are never used", logging.WARNING)
-    weight_bytes = safetensors_size(weights)
-    full_bytes = weight_bytes + 4 * sum(v.numel() for v in ema.shadow.values()) + 8 * trainable
-    milestone_bytes = full_bytes if config.milestone_state == "full" else weight_bytes + 4 * sum(v.numel() for v in ema.shadow.values())
-    peak = projected_peak_bytes(full_bytes, milestone_bytes, save_schedule, retention, loop.step, config.max_updates)
+        reporter.say(f"{skipped} of {len(plan.lengths)} training clips are longer than --batch-frames "
+                     f"{config.batch_frames} and are never used: pass --batch-frames {max(plan.lengths)} to use them all",
+                     logging.WARNING)
+    if not has_validation:
+        reporter.say(f"no validation clip is usable ({splits.description}): validation is skipped and the best "
+                     f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
+                     logging.WARNING)
+    peak = projected_peak_bytes(sizes.full, sizes.milestone, save_schedule, retention, loop.step, config.max_updates)
     free = shutil.disk_usage(run.path).free
-    reporter.say(f"checkpoints: ~{format_size(full_bytes)} full state, ~{format_size(milestone_bytes)} per milestone; "
+    reporter.say(f"checkpoints: ~{format_size(sizes.full)} full state, ~{format_size(sizes.milestone)} per milestone; "
                  f"projected peak disk use {format_size(peak)} ({format_size(free)} free)")
     if peak > free:
         reporter.say("the projected peak exceeds free disk space: retention and the disk guard will prune or skip saves; "
@@ -527,13 +614,24 @@ def preserved_rng(seed: int):
         st.restore_rng(saved)
 
 
+def validation_batches(splits: DataSplits, config: TrainConfig) -> list[list[int]]:
+    """The fixed validation batches: empty when no validation clip exists or fits a batch."""
+    if not splits.val_lengths:
+        return []
+    plan = BatchPlan.build(splits.val_lengths, config.seed, config.batch_size, config.batch_frames, shuffle=False)
+    batches = plan.epoch_batches(0)
+    return batches[: config.val_max_batches] if config.val_max_batches else batches
+
+
+def finite_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
+    """Metrics without None, NaN or inf: a checkpoint's manifest is strict JSON."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
 @torch.no_grad()
 def validate(adapter, accelerator, model, splits: DataSplits, config: TrainConfig, world: int, rank: int) -> float:
     """Mean loss over the validation split (fixed batches, fixed noise), across ranks."""
-    plan = BatchPlan.build(splits.val_lengths or [1], config.seed, config.batch_size, config.batch_frames, shuffle=False)
-    batches = plan.epoch_batches(0) if splits.val_lengths else []
-    if config.val_max_batches:
-        batches = batches[: config.val_max_batches]
+    batches = validation_batches(splits, config)
     total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
     model.eval()
     with preserved_rng(VALIDATION_SEED + rank):
@@ -639,6 +737,15 @@ def export_ready(adapter, run: RunFolder, config: TrainConfig, reporter: Reporte
         log.error("export to %s failed", ready, exc_info=True)
         reporter.say(f"export to {ready} failed: {type(err).__name__}: {err}; "
                      f"run `voicetune ckpt export {run.path} --format {adapter.export_format} --out DIR`", logging.WARNING)
+
+
+def final_save_missing(run: RunFolder, step: int) -> str:
+    """The error of a run whose last update has no committed checkpoint."""
+    infos = run.store.valid_infos()
+    newest = max(infos, key=lambda i: i.step) if infos else None
+    kept = f"the newest saved checkpoint is {newest.name}" if newest else "no checkpoint of this run was saved"
+    return (f"the checkpoint of the final step {step} was NOT saved (see the SKIPPED lines above): {kept}. "
+            f"Free disk space in {run.path} (or raise --disk-budget) and rerun the same command to finish")
 
 
 def finish_saves(saver: BackgroundSaver, reporter: Reporter) -> None:

@@ -163,8 +163,9 @@ def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
 
 
 def _plain(value: Any) -> Any:
+    # JSON has no NaN or inf: a non-finite value is written as null (the loss line says it).
     if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)
+        return None
     return value
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from voicetune.console import say as console_say
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
@@ -51,12 +52,7 @@ MAX_REFERENCE_SECONDS = 12.0  # upstream clips reference audio to ~12 s
 
 
 def say(message: str, level: int = logging.INFO) -> None:
-    """Log a line and, on the main process, show it on the console."""
-    log.log(level, message)
-    if int(os.environ.get("RANK", "0")) == 0:
-        from voicetune.console import console
-
-        console.print(message, markup=False)
+    console_say(message, level, log.name)
 
 
 class F5Adapter(BaseAdapter):

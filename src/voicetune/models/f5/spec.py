@@ -70,8 +70,9 @@ def model_spec(name: str) -> F5Spec:
     """The spec of a voicetune F5 model name (f5-tiny, f5-v1-small, f5-v1-base)."""
     if name == "f5-tiny":
         # Trained from scratch in tests and the demo: a high lr, a short warmup, small batches.
+        # 1600 frames (17 s) hold the longest clip `prepare` makes by default (15 s).
         return _spec(name, "F5TTS_v1_Small.yaml", TINY_ARCH, default_pretrained=None, default_lr=1e-3,
-                     default_warmup=20, default_batch_frames=1200, nfe_steps=16)
+                     default_warmup=20, default_batch_frames=1600, nfe_steps=16)
     if name == "f5-v1-small":
         # No released weights: train from scratch or --pretrained your own upstream checkpoint.
         return _spec(name, "F5TTS_v1_Small.yaml", default_pretrained=None, default_lr=1e-5,
