@@ -15,7 +15,7 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
                          no_wrap=column != "status")
     for r in rows:
         val = r.metrics.get("val_loss")
-        status = {"ok": "[green]ok[/]", "unverified": "committed"}.get(r.status, f"[red]{r.problem}[/]")
+        status = {"ok": "[green]ok[/]", "unverified": "committed", "abandoned": "[dim]abandoned[/]"}.get(r.status, f"[red]{r.problem}[/]")
         table.add_row(r.name, str(r.step if r.step is not None else "?"), r.role, r.kind, format_size(r.size_bytes),
                       f"{val:.4f}" if val is not None else "", "[bold yellow]*[/]" if r.best else "", status)
     console.print(table)

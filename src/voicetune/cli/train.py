@@ -18,6 +18,8 @@ def train(
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="upstream weights: local path or hf://REPO/FILE"),
     resume: Optional[str] = typer.Option(None, "--resume", help="auto (default) | latest | never | CHECKPOINT_DIR"),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="start at step 0 from a run's or checkpoint's weights"),
+    data_changed: Optional[str] = typer.Option(None, "--data-changed", help="restart-epoch: resume over a changed dataset "
+                                               "(weights and optimizer kept, a fresh epoch over the new data)"),
     max_updates: Optional[int] = typer.Option(None, "--max-updates"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     batch_frames: Optional[int] = typer.Option(None, "--batch-frames", help="batch by total mel frames"),
