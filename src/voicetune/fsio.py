@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from voicetune.faults import crash_point
+
 log = logging.getLogger("voicetune.fsio")
 
 TEMP_MARK = ".tmp-"
@@ -169,25 +171,51 @@ def commit_dir(tmp: Path, target: Path) -> None:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Put folder `new` (same parent, content already durable) in place of `target`.
+    """Put folder `new` (same parent, content already durable) in place of `target`, never
+    deleting the old one before the new one is in place.
 
-    The old `target` is renamed aside before `new` is renamed in, and only then removed: a crash
-    leaves the old folder, or the new one (plus an aside copy the sweeper removes), never neither.
+    Linux swaps the two names in one atomic step (renameat2 RENAME_EXCHANGE): a crash leaves the
+    old folder or the new one under `target`, and the other under a temporary name that the
+    sweeper removes. Where the exchange is not supported, the old folder is renamed aside, then
+    the new one in (a crash between the two leaves `target` missing and the old one aside).
     """
     new, target = Path(new), Path(target)
-    aside = None
-    if target.exists():
-        aside = temp_path(target)
-        os.rename(target, aside)
-    try:
+    if not target.exists():
         os.rename(new, target)
-    except BaseException:
-        if aside is not None:
-            os.rename(aside, target)  # put the old one back
-        raise
-    fsync_dir(target.parent)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        fsync_dir(target.parent)
+        return
+    if _exchange(new, target):
+        old = new  # the exchange left the old folder under the temporary name
+        fsync_dir(target.parent)
+    else:
+        old = temp_path(target)
+        os.rename(target, old)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(old, target)  # put the old one back
+            raise
+        fsync_dir(target.parent)
+    crash_point("replace_dir.swapped")
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 @contextlib.contextmanager

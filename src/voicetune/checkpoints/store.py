@@ -331,6 +331,7 @@ class CheckpointStore:
         for name in plan["checkpoints"]:
             if (self.dir / name).is_dir():
                 fsio.move(self.dir / name, folder / name)
+                crash_point("abandon.moved_one")
         fsio.atomic_write_json(folder / ABANDON_PLAN, {**plan, "complete": True})
         log.info("moved %s (after %s) to %s", ", ".join(plan["checkpoints"]), plan["resumed_from"], folder)
 

@@ -135,20 +135,10 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             decision = manager.due(loop.step, final=loop.step == config.max_updates or stop is not None)
             if decision is None:
                 continue
-            metrics = {"train_loss": loop.smoothed_loss}  # every milestone's fallback measure
-            if decision.role == "milestone" and stop is None:
-                # Validation and samples are for people: a stop request cuts them short, so the
-                # final checkpoint is committed within seconds of SIGTERM.
-                with contextlib.suppress(StopRequested):
-                    if has_validation:
-                        # One rank alone must not leave validation's collective: cut short on one process only.
-                        with signals.interruptible() if world == 1 else contextlib.nullcontext():
-                            metrics["val_loss"] = validate(state, splits, config)
-                        reporter.scalars(loop.step, {"val/loss": metrics["val_loss"]})
-                    if prompts and is_main:
-                        write_samples(state, prompts, reporter, run, signals)
+            metrics = {}
+            if decision.role == "milestone":
+                metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
                 stop = agreed_stop_signal(accelerator, signals)
-            metrics = finite_metrics(metrics) if decision.role == "milestone" else {}
             if config.best_metric in metrics and manager.retention.is_better(metrics[config.best_metric], loop.best_value):
                 loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
@@ -174,12 +164,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     except StoppedBySignal:
         raise
     except Exception as err:
-        error = err
-        if isinstance(err, SaveFailed):
-            error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
-        # Every error of a run lands in its train.log, the traceback included.
-        log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
-        error.log_path = run.log_path  # where the CLI says the traceback is
+        error = logged_error(err, run)
         discard_run = is_main and created and isinstance(error, UsageError) and not run.store.scan()
         if error is err:
             raise
@@ -656,6 +641,38 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
     except Exception as err:  # samples are for people; a failure must not stop training
         log.error("samples of step %d failed", step, exc_info=True)
         reporter.say(f"samples of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
+
+
+def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
+              run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None) -> dict[str, float]:
+    """A milestone's metrics (smoothed training loss, validation loss) and its samples.
+
+    Validation and samples are for people: a stop request cuts them short (or skips them), so
+    the final checkpoint is committed within seconds of SIGTERM.
+    """
+    metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
+    single = state.accelerator.num_processes == 1
+    if stop is None:
+        with contextlib.suppress(StopRequested):
+            if has_validation:
+                # One rank alone must not leave validation's collective: cut short on one process only.
+                with signals.interruptible() if single else contextlib.nullcontext():
+                    metrics["val_loss"] = validate(state, splits, config)
+                reporter.scalars(state.loop.step, {"val/loss": metrics["val_loss"]})
+            if prompts and state.accelerator.is_main_process:
+                write_samples(state, prompts, reporter, run, signals)
+    return finite_metrics(metrics)
+
+
+def logged_error(err: Exception, run: RunFolder) -> Exception:
+    """Every error of a run lands in its train.log, the traceback included; returns the error the
+    CLI shows (a failed save as a one-line VoicetuneError)."""
+    error = err
+    if isinstance(err, SaveFailed):
+        error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
+    log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
+    error.log_path = run.log_path  # where the CLI says the traceback is
+    return error
 
 
 def final_save_missing(manager: CheckpointManager, step: int) -> str:
