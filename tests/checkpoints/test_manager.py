@@ -107,3 +107,27 @@ def test_best_takes_any_metric_name_from_the_manifests(tmp_path):
 def test_options_from_a_config_parse_the_disk_budget():
     options = CheckpointOptions.from_config({"save_every": 5, "keep_last": 2, "disk_budget": "1M", "lr": 0.1})
     assert (options.save_every, options.keep_last, options.disk_budget_bytes) == (5, 2, 1024 * 1024)
+
+
+def test_a_failed_retention_is_reported_as_such_and_the_save_stands(tmp_path):
+    import shutil
+    import subprocess as sp
+
+    if not shutil.which("chattr"):
+        pytest.skip("chattr is needed to make a checkpoint undeletable")
+    lines = []
+    manager = CheckpointManager(tmp_path / "run", CheckpointOptions(keep_last=1),
+                                say=lambda text, level: lines.append(text))
+    manager.save(payload(10))
+    manager.finish()
+    old = manager.store.dir / "step_00000010"
+    sp.run(["chattr", "+i", str(old)], check=True)  # even root cannot rename or delete it now
+    try:
+        manager.save(payload(20))
+        committed = manager.finish()  # no SaveFailed: the save itself succeeded
+    finally:
+        sp.run(["chattr", "-i", str(old)], check=True)
+    assert committed.name == "step_00000020" and manager.store.verify(committed).problem is None
+    failed = [line for line in lines if "RETENTION FAILED" in line]
+    assert len(failed) == 1 and "after committing step_00000020 (the checkpoint is safe)" in failed[0]
+    assert not any("checkpoint of step" in line and "failed" in line for line in lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voicetune.checkpoints.lock import RunLock
-from voicetune.checkpoints.manager import CheckpointOptions
+from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions
 from voicetune.checkpoints.policy import RetentionPolicy
 from voicetune.checkpoints.store import MANIFEST, CheckpointStore, StoredCheckpoint
 from voicetune.errors import UsageError
@@ -48,7 +48,7 @@ def list_checkpoints(run: Path, include_abandoned: bool = False) -> tuple[list[C
     `include_abandoned`, also those of abandoned timelines (status "abandoned", never resumed)."""
     store = _store(run)
     found = store.scan()
-    best = retention_of_run(run).best([c.info() for c in found if c.problem is None])
+    best = CheckpointManager(run).best([c.info() for c in found if c.problem is None])
     rows = sorted((_row(c, best.name if best else None, verified=False) for c in found), key=lambda r: (r.step or -1, r.name))
     if include_abandoned:
         for ckpt in store.scan_abandoned():
@@ -67,7 +67,7 @@ def verify_target(target: Path) -> list[CheckpointRow]:
         return [_row(store.verify(target), None, verified=True)]
     store = _store(target)
     checked = [store.verify(c) for c in store.scan()]
-    best = retention_of_run(target).best([c.info() for c in checked if c.problem is None])
+    best = CheckpointManager(target).best([c.info() for c in checked if c.problem is None])
     return sorted((_row(c, best.name if best else None, verified=True) for c in checked), key=lambda r: (r.step or -1, r.name))
 
 
