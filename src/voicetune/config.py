@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -28,6 +29,30 @@ from voicetune.errors import UsageError
 
 # Which TOML file the next resolve() reads; a context variable so resolve() stays reentrant.
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+
+# Variables voicetune reads outside the training settings: welcome in .env and the environment.
+OTHER_VARIABLES = frozenset({
+    "VOICETUNE_VOCOS",  # Vocos vocoder folder for F5 samples and synthesis
+    "VOICETUNE_WHISPER_MODEL",  # prepare's and the scorers' Whisper model
+    "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5 samples
+    "VOICETUNE_DEBUG",  # tracebacks on the terminal
+    "VOICETUNE_CRASH_AT",  # fault injection of the store's tests
+})
+
+
+class TrainDotEnv(DotEnvSettingsSource):
+    """.env holds more than training settings (other tools' variables, voicetune's own
+    OTHER_VARIABLES): only VOICETUNE_* names that are not OTHER_VARIABLES count as settings, so an
+    unknown one is still refused, and named as coming from .env."""
+
+    def __call__(self) -> dict[str, Any]:
+        fields = TrainConfig.model_fields
+        data = super().__call__()
+        return {
+            key: value for key, value in data.items()
+            if key in fields or (key.upper().startswith("VOICETUNE_") and key.upper() not in OTHER_VARIABLES)
+        }
+
 
 # Fields that decide the shapes of the saved tensors. A resume that changes one is an error.
 ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets")
@@ -47,34 +72,35 @@ class TrainConfig(BaseSettings):
     # Where
     data: Path | None = Field(None, description="dataset folder (LJSpeech layout)")
     run: Path | None = Field(None, description="run folder: checkpoints, samples, logs")
-    model: str = Field("f5-tiny", description="model name (voicetune train --help lists them)")
+    model: str = Field("f5-tiny", description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2, or package.module:factory")
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
     language: str = Field("en", description="language of the dataset's text (XTTS: en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi)")
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")
     data_changed: Literal["refuse", "restart-epoch"] = Field(
-        "refuse", description="a resume over a changed dataset: refuse, or keep weights and optimizer and restart the epoch")
+        "refuse", description="a resume over a changed dataset: refuse (exit 2, naming what changed), or "
+        "restart-epoch (weights and optimizer kept, a fresh epoch over the new data)")
 
     # How long and how much
-    max_updates: int = Field(1000, ge=1)
-    batch_size: int = Field(8, ge=1, description="items per batch when batch_frames is not set")
-    batch_frames: int | None = Field(None, ge=1, description="batch by total mel frames (F5's frame sampler)")
+    max_updates: int = Field(1000, ge=1, description="optimizer updates in the whole run (a resume continues to it)")
+    batch_size: int = Field(8, ge=1, description="clips per batch when batch_frames is not set (XTTS)")
+    batch_frames: int | None = Field(None, ge=1, description="batch by total mel frames (F5's frame sampler); default: the model's")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer update")
-    seed: int = 0
+    seed: int = Field(0, description="seed of every random generator (weights, shuffling, noise)")
     workers: int | None = Field(None, ge=0, description="DataLoader workers; default cores-1, at most 8")
 
     # Optimizer and schedule (None: the model's own default)
-    lr: float | None = Field(None, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_updates: int | None = Field(None, ge=0)
-    decay: Literal["linear", "cosine", "constant"] = "linear"
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    lr: float | None = Field(None, gt=0, description="peak learning rate; default: the model's (F5 v1 1e-5, XTTS-v2 5e-6; higher with LoRA)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_updates: int | None = Field(None, ge=0, description="linear warm-up updates; default: the model's")
+    decay: Literal["linear", "cosine", "constant"] = Field("linear", description="learning-rate decay after warm-up")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final learning rate as a fraction of lr")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
-    ema_decay: float = Field(0.9999, ge=0, lt=1)
-    ema_update_every: int = Field(10, ge=1)
-    ema_update_after: int = Field(100, ge=0)
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    ema_decay: float = Field(0.9999, ge=0, lt=1, description="decay of the EMA weights used for samples and export")
+    ema_update_every: int = Field(10, ge=1, description="update the EMA every N updates")
+    ema_update_after: int = Field(100, ge=0, description="the EMA copies the weights until this update")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: bf16 on GPUs that have it, else fp16; no on CPU")
 
     # Checkpoints
     save_every: int = Field(1000, ge=1, description="milestone every N updates")
@@ -82,24 +108,24 @@ class TrainConfig(BaseSettings):
     last_every_minutes: float | None = Field(None, gt=0, description="... or every N minutes")
     keep_last: int = Field(3, ge=1, description="newest milestones kept")
     keep_every: int | None = Field(None, ge=1, description="also keep every K-th milestone")
-    milestone_state: Literal["full", "weights"] = "full"
-    best_metric: str = "val_loss"
-    best_mode: Literal["min", "max"] = "min"
+    milestone_state: Literal["full", "weights"] = Field("full", description="what milestones hold: full state, or weights only (model + EMA) to save disk")
+    best_metric: str = Field("val_loss", description="metric that picks the best checkpoint (val_loss; train_loss when there is no validation clip)")
+    best_mode: Literal["min", "max"] = Field("min", description="whether the best metric is the lowest or the highest")
     disk_budget: str | None = Field(None, description="most bytes the checkpoints may take, e.g. 20G")
-    async_save: bool = True
+    async_save: bool = Field(True, description="write checkpoints in a background thread")
 
     # Logging, validation, samples
-    log_every: int = Field(10, ge=1)
-    val_max_batches: int | None = Field(None, ge=1)
-    sample_text: list[str] = Field(default_factory=list)
-    samples: bool = True
-    max_sample_prompts: int = Field(2, ge=0)
+    log_every: int = Field(10, ge=1, description="a progress line and TensorBoard rates every N updates")
+    val_max_batches: int | None = Field(None, ge=1, description="validate on at most N batches (default: all)")
+    sample_text: list[str] = Field(default_factory=list, description="extra sentences synthesized at milestones")
+    samples: bool = Field(True, description="synthesize audio samples at milestones")
+    max_sample_prompts: int = Field(2, ge=0, description="validation sentences synthesized at each milestone")
 
     # LoRA (rank None or 0: full fine-tune)
-    lora_rank: int | None = Field(None, ge=0)
-    lora_alpha: float | None = Field(None, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_targets: list[str] | None = None
+    lora_rank: int | None = Field(None, ge=0, description="train LoRA adapters of this rank (0 or unset: full fine-tune)")
+    lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha; default 2 x rank")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
+    lora_targets: list[str] | None = Field(None, description="module names to adapt; default: attention and feed-forward layers")
 
     @field_validator("resume")
     @classmethod
@@ -124,7 +150,7 @@ class TrainConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, TrainDotEnv(settings_cls)]
         toml = _toml_path.get()
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -159,6 +185,21 @@ class TrainConfig(BaseSettings):
         return parse_size(self.disk_budget) if self.disk_budget else None
 
 
+def setting_default(name: str) -> Any:
+    """The default of a setting as a person would write it (None when the model decides)."""
+    field = TrainConfig.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+    return value if value not in ([], None) else None
+
+
+def setting_help(name: str) -> str:
+    """A setting's meaning and default, for --help and `train --settings`."""
+    field = TrainConfig.model_fields[name]
+    default = setting_default(name)
+    shown = f" [default: {str(default).lower() if isinstance(default, bool) else default}]" if default is not None else ""
+    return f"{field.description or ''}{shown}"
+
+
 def describe_validation_error(err: ValidationError, toml_file: Path | None) -> str:
     """One line per bad field: its name, the value given, and what is allowed."""
     lines = []
@@ -167,9 +208,13 @@ def describe_validation_error(err: ValidationError, toml_file: Path | None) -> s
         flag = "--" + field.replace("_", "-")
         env = "VOICETUNE_" + field.upper()
         given = problem.get("input")
+        if problem["type"] == "extra_forbidden" and field.lower().startswith("voicetune_"):
+            lines.append(f"unknown variable {field.upper()} in .env (in {Path.cwd()}); `voicetune train --settings` "
+                         f"lists the settings (VOICETUNE_<KEY>)")
+            continue
         if problem["type"] == "extra_forbidden":
             where = f" in {toml_file}" if toml_file else ""
-            lines.append(f"unknown setting '{field}'{where}; `voicetune train --help` lists the settings")
+            lines.append(f"unknown setting '{field}'{where}; `voicetune train --settings` lists them all")
             continue
         lines.append(f"{field} ({flag} / {env}): {problem['msg']}; got {given!r}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
@@ -184,7 +229,7 @@ def parse_set_flags(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set {item!r}: write KEY=VALUE, e.g. --set ema_decay=0.999")
         if key not in TrainConfig.model_fields:
-            raise UsageError(f"--set {item!r}: unknown setting {key!r}; `voicetune train --help` lists the settings")
+            raise UsageError(f"--set {item!r}: unknown setting {key!r}; `voicetune train --settings` lists them all")
         values[key] = value
     return values
 

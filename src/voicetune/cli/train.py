@@ -10,43 +10,61 @@ import typer
 from voicetune.cli import app
 
 
+def setting(name: str, *flags: str, metavar: str | None = None, help: str | None = None):
+    """A flag for a TrainConfig field: its meaning and default come from the field itself, and
+    it stays None unless given, so that the config file, .env and VOICETUNE_* still apply."""
+    from voicetune.config import setting_help
+
+    text = setting_help(name)
+    if help:
+        text = f"{help}{text[text.index(' [default'):] if ' [default' in text else ''}"
+    # "\\[" keeps rich from reading "[default: 8]" and "[required]" as markup.
+    return typer.Option(None, *(flags or ("--" + name.replace("_", "-"),)), metavar=metavar,
+                        help=text.replace("[", "\\["), show_default=False)
+
+
 @app.command()
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (LJSpeech layout, e.g. from `voicetune prepare`)"),
-    run: Optional[Path] = typer.Option(None, "--run", help="run folder: checkpoints, samples, TensorBoard, train.log"),
-    model: Optional[str] = typer.Option(None, "--model", help="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2"),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="upstream weights: local path or hf://REPO/FILE"),
-    resume: Optional[str] = typer.Option(None, "--resume", help="auto (default) | latest | never | CHECKPOINT_DIR"),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="start at step 0 from a run's or checkpoint's weights"),
-    data_changed: Optional[str] = typer.Option(None, "--data-changed", help="restart-epoch: resume over a changed dataset "
-                                               "(weights and optimizer kept, a fresh epoch over the new data)"),
-    max_updates: Optional[int] = typer.Option(None, "--max-updates"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    batch_frames: Optional[int] = typer.Option(None, "--batch-frames", help="batch by total mel frames"),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    warmup_updates: Optional[int] = typer.Option(None, "--warmup-updates"),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="milestone every N updates"),
-    last_every: Optional[int] = typer.Option(None, "--last-every", help="rolling full checkpoint every N updates"),
-    last_every_minutes: Optional[float] = typer.Option(None, "--last-every-minutes"),
-    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="newest milestones kept"),
-    keep_every: Optional[int] = typer.Option(None, "--keep-every", help="also keep every K-th milestone"),
-    milestone_state: Optional[str] = typer.Option(None, "--milestone-state", help="full | weights"),
-    disk_budget: Optional[str] = typer.Option(None, "--disk-budget", help="most disk the checkpoints may use, e.g. 20G"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader workers (default cores-1, max 8)"),
-    mixed_precision: Optional[str] = typer.Option(None, "--mixed-precision", help="auto | no | fp16 | bf16"),
-    sample_text: Optional[List[str]] = typer.Option(None, "--sample-text", help="extra text to synthesize at milestones"),
-    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="train LoRA adapters of this rank"),
-    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha"),
-    lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout"),
-    lora_targets: Optional[List[str]] = typer.Option(None, "--lora-targets", help="module names to adapt"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of settings (below env and flags)"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="any other setting, KEY=VALUE (e.g. --set ema_decay=0.999)"),
-    processes: int = typer.Option(1, "--processes", min=1, help="training processes on this machine (DDP), e.g. one per GPU"),
+    data: Optional[Path] = setting("data", metavar="DATASET", help="dataset folder (LJSpeech layout, e.g. from `voicetune prepare`) [required]"),
+    run: Optional[Path] = setting("run", "--run", "--run-dir", metavar="RUN", help="run folder: checkpoints, samples, TensorBoard, train.log [required]; --run-dir is the same (torchrun takes --run)"),
+    model: Optional[str] = setting("model", metavar="NAME"),
+    pretrained: Optional[str] = setting("pretrained", metavar="PATH|hf://REPO/FILE"),
+    vocab: Optional[str] = setting("vocab", metavar="FILE"),
+    language: Optional[str] = setting("language", metavar="CODE"),
+    resume: Optional[str] = setting("resume", metavar="MODE|CHECKPOINT"),
+    init_from: Optional[str] = setting("init_from", metavar="RUN|CHECKPOINT|FILE"),
+    data_changed: Optional[str] = setting("data_changed", metavar="refuse|restart-epoch"),
+    max_updates: Optional[int] = setting("max_updates", metavar="N"),
+    batch_size: Optional[int] = setting("batch_size", metavar="N"),
+    batch_frames: Optional[int] = setting("batch_frames", metavar="N"),
+    grad_accum: Optional[int] = setting("grad_accum", metavar="N"),
+    lr: Optional[float] = setting("lr", metavar="LR"),
+    warmup_updates: Optional[int] = setting("warmup_updates", metavar="N"),
+    save_every: Optional[int] = setting("save_every", metavar="N"),
+    last_every: Optional[int] = setting("last_every", metavar="N"),
+    last_every_minutes: Optional[float] = setting("last_every_minutes", metavar="MIN"),
+    keep_last: Optional[int] = setting("keep_last", metavar="K"),
+    keep_every: Optional[int] = setting("keep_every", metavar="K"),
+    milestone_state: Optional[str] = setting("milestone_state", metavar="full|weights"),
+    disk_budget: Optional[str] = setting("disk_budget", metavar="SIZE"),
+    seed: Optional[int] = setting("seed", metavar="S"),
+    workers: Optional[int] = setting("workers", metavar="N"),
+    mixed_precision: Optional[str] = setting("mixed_precision", metavar="auto|no|fp16|bf16"),
+    sample_text: Optional[List[str]] = setting("sample_text", metavar="TEXT"),
+    lora_rank: Optional[int] = setting("lora_rank", metavar="R"),
+    lora_alpha: Optional[float] = setting("lora_alpha", metavar="A"),
+    lora_dropout: Optional[float] = setting("lora_dropout", metavar="P"),
+    lora_targets: Optional[List[str]] = setting("lora_targets", metavar="NAME"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML file of settings (below .env, VOICETUNE_* and flags)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="any setting, e.g. --set ema_decay=0.999; `--settings` lists them"),
+    processes: int = typer.Option(1, "--processes", min=1, metavar="N", help="training processes on this machine (DDP), e.g. one per GPU"),
+    settings: bool = typer.Option(False, "--settings", help="print every setting with its default and meaning, then exit"),
 ) -> None:
     """Fine-tune; resumes automatically from the newest valid checkpoint of RUN."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "processes") and v not in (None, [])}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "processes", "settings") and v not in (None, [])}
+    if settings:
+        print_settings()
+        return
     from voicetune.train.launch import in_child, launch
 
     if processes > 1 and not in_child():
@@ -56,6 +74,22 @@ def train(
 
     resolved = TrainConfig.resolve({**parse_set_flags(set_ or []), **flags}, toml_file=config)
     run_training(resolved)
+
+
+def print_settings() -> None:
+    """Every TrainConfig field: its --set key, flag or TOML key, default and meaning."""
+    from rich.table import Table
+
+    from voicetune.config import TrainConfig, setting_default
+    from voicetune.console import console
+
+    table = Table(title="voicetune train settings: --set KEY=VALUE, a TOML key, VOICETUNE_KEY, or --flag")
+    for column in ("key", "default", "meaning"):
+        table.add_column(column, overflow="fold")
+    for name, field in TrainConfig.model_fields.items():
+        default = setting_default(name)
+        table.add_row(name, "-" if default is None else str(default), field.description or "")
+    console.print(table)
 
 
 def relaunch_argv() -> list[str]:
