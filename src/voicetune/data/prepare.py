@@ -450,8 +450,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     check_output_folder(OutputFolder(Path(out_dir)), settings)  # fail early, before taking the lock
     with OutputLock(OutputFolder(Path(out_dir))):
         out = open_output_folder(out_dir, settings)  # again under the lock: another prepare may have written
-        fsio.sweep_temporaries(out.wavs)
-        fsio.sweep_temporaries(out.sources)
+        for folder in (out.root, out.state, out.wavs, out.sources):  # what a killed prepare left
+            fsio.sweep_temporaries(folder)
         scan = find_sources(inputs, exclude=out.root)
         transient = list(scan.not_audio)
         jobs: list[SourceJob] = []
