@@ -120,6 +120,7 @@ class TrainConfig(BaseSettings):
     sample_text: list[str] = Field(default_factory=list, description="extra sentences synthesized at milestones")
     samples: bool = Field(True, description="synthesize audio samples at milestones")
     max_sample_prompts: int = Field(2, ge=0, description="validation sentences synthesized at each milestone")
+    sample_budget_seconds: float = Field(120.0, gt=0, description="most seconds a milestone spends on samples; prompts past it are left out")
 
     # LoRA (rank None or 0: full fine-tune)
     lora_rank: int | None = Field(None, ge=0, description="train LoRA adapters of this rank (0 or unset: full fine-tune)")

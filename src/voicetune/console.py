@@ -24,8 +24,11 @@ console = Console(stderr=False, highlight=False, soft_wrap=True, width=_WIDTH)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
-def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
-    """A progress bar with count, elapsed time and ETA; plain lines when output is not a terminal."""
+def progress_bar(transient: bool = False, disable: bool = False, own_eta: bool = False) -> Progress:
+    """A progress bar with count, elapsed time and ETA; plain lines when output is not a terminal.
+
+    `own_eta`: the caller computes the ETA (task field `eta`), e.g. training, whose milestones
+    would make rich's rate-based estimate swing."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -33,7 +36,7 @@ def progress_bar(transient: bool = False, disable: bool = False) -> Progress:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[eta]}") if own_eta else TimeRemainingColumn(),
         console=error_console,
         transient=transient,
         disable=disable,
@@ -66,6 +69,17 @@ def say(message: str, level: int = logging.INFO, logger: str = "voicetune") -> N
             console.print(f"[yellow]{escape(message)}[/]")
         else:
             console.print(message, markup=False)
+
+
+# Third-party loggers whose warnings mean nothing to a voicetune user (bitsandbytes' hint about
+# its optional CPU gemm_4bit_forward kernel on every XTTS command, on CPUs with AVX512-BF16).
+QUIET_LOGGERS = ("bitsandbytes",)
+
+
+def quiet_third_party() -> None:
+    """Silence the warnings of QUIET_LOGGERS (errors still show); called once by the CLI."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def is_interactive() -> bool:

@@ -28,6 +28,10 @@ class CheckpointDamaged(CheckpointError):
     """A checkpoint whose files do not match its manifest (it is quarantined, never trusted)."""
 
 
+class IncompatibleCheckpointError(UsageError, CheckpointError):
+    """A valid checkpoint of another model or architecture than asked for: bad input, exit code 2."""
+
+
 class RunLockedError(VoicetuneError):
     """Another live process holds the run's LOCK."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,14 @@ def export_trained(target: Path, fmt: str, out: Path) -> list[Path]:
     """Write a checkpoint's EMA weights in an upstream format (LoRA merged by the adapter)."""
     trained = load_trained_model(target)
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return trained.adapter.export(trained.model, out, fmt)
+    try:
+        return trained.adapter.export(trained.model, out, fmt)
+    except BaseException:
+        if created:  # a failed export leaves no half-written folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
@@ -69,28 +76,35 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
 
     if not text.strip():
         raise UsageError("--text is empty; give the text to speak")
-    ref = Path(ref)
+    ref, out = Path(ref), Path(out)
     if not ref.is_file():
         raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
+    if not Path(target).exists():
+        raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
+    # Every argument is checked before the model is loaded (seconds to minutes for real models).
+    ref_audio, ref_rate = read_reference(ref)
     trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None)
     adapter = trained.adapter
-    ref_audio = read_reference(ref, adapter.sample_rate)
+    if ref_rate != adapter.sample_rate:
+        import soxr
+
+        ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     with torch.no_grad():
         audio = adapter.synthesize(trained.model, text, ref_audio, ref_text, speed=speed, language=language)
     audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio, adapter.sample_rate, subtype="PCM_16")
     return out
 
 
-def read_reference(path: Path, sample_rate: int) -> np.ndarray:
-    """A reference clip as float32 mono at `sample_rate` (any format soundfile or ffmpeg reads)."""
+def read_reference(path: Path) -> tuple[np.ndarray, int]:
+    """A reference clip as float32 mono and its rate (any format soundfile or ffmpeg reads)."""
     import soundfile as sf
-    import soxr
 
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
@@ -102,7 +116,4 @@ def read_reference(path: Path, sample_rate: int) -> np.ndarray:
             audio, rate = samples.data.numpy().T.astype(np.float32), samples.sample_rate
         except Exception:
             raise UsageError(f"--ref {path}: cannot read audio ({err}); convert it to wav") from None
-    mono = audio.mean(axis=1)
-    if rate != sample_rate:
-        mono = soxr.resample(mono, rate, sample_rate)
-    return mono.astype(np.float32)
+    return audio.mean(axis=1).astype(np.float32), int(rate)

@@ -101,7 +101,8 @@ def test_restart_right_after_kill_9_of_a_trainer_with_live_workers_takes_the_loc
     assert took < 0.1, f"the lock took {took:.3f} s after the trainer died"
     assert still_running, "the workers exited before the restart: nothing was proven"
     assert taken_from["pid"] == training.proc.pid
-    restarted = run_cli("train", *toy_args(toy_corpus, run, "--workers", "1", max_updates=1))
+    next_step = CheckpointStore(run).latest_valid().step + 1
+    restarted = run_cli("train", *toy_args(toy_corpus, run, "--workers", "1", max_updates=next_step))
     assert restarted.returncode == 0, restarted.stderr
     assert "resuming from" in restarted.stdout
     for pid in workers:

@@ -137,6 +137,8 @@ def test_synthesize_and_export_of_the_trained_run(straight, f5_corpus, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     info = sf.info(out)
     assert info.samplerate == 24000 and info.duration > 0.5
+    # No Vocos weights here: the fallback is said on the console, once, with how to get Vocos.
+    assert result.stdout.count("vocoder: Griffin-Lim") == 1 and "hf download charactr/vocos-mel-24khz" in result.stdout
 
     exported = tmp_path / "export"
     result = run_cli("ckpt", "export", str(straight), "--format", "f5", "--out", str(exported))

@@ -103,8 +103,9 @@ class ToyAdapter(BaseAdapter):
         return model(batch["mel"], batch["mask"])
 
     def sample_prompts(self, splits, extra_texts, limit):
-        mel = splits.val[0]
-        return [SamplePrompt("val_0000", "denoise", mel.numpy(), "")][:limit]
+        mel = splits.val[0].numpy()
+        return ([SamplePrompt("val_0000", "denoise", mel, "")][:limit]
+                + [SamplePrompt(f"text_{i}", text, mel, "") for i, text in enumerate(extra_texts, start=1)])
 
     def synthesize_samples(self, model, prompts):
         slow = os.environ.get("VOICETUNE_TOY_SLOW_SAMPLES")

@@ -105,7 +105,8 @@ def test_init_from_starts_at_zero_with_lineage_and_checks_architecture(toy_corpu
     assert "resuming from" in again.stdout and again.returncode == 0
     wide = run_cli("train", *toy_args(toy_corpus, tmp_path / "wide", "--init-from", short_run, max_updates=5),
                    env=cli_env(VOICETUNE_TOY_HIDDEN="32"))
-    assert wide.returncode == 1 and "architecture differs in hidden" in wide.stderr
+    assert wide.returncode == 2 and "architecture differs in hidden" in wide.stderr  # bad input
+    assert not (tmp_path / "wide").exists()  # a refused command leaves nothing behind
 
 
 def test_resume_with_another_architecture_names_the_field(toy_corpus, short_run, tmp_path):
@@ -114,7 +115,7 @@ def test_resume_with_another_architecture_names_the_field(toy_corpus, short_run,
     run = tmp_path / "run"
     shutil.copytree(short_run, run)
     result = run_cli("train", *toy_args(toy_corpus, run, max_updates=40), env=cli_env(VOICETUNE_TOY_HIDDEN="32"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input: the command names another model than the run's
     assert "hidden: checkpoint 64, now 32" in result.stderr
 
 

@@ -7,9 +7,21 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from support.harness import cli_env, run_cli, toy_args, xtts_args
+
+
+FINISHED_CADENCE = ["--save-every", "5", "--last-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(toy_corpus, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    result = run_cli("train", *toy_args(toy_corpus, run, *FINISHED_CADENCE, max_updates=10))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run
 
 
 def strict_json(path: Path):
@@ -99,3 +111,164 @@ def test_an_unexpected_error_lands_in_the_run_log(toy_corpus, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert str(run / "train.log") in result.stderr
     assert "Traceback (most recent call last)" in (run / "train.log").read_text()
+
+
+# ---- flags, help and settings -------------------------------------------------------------------
+
+
+def test_train_help_shows_defaults_required_options_and_no_type_tags():
+    text = run_cli("train", "--help", env=cli_env(COLUMNS="250")).stdout
+    assert "<str>" not in text and "<bool>" not in text and "<int>" not in text
+    line = lambda flag: next(l for l in text.splitlines() if f" {flag} " in l or f" {flag}," in l)
+    assert "[required]" in line("--data") and "[required]" in line("--run,--run-dir")
+    assert "[default: 1000]" in line("--save-every") and "[default: 3]" in line("--keep-last")
+    assert "--vocab" in text and "--settings" in text
+
+
+def test_train_settings_lists_every_key_and_unknown_keys_point_there(toy_corpus, tmp_path):
+    from voicetune.config import TrainConfig
+
+    listed = run_cli("train", "--settings", env=cli_env(COLUMNS="250")).stdout
+    rows = {l.split("│")[1].strip() for l in listed.splitlines() if l.count("│") >= 3}
+    assert set(TrainConfig.model_fields) <= rows
+    assert "0.9999" in next(l for l in listed.splitlines() if "│ ema_decay " in l)
+    bad = run_cli("train", *toy_args(toy_corpus, tmp_path / "run", "--set", "ema_decy=0.9"))
+    assert bad.returncode == 2 and "ema_decy" in bad.stderr and "voicetune train --settings" in bad.stderr
+
+
+def test_vocab_flag_reaches_the_model(toy_corpus, tmp_path):
+    result = run_cli("train", "--data", toy_corpus, "--run", tmp_path / "run", "--model", "f5-tiny",
+                     "--vocab", tmp_path / "missing_vocab.txt", "--max-updates", "1")
+    assert result.returncode == 2 and f"--vocab {tmp_path / 'missing_vocab.txt'}: no such file" in result.stderr
+
+
+# ---- exit codes and what a refused command leaves -----------------------------------------------
+
+
+def test_run_naming_a_file_is_a_usage_error(toy_corpus, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    result = run_cli("train", *toy_args(toy_corpus, target, max_updates=2))
+    assert result.returncode == 2 and f"--run {target}: is a file" in result.stderr
+    assert target.read_text() == "mine" and "Traceback" not in result.stderr
+
+
+def test_env_file_may_hold_other_variables_and_names_unknown_settings(toy_corpus, tmp_path):
+    (tmp_path / ".env").write_text("VOICETUNE_VOCOS=/nowhere\nHF_TOKEN=hf_x\nVOICETUNE_SAVE_EVERY=2\n")
+    result = run_cli("train", *toy_args(toy_corpus, tmp_path / "run", max_updates=2), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "step_00000002 committed (milestone" in result.stdout  # VOICETUNE_SAVE_EVERY applied
+    (tmp_path / ".env").write_text("VOICETUNE_SAVE_EVRY=2\n")
+    bad = run_cli("train", *toy_args(toy_corpus, tmp_path / "run2", max_updates=2), cwd=tmp_path)
+    assert bad.returncode == 2 and "VOICETUNE_SAVE_EVRY in .env" in bad.stderr
+    assert not (tmp_path / "run2").exists()
+
+
+def test_prepare_without_audio_says_so_and_creates_nothing(tmp_path):
+    inputs = tmp_path / "recordings"
+    inputs.mkdir()
+    (inputs / "notes.pdf").write_bytes(b"%PDF-1.4")
+    result = run_cli("prepare", inputs, "--out", tmp_path / "dataset", "--transcriber", "none")
+    assert result.returncode == 2 and "found no audio or video file" in result.stderr
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_failed_export_leaves_no_folder(finished_run, tmp_path):
+    out = tmp_path / "export"
+    damaged = tmp_path / "run"
+    shutil.copytree(finished_run, damaged)
+    for weights in (damaged / "checkpoints").glob("*/ema.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:-8])  # every checkpoint fails verification
+    result = run_cli("ckpt", "export", damaged, "--format", "safetensors", "--out", out)
+    assert result.returncode != 0
+    assert not out.exists()
+
+
+def test_synthesize_checks_its_arguments_before_loading_a_model(finished_run, tmp_path):
+    damaged = tmp_path / "run"
+    shutil.copytree(finished_run, damaged)
+    for weights in (damaged / "checkpoints").glob("*/model.safetensors"):
+        weights.write_bytes(b"")  # loading would fail on these: the --ref error must come first
+    result = run_cli("synthesize", "--checkpoint", damaged, "--text", "Hello.", "--ref", tmp_path / "missing.wav",
+                     "--out", tmp_path / "out.wav")
+    assert result.returncode == 2 and "--ref" in result.stderr and "missing.wav" in result.stderr
+    assert "checkpoint" not in result.stderr.split("--ref", 1)[0]
+
+
+def test_unreachable_hub_fails_in_one_line(toy_corpus, tmp_path):
+    # Nothing listens on port 9 of this machine: the hub is unreachable, as on an offline box.
+    result = run_cli("train", "--data", toy_corpus, "--run", tmp_path / "run", "--model", "f5-v1-base",
+                     "--max-updates", "1", env=cli_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf")))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "cannot be reached" in lines[0] and "hf download SWivid/F5-TTS" in lines[0]
+
+
+# ---- time spent where the user wants it ---------------------------------------------------------
+
+
+def test_rerunning_a_finished_run_redoes_nothing(finished_run, toy_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("train.log", "LOCK")}
+    info = json.loads((run / "run.json").read_text())
+    steps = info["sessions"][-1]
+    result = run_cli("train", *toy_args(toy_corpus, run, *FINISHED_CADENCE, max_updates=10))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the run is complete" in result.stdout and "samples of step" not in result.stdout
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("train.log", "LOCK")}
+    assert after == before  # no samples, no export, no checkpoint, no new session written
+    assert json.loads((run / "run.json").read_text())["sessions"][-1] == steps
+
+
+def test_eta_counts_milestones_apart():
+    from voicetune.train.reporting import Reporter
+
+    reporter = Reporter(Path("."), Path("."), Path("."), 0, 100, 10, enabled=False, save_every=25)
+    reporter._rate = 2.0  # updates per second, milestone work excluded
+    assert reporter.eta(50) == "00:00:25"  # no milestone measured yet
+    reporter.milestone_done(10.0)
+    # 50 updates at 2/s, and the milestones of steps 75 and 100 at 10 s each
+    assert reporter.eta(50) == "00:00:45 (milestones 00:00:20 of it)"
+
+
+def test_every_commit_is_shown_and_samples_keep_to_their_budget(toy_corpus, tmp_path):
+    result = run_cli("train", *toy_args(toy_corpus, tmp_path / "run", "--save-every", "3", "--sample-text",
+                                        "a second prompt", "--set", "sample_budget_seconds=0.001", max_updates=6))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checkpoint step_00000003 committed" in result.stdout and "checkpoint step_00000006 committed" in result.stdout
+    assert "samples of step 3: 1 of 2 prompts left out after 0 s" in result.stdout
+    assert "milestone validation and samples took" in result.stdout
+
+
+def test_resume_hint_repeats_the_command_as_given(toy_corpus, tmp_path):
+    import shlex
+    import signal
+
+    from support.harness import Training, last_logged_step, wait_until
+
+    config = tmp_path / "settings.toml"
+    config.write_text("keep_last = 2\n")
+    args = toy_args(toy_corpus, tmp_path / "run", "--config", config, "--last-every", "5", max_updates=100_000)
+    training = Training(args, log=tmp_path / "out.log")
+    assert wait_until(lambda: last_logged_step(tmp_path / "run") >= 3, proc=training.proc)
+    training.signal(signal.SIGTERM)
+    assert training.wait() == 143
+    assert shlex.join(["voicetune", "train", *map(str, args)]) in training.output()
+
+
+def test_third_party_hints_are_silenced_in_the_cli():
+    """bitsandbytes logs a hint about an optional CPU kernel on every XTTS command (on CPUs with
+    AVX512-BF16). A command that logs it the way bitsandbytes does shows nothing under
+    `voicetune`, while the same line outside the CLI reaches stderr."""
+    import subprocess
+    import sys
+
+    emit = "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('Failed to load CPU gemm_4bit_forward')"
+    inside = ("import logging; from voicetune import cli; "
+              f"cli.app.command('emit')(lambda: {emit}); cli.main(['emit'])")
+    outside = f"import logging; {emit}"
+    shown = subprocess.run([sys.executable, "-c", outside], env=cli_env(), capture_output=True, text=True)
+    assert "gemm_4bit_forward" in shown.stderr
+    quiet = subprocess.run([sys.executable, "-c", inside], env=cli_env(), capture_output=True, text=True)
+    assert quiet.returncode == 0 and "gemm_4bit_forward" not in quiet.stderr, quiet.stderr

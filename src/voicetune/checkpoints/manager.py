@@ -48,6 +48,7 @@ from voicetune.checkpoints.store import (
     load_checkpoint,
     read_checkpoint_dir,
 )
+from voicetune.config import format_size
 from voicetune.errors import CheckpointDamaged, CheckpointError, UsageError, VoicetuneError
 
 log = logging.getLogger("voicetune.checkpoints")
@@ -242,10 +243,7 @@ class CheckpointManager:
     def finish(self) -> StoredCheckpoint | None:
         """Wait for the save in flight; raise SaveFailed if it failed. Returns the last commit."""
         if self._saver is not None:
-            self._saver.wait()
-            if self._saver.last_committed is not None:
-                self._say(f"checkpoint {self._saver.last_committed.name} committed ({self._saver.last_seconds:.1f} s)",
-                          logging.INFO)
+            self._saver.wait()  # each commit is announced by _after_commit
         return self.last_committed
 
     def close(self) -> None:
@@ -302,6 +300,8 @@ class CheckpointManager:
         # In the saver thread, after a successful commit only. A failure here is a retention
         # failure: the checkpoint is committed and stays valid.
         self._parent = stored.name
+        self._say(f"checkpoint {stored.name} committed ({stored.role}, {stored.kind} state, "
+                  f"{format_size(stored.size_bytes)})", logging.INFO)
         try:
             removed = self.store.apply_retention(self.retention, protected={*self._protected_names(), stored.name})
         except Exception as err:  # noqa: BLE001 - reported, never raised as a failed save
@@ -315,10 +315,12 @@ class CheckpointManager:
 
     # ---- best and ready/ -------------------------------------------------------------------
 
-    def best(self, infos: list[CheckpointInfo] | None = None) -> CheckpointInfo | None:
+    def best(self, infos: list[CheckpointInfo] | None = None, metric: str | None = None) -> CheckpointInfo | None:
         """THE best committed checkpoint: by the run's best_metric read from each manifest's
-        metrics (any name: val_loss, train_loss, score...), ties to the earliest step."""
-        return self.retention.best(self.store.valid_infos() if infos is None else infos)
+        metrics (any name: val_loss, train_loss, score...), ties to the earliest step. `metric`
+        asks for another (lower is better), e.g. train_loss when no checkpoint has the run's."""
+        policy = self.retention if metric is None else RetentionPolicy(best_metric=metric, best_mode="min")
+        return policy.best(self.store.valid_infos() if infos is None else infos)
 
     def best_value(self, info: CheckpointInfo | None) -> float | None:
         return info.metrics.get(self.options.best_metric) if info is not None else None

@@ -67,8 +67,9 @@ def _user_log_path():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the contract's exit codes."""
-    from voicetune.console import attach_log_file, console, error_console
+    from voicetune.console import attach_log_file, console, error_console, quiet_third_party
 
+    quiet_third_party()
     log_path = _user_log_path()
     try:
         attach_log_file(log_path)

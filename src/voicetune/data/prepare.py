@@ -36,6 +36,7 @@ import numpy as np
 from voicetune import fsio
 from voicetune.data import files, ljspeech
 from voicetune.data.ingest import (
+    AUDIO_EXTENSIONS,
     Rejection,
     SourceAudio,
     SourceRejected,
@@ -445,6 +446,12 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     warnings = [warning] if warning else []
     for message in warnings:
         error_console.print(f"warning: {message}", highlight=False, markup=False, style="yellow")
+    # Inputs are looked at before anything is created: a run that finds no audio leaves no folder.
+    scan = find_sources(inputs, exclude=Path(out_dir))
+    if not scan.audio_files and not (Path(out_dir) / "manifest.jsonl").is_file():
+        shown = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        raise UsageError(f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
+                         f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}")
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
     settings = dataset_settings(options, model.identity if model else None)
     check_output_folder(OutputFolder(Path(out_dir)), settings)  # fail early, before taking the lock
@@ -452,7 +459,6 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         out = open_output_folder(out_dir, settings)  # again under the lock: another prepare may have written
         for folder in (out.root, out.state, out.wavs, out.sources):  # what a killed prepare left
             fsio.sweep_temporaries(folder)
-        scan = find_sources(inputs, exclude=out.root)
         transient = list(scan.not_audio)
         jobs: list[SourceJob] = []
         resumed = 0

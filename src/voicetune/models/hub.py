@@ -89,6 +89,9 @@ def download_hub_file(file: HubFile, flag: str = "--pretrained") -> Path:
     if hub_offline():
         raise VoicetuneError(f"{flag} {file}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                              + fetch_hint)
+    if not hub_reachable():  # at once, not after huggingface_hub's half minute of retries
+        raise VoicetuneError(f"{flag} {file}: the Hugging Face Hub cannot be reached and the file is not in "
+                             f"the local cache; {fetch_hint}")
     log.info("downloading %s", file)
     try:
         path = hf_hub_download(file.repo_id, file.filename, revision=file.revision)
@@ -99,7 +102,8 @@ def download_hub_file(file: HubFile, flag: str = "--pretrained") -> Path:
         raise UsageError(f"{flag} {file}: no such file on the Hugging Face Hub ({type(err).__name__}); "
                          "check the repository and path, or pass a local file") from None
     except OSError as err:  # other HTTP and disk errors
-        raise VoicetuneError(f"{flag} {file}: download failed ({err}); {fetch_hint}") from None
+        said = " ".join(str(err).split())  # the hub's message whole, on one line
+        raise VoicetuneError(f"{flag} {file}: download failed: {said}; {fetch_hint}") from None
     return Path(path)
 
 

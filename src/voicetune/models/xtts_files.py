@@ -168,23 +168,28 @@ def resolve_pretrained(spec: str) -> Path:
 
 
 def download_snapshot(repo_id: str, spec: str) -> Path:
-    """The XTTS files of a hub repo (downloaded once into the Hugging Face cache)."""
+    """The XTTS files of a hub repo: from the Hugging Face cache, else downloaded once. An
+    unreachable hub fails at once (huggingface_hub itself would retry for half a minute)."""
     from huggingface_hub import snapshot_download
 
+    from voicetune.models.hub import hub_offline, hub_reachable
+
     patterns = [*REQUIRED_FILES, SPEAKERS_FILE]
+    advice = (f"On a machine with internet, download {', '.join(REQUIRED_FILES)} from https://huggingface.co/{repo_id} "
+              "into a folder, copy it here and pass --pretrained FOLDER")
+    try:  # an earlier download may sit in the cache
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if hub_offline() or not hub_reachable():
+        raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id}: the Hugging Face hub cannot be reached "
+                             f"(or HF_HUB_OFFLINE is set) and it is not in the local cache. {advice}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as err:  # offline, unknown repo, HTTP error: all end in the same advice
-        first_error = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        try:  # an earlier download may sit in the cache
-            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-        except Exception:
-            pass
-    raise VoicetuneError(
-        f"--pretrained {spec}: cannot download {repo_id} from the Hugging Face hub ({first_error[:160]}). "
-        f"On a machine with internet, download {', '.join(REQUIRED_FILES)} from https://huggingface.co/{repo_id} "
-        "into a folder, copy it here and pass --pretrained FOLDER"
-    )
+    except Exception as err:  # unknown repo, HTTP error: the hub's own words, whole, on one line
+        said = " ".join(str(err).split()) or type(err).__name__
+        raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id} from the Hugging Face hub: {said}. "
+                             f"{advice}") from None
 
 
 # ---- reading upstream files ----------------------------------------------------------------

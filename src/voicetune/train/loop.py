@@ -38,7 +38,7 @@ from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.checkpoints.store import LoadedCheckpoint, load_checkpoint
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
-from voicetune.errors import CheckpointError, StoppedBySignal, UsageError, VoicetuneError
+from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, UsageError, VoicetuneError
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
@@ -83,6 +83,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     discard_run = False
     try:
         start = choose_start(manager, run, accelerator, config)
+        if start.resume_from is not None and start.resume_from.step >= config.max_updates:
+            return already_complete(manager, adapter, config, start.resume_from, is_main)
         with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
             splits = adapter.load_data(Path(config.data), run.cache_dir)
         data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
@@ -106,7 +108,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if is_main:
             refuse_if_no_room(sizes, run, config)
         reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
-                            config.log_every, enabled=is_main)
+                            config.log_every, enabled=is_main, save_every=config.save_every)
         if is_main:
             run.record_session(config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session)
             announce_start(reporter, config, splits, start, loop, state.params, plan, sizes, manager, run,
@@ -137,8 +139,11 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 continue
             metrics = {}
             if decision.role == "milestone":
+                milestone_started = time.monotonic()
                 metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
                 stop = agreed_stop_signal(accelerator, signals)
+                meter.pause(time.monotonic() - milestone_started)  # validation and samples: not in the update rate
+                reporter.milestone_done(meter.last_pause)
             if config.best_metric in metrics and manager.retention.is_better(metrics[config.best_metric], loop.best_value):
                 loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
@@ -154,11 +159,12 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if not saved and loop.step > session_start_step:
             raise VoicetuneError(final_save_missing(manager, loop.step))
         if is_main:
-            export_ready(manager, adapter, reporter)
+            export_ready(manager, adapter, reporter.say)
         best = manager.best() if is_main else None
         best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
                      if best else f"no checkpoint has a {config.best_metric}")
-        reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session); {best_text}")
+        reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
+                     f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
         last = manager.last_committed.name if manager.last_committed else None
         return TrainResult(loop.step, None, last, best.name if best else None, manager.best_value(best))
     except StoppedBySignal:
@@ -289,7 +295,7 @@ def initializer(adapter: ModelAdapter, start: Start) -> Callable[[torch.nn.Modul
         arch, current = loaded.json.get(st.LOOP, {}).get("architecture"), _jsonable(adapter.architecture())
         if arch is not None and _jsonable(arch) != current:
             differing = sorted(k for k in set(arch) | set(current) if arch.get(k) != current.get(k))
-            raise CheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
+            raise IncompatibleCheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
         adapter.load_checkpoint_weights(model, loaded.tensors[st.MODEL])
 
     return load
@@ -311,7 +317,7 @@ def check_compatible(checkpoint: LoadedCheckpoint, config: TrainConfig, adapter:
         if saved_arch.get(key) != current_arch.get(key)
     ]
     if differences:
-        raise CheckpointError(
+        raise IncompatibleCheckpointError(
             f"{checkpoint.path} was trained with another architecture:\n  " + "\n  ".join(differences)
             + "\n  use the same model settings to resume, or --init-from to start a new run from its weights"
         )
@@ -444,27 +450,37 @@ def train_update(state: st.TrainState, batches, splits: DataSplits, config: Trai
 
 
 class Throughput:
-    """Updates and frames per second between log lines, for the log and TensorBoard."""
+    """Updates and frames per second between log lines, for the log and TensorBoard; time spent
+    on milestone work (validation, samples) is left out of the rates."""
 
     def __init__(self, step: int, config: TrainConfig):
         self.config = config
         self.session_step, self.session_time = step, time.monotonic()
         self.last_step, self.last_time, self.frames = step, self.session_time, 0
+        self.paused = self.paused_since_log = self.last_pause = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.last_pause = seconds
+        self.paused += seconds
+        self.paused_since_log += seconds
 
     def add(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
         self.frames += scalars.pop("frames")
         if step % self.config.log_every == 0 or step == self.config.max_updates:
             now = time.monotonic()
-            elapsed = max(now - self.last_time, 1e-9)
+            elapsed = max(now - self.last_time - self.paused_since_log, 1e-9)
             scalars["perf/updates_per_s"] = (step - self.last_step) / elapsed
             scalars["perf/frames_per_s"] = self.frames / elapsed
             if torch.cuda.is_available():
                 scalars["perf/gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
-            self.last_step, self.last_time, self.frames = step, now, 0
+            self.last_step, self.last_time, self.frames, self.paused_since_log = step, now, 0, 0.0
         return scalars
 
+    def session_seconds(self) -> float:
+        return time.monotonic() - self.session_time
+
     def session_rate(self, step: int) -> float:
-        return (step - self.session_step) / max(time.monotonic() - self.session_time, 1e-9)
+        return (step - self.session_step) / max(self.session_seconds() - self.paused, 1e-9)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -619,7 +635,8 @@ def validate(state: st.TrainState, splits: DataSplits, config: TrainConfig) -> f
 
 
 def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFolder, signals: StopSignals) -> None:
-    """Synthesize the fixed prompts with the EMA weights into RUN/samples/step_N/ and TensorBoard.
+    """Synthesize the fixed prompts with the EMA weights into RUN/samples/step_N/ and TensorBoard,
+    prompt by prompt until `sample_budget_seconds` are spent (the rest are left out, and said).
 
     A stop request cuts the synthesis short (StopRequested propagates); the files are written
     only once it is complete.
@@ -632,8 +649,14 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
         state.adapter.load_checkpoint_weights(ema_model, state.ema.weights_like(state.weights))
         ema_model.eval()
         log.info("synthesizing the samples of step %d", step)
+        samples, started, budget = [], time.monotonic(), state.config.sample_budget_seconds
         with signals.interruptible(), preserved_rng(SAMPLES_SEED), torch.no_grad():
-            samples = state.adapter.synthesize_samples(ema_model, prompts)
+            for index, prompt in enumerate(prompts):
+                if index and budget is not None and time.monotonic() - started > budget:
+                    reporter.say(f"samples of step {step}: {len(prompts) - index} of {len(prompts)} prompts left out "
+                                 f"after {budget:.0f} s (--set sample_budget_seconds=...)", logging.WARNING)
+                    break
+                samples += state.adapter.synthesize_samples(ema_model, [prompt])
         del ema_model
         out = run.samples_dir / f"step_{step:08d}"
         reporter.samples(step, samples, out)
@@ -684,7 +707,7 @@ def final_save_missing(manager: CheckpointManager, step: int) -> str:
             f"Free disk space in {manager.run_dir} (or raise --disk-budget) and rerun the same command to finish")
 
 
-def export_ready(manager: CheckpointManager, adapter: ModelAdapter, reporter: Reporter) -> None:
+def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callable[..., None]) -> None:
     """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
     upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
     from voicetune.inference import export_trained
@@ -692,18 +715,39 @@ def export_ready(manager: CheckpointManager, adapter: ModelAdapter, reporter: Re
     ready = manager.run_dir / "ready"
     try:
         source, files = manager.export_ready(lambda ckpt, folder: export_trained(ckpt, adapter.export_format, folder))
-        reporter.say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
+        say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
     except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
         log.error("export to %s failed", ready, exc_info=True)
-        reporter.say(f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
-                     f"{manager.run_dir} --format {adapter.export_format} --out DIR`", logging.WARNING)
+        say(f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
+            f"{manager.run_dir} --format {adapter.export_format} --out DIR`", logging.WARNING)
 
 
 def resume_hint(signum: int, config: TrainConfig, step: int, saved: bool) -> str:
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     what = "after a clean checkpoint" if saved else "(its final checkpoint was skipped: see the errors above)"
-    return (f"stopped by {name} at step {step} {what}; rerun the same command "
-            f"(voicetune train --data {config.data} --run {config.run} ...) to resume")
+    return f"stopped by {name} at step {step} {what}; to resume, rerun the same command:\n  {command_line()}"
+
+
+def command_line() -> str:
+    """The command as the user gave it (every flag, --config included), ready to paste."""
+    import shlex
+    import sys
+
+    return shlex.join(["voicetune", *sys.argv[1:]])
+
+
+def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool) -> TrainResult:
+    """A rerun of a finished run: nothing to train, no samples redone, ready/ only if it is missing."""
+    from voicetune.console import say
+
+    best = manager.best() or manager.best(metric="train_loss")
+    if is_main:
+        say(f"the run is complete: {newest.name} is at step {newest.step} of --max-updates {config.max_updates}"
+            f"{f'; best {best.name}' if best else ''}. Raise --max-updates to train further")
+        if not (manager.run_dir / "ready").is_dir():
+            export_ready(manager, adapter, say)
+    return TrainResult(newest.step, None, newest.name, best.name if best else None,
+                       best.metrics.get(config.best_metric) if best else None)
 
 
 def _jsonable(value: Any) -> Any:

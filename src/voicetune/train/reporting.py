@@ -28,8 +28,11 @@ log = logging.getLogger("voicetune.train")
 
 class Reporter:
     def __init__(self, run_path: Path, tensorboard_dir: Path, metrics_path: Path, start_step: int,
-                 max_updates: int, log_every: int, enabled: bool = True):
+                 max_updates: int, log_every: int, enabled: bool = True, save_every: int | None = None):
         self.enabled = enabled
+        self.save_every = save_every
+        self._milestones: list[float] = []  # seconds of each milestone's validation and samples
+        self._rate: float | None = None
         self.log_every = log_every
         self.max_updates = max_updates
         self.start_step = start_step
@@ -51,9 +54,9 @@ class Reporter:
         self._guarded("TensorBoard", open_tensorboard)
         self._guarded("metrics.jsonl", self._open_metrics)
         if self._interactive:
-            self._progress = progress_bar()
+            self._progress = progress_bar(own_eta=True)
             self._progress.start()
-            self._task = self._progress.add_task("training", total=max_updates, completed=start_step, status="")
+            self._task = self._progress.add_task("training", total=max_updates, completed=start_step, status="", eta="")
 
     def update(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -61,16 +64,34 @@ class Reporter:
         self._write_metrics(step, scalars)
         self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)])
         status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
+        self._rate = scalars.get("perf/updates_per_s") or self._rate
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, status=status)
+            self._progress.update(self._task, completed=step, status=status, eta=self.eta(step))
         if step % self.log_every == 0 or step == self.max_updates:
             rate = scalars.get("perf/updates_per_s")
             line = f"step {step}/{self.max_updates}  {status}  grad-norm {scalars.get('train/grad_norm', float('nan')):.3f}"
             if rate:
-                line += f"  {rate:.2f} updates/s  ETA {_eta(self.max_updates - step, rate)}"
+                line += f"  {rate:.2f} updates/s  ETA {self.eta(step)}"
             log.info(line)
             if not self._interactive:
                 console.print(line)
+
+    def milestone_done(self, seconds: float) -> None:
+        """A milestone's validation and samples took `seconds`: the ETA counts them apart."""
+        self._milestones.append(seconds)
+
+    def eta(self, step: int) -> str:
+        """Time left: updates at the measured update rate (milestone work excluded from it), plus
+        the milestones still to come at the mean time of those so far, shown as their own part."""
+        if not self._rate:
+            return "-"
+        updates = (self.max_updates - step) / self._rate
+        milestones = 0.0
+        if self.save_every and self._milestones:
+            remaining = self.max_updates // self.save_every - step // self.save_every
+            milestones = remaining * sum(self._milestones) / len(self._milestones)
+        text = _eta(updates + milestones)
+        return f"{text} (milestones {_eta(milestones)} of it)" if milestones >= 1 else text
 
     def scalars(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -209,6 +230,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _eta(remaining: int, rate: float) -> str:
-    seconds = int(remaining / rate) if rate > 0 else 0
+def _eta(seconds: float) -> str:
+    seconds = int(seconds)
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"

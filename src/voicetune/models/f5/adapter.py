@@ -252,7 +252,8 @@ class F5Adapter(BaseAdapter):
             from voicetune.models.f5.vocoder import make_vocoder
 
             self._vocoder, description = make_vocoder(self.spec.mel, self.vocos_path)
-            log.log(logging.WARNING if description.startswith("Griffin") else logging.INFO, "vocoder: %s", description)
+            # On the console too (train and synthesize): metallic audio must not look like a bad model.
+            say(f"vocoder: {description}", logging.WARNING if description.startswith("Griffin") else logging.INFO)
         return self._vocoder
 
     @torch.no_grad()

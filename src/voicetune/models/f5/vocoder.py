@@ -95,6 +95,6 @@ def make_vocoder(mel: dict[str, Any], vocos_path: str | os.PathLike | None) -> t
         return (lambda m: vocos.to(m.device).decode(m.float())), f"Vocos ({folder})"
     griffin_lim = GriffinLim(mel)
     return (lambda m: griffin_lim.to(m.device)(m)), (
-        f"Griffin-Lim: no Vocos weights ({VOCOS_REPO}) found; samples will sound metallic. Set {VOCOS_ENV} "
-        f"to a folder with its config.yaml and pytorch_model.bin for upstream-quality audio"
+        f"Griffin-Lim: no Vocos weights ({VOCOS_REPO}) found; samples will sound metallic. For upstream-quality "
+        f"audio: `hf download {VOCOS_REPO} --local-dir DIR` (online, once), then set {VOCOS_ENV}=DIR"
     )
