@@ -7,9 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1
+APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium \
+  asterisk-core-sounds-es asterisk-core-sounds-es-wav asterisk-core-sounds-fr asterisk-core-sounds-fr-wav \
+  asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-moh-opsound-wav
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test test-full install system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/voicetune demo
@@ -17,10 +19,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# Real-size f5-v1-base and xtts-v2 on the CPU (tests marked `full`, left out of `make test`).
+test-full: $(STAMP)
+	$(PY) -m pytest -m full tests -s
+
 install: $(STAMP)
 
 # Debian packages: espeak-ng speaks test and demo corpora, ffmpeg decodes mp3/m4a/video for
-# prepare and is what torchcodec loads, sox is used by a few audio fixtures.
+# prepare and is what torchcodec loads, sox is used by a few audio fixtures, chromium is the browser
+# the studio's tests drive (through Playwright, which must not download a browser of its own); the
+# asterisk packages are recorded human speech (Spanish, French, Italian telephone prompts with their
+# texts) and hold music for the transcription tests and the prepare bench (tests/data/real_speech.py).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -31,7 +40,7 @@ system-packages:
 $(STAMP): pyproject.toml constraints.txt | system-packages
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 clean:

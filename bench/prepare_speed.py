@@ -1,83 +1,45 @@
-"""How many times faster than real time `voicetune prepare` runs, stage by stage, in one run.
+"""How fast and how accurate `voicetune prepare` is on recorded human speech, beside one plain
+long-form Whisper pass over each whole recording, in one run.
 
-    python bench/prepare_speed.py [--minutes 6] [--whisper-model PATH]
+    python bench/prepare_speed.py [--whisper-model PATH] [--variants]
 
-Builds a long espeak-ng recording (sentences with pauses of varied length and run-on stretches
-without any), cut into four files (an mp3 among them), then times on this machine:
+Builds the real-speech recordings of the data tests (Asterisk's Spanish, French and Italian
+telephone prompts with their index texts, pauses of varied length, hold music between some; mp3,
+8 kHz wav, 48 kHz flac, opus: tests/data/real_speech.py), then times on this machine:
 
-  segmentation      silero-vad and clip planning on the decoded 16 kHz audio    goal >= 200x
-  ingest + segment  decode, mix, resample, loudness, then segmentation          (for reference)
-  whole pipeline    `prepare` with whisper-base int8, default settings          goal >= 10x
-                    and with --workers 2, and --beam-size 1
+  segmentation      silero-vad and clip planning on the decoded 16 kHz audio
+  whole-file pass   faster-whisper's own long-form transcribe over each decoded recording, as a
+                    user would run it: the same whisper-base int8, beam 5, previous-text
+                    conditioning, word timestamps, every core
+  whole pipeline    `prepare` with default settings: decode, loudness, VAD plan, transcription,
+                    clip files, report and check (model loading included)        goal >= 20x
 
-Ratios are audio seconds over wall seconds; model loading is inside the pipeline figures.
+and scores both transcripts against the index texts of the prompts that prepare's clips hold
+(the whole-file pass's words are taken where those clips lie, so both are judged on the same
+speech). The ratio prepare / whole-file is the figure to watch (goal <= 1.10): speed figures move
+with whatever else runs on these cores, the ratio of two WERs does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))
+sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "data"), str(REPO_ROOT / "tests")]
 
+from real_speech import build_real_corpus, words_for_wer  # noqa: E402
+from speech_corpus import word_edits  # noqa: E402
 from voicetune.data.ingest import load_source  # noqa: E402
 from voicetune.data.prepare import PrepareOptions, available_cores, prepare_dataset  # noqa: E402
 from voicetune.data.segment import ClipLimits, SpeechDetector, segment_speech  # noqa: E402
-from voicetune.demo_recordings import RunOn, build_recording, pause_free_sentences, talk_plan  # noqa: E402
-
-
-def build_inputs(folder: Path, minutes: float) -> tuple[list[Path], float]:
-    """Four recordings, about `minutes` in all: wav, flac, mp3 and 8 kHz wav."""
-    import soundfile as sf
-    import soxr
-
-    sentences = pause_free_sentences()
-    per_file = minutes * 60 / 4
-    paths, total = [], 0.0
-    for index, (name, rate) in enumerate([("a.wav", 24000), ("b.flac", 48000), ("c.mp3", 44100), ("d.wav", 8000)]):
-        plan, seconds = [], 0.0
-        while seconds < per_file:
-            chunk = talk_plan(6, [0.35, 0.8, 1.5, 0.5, 0.3, 1.0], first=index * 7 + len(plan))
-            chunk.append(RunOn(" ".join(sentences[(len(plan) + i) % len(sentences)].rstrip(".") for i in range(5)), 1.0))
-            plan += chunk
-            seconds += 6 * 2.3 + 5 * 2.3 + 6  # about: sentences, the run-on, the pauses
-        recording = build_recording(plan, cache_dir=folder / "espeak")
-        audio = soxr.resample(recording.samples, recording.sample_rate, rate)
-        path = folder / "inputs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if name.endswith(".mp3"):
-            wav = path.with_suffix(".tmp.wav")
-            sf.write(wav, audio, rate)
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-b:a", "128k", str(path)], check=True)
-            wav.unlink()
-        else:
-            sf.write(path, audio, rate)
-        paths.append(path)
-        total += recording.duration
-    return paths, total
-
-
-def time_segmentation(paths: list[Path]) -> tuple[float, float]:
-    """(wall seconds of segmentation alone, of ingest + segmentation) over all files."""
-    detector, limits = SpeechDetector(), ClipLimits()
-    segment_only = with_ingest = 0.0
-    for path in paths:
-        started = time.perf_counter()
-        audio = load_source(path, 24000, -23.0)
-        decoded = time.perf_counter()
-        segment_speech(audio.analysis, detector, limits)
-        finished = time.perf_counter()
-        segment_only += finished - decoded
-        with_ingest += finished - started
-    return segment_only, with_ingest
 
 
 def cpu_seconds() -> float:
@@ -86,49 +48,107 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def time_pipeline(paths: list[Path], out: Path, model: str, **options) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one prepare run from scratch."""
+def whole_file_pass(corpus: dict, model_path: str) -> tuple[dict, float, float]:
+    """Each recording through faster-whisper's long-form transcribe: {name: words}, wall, CPU s."""
+    from faster_whisper import WhisperModel
+
+    from voicetune.data.transcribe import whisper_device
+
+    device, compute_type = whisper_device()
+    model = WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=available_cores())
+    audio = {name: load_source(recording.path, 16000, -23.0).analysis for name, recording in corpus.items()}
+    words, wall, cpu = {}, 0.0, 0.0
+    for name, samples in audio.items():
+        started, used = time.perf_counter(), cpu_seconds()
+        segments, _ = model.transcribe(samples, beam_size=5, word_timestamps=True, condition_on_previous_text=True)
+        words[name] = [word for segment in segments for word in segment.words]
+        wall += time.perf_counter() - started
+        cpu += cpu_seconds() - used
+    return words, wall, cpu
+
+
+def time_segmentation(corpus: dict) -> float:
+    detector, limits, seconds = SpeechDetector(), ClipLimits(), 0.0
+    for recording in corpus.values():
+        audio = load_source(recording.path, 24000, -23.0)
+        started = time.perf_counter()
+        segment_speech(audio.analysis, detector, limits)
+        seconds += time.perf_counter() - started
+    return seconds
+
+
+def time_pipeline(folder: Path, out: Path, model: str, **options) -> tuple[float, float, list[dict]]:
+    """(wall seconds, CPU seconds, manifest) of one prepare run from scratch."""
     shutil.rmtree(out, ignore_errors=True)
     started, cpu = time.perf_counter(), cpu_seconds()
-    result = prepare_dataset(paths, out, PrepareOptions(whisper_model=model, **options), show_progress=False)
+    result = prepare_dataset([folder], out, PrepareOptions(whisper_model=model, **options), show_progress=False)
     elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     print(f"    ({result.clips} clips, {result.report['totals']['hours_kept'] * 60:.1f} min kept, {result.workers} worker(s))")
-    return elapsed, cpu
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    return elapsed, cpu, manifest
+
+
+def score(corpus: dict, manifest: list[dict], whole_words: dict) -> dict[str, tuple[int, int, int]]:
+    """{language: (reference words, prepare's edits, the whole-file pass's edits)} over the
+    speech prepare kept."""
+    totals: dict[str, list[int]] = {}
+    for name, recording in corpus.items():
+        clips = sorted((c for c in manifest if Path(c["source"]).resolve() == recording.path.resolve()),
+                       key=lambda c: c["start"])
+        said = " ".join(recording.recording.text_between(c["start"], c["end"]) for c in clips)
+        reference = words_for_wer(said, recording.language)
+        ours = words_for_wer(" ".join(c["text"] for c in clips), recording.language)
+        theirs = words_for_wer("".join(w.word for w in whole_words[name]
+                                       if any(c["start"] <= (w.start + w.end) / 2 < c["end"] for c in clips)),
+                               recording.language)
+        row = totals.setdefault(recording.language, [0, 0, 0])
+        row[0] += len(reference)
+        row[1] += word_edits(reference, ours)
+        row[2] += word_edits(reference, theirs)
+    return {language: tuple(row) for language, row in totals.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=6.0, help="minutes of speech to build (default 6)")
     default_model = os.environ.get("VOICETUNE_WHISPER_MODEL") or str(REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2")
     parser.add_argument("--whisper-model", default=default_model)
+    parser.add_argument("--variants", action="store_true", help="also time --beam-size 1 and --language given")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="prepare-bench-") as tmp:
-        folder = Path(tmp)
-        paths, seconds = build_inputs(folder, args.minutes)
-        print(f"{seconds / 60:.1f} min of espeak-ng speech in {len(paths)} files; {available_cores()} CPU cores; "
-              f"load average {os.getloadavg()[0]:.1f}")
-        rows = []
-        cpu = cpu_seconds()
-        segment_only, with_ingest = time_segmentation(paths)
-        rows.append(("segmentation (silero-vad + clip planning)", segment_only, None, 200))
-        rows.append(("ingest + segmentation (decode, resample, loudness)", with_ingest, cpu_seconds() - cpu, None))
-        for label, options in [
-            ("whole pipeline, whisper-base int8, defaults (beam 5)", {}),
-            ("whole pipeline, --workers 2", {"workers": 2}),
-            ("whole pipeline, --workers 2 --beam-size 1", {"workers": 2, "beam_size": 1}),
-        ]:
-            print(f"  running: {label}")
-            rows.append((label, *time_pipeline(paths, folder / "dataset", args.whisper_model, **options), 10))
+        folder = Path(tmp) / "recordings"
+        corpus = build_real_corpus(folder)
+        seconds = sum(recording.recording.duration for recording in corpus.values())
         cores = available_cores()
+        print(f"{seconds / 60:.1f} min of recorded speech (es, fr, it) in {len(corpus)} files; {cores} CPU cores; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        rows = [("segmentation (silero-vad + clip planning)", time_segmentation(corpus), None)]
+        print("  running: whole-file whisper pass")
+        whole_words, wall, cpu = whole_file_pass(corpus, args.whisper_model)
+        rows.append(("whole-file whisper pass alone (beam 5, conditioned)", wall, cpu))
+        print("  running: whole pipeline, defaults")
+        wall, cpu, manifest = time_pipeline(folder, Path(tmp) / "dataset", args.whisper_model)
+        rows.append(("whole pipeline, whisper-base int8, defaults", wall, cpu))
+        pipeline_ratio = seconds / wall
+        if args.variants:
+            for label, options in [("whole pipeline, --beam-size 1", {"beam_size": 1}),
+                                   ("whole pipeline, --workers 1", {"workers": 1})]:
+                print(f"  running: {label}")
+                rows.append((label, *time_pipeline(folder, Path(tmp) / "dataset", args.whisper_model, **options)[:2]))
         print(f"\nload average now {os.getloadavg()[0]:.1f}: other processes on these cores slow the wall-clock figures;")
         print(f"the last column is what the CPU time allows on {cores} otherwise idle cores (audio / (CPU s / cores)).")
-        print(f"{'stage':56s} {'wall s':>7s} {'x real time':>12s}  {'goal':18s} {'CPU s':>7s} {'x if idle':>9s}")
-        for label, wall, cpu_used, goal in rows:
-            ratio = seconds / wall
-            verdict = "" if goal is None else f">= {goal}x {'met' if ratio >= goal else 'NOT met'}"
+        print(f"{'stage':56s} {'wall s':>7s} {'x real time':>12s} {'CPU s':>7s} {'x if idle':>9s}")
+        for label, wall, cpu_used in rows:
             idle = f"{seconds / (cpu_used / cores):8.1f}x" if cpu_used else ""
-            print(f"{label:56s} {wall:7.2f} {ratio:11.1f}x  {verdict:18s} {cpu_used or 0:7.1f} {idle:>9s}")
+            print(f"{label:56s} {wall:7.2f} {seconds / wall:11.1f}x {cpu_used or 0:7.1f} {idle:>9s}")
+        scores = score(corpus, manifest, whole_words)
+        print(f"\nword error rate against the index texts, over the speech prepare kept:")
+        for language, (words, ours, theirs) in scores.items():
+            print(f"  {language}: prepare {ours / words:.3f}, whole-file {theirs / words:.3f} ({words} words)")
+        words, ours, theirs = (sum(row[i] for row in scores.values()) for i in range(3))
+        print(f"  all: prepare {ours / words:.3f}, whole-file {theirs / words:.3f}")
+        print(f"whole pipeline: {pipeline_ratio:.1f}x real time")
+        print(f"WER prepare / whole-file: {ours / max(theirs, 1):.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Prints:
   bytes       a weights-only milestone / a full-state checkpoint of the same run
 
     python bench/train_step.py [--updates 40] [--batch-frames 1200] [--repeats 1]
+    python bench/train_step.py --model f5-v1-base --mixed-precision bf16 --batch-frames 3200   # on a GPU
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ def env() -> dict[str, str]:
     return e
 
 
-def run_upstream(corpus: Path, out: Path, updates: int, batch_frames: int, skip: int) -> tuple[float, float]:
+def run_upstream(corpus: Path, out: Path, updates: int, batch_frames: int, skip: int, model: str = "f5-tiny",
+                 precision: str = "no") -> tuple[float, float]:
     """(updates/s, frames/s) of upstream's Trainer."""
     result = subprocess.run([sys.executable, str(UPSTREAM_RUNNER), str(corpus), str(out), "--updates", str(updates),
-                             "--batch-frames", str(batch_frames), "--workers", "1"],
+                             "--batch-frames", str(batch_frames), "--workers", "1", "--model", model,
+                             "--mixed-precision", precision],
                             env=env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"upstream Trainer failed:\n{result.stderr[-3000:]}")
@@ -46,10 +49,12 @@ def run_upstream(corpus: Path, out: Path, updates: int, batch_frames: int, skip:
 
 
 def run_ours(corpus: Path, run: Path, updates: int, batch_frames: int, skip: int,
-             weights_milestone_at: int | None = None) -> tuple[float, float]:
+             weights_milestone_at: int | None = None, model: str = "f5-tiny", precision: str = "no") -> tuple[float, float]:
     """(updates/s, frames/s) of `voicetune train`, from its per-update metrics."""
     save_every = weights_milestone_at or 10**6
-    args = [sys.executable, "-m", "voicetune", "train", "--model", "f5-tiny", "--data", str(corpus), "--run", str(run),
+    # Random weights, as upstream's Trainer here starts from (and no download).
+    args = [sys.executable, "-m", "voicetune", "train", "--model", model, "--pretrained", "none",
+            "--mixed-precision", precision, "--data", str(corpus), "--run", str(run),
             "--max-updates", str(updates), "--batch-frames", str(batch_frames), "--workers", "1",
             "--save-every", str(save_every), "--last-every", str(10**6), "--set", "log_every=1",
             "--set", "milestone_state=weights", "--set", "max_sample_prompts=0"]
@@ -79,21 +84,28 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=1200)
     parser.add_argument("--skip", type=int, default=3, help="first updates left out of the rates")
     parser.add_argument("--repeats", type=int, default=1, help="alternate the two this many times")
+    parser.add_argument("--model", default="f5-tiny", help="f5-tiny | f5-v1-small | f5-v1-base (random weights)")
+    parser.add_argument("--mixed-precision", default="no", help="no | bf16 | fp16 (GPU), the same for both")
+    parser.add_argument("--clips", type=int, default=24, help="espeak-ng clips in the corpus")
+    parser.add_argument("--out", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / "src"))
     from voicetune.demo_corpus import write_ljspeech_corpus
 
     with tempfile.TemporaryDirectory(prefix="train-step-bench-") as tmp:
-        tmp = Path(tmp)
-        corpus = write_ljspeech_corpus(tmp / "corpus", n_items=24, sample_rate=24000)
-        print(f"f5-tiny, {args.updates} updates of {args.batch_frames} frames, corpus of 24 espeak-ng clips; "
+        tmp = Path(args.out or tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        corpus = write_ljspeech_corpus(tmp / "corpus", n_items=args.clips, sample_rate=24000)
+        print(f"{args.model} ({args.mixed_precision}), {args.updates} updates of {args.batch_frames} frames, corpus of "
+              f"{args.clips} espeak-ng clips; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         ours, theirs, sizes = [], [], {}
         for repeat in range(args.repeats):
-            theirs.append(run_upstream(corpus, tmp / f"upstream{repeat}", args.updates, args.batch_frames, args.skip))
+            theirs.append(run_upstream(corpus, tmp / f"upstream{repeat}", args.updates, args.batch_frames, args.skip,
+                                       args.model, args.mixed_precision))
             run = tmp / f"ours{repeat}"
             ours.append(run_ours(corpus, run, args.updates, args.batch_frames, args.skip,
-                                 weights_milestone_at=args.updates // 2))
+                                 weights_milestone_at=args.updates // 2, model=args.model, precision=args.mixed_precision))
             sizes = checkpoint_bytes(run)
             print(f"  round {repeat + 1}: upstream {theirs[-1][0]:.3f} updates/s, ours {ours[-1][0]:.3f} updates/s")
         mean = lambda values: sum(values) / len(values)  # noqa: E731

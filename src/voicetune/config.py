@@ -55,7 +55,7 @@ class TrainDotEnv(DotEnvSettingsSource):
 
 
 # Fields that decide the shapes of the saved tensors. A resume that changes one is an error.
-ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets")
+ARCHITECTURE_FIELDS = ("model", "lora_rank", "lora_targets", "optimizer")
 
 
 class TrainConfig(BaseSettings):
@@ -102,6 +102,13 @@ class TrainConfig(BaseSettings):
     ema_update_after: int = Field(100, ge=0, description="the EMA copies the weights until this update")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: bf16 on GPUs that have it, else fp16; no on CPU")
 
+    # Memory levers (voicetune plan shows their effect)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
+    optimizer: Literal["adamw", "adamw8bit"] = Field("adamw", description="adamw8bit: bitsandbytes 8-bit AdamW (GPU only)")
+    gpu_memory: str | None = Field(None, description="GPU memory this run may use, e.g. 12G: plan sizes the batch for it, "
+                                                     "train holds the process to it (default: the whole GPU)")
+    deterministic: bool = Field(False, description="deterministic GPU algorithms: bit-exact resume on a GPU, slower")
+
     # Checkpoints
     save_every: int = Field(1000, ge=1, description="milestone every N updates")
     last_every: int | None = Field(100, ge=1, description="rolling full-state checkpoint every N updates")
@@ -135,9 +142,9 @@ class TrainConfig(BaseSettings):
             raise ValueError("use auto, latest, never or a checkpoint path")
         return value
 
-    @field_validator("disk_budget")
+    @field_validator("disk_budget", "gpu_memory")
     @classmethod
-    def _disk_budget(cls, value: str | None) -> str | None:
+    def _size(cls, value: str | None) -> str | None:
         if value is not None:
             parse_size(value)
         return value

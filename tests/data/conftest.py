@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from real_speech import RealRecording, build_real_corpus
 from speech_corpus import CorpusFile, build_corpus, require_tools
 
 from support.harness import WHISPER_WORKERS, voicetune, whisper_model_path
@@ -71,3 +72,19 @@ def prepared(tmp_path_factory, corpus, corpus_dir, whisper_model) -> Prepared:
     result = voicetune("prepare", corpus_dir, "--out", dataset, "--whisper-model", whisper_model,
                        "--workers", WHISPER_WORKERS)
     return Prepared(dataset, result, time.perf_counter() - started, corpus)
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory) -> dict[str, RealRecording]:
+    """Recorded human speech (Spanish, French, Italian prompts, hold music between some)."""
+    return build_real_corpus(tmp_path_factory.mktemp("real_speech") / "recordings")
+
+
+@pytest.fixture(scope="session")
+def real_prepared(tmp_path_factory, real_corpus, whisper_model) -> Prepared:
+    """The real-speech recordings prepared once with whisper-base, language detected per file."""
+    folder = next(iter(real_corpus.values())).path.parents[1]
+    dataset = tmp_path_factory.mktemp("real_prepared") / "dataset"
+    started = time.perf_counter()
+    result = voicetune("prepare", folder, "--out", dataset, "--whisper-model", whisper_model, "--workers", WHISPER_WORKERS)
+    return Prepared(dataset, result, time.perf_counter() - started, {})

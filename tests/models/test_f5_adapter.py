@@ -280,6 +280,36 @@ def test_vocab_extension_grows_embedding_and_is_reported(corpus, cache_dir, tmp_
         adapter.load_checkpoint_weights(adapter.build_model(), dict(source.state_dict()))
 
 
+def test_vocab_extension_reports_the_spanish_and_portuguese_letters_it_adds(tmp_path, capsys):
+    """A vocabulary of English letters (a user's own vocab.txt) meets a Spanish and Portuguese
+    dataset: every accented letter becomes a token, and the report names each one. One row is
+    written decomposed (e + combining accent): it adds the same letters, no combining marks."""
+    import unicodedata
+
+    from voicetune.data.files import write_wav_pcm16
+
+    letters = set("áéíóúñüãõâêôçà")
+    english = tmp_path / "vocab_en.txt"
+    english.write_text("".join(c + "\n" for c in " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'-\""),
+                       encoding="utf-8")
+    data = tmp_path / "es_pt"
+    (data / "wavs").mkdir(parents=True)
+    rows = ["¿Qué opinión tiene usted? ¡Sí, señor! Un pingüino", "Está aquí, más allá del río; útil",
+            "A canção do coração: não, pões, você, avô, pôr, à tarde", "Preço, pêssego, metrô, órgão, câmara"]
+    rows[1] = unicodedata.normalize("NFD", rows[1])
+    (data / "metadata.csv").write_text("".join(f"clip_{i}|{t}|{t}\n" for i, t in enumerate(rows)), encoding="utf-8")
+    for i in range(len(rows)):
+        write_wav_pcm16(data / "wavs" / f"clip_{i}.wav", np.zeros(12000, np.float32), 24000)
+
+    adapter = make_adapter(data, vocab=str(english))
+    assert set(adapter.vocabulary.added) == letters | {"¿", "¡"}
+    report = " ".join(capsys.readouterr().out.split())
+    assert all(repr(c) in report for c in letters), report
+    assert "16 characters of the dataset are not in" in report
+    # Upstream's own vocabulary already has these letters: nothing to add for them.
+    assert not letters - set(read_vocab(None).char_map)
+
+
 # ---- upstream weights in --------------------------------------------------------------------
 
 

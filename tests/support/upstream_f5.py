@@ -71,7 +71,7 @@ def prepare_upstream_dataset(corpus: Path, out_dir: Path) -> tuple[list[dict], l
 def run_upstream_trainer(corpus: Path, out_dir: Path, *, updates: int = 2, model: str = "f5-tiny",
                          batch_size: int = 4, batch_frames: int | None = None, max_samples: int = 64,
                          lr: float = 1e-4, warmup_updates: int = 1, seed: int = 0, num_workers: int = 1,
-                         skip: int = 2) -> UpstreamRun:
+                         skip: int = 2, mixed_precision: str = "no") -> UpstreamRun:
     """Train `model` for exactly `updates` updates with upstream's Trainer; see the module docstring."""
     import torch
     from datasets import Dataset
@@ -113,6 +113,7 @@ def run_upstream_trainer(corpus: Path, out_dir: Path, *, updates: int = 2, model
         batch_size_per_gpu=batch_per_gpu, batch_size_type=batch_type, max_samples=max_samples,
         grad_accumulation_steps=1, max_grad_norm=1.0,
         logger=None, log_samples=False, mel_spec_type=spec.mel["mel_spec_type"],
+        accelerate_kwargs={"mixed_precision": mixed_precision},
     )
     stamps: list[float] = []
     trainer.optimizer.optimizer.register_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
@@ -140,10 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-frames", type=int, default=None, help="frame batches (DynamicBatchSampler)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--mixed-precision", default="no", help="no | bf16 | fp16 (accelerate's, on a GPU)")
     args = parser.parse_args(argv)
     run = run_upstream_trainer(args.corpus, args.out, updates=args.updates, model=args.model,
                                batch_size=args.batch_size, batch_frames=args.batch_frames, lr=args.lr,
-                               num_workers=args.workers)
+                               num_workers=args.workers, mixed_precision=args.mixed_precision)
     print(json.dumps({**asdict(run), "checkpoint": str(run.checkpoint)}))
 
 

@@ -28,3 +28,18 @@ class RunLock(DirLock):
                 f"(since {holder.get('started', '?')}); stop that process first, or use another --run folder"
             ) from None
         return self
+
+
+def read_holder(run_dir: Path) -> dict:
+    """What RUN/LOCK says about its writer: pid, host and start time; {} when it was released.
+
+    Reads the file's content only, whatever the lock mechanism. A writer killed with -9 leaves
+    its entry behind, so a caller that needs to know whether the writer still runs checks the pid
+    (see `voicetune.train.control.running_trainer`)."""
+    import json
+
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_bytes() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

@@ -46,12 +46,14 @@ def _root() -> None:
 # module level) so that `voicetune --help` stays fast.
 from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
 from voicetune.cli import train as _train  # noqa: E402,F401
+from voicetune.cli import plan as _plan  # noqa: E402,F401
 from voicetune.cli import doctor as _doctor  # noqa: E402,F401
 from voicetune.cli import demo as _demo  # noqa: E402,F401
 from voicetune.cli import synthesize as _synthesize  # noqa: E402,F401
 from voicetune.cli import prepare as _prepare  # noqa: E402,F401
 from voicetune.cli import dataset as _dataset  # noqa: E402,F401
 from voicetune.cli import fetch as _fetch  # noqa: E402,F401
+from voicetune.cli import studio as _studio  # noqa: E402,F401
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal

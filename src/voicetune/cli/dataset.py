@@ -29,3 +29,38 @@ def check(
     report = check_dataset(dataset, vocabulary, sample_rate, min_seconds, max_seconds)
     print_check_report(report, as_json)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@dataset_app.command("edit")
+def edit(
+    dataset: Path = typer.Argument(..., help="a dataset folder made by `voicetune prepare`"),
+    clip: str = typer.Argument(..., help="clip id (first column of metadata.csv)"),
+    text: str = typer.Option(..., "--text", help="what the clip really says"),
+) -> None:
+    """Correct a clip's transcript: metadata.csv and the split files are rewritten, then checked."""
+    from voicetune.data.edit import set_transcript
+
+    _print_verdict(f"{clip}: transcript saved", set_transcript(dataset, clip, text))
+
+
+@dataset_app.command("remove")
+def remove(dataset: Path = typer.Argument(...), clip: str = typer.Argument(..., help="clip id")) -> None:
+    """Take a clip out of the dataset (kept aside; `dataset restore` brings it back)."""
+    from voicetune.data.edit import remove_clip
+
+    _print_verdict(f"{clip}: removed", remove_clip(dataset, clip))
+
+
+@dataset_app.command("restore")
+def restore(dataset: Path = typer.Argument(...), clip: str = typer.Argument(..., help="clip id")) -> None:
+    """Put a removed clip back, text and audio as they were."""
+    from voicetune.data.edit import restore_clip
+
+    _print_verdict(f"{clip}: restored", restore_clip(dataset, clip))
+
+
+def _print_verdict(done: str, report: dict) -> None:
+    check = report["check"]
+    typer.echo(f"{done}; {report['totals']['clips']} clips; dataset check: "
+               f"{'ok' if check['ok'] else 'ERRORS'} ({check['errors']} errors, {check['warnings']} warnings)")
+    raise typer.Exit(0 if check["ok"] else 1)

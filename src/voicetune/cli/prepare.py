@@ -22,7 +22,7 @@ def prepare(
     max_seconds: Optional[float] = typer.Option(None, help="longest clip \\[default: from --for: 15 for f5, 11.5 for xtts]"),
     sample_rate: int = typer.Option(24000, help="sample rate of the clips (Hz)"),
     val_fraction: float = typer.Option(0.1, help="share of clips in metadata_val.csv"),
-    workers: Optional[int] = typer.Option(None, help="parallel worker processes; default: cores - 1"),
+    workers: Optional[int] = typer.Option(None, help="parallel worker processes, one file each; default: one per CPU core (no more than the files)"),
     loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
     numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
     beam_size: int = typer.Option(5, help="whisper beam size (1 is faster, 5 a little more accurate)"),

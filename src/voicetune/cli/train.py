@@ -50,6 +50,10 @@ def train(
     seed: Optional[int] = setting("seed", metavar="S"),
     workers: Optional[int] = setting("workers", metavar="N"),
     mixed_precision: Optional[str] = setting("mixed_precision", metavar="auto|no|fp16|bf16"),
+    gradient_checkpointing: Optional[bool] = setting("gradient_checkpointing",
+                                                     "--gradient-checkpointing/--no-gradient-checkpointing"),
+    optimizer: Optional[str] = setting("optimizer", metavar="adamw|adamw8bit"),
+    gpu_memory: Optional[str] = setting("gpu_memory", metavar="SIZE"),
     sample_text: Optional[List[str]] = setting("sample_text", metavar="TEXT"),
     lora_rank: Optional[int] = setting("lora_rank", metavar="R"),
     lora_alpha: Optional[float] = setting("lora_alpha", metavar="A"),
@@ -61,7 +65,7 @@ def train(
     settings: bool = typer.Option(False, "--settings", help="print every setting with its default and meaning, then exit"),
 ) -> None:
     """Fine-tune; resumes automatically from the newest valid checkpoint of RUN."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "processes", "settings") and v not in (None, [])}
+    options = dict(locals())
     if settings:
         print_settings()
         return
@@ -69,11 +73,17 @@ def train(
 
     if processes > 1 and not in_child():
         raise typer.Exit(launch(processes, relaunch_argv()))
-    from voicetune.config import TrainConfig, parse_set_flags
     from voicetune.train.loop import train as run_training
 
-    resolved = TrainConfig.resolve({**parse_set_flags(set_ or []), **flags}, toml_file=config)
-    run_training(resolved)
+    run_training(resolve_train_config(options))
+
+
+def resolve_train_config(options: dict):
+    """The TrainConfig of train's (and plan's) options: flags over --set over the TOML file."""
+    from voicetune.config import TrainConfig, parse_set_flags
+
+    flags = {k: v for k, v in options.items() if k in TrainConfig.model_fields and v not in (None, [])}
+    return TrainConfig.resolve({**parse_set_flags(options.get("set_") or []), **flags}, toml_file=options.get("config"))
 
 
 def print_settings() -> None:

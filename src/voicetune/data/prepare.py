@@ -85,7 +85,7 @@ class PrepareOptions:
     numbers_to_words: bool = False
     loudness_lufs: float = -23.0
     val_fraction: float = 0.1
-    workers: int | None = None  # None: cores - 1
+    workers: int | None = None  # None: one per core (no more than the files)
     beam_size: int = 5
 
     def check(self) -> None:
@@ -146,9 +146,14 @@ def available_cores() -> int:
 
 
 def choose_workers(requested: int | None, cores: int) -> tuple[int, str | None]:
-    """(workers, warning): cores - 1 by default, at least 1, never more than the cores."""
+    """(workers, warning): one per core by default, never more than the cores.
+
+    Whisper on the CPU turns cores into speed better as one single-threaded process per core, each
+    on its own file, than as one process with a thread per core: a decoding step is too small a
+    piece of work to share between threads, and decoding, word timing and clip writing run in
+    Python between the model's calls."""
     if requested is None:
-        return max(1, cores - 1), None
+        return cores, None
     if requested > cores:
         return cores, f"--workers {requested} is more than the {cores} CPU cores here; using {cores}"
     return requested, None
@@ -434,8 +439,11 @@ def _stable_done(out: OutputFolder, sha256: str) -> dict | None:
     return record
 
 
-def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True) -> PrepareResult:
-    """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`."""
+def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True,
+                    on_progress: Callable[[float, str], None] | None = None) -> PrepareResult:
+    """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`.
+
+    `on_progress(fraction, status)` is called as audio is processed (the studio's progress bar)."""
     from voicetune.console import error_console, is_interactive
     from voicetune.data.report import finish_dataset
 
@@ -487,7 +495,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         workers = max(1, min(workers, len(jobs))) if jobs else workers
         threads = max(1, cores // workers)
         context = WorkerContext(options, str(out.root), model.path if model else None, threads)
-        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console) if jobs else []
+        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console, on_progress) if jobs else []
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:
                 transient.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)))
@@ -501,7 +509,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
 
-def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console) -> list[dict]:
+def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console,
+              on_progress: Callable[[float, str], None] | None = None) -> list[dict]:
     """Run the jobs in-process (one worker) or in a process pool, with a progress bar by audio time."""
     from voicetune.console import progress_bar
 
@@ -515,6 +524,8 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, inter
             done_fraction[index] = max(done_fraction[index], fraction)
             completed = sum(max(j.estimated_seconds, 1.0) * f for j, f in zip(jobs, done_fraction))
             bar.update(task, completed=round(completed), status=f"{len(records)}/{len(jobs)} files")
+            if on_progress is not None:
+                on_progress(completed / total, f"{len(records)}/{len(jobs)} files")
 
         def finished(record: dict) -> None:
             records.append(record)

@@ -2,7 +2,11 @@
 
 `text` keeps what was said as the transcriber wrote it (cleaned); `normalized_text` is what a TTS
 model reads, with numbers as words when asked (`--numbers-to-words`). Number formats follow the
-language: `1,500.5` in English, `1.500,5` in Portuguese and most other languages.
+language: `1,500.5` in English, `1.500,5` in Portuguese, Spanish and most other languages.
+
+Spanish is read the way its speakers say it: decimals after "coma" as a number ("3,14": tres coma
+catorce), ordinals written 1.º, 1º, 1er, 1ro, 2da, and "uno", "primero" and "tercero" shortened
+before the word they count ("21 personas": veintiún personas, "1er piso": primer piso).
 """
 
 from __future__ import annotations
@@ -22,9 +26,16 @@ PERCENT_WORD = {
 # Languages that write the decimal point as a point and group thousands with commas.
 POINT_DECIMAL_LANGUAGES = {"en", "ja", "ko", "he", "th", "zh"}
 
+# Spanish ordinal marks: masculine, feminine, and the shortened masculine (1er: primer).
+SPANISH_MASCULINE = ("º", ".º", "o", "ro", "do", "to", "vo", "no", "mo")
+SPANISH_FEMININE = ("ª", ".ª", "a", "ra", "da", "ta", "va", "na", "ma")
+ORDINAL_MARKS = {"st", "nd", "rd", "th", "º", "ª", ".º", ".ª", "er", *SPANISH_MASCULINE, *SPANISH_FEMININE}
+# Words after which a Spanish "uno", "primero" or "tercero" keeps its full form: it counts no noun.
+SPANISH_NOT_A_NOUN = {"de", "del", "y", "e", "o", "u", "en", "a", "al", "que", "por", "para", "con", "es", "son"}
+
 _NUMBER = re.compile(
     r"(?<![\w:.,])(\d(?:[\d.,]*\d)?)"  # digits, possibly with separators inside (not the tail of 1.2.3)
-    r"(%|º|ª|st|nd|rd|th)?"  # percent or an ordinal mark
+    r"(%|\.?º|\.?ª|st|nd|rd|th|er|[rdtvnm]?[oa])?"  # percent or an ordinal mark (English or Spanish)
     r"(?![\w:])",  # times (10:30) are left alone, and flagged
     re.UNICODE,
 )
@@ -75,16 +86,25 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
         nonlocal left_digits
         digits, mark = match.group(1), match.group(2) or ""
         value = _parse_number(digits, base)
-        if value is None:
+        spanish_mark = mark in {*SPANISH_MASCULINE, *SPANISH_FEMININE, "er"} - {"º", "ª", ".º", ".ª"}
+        if value is None or (spanish_mark and base != "es") or (mark in ("st", "nd", "rd", "th") and base != "en"):
             left_digits = True
             return match.group(0)
+        counts_a_noun = base == "es" and _next_word_is_counted(match.string[match.end():])
         try:
-            if mark in ("st", "nd", "rd", "th", "º", "ª") and isinstance(value, int):
+            if mark in ORDINAL_MARKS and isinstance(value, int):
                 words = num2words(value, lang=code, to="ordinal")
-                if mark == "ª" and words.endswith("o"):  # Portuguese/Spanish feminine ordinal
+                if mark in SPANISH_FEMININE and words.endswith("o"):  # Portuguese/Spanish feminine ordinal
                     words = " ".join(w[:-1] + "a" if w.endswith("o") else w for w in words.split())
+                elif base == "es" and (mark == "er" or counts_a_noun):
+                    words = re.sub(r"\b(primer|tercer)o$", r"\1", words)
                 return words
-            words = num2words(value, lang=code)
+            if base == "es" and isinstance(value, float):
+                words = _spanish_decimal(digits, code)
+            else:
+                words = num2words(value, lang=code)
+            if counts_a_noun and not mark:
+                words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
             if base == "en" and isinstance(value, int) and 1100 <= value <= 2099 and digits.isdigit() and not mark:
                 words = num2words(value, lang=code, to="year")  # "1999" is said as a year
             if mark == "%":
@@ -98,6 +118,26 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
 
     spelled = _NUMBER.sub(replace, text)
     return spelled, left_digits or bool(re.search(r"\d", spelled))
+
+
+def _next_word_is_counted(rest: str) -> bool:
+    """Whether the text after a Spanish number starts with the word it counts (a noun, or an
+    adjective before one), not a preposition or the end of a phrase."""
+    word = re.match(r"\s+([^\W\d_]+)", rest)
+    return bool(word) and word.group(1).lower() not in SPANISH_NOT_A_NOUN
+
+
+def _spanish_decimal(digits: str, code: str) -> str:
+    """'3,14' -> 'tres coma catorce', '2,05' -> 'dos coma cero cinco': the decimals as a number,
+    after their leading zeros (how Spanish speakers read them)."""
+    from num2words import num2words
+
+    whole, decimals = digits.rsplit(",", 1)
+    zeros = len(decimals) - len(decimals.lstrip("0"))
+    words = [num2words(int(whole.replace(".", "")), lang=code), "coma", *["cero"] * zeros]
+    if decimals.lstrip("0"):
+        words.append(num2words(int(decimals), lang=code))
+    return " ".join(words)
 
 
 def normalize_transcript(text: str, language: str | None, numbers_to_words: bool) -> tuple[str, str, list[str]]:

@@ -1,17 +1,16 @@
 """Stage 3, transcribe: faster-whisper (or the offline pocketsphinx fallback), and checking cuts.
 
-Whisper reads 30-second windows whatever it is given, so clips are packed several to a window
-(half a second of silence between them) and each word, which comes back with its time, is given
-to the clip it was said in: about three times less compute than one clip per window, with the
-text of each clip still what lies inside it.
+Each source is transcribed once, as whisper hears a whole recording: its planned clips are read in
+runs of continuous audio (blocks) of up to 29 s, cut only where the voice-activity plan cuts
+between clips, so whisper hears every sentence with what was said around it, never a clip packed
+beside an unrelated one. The blocks go through faster-whisper's batched pipeline (several 30-second
+windows decoded at once) with word timestamps, and each clip gets the words said inside it: a clip
+boundary lies between clips, in a pause, so the words fall on either side of it.
 
-Clips that touch (cut in running speech, with no pause to leave out between them) are transcribed
-together as one block of continuous audio, so that a word said across the cut is heard whole; a
-cut that falls inside a word is moved to the nearest boundary between words that keeps both clips
-within bounds (transcribe_source). The rare cut that no block spans is checked by transcribing a
-few seconds around it first.
+Where the plan had to cut running speech (no pause long enough), the cut is moved to the nearest
+boundary between words that keeps both clips within bounds (transcribe_source). The rare such cut
+that no block spans is checked by transcribing a few seconds around it first.
 """
-
 from __future__ import annotations
 
 import math
@@ -31,7 +30,7 @@ from voicetune.data.segment import (
 from voicetune.errors import UsageError
 
 WINDOW_SECONDS = 29.0  # whisper's window is 30 s; keep a margin for its last, dropped frame
-SEPARATOR_SECONDS = 0.5  # silence between two clips packed in one window
+MAX_BLOCK_GAP = 3.0  # a longer silence (or music left out of the plan) between clips starts a new block
 PROBE_REACH = 4.0  # seconds of audio on each side of a cut that is checked
 WORD_EDGE_MARGIN = 0.03  # a cut this close to a word's edge counts as between words
 BOUNDARY_SNAP = 0.08  # a word boundary is snapped to the quietest point this close to it
@@ -108,7 +107,7 @@ def whisper_device() -> tuple[str, str]:
 
 
 class WhisperTranscriber:
-    """Batched faster-whisper over clips packed into 30-second windows."""
+    """faster-whisper's batched pipeline over spans of one source's audio."""
 
     name = "whisper"
 
@@ -121,97 +120,36 @@ class WhisperTranscriber:
         self.beam_size = beam_size
         self.batch_size = batch_size
 
-    def transcribe(self, pieces: Sequence[np.ndarray], language: str | None = None,
-                   progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
-        """Transcribe 16 kHz pieces (each at most WINDOW_SECONDS); returns their transcripts and the
-        language (detected from the first window when `language` is None)."""
-        if not pieces:
+    def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
+                         progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
+        """Transcribe the [start, end) spans (seconds, each at most WINDOW_SECONDS, none
+        overlapping) of 16 kHz `audio`; returns one transcript per span, its words timed in seconds
+        of `audio`, and the language (detected from the first 30 s of the spans when `language` is
+        None)."""
+        if not spans:
             return [], language
-        audio, windows, placements = _pack(pieces)
         segments, info = self.pipeline.transcribe(
-            audio, language=language, clip_timestamps=windows, batch_size=self.batch_size,
-            beam_size=self.beam_size, word_timestamps=True, log_progress=False,
+            audio, language=language, clip_timestamps=[{"start": a, "end": b} for a, b in spans],
+            batch_size=self.batch_size, beam_size=self.beam_size, word_timestamps=True, log_progress=False,
         )
-        words_by_piece: list[list[Word]] = [[] for _ in pieces]
-        # Segments name their window by `seek`, its start in 10 ms frames (give or take a rounding).
-        window_seeks = np.array([window["start"] * self.model.frames_per_second for window in windows])
-        done_windows = 0
+        words_of: list[list[Word]] = [[] for _ in spans]
         for segment in segments:
-            window = int(np.argmin(np.abs(window_seeks - segment.seek)))
             for word in segment.words or []:
-                piece = _piece_of_word(placements, window, float(word.start), float(word.end))
-                if piece is not None:
-                    offset = placements[piece][0]
-                    words_by_piece[piece].append(
-                        Word(float(word.start) - offset, float(word.end) - offset, word.word, float(word.probability))
-                    )
-            done_windows += 1
+                index = _span_of(spans, (float(word.start) + float(word.end)) / 2)
+                words_of[index].append(Word(float(word.start), float(word.end), word.word, float(word.probability)))
             if progress:
-                progress(min(1.0, done_windows / len(windows)))
-        transcripts = []
-        for words in words_by_piece:
-            text = "".join(w.text for w in words).strip()
-            confidence = float(np.mean([w.probability for w in words])) if words else None
-            transcripts.append(Transcript(text, confidence, words))
-        return transcripts, info.language
+                progress((_span_of(spans, (segment.start + segment.end) / 2) + 1) / len(spans))
+        return [_transcript(words) for words in words_of], info.language
 
 
-def _pack(pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, list[dict], list[tuple[float, float, int]]]:
-    """Pack pieces into as few windows of at most WINDOW_SECONDS as fit them (first fit, longest
-    first), half a second of silence between pieces.
-
-    Returns the audio, whisper's clip_timestamps (one per window) and each piece's (start, end,
-    window index) in the audio, in seconds."""
-    limit = int(WINDOW_SECONDS * VAD_RATE)
-    gap = int(SEPARATOR_SECONDS * VAD_RATE)
-    lengths = [min(len(piece), limit) for piece in pieces]
-    contents: list[list[int]] = []  # piece indices per window
-    used: list[int] = []  # samples per window, separators included
-    for index in sorted(range(len(pieces)), key=lambda i: -lengths[i]):
-        for window, filled in enumerate(used):
-            if filled + gap + lengths[index] <= limit:
-                contents[window].append(index)
-                used[window] += gap + lengths[index]
-                break
-        else:
-            contents.append([index])
-            used.append(lengths[index])
-    separator = np.zeros(gap, np.float32)
-    parts: list[np.ndarray] = []
-    windows: list[dict] = []
-    placements: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * len(pieces)
-    position = 0
-    for window, members in enumerate(contents):
-        if parts:  # silence between windows too: whisper's timestamps wander a little past an edge
-            parts.append(separator)
-            position += gap
-        start = position
-        for number, index in enumerate(members):
-            if number:
-                parts.append(separator)
-                position += gap
-            parts.append(np.asarray(pieces[index][:limit], dtype=np.float32))
-            placements[index] = (position / VAD_RATE, (position + lengths[index]) / VAD_RATE, window)
-            position += lengths[index]
-        windows.append({"start": start / VAD_RATE, "end": position / VAD_RATE})
-    return np.concatenate(parts), windows, placements
+def _span_of(spans: Sequence[tuple[float, float]], time: float) -> int:
+    """The span that `time` lies in, or the nearest one (word times wander a little past an edge)."""
+    return min(range(len(spans)), key=lambda i: max(spans[i][0] - time, time - spans[i][1], 0.0))
 
 
-def _piece_of_word(placements: list[tuple[float, float, int]], window: int | None, start: float, end: float) -> int | None:
-    """The piece of `window` that a word said over [start, end] belongs to: the one it overlaps
-    most, or the nearest (whisper's timestamps wander into the silence around a piece)."""
-    best, best_key = None, None
-    for index, (piece_start, piece_end, piece_window) in enumerate(placements):
-        if window is not None and piece_window != window:
-            continue
-        overlap = min(end, piece_end) - max(start, piece_start)
-        distance = max(piece_start - end, start - piece_end, 0.0)
-        key = (overlap > 0, overlap if overlap > 0 else -distance)
-        if best_key is None or key > best_key:
-            best, best_key = index, key
-    if best_key is not None and not best_key[0] and -best_key[1] > SEPARATOR_SECONDS:
-        return None  # far from every piece: nothing said in a clip
-    return best
+def _transcript(words: list[Word]) -> Transcript:
+    probabilities = [w.probability for w in words if w.probability is not None]
+    return Transcript("".join(w.text for w in words).strip(), float(np.mean(probabilities)) if probabilities else None, words)
 
 
 class PocketsphinxTranscriber:
@@ -226,11 +164,11 @@ class PocketsphinxTranscriber:
 
         self.decoder = Decoder(samprate=VAD_RATE, loglevel="FATAL")
 
-    def transcribe(self, pieces: Sequence[np.ndarray], language: str | None = None,
-                   progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
+    def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
+                         progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
         transcripts = []
-        for index, piece in enumerate(pieces):
-            pcm = (np.clip(piece, -1, 1) * 32767).astype("<i2").tobytes()
+        for index, (start, end) in enumerate(spans):
+            pcm = (np.clip(_clip_audio(audio, start, end), -1, 1) * 32767).astype("<i2").tobytes()
             self.decoder.start_utt()
             self.decoder.process_raw(pcm, full_utt=True)
             self.decoder.end_utt()
@@ -240,10 +178,10 @@ class PocketsphinxTranscriber:
                     continue
                 text = seg.word.split("(")[0]  # "the(2)": an alternative pronunciation of "the"
                 # A leading space, as whisper's words have: a transcript is its words joined.
-                words.append(Word(seg.start_frame / 100, (seg.end_frame + 1) / 100, " " + text))
-            transcripts.append(Transcript("".join(w.text for w in words).strip(), None, words))
+                words.append(Word(start + seg.start_frame / 100, start + (seg.end_frame + 1) / 100, " " + text))
+            transcripts.append(_transcript(words))
             if progress:
-                progress((index + 1) / len(pieces))
+                progress((index + 1) / len(spans))
         return transcripts, "en"
 
 
@@ -270,21 +208,24 @@ class _Cut:
     right: int | None  # index of the clip that starts at it
 
 
-def _touching(clips: list[PlannedClip], index: int) -> bool:
-    """Whether clips[index] ends where the next one starts (a cut with no silence left out between)."""
-    return index + 1 < len(clips) and abs(clips[index].end - clips[index + 1].start) < 1e-3
-
-
 def _blocks(clips: list[PlannedClip]) -> list[list[int]]:
-    """Runs of touching clips, each at most one whisper window long: a run is transcribed as one
-    piece of continuous audio, so that a word said across a cut is heard whole."""
+    """Runs of consecutive clips, each at most one whisper window long from its first clip's start
+    to its last clip's end, broken where a long silence or music lies between two clips: a run is
+    transcribed as one piece of continuous audio, so that each sentence is heard in its context
+    and a word said across a cut is heard whole."""
     blocks: list[list[int]] = []
     for index, clip in enumerate(clips):
-        if blocks and _touching(clips, index - 1) and clip.end - clips[blocks[-1][0]].start <= WINDOW_SECONDS:
+        if (blocks and clip.start - clips[index - 1].end <= MAX_BLOCK_GAP
+                and clip.end - clips[blocks[-1][0]].start <= WINDOW_SECONDS):
             blocks[-1].append(index)
         else:
             blocks.append([index])
     return blocks
+
+
+def _touching(clips: list[PlannedClip], index: int) -> bool:
+    """Whether clips[index] ends where the next one starts (a cut with no silence left out between)."""
+    return index + 1 < len(clips) and abs(clips[index].end - clips[index + 1].start) < 1e-3
 
 
 def _cuts_between_blocks(clips: list[PlannedClip], blocks: list[list[int]]) -> list[_Cut]:
@@ -354,43 +295,49 @@ def _nearest_word_boundary(cut: _Cut, clips: list[PlannedClip], words: list[Word
 def transcribe_source(clips: list[PlannedClip], analysis: np.ndarray, energy: FrameEnergy, transcriber: Transcriber,
                       limits: ClipLimits, language: str | None, progress: ProgressCallback | None = None,
                       ) -> tuple[list[PlannedClip], list[Transcript], str | None]:
-    """Transcribe a source's clips, moving every cut made in running speech out of the word it
-    falls in (word timestamps). Returns the clips (cuts moved, flags added), one transcript per
-    clip, and the language.
+    """Transcribe a source's clips in blocks of continuous audio, moving every cut made in running
+    speech out of the word it falls in (word timestamps). Returns the clips (cuts moved, flags
+    added), one transcript per clip, and the language.
 
-    Touching clips are transcribed together as one block of continuous audio, and each word goes
-    to the clip its middle lies in. A cut that cannot move to a word boundary with both clips
-    still within bounds stays, and its clips are flagged `cut_in_word`."""
+    Each word goes to the clip its middle lies in (or the nearest clip of its block, for a word
+    whose timestamps wander into a pause left out between clips). A cut that cannot move to a
+    word boundary with both clips still within bounds stays, and its clips are flagged
+    `cut_in_word`."""
     clips = list(clips)
     duration = len(analysis) / VAD_RATE
     probes = _cuts_between_blocks(clips, _blocks(clips))
-    if probes:  # rare: running speech longer than two clips, or beside speech that was dropped
-        windows = [(max(0.0, c.time - PROBE_REACH), min(duration, c.time + PROBE_REACH)) for c in probes]
-        heard, language = transcriber.transcribe([_clip_audio(analysis, a, b) for a, b in windows], language)
-        for cut, (lo, hi), transcript in zip(probes, windows, heard):
-            words = [Word(w.start + lo, w.end + lo, w.text) for w in transcript.words]
-            _apply_cut(clips, cut, words, energy, limits, lo, hi)
+    for group in _apart(probes):  # rare: running speech longer than a block, or beside speech that was dropped
+        windows = [(max(0.0, c.time - PROBE_REACH), min(duration, c.time + PROBE_REACH)) for c in group]
+        heard, language = transcriber.transcribe_spans(analysis, windows, language)
+        for cut, (lo, hi), transcript in zip(group, windows, heard):
+            _apply_cut(clips, cut, transcript.words, energy, limits, lo, hi)
     blocks = _blocks(clips)
-    heard, language = transcriber.transcribe(
-        [_clip_audio(analysis, clips[b[0]].start, clips[b[-1]].end) for b in blocks], language, progress
+    heard, language = transcriber.transcribe_spans(
+        analysis, [(clips[b[0]].start, clips[b[-1]].end) for b in blocks], language, progress
     )
     words_of: list[list[Word]] = [[] for _ in clips]
     for block, transcript in zip(blocks, heard):
         lo, hi = clips[block[0]].start, clips[block[-1]].end
-        words = [replace(w, start=w.start + lo, end=w.end + lo) for w in transcript.words]
         for left, right in zip(block, block[1:]):
-            if clips[left].cut_after == CUT_FORCED:
-                _apply_cut(clips, _Cut(clips[left].end, left, right), words, energy, limits, lo, hi)
-        for word in words:
-            middle = (word.start + word.end) / 2
-            owner = next((i for i in block if middle < clips[i].end), block[-1])
-            words_of[owner].append(word)
-    transcripts = []
-    for words in words_of:
-        probabilities = [w.probability for w in words if w.probability is not None]
-        text = "".join(w.text for w in words).strip()
-        transcripts.append(Transcript(text, float(np.mean(probabilities)) if probabilities else None, words))
-    return clips, transcripts, language
+            if clips[left].cut_after == CUT_FORCED and _touching(clips, left):
+                _apply_cut(clips, _Cut(clips[left].end, left, right), transcript.words, energy, limits, lo, hi)
+        spans = [(clips[i].start, clips[i].end) for i in block]
+        for word in transcript.words:
+            words_of[block[_span_of(spans, (word.start + word.end) / 2)]].append(word)
+    return clips, [_transcript(words) for words in words_of], language
+
+
+def _apart(cuts: list[_Cut]) -> list[list[_Cut]]:
+    """The cuts in groups whose probe windows do not overlap (a word heard in two windows at once
+    would be given to one of them only)."""
+    groups: list[list[_Cut]] = []
+    for cut in cuts:
+        group = next((g for g in groups if abs(g[-1].time - cut.time) >= 2 * PROBE_REACH), None)
+        if group is None:
+            groups.append([cut])
+        else:
+            group.append(cut)
+    return groups
 
 
 def find_existing_transcript(audio_path: Path, cache: dict | None = None) -> tuple[str, str | None] | None:

@@ -38,6 +38,21 @@ class DataSplits:
     description: str = ""  # one line for the console: "412 train / 46 val clips, 1.2 h"
 
 
+@dataclass(frozen=True)
+class TransformerShape:
+    """What the memory plan's formula needs to know about a model's trained transformer
+    (`voicetune.train.plan`). An adapter that has one returns it from `memory_shape()`."""
+
+    layers: int
+    width: int  # hidden size
+    heads: int
+    ff_mult: float  # feed-forward width / hidden size
+    batch_unit: str  # "frames" (the batch is counted in mel frames) or "items"
+    tokens_per_unit: float  # sequence positions one batch unit puts through the transformer
+    extra_layers: float = 0.0  # other per-token work (text encoders, embeddings) in layer equivalents
+    quadratic_attention: bool = False  # attention keeps its (heads x seq x seq) matrix for backward
+
+
 @dataclass
 class SamplePrompt:
     """A fixed prompt synthesized at every milestone (and right after each resume)."""

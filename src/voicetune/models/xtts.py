@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import logging
 import math
@@ -39,7 +40,7 @@ from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
 from voicetune.models.registry import XTTS_MAX_CLIP_SECONDS
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.lora import (
     LoraSettings,
     has_lora,
@@ -189,6 +190,7 @@ class XttsAdapter(BaseAdapter):
         self.seed = int(getattr(config, "seed", 0) or 0)
         self.lora = LoraSettings.from_config(config, DEFAULT_LORA_TARGETS)
         self.recipe = RecipeSettings()
+        self.gradient_checkpointing = bool(getattr(config, "gradient_checkpointing", False))
         if getattr(config, "vocab", None):
             raise UsageError("--vocab is for F5-TTS; XTTS uses the vocab.json of its --pretrained folder")
         self._parts: files.XttsParts | None = None
@@ -224,6 +226,17 @@ class XttsAdapter(BaseAdapter):
             "lora": self.lora.describe() if self.lora else None,
         }
 
+    def memory_shape(self) -> TransformerShape:
+        """The GPT for voicetune's memory plan: a batch is counted in items, each as long as the
+        longest the recipe accepts (200 text tokens, 11.6 s of audio codes, 32 conditioning latents);
+        the conditioning encoder and perceiver count as one extra layer."""
+        args = self.parts.config.model_args
+        codes = self.recipe.max_wav_length // args.gpt_code_stride_len + 3
+        seq = self.recipe.max_text_length + 2 + codes + 32
+        return TransformerShape(layers=int(args.gpt_layers), width=int(args.gpt_n_model_channels),
+                                heads=int(args.gpt_n_heads), ff_mult=4.0, batch_unit="items",
+                                tokens_per_unit=float(seq), extra_layers=1.0, quadratic_attention=False)
+
     # -- the model
 
     def build_model(self) -> XttsGptTrainer:
@@ -251,6 +264,15 @@ class XttsAdapter(BaseAdapter):
         xtts.mel_stats.copy_(parts.mel_stats)  # mel_stats.pth wins over model.pth's copy, as in GPTTrainer
         xtts.requires_grad_(False)
         xtts.gpt.requires_grad_(True)
+        if self.gradient_checkpointing:
+            # The GPT-2 blocks recomputed in backward. coqui's `checkpointing` argument only sets a
+            # GPT2Config field that transformers 5 no longer reads, and the public
+            # activation_checkpointing_enable() needs the token embedding coqui removes (XTTS feeds
+            # inputs_embeds), so the layers are switched the way that method switches them.
+            xtts.gpt.gpt._set_gradient_checkpointing(
+                enable=True, gradient_checkpointing_func=functools.partial(torch.utils.checkpoint.checkpoint,
+                                                                           use_reentrant=False))
+            xtts.gpt.gpt.config.use_cache = False
         model = XttsGptTrainer(xtts, self.recipe)
         if self.lora:
             self.lora.apply(model)

@@ -32,9 +32,8 @@ from typing import Any, Callable, Iterator
 import torch
 
 from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions, Start
-from voicetune.checkpoints.policy import DiskGuard, projected_peak_bytes
+from voicetune.checkpoints.policy import DiskGuard
 from voicetune.checkpoints.saver import SaveFailed
-from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.checkpoints.store import LoadedCheckpoint, load_checkpoint
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
@@ -42,7 +41,10 @@ from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, Usage
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
-from voicetune.train.ema import EMA
+from voicetune.train.device import configure_device
+from voicetune.train.oom import MemoryChange, UpdatePasses
+from voicetune.train.plan import checkpoint_sizes as plan_checkpoint_sizes
+from voicetune.train.plan import plan_for_model
 from voicetune.train.reporting import Reporter
 from voicetune.train.run_folder import RunFolder
 from voicetune.train.sampler import BatchPlan
@@ -70,6 +72,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     check_paths(config)
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
+    configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
     rank, world, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     run = RunFolder(config.run)
@@ -104,14 +107,14 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if not has_validation and config.best_metric == "val_loss":
             config = config.model_copy(update={"best_metric": "train_loss"})  # announced in announce_start
             manager.configure(CheckpointOptions.from_config(config.flag_dict()))
-        sizes = checkpoint_sizes(state.weights, state.ema, state.params, config)
+        sizes = checkpoint_sizes(state.weights, state.params, config)
         if is_main:
             refuse_if_no_room(sizes, run, config)
         reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
                             config.log_every, enabled=is_main, save_every=config.save_every)
         if is_main:
             run.record_session(config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session)
-            announce_start(reporter, config, splits, start, loop, state.params, plan, sizes, manager, run,
+            announce_start(reporter, config, adapter, state.core_model, splits, start, loop, plan, run,
                            has_validation, restart_epoch)
         prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
         if start.loaded is not None and prompts and is_main:
@@ -127,11 +130,24 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
         # ---- the loop ------------------------------------------------------------------------
         batches = iterate_batches(adapter, splits, plan, loop, rank, config, accelerator)
+
+        def memory_changed(change: MemoryChange) -> None:
+            reporter.say(change.describe(), logging.WARNING)
+            if is_main:
+                run.record_memory_change(change.to_json())
+
+        # Forward and backward of every micro-batch; split smaller and retried on out-of-memory.
+        passes = UpdatePasses(adapter, state.model, accelerator, state.optimizer, splits, config.grad_accum, loop,
+                              world, memory_changed)
+        if loop.micro_split > 1 or loop.item_limit is not None:
+            reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
+                         f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
+                                                                if loop.item_limit is not None else ""))
         meter = Throughput(loop.step, config)
         session_start_step, stop = loop.step, None
         state.model.train()
         while loop.step < config.max_updates and stop is None:
-            scalars = train_update(state, batches, splits, config)
+            scalars = train_update(state, passes, batches, splits, config)
             reporter.update(loop.step, meter.add(loop.step, scalars))
             stop = agreed_stop_signal(accelerator, signals)
             decision = manager.due(loop.step, final=loop.step == config.max_updates or stop is not None)
@@ -149,6 +165,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
             if is_main:
                 manager.save(payload)
+            # The snapshot is the saver's now: kept here it would hold a second copy of the whole
+            # state in host memory until the next save (5 GB for f5-v1-base), and through the export.
+            payload = None
 
         if is_main:
             manager.finish()
@@ -159,6 +178,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         if not saved and loop.step > session_start_step:
             raise VoicetuneError(final_save_missing(manager, loop.step))
         if is_main:
+            state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
             export_ready(manager, adapter, reporter.say)
         best = manager.best() if is_main else None
         best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
@@ -331,18 +351,9 @@ class CheckpointSizes:
     milestone: int  # what a milestone holds: full state, or model + EMA
 
 
-# manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
-# checkpoint is small too.
-JSON_FILES_BYTES = 16 * 1024
-
-
-def checkpoint_sizes(weights, ema: EMA, params, config: TrainConfig) -> CheckpointSizes:
-    weight_bytes = safetensors_size(weights) + JSON_FILES_BYTES
-    ema_bytes = 4 * sum(v.numel() for v in ema.shadow.values())
-    rng_json, rng_tensors = st.rng_files([st.capture_rng()])
-    rng_bytes = safetensors_size(rng_tensors) + len(json_bytes(rng_json))
-    full = weight_bytes + ema_bytes + 8 * sum(p.numel() for p in params) + rng_bytes  # AdamW: two fp32 moments
-    return CheckpointSizes(full, full if config.milestone_state == "full" else weight_bytes + ema_bytes)
+def checkpoint_sizes(weights, params, config: TrainConfig) -> CheckpointSizes:
+    sizes = plan_checkpoint_sizes(weights, sum(p.numel() for p in params), config.optimizer)
+    return CheckpointSizes(sizes["full"], sizes["full"] if config.milestone_state == "full" else sizes["weights"])
 
 
 def refuse_if_no_room(sizes: CheckpointSizes, run: RunFolder, config: TrainConfig) -> None:
@@ -373,10 +384,8 @@ def size_flag(n: int) -> str:
     return f"{math.ceil(n / 1024)}K"
 
 
-def announce_start(reporter, config, splits, start: Start, loop, params, plan, sizes: CheckpointSizes,
-                   manager: CheckpointManager, run, has_validation: bool, restart_epoch: bool) -> None:
-    trainable = sum(p.numel() for p in params)
-    save_schedule, retention = manager.schedule, manager.retention
+def announce_start(reporter, config, adapter, model, splits, start: Start, loop, plan, run, has_validation: bool,
+                   restart_epoch: bool) -> None:
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
     if start.abandoned_to is not None:
@@ -391,7 +400,6 @@ def announce_start(reporter, config, splits, start: Start, loop, params, plan, s
         reporter.say("new run, step 0")
     for name in start.quarantined:
         reporter.say(f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING)
-    reporter.say(f"model {config.model}: {trainable:,} trainable parameters; data: {splits.description}")
     skipped = plan.skipped_items()
     if skipped:
         reporter.say(f"{skipped} of {len(plan.lengths)} training clips are longer than --batch-frames "
@@ -401,38 +409,34 @@ def announce_start(reporter, config, splits, start: Start, loop, params, plan, s
         reporter.say(f"no validation clip is usable ({splits.description}): validation is skipped and the best "
                      f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
                      logging.WARNING)
-    peak = projected_peak_bytes(sizes.full, sizes.milestone, save_schedule, retention, loop.step, config.max_updates)
-    free = shutil.disk_usage(run.path).free
-    reporter.say(f"checkpoints: ~{format_size(sizes.full)} full state, ~{format_size(sizes.milestone)} per milestone; "
-                 f"projected peak disk use {format_size(peak)} ({format_size(free)} free)")
-    if peak > free:
-        reporter.say("the projected peak exceeds free disk space: retention and the disk guard will prune or skip saves; "
-                     "consider --keep-last, --milestone-state weights or --disk-budget", logging.WARNING)
+    # The same plan `voicetune plan` prints: sizes, disk use, memory.
+    run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step, hints=False)
+    for line in run_plan.lines():
+        reporter.say(line, logging.WARNING if "exceeds free disk" in line or "does NOT fit" in line else logging.INFO)
+    reporter.say(f"data: {splits.description}")
 
 
 # ---- per update ----
 
 
-def train_update(state: st.TrainState, batches, splits: DataSplits, config: TrainConfig) -> dict[str, float]:
+def train_update(state: st.TrainState, passes: UpdatePasses, batches, splits: DataSplits,
+                 config: TrainConfig) -> dict[str, float]:
     """One optimizer update over `grad_accum` micro-batches; returns its scalars for the log."""
-    accelerator, model, loop = state.accelerator, state.model, state.loop
+    accelerator, loop = state.accelerator, state.loop
     world = accelerator.num_processes
     update_started = time.monotonic()
     lr = state.schedule.lr(loop.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    loss_sum, frames, items = 0.0, 0, 0
-    for micro in range(config.grad_accum):
+    frames = items = 0
+    micro_batches = []
+    for _ in range(config.grad_accum):
         batch, indices = next(batches)
-        sync = micro == config.grad_accum - 1
-        with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-            with accelerator.autocast():
-                loss = state.adapter.compute_loss(model, batch)
-            accelerator.backward(loss / config.grad_accum)
-        loss_sum += loss.detach().float().item()
+        micro_batches.append((batch, indices))
         loop.position += world
         items += len(indices)
         frames += sum(splits.train_lengths[i] for i in indices)
+    loss_sum = passes.run(micro_batches, loop.step + 1)  # split smaller and retried on out-of-memory
     grad_norm = clip_gradients(accelerator, state.params, config.grad_clip)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)

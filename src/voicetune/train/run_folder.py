@@ -36,6 +36,14 @@ class RunFolder:
         self.metrics_path = self.path / "metrics.jsonl"
         self.cache_dir = self.path / "cache"
 
+    def record_memory_change(self, change: dict[str, Any]) -> None:
+        """Add an out-of-memory recovery (train/oom.py) to run.json: `memory_changes` lists them
+        all, `memory_settings` holds the settings in force."""
+        info = self.read_run_json()
+        info.setdefault("memory_changes", []).append({"time": _now(), **change})
+        info["memory_settings"] = {k: change[k] for k in ("micro_split", "item_limit")}
+        fsio.atomic_write_json(self.path / RUN_JSON, info)
+
     def create(self) -> bool:
         """Make the folder; True when it did not exist (a refused command then removes it)."""
         if self.path.exists() and not self.path.is_dir():

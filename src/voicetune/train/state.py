@@ -39,6 +39,10 @@ class LoopState:
     items_seen: int = 0
     frames_seen: int = 0
     sessions: int = 0
+    # Out-of-memory recovery (train/oom.py): pieces each micro-batch runs as, and the item length
+    # from which items are left out. Saved so that a resume continues with what worked.
+    micro_split: int = 1
+    item_limit: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,8 +132,10 @@ class TrainState:
             adapter.load_checkpoint_weights(model, loaded.tensors[MODEL])
         elif init_from is not None:
             init_from(model)
+        from voicetune.train.optim import make_optimizer
+
         params = adapter.trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = make_optimizer(config, params)
         if loaded is not None:
             optimizer.load_state_dict(loaded.tree(OPTIMIZER))
         # prepare() may move the model to the GPU: the EMA is built from the weights after it.

@@ -29,7 +29,7 @@ import torch
 from voicetune.console import say as console_say
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.f5 import data as f5_data
 from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
@@ -126,6 +126,16 @@ class F5Adapter(BaseAdapter):
                 "tokenizer": vocab.tokenizer, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256,
                 "vocab_added": list(vocab.added), "lora": self.lora.describe() if self.lora else None}
 
+    def memory_shape(self) -> TransformerShape:
+        """The DiT for voicetune's memory plan: a batch is counted in mel frames, one token each
+        (text is padded to the mel length); the text ConvNeXt blocks and the input and output
+        projections count as extra layers, scaled by their width."""
+        arch = self.spec.arch
+        extra = arch.get("conv_layers", 0) * arch.get("text_dim", arch["dim"]) / arch["dim"] + 1
+        return TransformerShape(layers=int(arch["depth"]), width=int(arch["dim"]), heads=int(arch["heads"]),
+                                ff_mult=float(arch.get("ff_mult", 4)), batch_unit="frames", tokens_per_unit=1.0,
+                                extra_layers=extra)
+
     # ---- model and weights --------------------------------------------------------------------
 
     def build_model(self) -> torch.nn.Module:
@@ -135,8 +145,11 @@ class F5Adapter(BaseAdapter):
 
         vocab = self.vocabulary
         backbone = getattr(f5_model, self.spec.backbone)
+        arch = dict(self.spec.arch)
+        if getattr(self.config, "gradient_checkpointing", False):
+            arch["checkpoint_activations"] = True  # upstream DiT's own lever: each block recomputed in backward
         model = f5_model.CFM(
-            transformer=backbone(**self.spec.arch, text_num_embeds=len(vocab), mel_dim=self.spec.mel["n_mel_channels"]),
+            transformer=backbone(**arch, text_num_embeds=len(vocab), mel_dim=self.spec.mel["n_mel_channels"]),
             mel_spec_kwargs=self.spec.mel,
             odeint_kwargs={"method": "euler"},
             vocab_char_map=vocab.char_map,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.resources import files
@@ -60,8 +61,12 @@ class Vocabulary:
         return len(self.tokens)
 
     def tokenize(self, text: str) -> list[str]:
-        """Text -> tokens, the way upstream prepares training text and inference text."""
-        text = text.translate(_LINE_BREAKS)
+        """Text -> tokens, the way upstream prepares training text and inference text.
+
+        Text is composed (NFC) first: an "é" written as "e" plus a combining accent (as some
+        editors and macOS file names write it) is the vocabulary's "é", not an "e" and an unknown
+        mark that upstream would read as a space."""
+        text = unicodedata.normalize("NFC", text).translate(_LINE_BREAKS)
         if self.tokenizer == "pinyin":
             from f5_tts.model.utils import convert_char_to_pinyin
 

@@ -1,0 +1,1 @@
+"""`voicetune studio`: the whole flow (data, training, checkpoints, synthesis) in a browser page."""

@@ -1,0 +1,552 @@
+"""The studio's pages (Gradio): Data, Train, Checkpoints, Synthesize, System.
+
+Each handler parses what the page holds, calls the library function the CLI calls, and shows the
+result; state is read back from the workspace's files on every load, so a refresh, a second tab or
+a restarted studio shows the same. Training runs as its own `voicetune train` process
+(train/control.py); the page only starts, finds, stops and watches it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from voicetune.config import format_size
+from voicetune.errors import VoicetuneError
+from voicetune.studio.workspace import Workspace
+
+CLIPS_PER_PAGE = 12
+MODELS = ["f5-tiny", "f5-v1-small", "f5-v1-base", "xtts-tiny", "xtts-v2"]
+POLL_SECONDS = 2.0
+# System fonts only: the default theme would fetch web fonts, and a studio may have no internet.
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "monospace"])
+
+
+def guarded(handler):
+    """A VoicetuneError (bad input, a path outside the workspace...) becomes the page's error box."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except VoicetuneError as err:
+            raise gr.Error(str(err), duration=None) from None
+
+    return wrapper
+
+
+def build_app(ws: Workspace, max_upload_bytes: int) -> gr.Blocks:
+    """The whole studio over the workspace `ws`."""
+    with gr.Blocks(title="voicetune studio", analytics_enabled=False) as app:
+        gr.Markdown(f"# voicetune studio\nworkspace: `{ws.root}`")
+        with gr.Tabs():
+            with gr.Tab("Data", id="data", elem_id="tab-data"):
+                data = _data_page(ws, max_upload_bytes)
+            with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
+                train = _train_page(ws)
+            with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as ckpt_tab:
+                ckpt = _checkpoints_page(ws)
+            with gr.Tab("Synthesize", id="synthesize", elem_id="tab-synthesize") as synth_tab:
+                synth = _synthesize_page(ws)
+            with gr.Tab("System", id="system", elem_id="tab-system") as system_tab:
+                system = _system_page()
+        app.load(data["load"], outputs=data["load_outputs"])
+        app.load(train["load"], outputs=train["load_outputs"])
+        train_tab.select(train["load"], outputs=train["load_outputs"])
+        ckpt_tab.select(ckpt["load"], outputs=ckpt["load_outputs"])
+        synth_tab.select(synth["load"], outputs=synth["load_outputs"])
+        system_tab.select(system["load"], outputs=system["load_outputs"])
+    return app
+
+
+# ---- Data -----------------------------------------------------------------------------------
+
+def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
+    from voicetune.data.edit import list_clips, remove_clip, restore_clip, set_transcript
+
+    gr.Markdown("Recordings in any format: upload them, name a folder inside the workspace, or paste URLs. "
+                "**Prepare** cuts them into clips, transcribes them and checks the result.")
+    with gr.Row():
+        name = gr.Textbox("my_voice", label="dataset name", elem_id="data-name", scale=1)
+        transcriber = gr.Dropdown(["whisper", "pocketsphinx", "none"], value="whisper", label="transcriber",
+                                  elem_id="data-transcriber", scale=1)
+        whisper_model = gr.Textbox(_default_whisper(), label="whisper model (name or folder)", elem_id="data-whisper", scale=2)
+        language = gr.Textbox("", label="language (empty: detect)", elem_id="data-language", scale=1)
+        min_seconds = gr.Number(5.0, label="shortest clip (s)", elem_id="data-min", scale=1)
+        max_seconds = gr.Number(15.0, label="longest clip (s)", elem_id="data-max", scale=1)
+    with gr.Row():
+        uploads = gr.File(file_count="multiple", label=f"upload recordings (up to {format_size(max_upload_bytes)} each)",
+                          elem_id="data-upload", scale=2)
+        with gr.Column(scale=2):
+            folder = gr.Textbox("", label="or a folder inside the workspace", placeholder="recordings/my_voice",
+                                elem_id="data-folder")
+            urls = gr.Textbox("", label="or URLs, one per line (downloaded with yt-dlp)", lines=2, elem_id="data-urls")
+    prepare = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
+    message = gr.Markdown(elem_id="data-message")
+    with gr.Row():
+        report = gr.Markdown(elem_id="data-report")
+        histogram = gr.Image(label="clip durations", type="filepath", interactive=False, elem_id="data-histogram", height=260)
+    with gr.Row():
+        sort = gr.Dropdown(["id", "flags first", "longest first", "shortest first"], value="id", label="sort clips by",
+                           elem_id="data-sort", scale=1)
+        page = gr.Number(1, label="page", precision=0, minimum=1, elem_id="data-page", scale=1)
+    version = gr.State(0)  # bumped to redraw the clip table after a change
+
+    def dataset_view(dataset_name: str):
+        folder_path = ws.named("datasets", dataset_name)
+        report_path = folder_path / "report.json"
+        if not report_path.is_file():
+            return "no dataset prepared under this name yet", None
+        summary = _report_markdown(json.loads(report_path.read_text(encoding="utf-8")))
+        picture = folder_path / "durations.png"
+        return summary, str(picture) if picture.is_file() else None
+
+    @guarded
+    def run_prepare(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest, longest,
+                    version_now, progress=gr.Progress()):
+        from voicetune.data.fetch import fetch_audio
+        from voicetune.data.prepare import PrepareOptions, prepare_dataset
+
+        out = ws.named("datasets", dataset_name)
+        inputs = [ws.take_upload(Path(f), dataset_name, max_upload_bytes) for f in files or []]
+        if folder_text.strip():
+            inputs.append(ws.inside(folder_text, "folder"))
+        lines = [u.strip() for u in (url_text or "").splitlines() if u.strip()]
+        if lines:
+            progress(0, desc="downloading")
+            fetched = fetch_audio(lines, ws.named("recordings", dataset_name) / "fetched")
+            if not fetched.ok:
+                failed = [f"{item.url}: {item.error}" for item in fetched.items if item.status == "failed"]
+                raise VoicetuneError("some URLs could not be downloaded: " + "; ".join(failed[:3]))
+            inputs.append(ws.named("recordings", dataset_name) / "fetched")
+        if not inputs:
+            raise VoicetuneError("nothing to prepare: upload recordings, name a folder inside the workspace, or paste URLs")
+        options = PrepareOptions(min_seconds=float(shortest), max_seconds=float(longest), transcriber=transcriber_name,
+                                 whisper_model=model_name.strip() or "small", language=lang.strip() or None)
+        result = prepare_dataset(inputs, out, options, show_progress=False,
+                                 on_progress=lambda fraction, status: progress(fraction, desc=f"prepare: {status}"))
+        summary, picture = dataset_view(dataset_name)
+        done = f"prepared {result.clips} clips into `{out.relative_to(ws.root)}` in {result.elapsed_seconds:.0f} s"
+        return done, summary, picture, None, version_now + 1
+
+    prepare.click(run_prepare, inputs=[name, uploads, folder, urls, transcriber, whisper_model, language, min_seconds,
+                                       max_seconds, version],
+                  outputs=[message, report, histogram, uploads, version])
+    name.submit(guarded(dataset_view), inputs=[name], outputs=[report, histogram])
+
+    @gr.render(inputs=[name, sort, page, version])
+    def clip_table(dataset_name, order, page_number, _version):
+        try:
+            dataset = ws.named("datasets", dataset_name)
+            clips = list_clips(dataset) if (dataset / ".voicetune").is_dir() else []
+        except VoicetuneError as err:
+            gr.Markdown(str(err))
+            return
+        if not clips:
+            gr.Markdown("no clips yet")
+            return
+        keyed = {"flags first": lambda c: (-len(c.flags), c.clip_id), "longest first": lambda c: -c.duration,
+                 "shortest first": lambda c: c.duration}.get(order)
+        if keyed:
+            clips = sorted(clips, key=keyed)
+        pages = (len(clips) + CLIPS_PER_PAGE - 1) // CLIPS_PER_PAGE
+        number = min(max(int(page_number or 1), 1), pages)
+        gr.Markdown(f"**{sum(not c.removed for c in clips)} clips** ({sum(c.removed for c in clips)} removed) — "
+                    f"page {number} of {pages}. Edit a transcript and press Enter or **Save**: "
+                    "metadata.csv and the split files are rewritten and the dataset is checked again.")
+        for clip in clips[(number - 1) * CLIPS_PER_PAGE:number * CLIPS_PER_PAGE]:
+            with gr.Row(equal_height=True, elem_classes=["clip-row"]):
+                gr.Audio(str(clip.wav), show_label=False, interactive=False, elem_id=f"clip-audio-{clip.clip_id}",
+                         scale=3, min_width=240, buttons=["download"])
+                with gr.Column(scale=6):
+                    flags = (" · flags: " + ", ".join(clip.flags)) if clip.flags else ""
+                    gr.Markdown(f"`{clip.clip_id}` {clip.duration:.1f} s{flags}{' · **removed**' if clip.removed else ''}")
+                    text = gr.Textbox(clip.text, show_label=False, interactive=not clip.removed,
+                                      elem_id=f"clip-text-{clip.clip_id}")
+                with gr.Column(scale=1, min_width=110):
+                    if not clip.removed:
+                        save = gr.Button("Save", size="sm", elem_id=f"clip-save-{clip.clip_id}")
+                        remove = gr.Button("Remove", size="sm", variant="stop", elem_id=f"clip-remove-{clip.clip_id}")
+                        save_text = guarded(lambda new_text, v, cid=clip.clip_id: _saved(dataset, set_transcript(dataset, cid, new_text), f"saved {cid}", v, False))
+                        save.click(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
+                        text.submit(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
+                        remove.click(guarded(lambda v, cid=clip.clip_id: _saved(dataset, remove_clip(dataset, cid), f"removed {cid}", v, True)),
+                                     inputs=[version], outputs=[message, report, histogram, version])
+                    else:
+                        restore = gr.Button("Restore", size="sm", elem_id=f"clip-restore-{clip.clip_id}")
+                        restore.click(guarded(lambda v, cid=clip.clip_id: _saved(dataset, restore_clip(dataset, cid), f"restored {cid}", v, True)),
+                                      inputs=[version], outputs=[message, report, histogram, version])
+
+    def load():
+        names = ws.names("datasets")
+        current = names[0] if names else "my_voice"
+        summary, picture = dataset_view(current)
+        return current, summary, picture
+
+    return {"load": load, "load_outputs": [name, report, histogram]}
+
+
+def _saved(dataset: Path, report: dict, what: str, version: int, redraw: bool):
+    check = report["check"]
+    verdict = "dataset check: ok" if check["ok"] else f"dataset check: {check['errors']} errors"
+    picture = dataset / "durations.png"
+    return (f"{what}; {verdict}, {check['warnings']} warnings", _report_markdown(report),
+            str(picture) if picture.is_file() else None, version + 1 if redraw else version)
+
+
+def _report_markdown(report: dict) -> str:
+    totals = report["totals"]
+    lines = [f"### {totals['clips']} clips, {totals['seconds_kept'] / 60:.1f} min kept",
+             f"train {totals['train_clips']} / validation {totals['val_clips']} · from {totals['sources']} files "
+             f"({totals['sources_rejected']} rejected)"]
+    if report.get("rejections_by_reason"):
+        lines.append("**left out:** " + ", ".join(f"{reason} ×{v['count']} ({v['seconds']:.0f} s)"
+                                                 for reason, v in report["rejections_by_reason"].items()))
+    if report.get("flags"):
+        lines.append("**flags:** " + ", ".join(f"{flag} ×{n}" for flag, n in report["flags"].items()))
+    check = report["check"]
+    lines.append(f"**dataset check:** {'ok' if check['ok'] else 'errors'} — {check['errors']} errors, "
+                 f"{check['warnings']} warnings" + ("".join(f"\n- {i['message']}" for i in check.get("issues", [])[:5])))
+    return "\n\n".join(lines)
+
+
+def _default_whisper() -> str:
+    import os
+
+    return os.environ.get("VOICETUNE_WHISPER_MODEL", "small")
+
+
+# ---- Train ----------------------------------------------------------------------------------
+
+def _train_page(ws: Workspace) -> dict:
+    from voicetune.train import control
+    from voicetune.train.auto_settings import (PARAMETERS, auto_settings, detect_machine,
+                                               projected_disk_bytes)
+    from voicetune.train.plots import write_loss_plot
+
+    gr.Markdown("Training runs as its own `voicetune train` process: closing this page never stops it, and "
+                "reopening the page finds it again. **Stop** asks it to write a checkpoint and exit; **Resume** "
+                "continues exactly where it stopped.")
+    with gr.Row():
+        dataset = gr.Dropdown([], label="dataset", elem_id="train-data", scale=2)
+        run_name = gr.Textbox("run1", label="run name", elem_id="train-run", scale=2)
+        model = gr.Dropdown(MODELS, value="f5-tiny", label="model", elem_id="train-model", scale=1)
+        pretrained = gr.Textbox("", label="pretrained weights (path in the workspace or hf://REPO/FILE; empty: the model's)",
+                                elem_id="train-pretrained", scale=3)
+    with gr.Row():
+        lora_rank = gr.Number(0, label="LoRA rank (0: full fine-tune)", precision=0, minimum=0, elem_id="train-lora")
+        max_updates = gr.Number(1000, label="updates", precision=0, minimum=1, elem_id="train-updates")
+        batch_size = gr.Number(8, label="batch size (clips)", precision=0, minimum=1, elem_id="train-batch")
+        batch_frames = gr.Number(0, label="batch frames (F5; 0: by clips)", precision=0, minimum=0, elem_id="train-frames")
+        save_every = gr.Number(200, label="milestone every", precision=0, minimum=1, elem_id="train-save-every")
+        last_every = gr.Number(50, label="rolling checkpoint every", precision=0, minimum=1, elem_id="train-last-every")
+        keep_last = gr.Number(3, label="milestones kept", precision=0, minimum=1, elem_id="train-keep-last")
+        disk_budget = gr.Textbox("", label="disk budget (e.g. 20G)", elem_id="train-budget")
+    with gr.Row():
+        auto = gr.Button("Auto settings", elem_id="train-auto")
+        start = gr.Button("Start", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        resume = gr.Button("Resume", elem_id="train-resume")
+    plan = gr.Markdown(elem_id="train-plan")
+    status = gr.Markdown(elem_id="train-status")
+    with gr.Row():
+        with gr.Column(scale=3):
+            plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot", height=300)
+            scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
+                              elem_id="train-scores", height=300, visible=False)
+        with gr.Column(scale=2):
+            sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
+            sample_audio = gr.Audio(label="sample", interactive=False, type="filepath", elem_id="train-sample-audio",
+                                    buttons=["download"])
+    log = gr.Textbox(label="training output", lines=8, max_lines=8, interactive=False, elem_id="train-log",
+                     autoscroll=True)
+    timer = gr.Timer(POLL_SECONDS)
+
+    form = [dataset, model, pretrained, lora_rank, max_updates, batch_size, batch_frames, save_every, last_every,
+            keep_last, disk_budget]
+
+    def flags_of(data_name, model_name, pretrained_text, rank, updates, batch, frames, save, last, keep, budget) -> dict:
+        if not data_name:
+            raise VoicetuneError("choose a dataset (prepare one on the Data page first)")
+        pretrained_value = pretrained_text.strip() or None
+        if pretrained_value and not pretrained_value.startswith("hf://"):
+            pretrained_value = str(ws.inside(pretrained_value, "pretrained weights"))
+        return {"data": str(ws.named("datasets", data_name)), "model": model_name, "pretrained": pretrained_value,
+                "lora_rank": int(rank) or None, "max_updates": int(updates),
+                "batch_size": None if int(frames or 0) else int(batch), "batch_frames": int(frames or 0) or None,
+                "save_every": int(save), "last_every": int(last), "keep_last": int(keep),
+                "disk_budget": budget.strip() or None}
+
+    def plan_text(model_name, rank, updates, save, last, keep) -> str:
+        if model_name not in PARAMETERS or None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
+            return ""  # a field being typed: say nothing until it holds a number
+        peak = projected_disk_bytes(model_name, int(rank or 0) or None, int(updates), int(save), int(last), int(keep),
+                                    None, "full")
+        return f"projected disk use of the checkpoints: **~{format_size(peak)}** (estimate; the run prints its own at start)"
+
+    @guarded
+    def fill_auto(model_name, updates, rank, keep):
+        machine = detect_machine()
+        settings = auto_settings(model_name, int(updates), machine)
+        frames = settings.get("batch_frames", 0)
+        batch = settings.get("batch_size", 8)
+        text = (f"auto settings for {machine.describe()}: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + "\n\n"
+                + plan_text(model_name, rank, updates, settings["save_every"], settings["last_every"], keep))
+        return batch, frames, settings["save_every"], settings["last_every"], text
+
+    auto.click(fill_auto, inputs=[model, max_updates, lora_rank, keep_last],
+               outputs=[batch_size, batch_frames, save_every, last_every, plan])
+    for field in (model, lora_rank, max_updates, save_every, last_every, keep_last):
+        field.change(plan_text, inputs=[model, lora_rank, max_updates, save_every, last_every, keep_last], outputs=[plan])
+
+    def launch(resuming: bool, name: str, *values):
+        pid = control.start_training(ws.named("runs", name), flags_of(*values), resume=resuming)
+        return f"started `voicetune train` (pid {pid}) for run {name}"
+
+    start.click(guarded(lambda name, *v: launch(False, name, *v)), inputs=[run_name, *form], outputs=[status])
+    resume.click(guarded(lambda name, *v: launch(True, name, *v)), inputs=[run_name, *form], outputs=[status])
+    stop.click(guarded(lambda name: f"sent SIGTERM to pid {control.stop_training(ws.named('runs', name))}: "
+                                   "it writes a checkpoint and stops"), inputs=[run_name], outputs=[status])
+
+    seen = gr.State({})  # what this tab shows already: a poll that finds nothing new changes nothing
+
+    def watch(name: str, chosen_sample: str | None, shown: dict):
+        try:
+            run = ws.named("runs", name)
+        except VoicetuneError as err:
+            return str(err), gr.update(), gr.update(), gr.update(), gr.update(), "", shown
+        holder = control.running_trainer(run)
+        progress = control.training_progress(run)
+        state = (f"**running** (pid {holder.get('pid')} on {holder.get('host')})" if holder else "**not running**")
+        line = f"{state} · step {progress.step}" + (f" / {progress.max_updates}" if progress.max_updates else "")
+        if progress.loss is not None:
+            line += f" · loss {progress.loss:.4f}"
+        if progress.val_loss is not None:
+            line += f" · validation loss {progress.val_loss:.4f}"
+        if holder and progress.eta_seconds is not None:
+            line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
+        log_path = run / control.TRAIN_LOG
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
+        samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
+        evaluated = run / "eval.png"  # written by `voicetune eval` / the milestone scorer, when present
+        now = {"run": name, "step": progress.step, "samples": [v for _, v in samples],
+               "eval": evaluated.stat().st_mtime if evaluated.is_file() else None}
+        if now == {k: shown.get(k) for k in now}:
+            # Re-sending the picture or the player would redraw them (and stop a sample being played).
+            return line, gr.update(), gr.update(), gr.update(), gr.update(), tail, shown
+        picture = run / ".studio" / "loss.png"
+        drawn = write_loss_plot(run, picture) if (run / "metrics.jsonl").is_file() else False
+        values = now["samples"]
+        selected = chosen_sample if chosen_sample in values else (values[0] if values else None)
+        player = gr.update() if selected == chosen_sample and shown.get("run") == name else selected
+        score_view = gr.update(value=str(evaluated), visible=True) if now["eval"] else gr.update(visible=False)
+        return (line, str(picture) if drawn else None, score_view, gr.update(choices=samples, value=selected), player,
+                tail, now)
+
+    watch_outputs = [status, plot, scores, sample, sample_audio, log, seen]
+    timer.tick(watch, inputs=[run_name, sample, seen], outputs=watch_outputs, show_progress="hidden")
+    run_name.submit(watch, inputs=[run_name, sample, gr.State({})], outputs=watch_outputs)
+    sample.input(lambda path: path, inputs=[sample], outputs=[sample_audio])
+
+    def load():
+        datasets = ws.names("datasets")
+        runs = ws.names("runs")
+        # Attach: a run whose trainer is alive comes first, then the most recently changed one.
+        live = [r for r in runs if control.running_trainer(ws.root / "runs" / r)]
+        current = (live or runs or ["run1"])[0]
+        fields = _saved_form(ws.root / "runs" / current)
+        return (gr.update(choices=datasets, value=fields.pop("data", None) or (datasets[0] if datasets else None)),
+                current, *[gr.update(value=fields[k]) if k in fields else gr.update()
+                           for k in ("model", "max_updates", "save_every", "last_every", "keep_last")])
+
+    return {"load": load, "load_outputs": [dataset, run_name, model, max_updates, save_every, last_every, keep_last]}
+
+
+def _saved_form(run: Path) -> dict:
+    """The settings a run was started with (run.json), to show them again after a reload."""
+    try:
+        config = json.loads((run / "run.json").read_text(encoding="utf-8")).get("config", {})
+    except (OSError, ValueError):
+        return {}
+    fields = {k: config[k] for k in ("model", "max_updates", "save_every", "last_every", "keep_last") if config.get(k)}
+    if config.get("data"):
+        fields["data"] = Path(config["data"]).name
+    return fields
+
+
+# ---- Checkpoints ----------------------------------------------------------------------------
+
+CKPT_COLUMNS = ["checkpoint", "step", "role", "state", "size", "val_loss", "best", "status"]
+
+
+def _checkpoint_rows(rows) -> list[list]:
+    table = []
+    for r in rows:
+        val = r.metrics.get("val_loss")
+        table.append([r.name, r.step, r.role, r.kind, format_size(r.size_bytes), f"{val:.4f}" if val is not None else "",
+                      "★" if r.best else "", "ok" if r.status == "ok" else ("committed" if r.status == "unverified" else r.problem)])
+    return table
+
+
+def _checkpoints_page(ws: Workspace) -> dict:
+    from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
+    from voicetune.inference import export_trained
+
+    with gr.Row():
+        run_name = gr.Dropdown([], label="run", elem_id="ckpt-run", scale=3)
+        refresh = gr.Button("Refresh", elem_id="ckpt-refresh", scale=1)
+        verify = gr.Button("Verify (hash every file)", elem_id="ckpt-verify", scale=1)
+    table = gr.Dataframe(headers=CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True)
+    message = gr.Markdown(elem_id="ckpt-message")
+    with gr.Row():
+        keep = gr.Number(2, label="keep newest milestones", precision=0, minimum=1, elem_id="ckpt-keep")
+        preview = gr.Button("Preview prune", elem_id="ckpt-preview")
+        prune = gr.Button("Prune", variant="stop", elem_id="ckpt-prune")
+    with gr.Row():
+        target = gr.Dropdown([], label="checkpoint to export", elem_id="ckpt-target", scale=2)
+        fmt = gr.Dropdown(["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1)
+        export = gr.Button("Export", variant="primary", elem_id="ckpt-export", scale=1)
+    download = gr.File(label="download", interactive=False, elem_id="ckpt-download")
+
+    def show(name):
+        if not name:
+            return [], gr.update(choices=[], value=None), "no run yet"
+        run = ws.named("runs", name)
+        if not (run / "checkpoints").is_dir():
+            return [], gr.update(choices=[], value=None), "this run has no checkpoint yet"
+        rows, quarantined = list_checkpoints(run)
+        choices = [(f"{name} (best)", "")] + [(r.name, r.name) for r in rows]
+        note = f"{len(rows)} checkpoints" + (f"; quarantined: {', '.join(quarantined)}" if quarantined else "")
+        return _checkpoint_rows(rows), gr.update(choices=choices, value=""), note
+
+    def run_verify(name):
+        rows = verify_target(ws.named("runs", name))
+        bad = [r for r in rows if r.problem]
+        return _checkpoint_rows(rows), ("all valid" if not bad else "INVALID: " + "; ".join(f"{r.name}: {r.problem}" for r in bad))
+
+    def run_prune(name, keep_last, dry_run):
+        removed = prune_run(ws.named("runs", name), int(keep_last), dry_run)
+        verb = "would remove" if dry_run else "removed"
+        rows, _ = list_checkpoints(ws.named("runs", name))
+        return _checkpoint_rows(rows), (f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")
+
+    def run_export(name, checkpoint, fmt_name):
+        run = ws.named("runs", name)
+        source = ws.inside(f"runs/{name}/checkpoints/{checkpoint}", "checkpoint") if checkpoint else run
+        label = f"{name}_{checkpoint or 'best'}_{fmt_name}"
+        out = ws.root / "exports" / label
+        files = export_trained(source, fmt_name, out)
+        archive = shutil.make_archive(str(out), "zip", root_dir=out)
+        return archive, f"exported {', '.join(p.name for p in files)} to `exports/{label}` (and `exports/{label}.zip`)"
+
+    refresh.click(guarded(show), inputs=[run_name], outputs=[table, target, message])
+    run_name.change(guarded(show), inputs=[run_name], outputs=[table, target, message])
+    verify.click(guarded(run_verify), inputs=[run_name], outputs=[table, message])
+    preview.click(guarded(lambda n, k: run_prune(n, k, True)), inputs=[run_name, keep], outputs=[table, message])
+    prune.click(guarded(lambda n, k: run_prune(n, k, False)), inputs=[run_name, keep], outputs=[table, message])
+    export.click(guarded(run_export), inputs=[run_name, target, fmt], outputs=[download, message])
+
+    def load():
+        runs = ws.names("runs")
+        return gr.update(choices=runs, value=runs[0] if runs else None)
+
+    return {"load": load, "load_outputs": [run_name]}
+
+
+# ---- Synthesize -----------------------------------------------------------------------------
+
+def _synthesize_page(ws: Workspace) -> dict:
+    from voicetune.data.edit import list_clips
+    from voicetune.inference import synthesize_to_file
+
+    with gr.Row():
+        first = gr.Dropdown([], label="checkpoint", elem_id="synth-ckpt-a")
+        second = gr.Dropdown([], label="compare with (optional)", elem_id="synth-ckpt-b")
+    with gr.Row():
+        reference = gr.Dropdown([], label="reference clip from a dataset", elem_id="synth-ref", scale=2)
+        upload = gr.Audio(sources=["upload"], type="filepath", label="or upload a reference", elem_id="synth-upload", scale=2)
+        ref_text = gr.Textbox("", label="what the reference says (F5 needs it)", elem_id="synth-ref-text", scale=2)
+    text = gr.Textbox("", label="text to speak", lines=2, elem_id="synth-text")
+    with gr.Row():
+        seed = gr.Number(0, label="seed", precision=0, elem_id="synth-seed")
+        speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="speed", elem_id="synth-speed")
+        go = gr.Button("Synthesize", variant="primary", elem_id="synth-go")
+    with gr.Row():
+        out_a = gr.Audio(label="checkpoint", type="filepath", interactive=False, elem_id="synth-out-a", buttons=["download"])
+        out_b = gr.Audio(label="compared with", type="filepath", interactive=False, elem_id="synth-out-b", buttons=["download"])
+    message = gr.Markdown(elem_id="synth-message")
+    texts: dict[str, str] = {}
+
+    def checkpoint_choices() -> list[tuple[str, str]]:
+        choices = []
+        for run in ws.names("runs"):
+            folder = ws.root / "runs" / run / "checkpoints"
+            if folder.is_dir() and any(folder.glob("step_*")):
+                choices.append((f"{run} (best)", f"runs/{run}"))
+                choices += [(f"{run} / {c.name}", f"runs/{run}/checkpoints/{c.name}")
+                            for c in sorted(folder.glob("step_*")) if (c / "manifest.json").is_file()]
+        return choices
+
+    def load():
+        choices = checkpoint_choices()
+        refs = []
+        for name in ws.names("datasets"):
+            try:
+                clips = [c for c in list_clips(ws.root / "datasets" / name) if not c.removed]
+            except VoicetuneError:
+                continue
+            for clip in clips:
+                value = str(clip.wav.relative_to(ws.root))
+                texts[value] = clip.text
+                refs.append((f"{name} / {clip.clip_id}: {clip.text[:40]}", value))
+        return (gr.update(choices=choices, value=choices[0][1] if choices else None),
+                gr.update(choices=[("(none)", "")] + choices, value=""),
+                gr.update(choices=refs, value=refs[0][1] if refs else None),
+                texts.get(refs[0][1], "") if refs else "")
+
+    def run_synthesis(a, b, ref_choice, ref_upload, transcript, sentence, seed_value, speed_value):
+        if not a:
+            raise VoicetuneError("choose a checkpoint (train a run first)")
+        if ref_upload:
+            ref = Path(ref_upload)
+        elif ref_choice:
+            ref = ws.inside(ref_choice, "reference clip")
+        else:
+            raise VoicetuneError("choose a reference clip or upload one")
+        outputs = []
+        for choice in (a, b):
+            if not choice:
+                outputs.append(None)
+                continue
+            target = ws.inside(choice, "checkpoint")
+            out = ws.root / "synth" / f"{time.strftime('%Y%m%d-%H%M%S')}_{target.name}.wav"
+            outputs.append(str(synthesize_to_file(target, sentence, ref, out, transcript.strip() or None,
+                                                  int(seed_value), float(speed_value))))
+        return outputs[0], outputs[1], "wrote " + ", ".join(f"`{Path(p).relative_to(ws.root)}`" for p in outputs if p)
+
+    reference.input(lambda value: texts.get(value, ""), inputs=[reference], outputs=[ref_text])
+    go.click(guarded(run_synthesis), inputs=[first, second, reference, upload, ref_text, text, seed, speed],
+             outputs=[out_a, out_b, message])
+    return {"load": load, "load_outputs": [first, second, reference, ref_text]}
+
+
+# ---- System ---------------------------------------------------------------------------------
+
+def _system_page() -> dict:
+    from voicetune.doctor import run_checks
+
+    gr.Markdown("What `voicetune doctor` reports about this machine.")
+    table = gr.Dataframe(headers=["check", "status", "detail"], interactive=False, elem_id="system-table", wrap=True)
+    refresh = gr.Button("Check again", elem_id="system-refresh")
+
+    def load():
+        return [[c.name, "ok" if c.ok else "problem", c.detail] for c in run_checks()]
+
+    refresh.click(load, outputs=[table])
+    return {"load": load, "load_outputs": [table]}

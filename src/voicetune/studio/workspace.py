@@ -1,0 +1,113 @@
+"""The studio's workspace: one folder that holds everything the studio reads and writes.
+
+WORKSPACE/
+  recordings/     uploaded (and fetched) recordings, one folder per dataset
+  datasets/NAME/  prepared datasets (`voicetune prepare` layout)
+  runs/NAME/      training runs (`voicetune train` layout)
+  exports/        exported models, as folders and as the zip files offered for download
+  synth/          synthesized speech
+
+Every path typed into a page goes through `Workspace.inside`, which refuses anything that leads
+out of the workspace (`..`, an absolute path elsewhere, a symlink pointing out). The state a page
+shows is read back from these files, so a refresh, a second tab or a restarted studio shows the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from voicetune.config import parse_size
+from voicetune.errors import UsageError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LOCAL_HOSTS = {"localhost"}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def open(cls, folder: Path) -> "Workspace":
+        """Create (if needed) and open a workspace folder."""
+        root = Path(folder).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"--workspace {folder}: is a file; pass a folder")
+        for sub in ("recordings", "datasets", "runs", "exports", "synth"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    def inside(self, typed: str, what: str = "path") -> Path:
+        """The path a user typed, resolved inside the workspace; a path that leaves it is refused.
+
+        Relative paths are taken from the workspace folder."""
+        text = (typed or "").strip()
+        if not text:
+            raise UsageError(f"{what}: empty; type a path inside the workspace {self.root}")
+        candidate = Path(text).expanduser()
+        resolved = (candidate if candidate.is_absolute() else self.root / candidate).resolve()
+        if resolved != self.root and not resolved.is_relative_to(self.root):
+            raise UsageError(f"{what} {text!r} is outside the workspace {self.root}; "
+                             "only paths inside the workspace can be used (copy the files into it first)")
+        return resolved
+
+    def named(self, kind: str, name: str) -> Path:
+        """datasets/NAME or runs/NAME; NAME is a plain folder name."""
+        name = (name or "").strip()
+        if not NAME.match(name):
+            raise UsageError(f"{kind[:-1]} name {name!r}: use letters, digits, '_', '-' or '.' (no '/'), e.g. my_voice")
+        return self.inside(f"{kind}/{name}", f"{kind[:-1]} name")
+
+    def names(self, kind: str) -> list[str]:
+        """The datasets or runs in the workspace, most recently changed first."""
+        folder = self.root / kind
+        found = [p for p in folder.iterdir() if p.is_dir() and NAME.match(p.name)] if folder.is_dir() else []
+        return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+    def take_upload(self, upload: Path, dataset: str, max_bytes: int) -> Path:
+        """Copy an uploaded file into recordings/DATASET/ (refused above `max_bytes`)."""
+        upload = Path(upload)
+        size = upload.stat().st_size
+        if size > max_bytes:
+            raise UsageError(f"{upload.name}: {size / 1024**2:.0f} MB is more than the upload limit of "
+                             f"{max_bytes / 1024**2:.0f} MB; copy large files into the workspace and name the folder instead")
+        folder = self.named("recordings", dataset)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(upload.name).name
+        shutil.copyfile(upload, target)
+        return target
+
+
+def check_bind(host: str, auth: str | None) -> tuple[str, str] | None:
+    """Refuse to listen beyond this machine without a password; returns (user, password) or None."""
+    credentials = None
+    if auth is not None:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise UsageError("--auth: use USER:PASSWORD, e.g. --auth me:a-long-passphrase")
+        credentials = (user, password)
+    if not _is_loopback(host) and credentials is None:
+        raise UsageError(f"--host {host}: the studio would be reachable from other machines without a password; "
+                         "add --auth USER:PASSWORD, or keep 127.0.0.1 and reach it through `ssh -L 7860:127.0.0.1:7860 HOST`")
+    return credentials
+
+
+def upload_limit_bytes(text: str) -> int:
+    """`--max-upload 2G` in bytes."""
+    try:
+        return parse_size(text)
+    except (UsageError, ValueError):
+        raise UsageError(f"--max-upload {text}: use a size such as 500M or 2G") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

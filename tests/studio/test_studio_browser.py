@@ -1,0 +1,239 @@
+"""The studio driven the way a person uses it: Debian's chromium, headless, through Playwright.
+
+One walk through the whole flow: upload three espeak-ng recordings, prepare them with whisper-base,
+refuse a folder outside the workspace, correct a transcript and find it in metadata.csv, start
+f5-tiny, find the running run from a second tab, stop it (SIGTERM), resume it to the end, play a
+milestone sample, check and export the checkpoints and download the export, synthesize a sentence,
+read the System page, and reload to see the same state. A screenshot of every page is saved
+(into $VOICETUNE_STUDIO_SCREENSHOTS when set: `docs` refreshes the README's pictures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from support.harness import REPO_ROOT, cli_env, wait_until, whisper_model_path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+UPDATES = 16
+EDITED = "The studio corrected this transcript."
+SENTENCE = "A voice made in the studio."
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture()
+def studio(tmp_path):
+    """A `voicetune studio` process on a free loopback port: (url, workspace)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (make test installs it)")
+    if not (whisper_model_path() / "model.bin").is_file():
+        pytest.fail(f"the whisper-base model is not at {whisper_model_path()}")
+    workspace, port = tmp_path / "workspace", _free_port()
+    env = cli_env(VOICETUNE_WHISPER_MODEL=str(whisper_model_path()), GRADIO_ANALYTICS_ENABLED="False")
+    log = open(tmp_path / "studio.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "voicetune", "studio", "--workspace", str(workspace), "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        assert wait_until(lambda: _answers(url), timeout=180, interval=0.25, proc=proc), (tmp_path / "studio.log").read_text()
+        yield url, workspace
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for lock in workspace.glob("runs/*/LOCK"):  # a trainer the test left running
+            holder = json.loads(lock.read_text() or "{}")
+            if holder.get("pid"):
+                try:
+                    os.killpg(holder["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture()
+def browser():
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = os.environ.get("VOICETUNE_STUDIO_SCREENSHOTS")
+    target = (REPO_ROOT / folder) if folder and not Path(folder).is_absolute() else Path(folder or tmp_path / "shots")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _textbox(page, elem_id: str):
+    return page.locator(f"#{elem_id}").get_by_role("textbox")
+
+
+def _number(page, elem_id: str):
+    return page.locator(f"#{elem_id} input[type=number]")
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)  # 2 shared cores: a page event may wait behind training
+    url, ws = studio
+    shots = _shots(tmp_path)
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+
+    # ---- Data: a folder outside the workspace is refused, then three recordings are prepared ----
+    expect(page.locator("#data-report")).to_contain_text("no dataset prepared")  # the page has read the workspace
+    _textbox(page, "data-name").fill("voice")
+    _textbox(page, "data-folder").fill("../outside")
+    page.locator("#data-prepare").click()
+    expect(page.get_by_text("is outside the workspace").first).to_be_visible()
+    page.locator(".toast-close").first.click()
+    _textbox(page, "data-folder").fill("")
+    _textbox(page, "data-language").fill("en")
+    _number(page, "data-min").fill("2")
+    _number(page, "data-max").fill("6")
+    page.locator("#data-upload input[type=file]").set_input_files([str(p) for p in recordings])
+    for path in recordings:
+        expect(page.locator("#data-upload").get_by_role("cell", name=path.name)).to_be_visible()
+    page.locator("#data-prepare").click()
+    expect(page.locator("#data-message")).to_contain_text("prepared", timeout=180_000)
+    dataset = ws / "datasets" / "voice"
+    expect(page.locator("#data-report")).to_contain_text("dataset check: ok")
+    expect(page.locator("#data-histogram img")).to_be_visible()
+
+    first_text = page.locator("[id^=clip-text-]").first
+    clip_id = first_text.get_attribute("id").removeprefix("clip-text-")
+    first_text.get_by_role("textbox").fill(EDITED)
+    page.locator(f"#clip-save-{clip_id}").click()
+    expect(page.locator("#data-message")).to_contain_text(f"saved {clip_id}; dataset check: ok")
+    rows = dict(line.split("|")[:2] for line in (dataset / "metadata.csv").read_text().splitlines())
+    assert rows[clip_id] == EDITED
+    split_rows = [line for name in ("metadata_train.csv", "metadata_val.csv")
+                  for line in (dataset / name).read_text().splitlines() if line.startswith(clip_id + "|")]
+    assert split_rows and split_rows[0].split("|")[1] == EDITED
+    page.screenshot(path=str(shots / "studio-data.png"), full_page=True)
+
+    # ---- Train: start f5-tiny, attach from a second tab, stop, resume to the end ----
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-data input")).to_have_value("voice")
+    _textbox(page, "train-run").fill("run1")
+    for elem_id, value in (("train-updates", UPDATES), ("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
+        _number(page, elem_id).fill(str(value))
+    page.locator("#train-auto").click()
+    expect(page.locator("#train-plan")).to_contain_text("projected disk use")
+    for elem_id, value in (("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
+        _number(page, elem_id).fill(str(value))  # the test's own cadence, after auto filled the machine's
+    page.locator("#train-start").click()
+    run = ws / "runs" / "run1"
+    expect(page.locator("#train-status")).to_contain_text("running (pid", timeout=120_000)
+    assert wait_until(lambda: any(run.glob("checkpoints/step_*/manifest.json")), timeout=180)
+
+    second = context.new_page()  # a second tab (or the page reopened) finds the run through its LOCK
+    second.goto(url)
+    second.get_by_role("tab", name="Train").click()
+    expect(_textbox(second, "train-run")).to_have_value("run1")
+    expect(second.locator("#train-status")).to_contain_text("running (pid")
+    second.close()
+
+    page.locator("#train-stop").click()
+    expect(page.locator("#train-status")).to_contain_text("not running", timeout=120_000)
+    page.locator("#train-resume").click()
+    expect(page.locator("#train-status")).to_contain_text("running (pid", timeout=120_000)
+    expect(page.locator("#train-status")).to_contain_text(f"not running · step {UPDATES} / {UPDATES}", timeout=240_000)
+    assert "stopped by SIGTERM" in (run / "train-process.log").read_text()
+    assert "resuming from" in (run / "train.log").read_text()
+    expect(page.locator("#train-plot img")).to_be_visible()
+    _choose(page, "train-sample", f"step {UPDATES}: val_0000")
+    player = page.locator("#train-sample-audio")
+    player.get_by_role("button", name="Play", exact=True).click()
+    expect(player.get_by_role("button", name="Pause", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "studio-train.png"), full_page=True)
+
+    # ---- Checkpoints: the table, verify, prune preview, export and download ----
+    page.get_by_role("tab", name="Checkpoints").click()
+    expect(page.locator("#ckpt-table")).to_contain_text(f"step_{UPDATES:08d}")
+    page.locator("#ckpt-verify").click()
+    expect(page.locator("#ckpt-message")).to_contain_text("all valid")
+    page.locator("#ckpt-preview").click()
+    expect(page.locator("#ckpt-message")).to_contain_text("would remove")
+    _choose(page, "ckpt-format", "f5")
+    page.locator("#ckpt-export").click()
+    expect(page.locator("#ckpt-message")).to_contain_text("exported", timeout=120_000)
+    with page.expect_download() as download_info:
+        page.locator("#ckpt-download a").first.click()
+    archive = tmp_path / "export.zip"
+    download_info.value.save_as(archive)
+    assert "model.safetensors" in zipfile.ZipFile(archive).namelist()
+    page.screenshot(path=str(shots / "studio-checkpoints.png"), full_page=True)
+
+    # ---- Synthesize: the best checkpoint, a reference clip from the dataset, a sentence ----
+    page.get_by_role("tab", name="Synthesize").click()
+    expect(page.locator("#synth-ckpt-a input")).to_have_value("run1 (best)")
+    _choose(page, "synth-ckpt-b", "run1 / step_00000008")  # the same text from two checkpoints, side by side
+    _textbox(page, "synth-text").fill(SENTENCE)
+    page.locator("#synth-go").click()
+    expect(page.locator("#synth-message")).to_contain_text("wrote", timeout=120_000)
+    import soundfile as sf
+
+    written = sorted((ws / "synth").glob("*.wav"))
+    assert [p.name.split("_", 1)[1] for p in written] == ["run1.wav", "step_00000008.wav"]
+    for path in written:
+        audio, rate = sf.read(path)
+        assert rate == 24000 and len(audio) > rate // 2
+    for player in ("synth-out-a", "synth-out-b"):
+        expect(page.locator(f"#{player}").get_by_role("button", name="Play", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "studio-synthesize.png"), full_page=True)
+
+    # ---- System: what doctor reports ----
+    page.get_by_role("tab", name="System").click()
+    expect(page.locator("#system-table")).to_contain_text("torch")
+    page.screenshot(path=str(shots / "studio-system.png"), full_page=True)
+
+    # ---- A refresh shows the same state: it lives in the workspace's files ----
+    page.reload()
+    expect(_textbox(page, "data-name")).to_have_value("voice")
+    expect(page.locator(f"#clip-text-{clip_id}").get_by_role("textbox")).to_have_value(EDITED)
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-status")).to_contain_text(f"step {UPDATES} / {UPDATES}")
+    context.close()
