@@ -214,8 +214,7 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(toy_co
     assert second.returncode == 1
     assert f"in use by pid {first.proc.pid}" in second.stderr
     first.kill_group()
-    next_step = CheckpointStore(run).latest_valid().step + 1
-    third = run_cli("train", *toy_args(toy_corpus, run, *CADENCE, max_updates=next_step))
+    third = run_cli("train", *toy_args(toy_corpus, run, *CADENCE, max_updates=1))
     assert third.returncode == 0, third.stderr
     assert "the run is complete" in third.stdout  # it took the lock and read the run (past --max-updates 1)
     assert f"left by pid {first.proc.pid}" in (run / "train.log").read_text()
