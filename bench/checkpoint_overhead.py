@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore
-from voicetune.train.saver import BackgroundSaver
+from voicetune.checkpoints.saver import BackgroundSaver
 from voicetune.train.state import snapshot_tensors
 
 

@@ -78,6 +78,9 @@ class TrainConfig(BaseSettings):
     language: str = Field("en", description="language of the dataset's text (XTTS: en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi)")
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")
+    data_changed: Literal["refuse", "restart-epoch"] = Field(
+        "refuse", description="a resume over a changed dataset: refuse (exit 2, naming what changed), or "
+        "restart-epoch (weights and optimizer kept, a fresh epoch over the new data)")
 
     # How long and how much
     max_updates: int = Field(1000, ge=1, description="optimizer updates in the whole run (a resume continues to it)")

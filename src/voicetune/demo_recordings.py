@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicetune import fsio
 from voicetune.demo_corpus import HARVARD_SENTENCES, speak_to_wav
 
 ESPEAK_RATE = 22050
@@ -78,9 +79,8 @@ def _trimmed_speech(text: str, voice: str, cache: Path) -> np.ndarray:
     key = hashlib.sha256(f"{voice}|{text}".encode()).hexdigest()[:16]
     wav = cache / f"{key}.wav"
     if not wav.exists():
-        tmp = cache / f"{key}.tmp.wav"
-        speak_to_wav(text, tmp, voice=voice)
-        tmp.replace(wav)
+        with fsio.atomic_path(wav) as tmp:
+            speak_to_wav(text, tmp, voice=voice)
     audio, rate = sf.read(wav, dtype="float32")
     assert rate == ESPEAK_RATE, rate
     loud = np.flatnonzero(np.abs(audio) > 2e-3)

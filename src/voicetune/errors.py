@@ -24,6 +24,10 @@ class CheckpointError(VoicetuneError):
     """A checkpoint that cannot be used (invalid, incompatible, missing)."""
 
 
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint whose files do not match its manifest (it is quarantined, never trusted)."""
+
+
 class IncompatibleCheckpointError(UsageError, CheckpointError):
     """A valid checkpoint of another model or architecture than asked for: bad input, exit code 2."""
 

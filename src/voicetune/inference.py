@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from voicetune.checkpoints.maintenance import retention_of_run
-from voicetune.checkpoints.store import CheckpointStore, StoredCheckpoint, load_checkpoint, read_checkpoint_dir
+from voicetune.checkpoints.manager import resolve_checkpoint
+from voicetune.checkpoints.store import load_checkpoint
 from voicetune.config import TrainConfig
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import ModelAdapter
@@ -34,29 +34,6 @@ class TrainedModel:
     checkpoint: Path
     step: int
     config: TrainConfig
-
-
-def resolve_checkpoint(target: Path, prefer: str = "best") -> StoredCheckpoint:
-    """A checkpoint directory as given, or a run folder's best (else newest) valid checkpoint."""
-    target = Path(target)
-    if (target / "manifest.json").is_file():
-        ckpt = read_checkpoint_dir(target)
-        if ckpt.problem:
-            raise CheckpointError(f"{target}: {ckpt.problem}")
-        return ckpt
-    store = CheckpointStore(target)
-    if not store.dir.is_dir():
-        raise UsageError(f"{target}: neither a checkpoint directory nor a run folder with checkpoints/")
-    valid = [c for c in store.scan() if c.problem is None]
-    ordered = sorted(valid, key=lambda c: c.step, reverse=True)
-    if prefer == "best":
-        best = retention_of_run(target).best([c.info() for c in valid])
-        if best is not None:
-            ordered.insert(0, next(c for c in valid if c.name == best.name))
-    for ckpt in ordered:
-        if store.verify(ckpt).problem is None:
-            return ckpt
-    raise CheckpointError(f"{target}: no valid checkpoint (see `voicetune ckpt verify {target}`)")
 
 
 def load_trained_model(target: Path, prefer: str = "best", device: str | None = None) -> TrainedModel:

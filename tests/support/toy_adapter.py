@@ -6,7 +6,9 @@ generator inside the loss (like F5's flow matching), dropout, an optimizer with 
 item lengths for frame batching, DataLoader workers, and samples.
 
 Its size is set with VOICETUNE_TOY_HIDDEN (default 64), so tests can make checkpoints big enough
-to catch a save in flight.
+to catch a save in flight. VOICETUNE_TOY_SLOW_SAMPLES=FILE makes sample synthesis as slow as a
+real model's (minutes of computing): FILE is written when it starts and FILE.done when it ends,
+so a test can signal the run while samples are being synthesized.
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ class ToyAdapter(BaseAdapter):
                 + [SamplePrompt(f"text_{i}", text, mel, "") for i, text in enumerate(extra_texts, start=1)])
 
     def synthesize_samples(self, model, prompts):
+        slow = os.environ.get("VOICETUNE_TOY_SLOW_SAMPLES")
+        if slow:
+            Path(slow).write_text("synthesizing\n")
+            busy = torch.randn(256, 256)
+            for _ in range(200_000):  # minutes of real work, as an F5 model's sampling on CPU
+                busy = torch.tanh(busy @ busy) / 16
+            Path(f"{slow}.done").write_text("done\n")
         out = []
         for p in prompts:
             mel = torch.from_numpy(p.ref_audio)[None]

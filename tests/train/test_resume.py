@@ -31,6 +31,22 @@ CADENCE = ["--save-every", "20", "--last-every", "5"]
 BIG = {"VOICETUNE_TOY_HIDDEN": "512"}  # ~5 MB checkpoints: a save stays in flight long enough to hit
 
 
+def save_in_flight(run: Path) -> str | None:
+    """The name of a checkpoint being committed right now: a temporary directory of a step newer
+    than every committed one (retention's deletions also pass through temporary names, but of
+    older steps)."""
+    folder = run / "checkpoints"
+    try:
+        entries = [p.name for p in folder.iterdir()]
+    except FileNotFoundError:
+        return None
+    committed = [int(n[5:13]) for n in entries if ".tmp-" not in n]
+    for name in entries:
+        if ".tmp-" in name and int(name[5:13]) > max(committed, default=0):
+            return name.split(".tmp-")[0]
+    return None
+
+
 def final_dir(run: Path) -> Path:
     store = CheckpointStore(run)
     return next(c.path for c in store.scan() if c.step == N)
@@ -106,8 +122,8 @@ def test_kill_9_at_random_moments_and_during_background_saves(toy_corpus, straig
             time.sleep(rng.uniform(0.0, 1.5))
         else:
             # The instant a background save has its temporary directory on disk.
-            wait_until(lambda: any((run / "checkpoints").glob("*.tmp-*")), interval=0.001, proc=training.proc)
-            kills_during_save += training.proc.poll() is None and any((run / "checkpoints").glob("*.tmp-*"))
+            wait_until(lambda: save_in_flight(run), interval=0.001, proc=training.proc)
+            kills_during_save += training.proc.poll() is None and save_in_flight(run) is not None
         if training.proc.poll() is not None:
             assert training.wait() == 0, training.output()
             break
@@ -126,10 +142,13 @@ def test_sigterm_during_a_save_waits_for_it_then_saves_and_exits_143(toy_corpus,
     run = tmp_path / "run"
     args = toy_args(toy_corpus, run, *CADENCE, max_updates=N)
     training = Training(args, env=cli_env(**BIG), log=tmp_path / "log.txt")
-    assert wait_until(lambda: any((run / "checkpoints").glob("*.tmp-*")), interval=0.001, proc=training.proc)
+    in_flight = []
+    assert wait_until(lambda: in_flight.append(save_in_flight(run)) or in_flight[-1], interval=0.001, proc=training.proc)
     training.signal(signal.SIGTERM)
     assert training.wait() == 143, training.output()
     store = CheckpointStore(run)
+    # The save in flight was finished (retention may have removed it since), not dropped.
+    assert f"committed {in_flight[-1]} (step" in (run / "train.log").read_text()
     assert store.scan() and all(store.verify(c).problem is None for c in store.scan())
     assert not list(store.dir.glob("*.tmp-*"))
     assert run_cli("train", *args, env=cli_env(**BIG)).returncode == 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from voicetune.checkpoints.lock import RunLock
+from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions
 from voicetune.checkpoints.policy import RetentionPolicy
 from voicetune.checkpoints.store import MANIFEST, CheckpointStore, StoredCheckpoint
 from voicetune.errors import UsageError
@@ -36,17 +36,7 @@ class CheckpointRow:
 
 def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy:
     """The run's own retention settings (from run.json), optionally with another keep_last."""
-    config: dict[str, Any] = {}
-    run_json = run / "run.json"
-    if run_json.is_file():
-        config = json.loads(run_json.read_text(encoding="utf-8")).get("config", {})
-    return RetentionPolicy(
-        keep_last=keep_last or int(config.get("keep_last", 3)),
-        keep_every=config.get("keep_every"),
-        save_every=int(config.get("save_every", 1)),
-        best_metric=config.get("best_metric") or "val_loss",
-        best_mode=config.get("best_mode") or ("max" if config.get("best_metric") == "score" else "min"),
-    )
+    return CheckpointOptions.of_run(run, keep_last=keep_last).retention()
 
 
 def _row(ckpt: StoredCheckpoint, best_name: str | None, verified: bool) -> CheckpointRow:
@@ -56,12 +46,18 @@ def _row(ckpt: StoredCheckpoint, best_name: str | None, verified: bool) -> Check
                          dict(m.get("metrics", {})), m.get("created"), ckpt.name == best_name, status, ckpt.problem)
 
 
-def list_checkpoints(run: Path) -> tuple[list[CheckpointRow], list[str]]:
-    """Checkpoints of a run from their manifests (no hashing), and the quarantined ones."""
+def list_checkpoints(run: Path, include_abandoned: bool = False) -> tuple[list[CheckpointRow], list[str]]:
+    """Checkpoints of a run from their manifests (no hashing), and the quarantined ones. With
+    `include_abandoned`, also those of abandoned timelines (status "abandoned", never resumed)."""
     store = _store(run)
     found = store.scan()
-    best = retention_of_run(run).best([c.info() for c in found if c.problem is None])
+    best = CheckpointManager(run).best([c.info() for c in found if c.problem is None])
     rows = sorted((_row(c, best.name if best else None, verified=False) for c in found), key=lambda r: (r.step or -1, r.name))
+    if include_abandoned:
+        for ckpt in store.scan_abandoned():
+            row = _row(ckpt, None, verified=False)
+            row.name, row.status = f"{ckpt.path.parent.name}/{ckpt.name}", "abandoned"
+            rows.append(row)
     quarantined = sorted(p.name for p in store.quarantine_dir.iterdir()) if store.quarantine_dir.is_dir() else []
     return rows, quarantined
 
@@ -74,18 +70,21 @@ def verify_target(target: Path) -> list[CheckpointRow]:
         return [_row(store.verify(target), None, verified=True)]
     store = _store(target)
     checked = [store.verify(c) for c in store.scan()]
-    best = retention_of_run(target).best([c.info() for c in checked if c.problem is None])
+    best = CheckpointManager(target).best([c.info() for c in checked if c.problem is None])
     return sorted((_row(c, best.name if best else None, verified=True) for c in checked), key=lambda r: (r.step or -1, r.name))
 
 
-def prune_run(run: Path, keep_last: int | None = None, dry_run: bool = False) -> list[str]:
-    """Apply retention now. Takes the run's LOCK, so it refuses while training is running."""
+def prune_run(run: Path, keep_last: int | None = None, dry_run: bool = False, abandoned: bool = False) -> list[str]:
+    """Apply retention now; with `abandoned`, also delete every abandoned timeline. Takes the
+    run's LOCK, so it refuses while training is running."""
     store = _store(run)
     policy = retention_of_run(run, keep_last)
     if dry_run:
-        return [i.name for i in policy.to_remove(store.valid_infos())]
+        names = [i.name for i in policy.to_remove(store.valid_infos())]
+        return names + ([f"{c.path.parent.name}/{c.name}" for c in store.scan_abandoned()] if abandoned else [])
     with RunLock(run):
-        return store.apply_retention(policy)
+        removed = store.apply_retention(policy)
+        return removed + (store.remove_abandoned() if abandoned else [])
 
 
 def _store(run: Path) -> CheckpointStore:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -173,30 +171,31 @@ def write_safetensors(writer: HashingWriter, tensors: dict[str, torch.Tensor], m
             writer.write(tensor_bytes(tensors[name]))
 
 
-def load_safetensors_bytes(data: bytes) -> dict[str, torch.Tensor]:
-    """Parse safetensors bytes (already verified against the manifest) into CPU tensors."""
-    from safetensors.torch import load
-
-    return load(data)
+_DTYPES_BY_CODE = {code: dtype for dtype, code in SAFETENSORS_DTYPES.items()}
 
 
-def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def safetensors_views(data: memoryview) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file's bytes (already verified against the manifest), as views of
+    `data` without a copy; a tensor whose offset does not suit its alignment is copied."""
+    (header_len,) = struct.unpack_from("<Q", data, 0)
+    header = json.loads(bytes(data[8 : 8 + header_len]))
+    start = 8 + header_len
+    tensors: dict[str, torch.Tensor] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _DTYPES_BY_CODE[info["dtype"]]
+        begin, end = info["data_offsets"]
+        count = math.prod(info["shape"])
+        if count == 0:
+            tensors[name] = torch.empty(info["shape"], dtype=dtype)
+            continue
+        element = torch.empty((), dtype=dtype).element_size()
+        if end - begin != count * element:
+            raise ValueError(f"safetensors entry {name}: {end - begin} bytes for {count} x {dtype}")
+        if (start + begin) % element:
+            chunk = bytearray(data[start + begin : start + end])
+            tensors[name] = torch.frombuffer(chunk, dtype=dtype).reshape(info["shape"])
+        else:
+            tensors[name] = torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin).reshape(info["shape"])
+    return tensors

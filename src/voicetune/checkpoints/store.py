@@ -3,7 +3,7 @@
 It knows no model and no training loop: a checkpoint is a set of named files (tensors written as
 safetensors, the rest as JSON) plus a manifest. The rules (DESIGN.md):
 
-- Commit = write into `step_N.tmp-<pid>-<n>/`, fsync every file, write manifest.json last,
+- Commit = write into `step_N.tmp-<pid>-<n>/` (fsio's temporary name), fsync every file, write manifest.json last,
   fsync it and the directory, rename the directory into place, fsync the parent. A crash at any
   instant leaves the old set of checkpoints, or the old set plus one complete new one.
 - Valid = manifest present and every file's size and sha256 match. "Latest" is the highest step
@@ -27,9 +27,11 @@ from typing import Any, Callable, Iterable, Literal
 
 import torch
 
+from voicetune import fsio
 from voicetune.checkpoints import serialization as ser
 from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
-from voicetune.errors import CheckpointError
+from voicetune.errors import CheckpointDamaged, CheckpointError
+from voicetune.faults import crash_point
 
 log = logging.getLogger("voicetune.checkpoints")
 
@@ -38,16 +40,8 @@ FORMAT = "voicetune-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINTS_DIR = "checkpoints"
 QUARANTINE_DIR = "quarantine"
-TMP_MARK = ".tmp-"
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for the store's kill -9 tests: VOICETUNE_CRASH_AT=<name> kills the process here.
-
-    A real SIGKILL at a precise instant of a commit, the way storage engines test atomicity.
-    """
-    if os.environ.get("VOICETUNE_CRASH_AT") == name:
-        os.kill(os.getpid(), 9)
+ABANDONED_DIR = "abandoned"
+ABANDON_PLAN = "ABANDONED.json"
 
 
 @dataclass
@@ -63,6 +57,8 @@ class CheckpointPayload:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_time: float = 0.0
     config_hash: str = ""
+    session: str = ""  # the training session that wrote it
+    parent: str | None = None  # the checkpoint this one's training continued (its timeline)
 
     def estimated_bytes(self) -> int:
         tensors = sum(ser.safetensors_size(t) for t in self.tensor_files.values())
@@ -76,6 +72,7 @@ class StoredCheckpoint:
     path: Path
     manifest: dict[str, Any] | None
     problem: str | None = None  # why it is invalid (None: not known to be invalid)
+    too_new: bool = False  # written by a newer voicetune: refused, never quarantined
 
     @property
     def name(self) -> str:
@@ -128,21 +125,13 @@ class CheckpointStore:
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / CHECKPOINTS_DIR
         self.quarantine_dir = self.run_dir / QUARANTINE_DIR
-        self._tmp_counter = 0
+        self.abandoned_dir = self.run_dir / ABANDONED_DIR
 
     # ---- scanning -------------------------------------------------------------------------
 
     def remove_temporary(self) -> list[Path]:
         """Delete leftovers of interrupted commits (`*.tmp-*`). Only the lock holder may call this."""
-        removed = []
-        if self.dir.is_dir():
-            for entry in self.dir.iterdir():
-                if TMP_MARK in entry.name:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(entry)
-        if removed:
-            ser.fsync_dir(self.dir)
-        return removed
+        return fsio.sweep_temporaries(self.dir)
 
     def scan(self) -> list[StoredCheckpoint]:
         """Every committed checkpoint directory, with its manifest when readable (no hashing)."""
@@ -150,7 +139,7 @@ class CheckpointStore:
         if not self.dir.is_dir():
             return found
         for entry in sorted(self.dir.iterdir()):
-            if TMP_MARK in entry.name or not entry.is_dir():
+            if fsio.is_temp_name(entry.name) or not entry.is_dir():
                 continue
             found.append(read_checkpoint_dir(entry))
         return found
@@ -165,9 +154,8 @@ class CheckpointStore:
         """Write `payload` as a new checkpoint, atomically. Raises OSError (disk full...) with no
         temporary directory left behind."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._tmp_counter += 1
         final = self._free_name(payload)
-        tmp = self.dir / f"{final.name}{TMP_MARK}{os.getpid()}-{self._tmp_counter}"
+        tmp = fsio.temp_path(final)
         tmp.mkdir()
         # One thread hashes while the caller's thread writes; another fsyncs each finished file
         # while the next one is written. The manifest is written only once all are durable.
@@ -206,14 +194,15 @@ class CheckpointStore:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "host": socket.gethostname(),
                 "config_hash": payload.config_hash,
+                "session": payload.session,
+                "parent": payload.parent,
                 "files": files,
             }
             _write_file(tmp / MANIFEST, lambda w: w.write(ser.json_bytes(manifest)))[1].result()
-            ser.fsync_dir(tmp)
+            fsio.fsync_dir(tmp)
             crash_point("commit.manifest_written")
-            os.rename(tmp, final)
+            fsio.commit_dir(tmp, final)
             crash_point("commit.renamed")
-            ser.fsync_dir(self.dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -241,18 +230,10 @@ class CheckpointStore:
     def quarantine(self, checkpoint: StoredCheckpoint, reason: str) -> Path:
         """Move an invalid checkpoint out of the way, with REASON.txt. Never deletes it."""
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = self.quarantine_dir / checkpoint.name
-        n = 1
-        while target.exists():
-            n += 1
-            target = self.quarantine_dir / f"{checkpoint.name}-{n}"
-        os.rename(checkpoint.path, target)
-        ser.fsync_dir(self.dir)
-        (target / "REASON.txt").write_text(
-            f"quarantined {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()} on {socket.gethostname()}\n"
-            f"reason: {reason}\n",
-            encoding="utf-8",
-        )
+        target = fsio.move(checkpoint.path, fsio.free_name(self.quarantine_dir, checkpoint.name))
+        fsio.atomic_write_text(target / "REASON.txt",
+                               f"quarantined {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()} on "
+                               f"{socket.gethostname()}\nreason: {reason}\n")
         log.warning("quarantined %s: %s", checkpoint.name, reason)
         return target
 
@@ -266,23 +247,109 @@ class CheckpointStore:
         Every checkpoint found invalid on the way is quarantined; directories whose manifest is
         missing or unreadable are quarantined too, since no step can be trusted for them.
         """
-        candidates = []
-        for ckpt in self.scan():
-            if ckpt.problem is not None:
-                self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
-            elif not require_full or ckpt.kind == "full":
-                candidates.append(ckpt)
-        for ckpt in sorted(candidates, key=lambda c: c.step, reverse=True):
+        for ckpt in self.candidates(require_full, on_quarantine):
             self.verify(ckpt)
             if ckpt.problem is None:
                 return ckpt
             self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
         return None
 
+    def load_latest(
+        self,
+        require_full: bool = True,
+        on_quarantine: Callable[[StoredCheckpoint, Path], None] | None = None,
+    ) -> tuple[StoredCheckpoint, LoadedCheckpoint] | None:
+        """Newest checkpoint that loads, verified in the same pass that reads it (a resume reads
+        each file once); damaged ones met on the way are quarantined, as in `latest_valid`."""
+        for ckpt in self.candidates(require_full, on_quarantine):
+            try:
+                return ckpt, load_checkpoint(ckpt.path)
+            except CheckpointDamaged as err:
+                ckpt.problem = str(err).split(": ", 1)[-1]
+                self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
+        return None
+
+    def candidates(self, require_full: bool = True,
+                   on_quarantine: Callable[[StoredCheckpoint, Path], None] | None = None) -> list[StoredCheckpoint]:
+        """Checkpoints whose manifest reads, newest first (unhashed). Directories whose manifest
+        is missing or unreadable are quarantined, since no step can be trusted for them; one
+        written by a newer voicetune stops everything (its run has moved past this version)."""
+        found = []
+        for ckpt in self.scan():
+            if ckpt.too_new:
+                raise CheckpointError(f"{ckpt.path}: {ckpt.problem}")
+            if ckpt.problem is not None:
+                self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
+            elif not require_full or ckpt.kind == "full":
+                found.append(ckpt)
+        return sorted(found, key=lambda c: c.step, reverse=True)
+
     def _quarantine_reporting(self, ckpt, reason, callback) -> None:
         target = self.quarantine(ckpt, reason)
         if callback:
             callback(ckpt, target)
+
+    # ---- timelines ------------------------------------------------------------------------
+
+    def abandon_after(self, resumed: StoredCheckpoint, session: str) -> Path | None:
+        """Resuming `resumed` (older than the newest) leaves the future after it behind: move every
+        checkpoint of a later step to abandoned/<time>/, so that "latest" is always the newest of
+        the timeline being trained. Returns that folder, or None when nothing was after it.
+
+        The plan (ABANDONED.json, which names what to move) is written first and marked complete
+        last: a crash in between is finished by `finish_abandoning` at the next start, before
+        anything else reads the checkpoints.
+        """
+        later = sorted((c.name for c in self.scan() if c.manifest is not None and c.step > resumed.step))
+        if not later:
+            return None
+        folder = fsio.free_name(self.abandoned_dir, time.strftime("%Y%m%d-%H%M%S"))
+        folder.mkdir(parents=True)
+        plan = {"resumed_from": resumed.name, "resumed_step": resumed.step, "session": session,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checkpoints": later, "complete": False}
+        fsio.atomic_write_json(folder / ABANDON_PLAN, plan)
+        fsio.fsync_dir(self.abandoned_dir)
+        self._carry_out(folder, plan)
+        return folder
+
+    def finish_abandoning(self) -> list[Path]:
+        """Complete the moves of an abandonment that a crash interrupted. Lock holder only."""
+        finished = []
+        for plan_path in sorted(self.abandoned_dir.glob(f"*/{ABANDON_PLAN}")):
+            try:
+                plan = json.loads(plan_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not plan.get("complete"):
+                self._carry_out(plan_path.parent, plan)
+                finished.append(plan_path.parent)
+        return finished
+
+    def _carry_out(self, folder: Path, plan: dict[str, Any]) -> None:
+        # Until the plan is marked complete no new checkpoint is written (training has not
+        # started), so every name it lists still in checkpoints/ is one to move.
+        for name in plan["checkpoints"]:
+            if (self.dir / name).is_dir():
+                fsio.move(self.dir / name, folder / name)
+                crash_point("abandon.moved_one")
+        fsio.atomic_write_json(folder / ABANDON_PLAN, {**plan, "complete": True})
+        log.info("moved %s (after %s) to %s", ", ".join(plan["checkpoints"]), plan["resumed_from"], folder)
+
+    def scan_abandoned(self) -> list[StoredCheckpoint]:
+        """Checkpoints of abandoned timelines (listed, never resumed)."""
+        found = []
+        if self.abandoned_dir.is_dir():
+            for folder in sorted(self.abandoned_dir.iterdir()):
+                if folder.is_dir():
+                    found += [read_checkpoint_dir(p) for p in sorted(folder.iterdir()) if p.is_dir()]
+        return found
+
+    def remove_abandoned(self) -> list[str]:
+        """Delete every abandoned timeline; returns the checkpoint names removed."""
+        removed = [f"{c.path.parent.name}/{c.name}" for c in self.scan_abandoned()]
+        if self.abandoned_dir.is_dir():
+            fsio.remove_tree(self.abandoned_dir)
+        return removed
 
     # ---- retention ------------------------------------------------------------------------
 
@@ -297,11 +364,7 @@ class CheckpointStore:
     def remove(self, name: str) -> None:
         """Delete one checkpoint: renamed to a temporary name first, so a crash mid-delete
         leaves a leftover that the next start removes, never a half-deleted checkpoint."""
-        path = self.dir / name
-        doomed = self.dir / f"{name}{TMP_MARK}deleting-{os.getpid()}"
-        os.rename(path, doomed)
-        ser.fsync_dir(self.dir)
-        shutil.rmtree(doomed, ignore_errors=True)
+        fsio.remove_tree(self.dir / name)
         log.info("removed %s (retention)", name)
 
 
@@ -321,8 +384,8 @@ def read_checkpoint_dir(path: Path) -> StoredCheckpoint:
         return StoredCheckpoint(path, None, "manifest.json is not a voicetune checkpoint manifest")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         return StoredCheckpoint(
-            path, manifest, f"format version {manifest.get('format_version')} is newer than this voicetune reads; upgrade voicetune"
-        )
+            path, manifest, f"written by a newer voicetune (checkpoint format {manifest.get('format_version')}, this "
+            f"voicetune reads up to {FORMAT_VERSION}); upgrade voicetune to use it", too_new=True)
     if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("step"), int):
         return StoredCheckpoint(path, None, "manifest.json lacks its step or file list")
     return StoredCheckpoint(path, manifest)
@@ -337,18 +400,22 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> str | None:
         size = file.stat().st_size
         if size != int(expected["size"]):
             return f"{name} has {size} bytes, the manifest says {expected['size']} (truncated or overwritten)"
-        if ser.sha256_file(file) != expected["sha256"]:
+        if fsio.sha256_file(file) != expected["sha256"]:
             return f"{name} does not match its sha256 (the file is damaged)"
     return None
 
 
 def load_checkpoint(path: Path, components: Iterable[str] | None = None) -> LoadedCheckpoint:
-    """Load a checkpoint, hashing each file as it is read: a file that does not match is never parsed."""
-    import hashlib
+    """Load a checkpoint, verifying each file in the same pass that reads it.
 
+    Each file is read once: safetensors files are memory-mapped (copy-on-write) and hashed through
+    the mapping, and their tensors are views of the mapped pages, so neither a second read nor a
+    second copy in memory happens; a file that does not match its manifest is never parsed.
+    Raises CheckpointDamaged when a file does not match, CheckpointError when it cannot be used.
+    """
     ckpt = read_checkpoint_dir(path)
     if ckpt.problem is not None or ckpt.manifest is None:
-        raise CheckpointError(f"{path}: {ckpt.problem}")
+        raise (CheckpointError if ckpt.too_new else CheckpointDamaged)(f"{path}: {ckpt.problem}")
     wanted = set(components) if components is not None else None
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     json_parts: dict[str, Any] = {}
@@ -357,16 +424,46 @@ def load_checkpoint(path: Path, components: Iterable[str] | None = None) -> Load
         if wanted is not None and component not in wanted:
             continue
         try:
-            data = (path / name).read_bytes()
+            mapped = _map_verified(path / name, expected)
+        except FileNotFoundError:
+            raise CheckpointDamaged(f"{path / name}: {name} is missing") from None
         except OSError as err:
             raise CheckpointError(f"{path / name}: cannot read: {err}") from None
-        if len(data) != int(expected["size"]) or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-            raise CheckpointError(f"{path / name}: does not match the manifest (damaged); run `voicetune ckpt verify`")
         if ext == "safetensors":
-            tensors[component] = ser.load_safetensors_bytes(data)
+            tensors[component] = ser.safetensors_views(mapped)
         elif ext == "json":
-            json_parts[component] = json.loads(data)
+            json_parts[component] = json.loads(bytes(mapped))
     return LoadedCheckpoint(path, ckpt.manifest, tensors, json_parts)
+
+
+HASH_CHUNK = 8 * 1024 * 1024
+
+
+def _map_verified(file: Path, expected: dict[str, Any]) -> memoryview:
+    """The bytes of `file`, memory-mapped copy-on-write, once their size and sha256 match."""
+    import hashlib
+    import mmap
+
+    with open(file, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size != int(expected["size"]):
+            raise CheckpointDamaged(f"{file}: {file.name} has {size} bytes, the manifest says {expected['size']} "
+                                    f"(truncated or overwritten)")
+        if size == 0:
+            view = memoryview(b"")
+        else:
+            # ACCESS_COPY: tensors that alias the file (an optimizer's moments) may be written in
+            # place; those pages are copied then, and the file never changes.
+            mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+            mapping.madvise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(mapping)
+    digest = hashlib.sha256()
+    for offset in range(0, size, HASH_CHUNK):
+        digest.update(view[offset : offset + HASH_CHUNK])
+    if digest.hexdigest() != expected["sha256"]:
+        raise CheckpointDamaged(f"{file}: {file.name} does not match its sha256 (the file is damaged); "
+                                f"run `voicetune ckpt verify`")
+    return view
 
 
 def _write_file(path: Path, produce: Callable[[ser.HashingWriter], None], hasher=None,

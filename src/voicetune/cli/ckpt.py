@@ -15,12 +15,13 @@ app.add_typer(ckpt_app, name="ckpt")
 
 
 @ckpt_app.command("list")
-def list_(run: Path, as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+def list_(run: Path, as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+          all_: bool = typer.Option(False, "--all", help="also the checkpoints of abandoned timelines (RUN/abandoned/)")) -> None:
     """The checkpoints of RUN (from manifests; `verify` hashes them)."""
     from voicetune.checkpoints.maintenance import list_checkpoints
     from voicetune.cli.tables import print_checkpoint_table
 
-    rows, quarantined = list_checkpoints(run)
+    rows, quarantined = list_checkpoints(run, include_abandoned=all_)
     if as_json:
         typer.echo(json.dumps({"checkpoints": [r.to_json() for r in rows], "quarantined": quarantined}, indent=1))
     else:
@@ -46,11 +47,12 @@ def verify(target: Path, as_json: bool = typer.Option(False, "--json")) -> None:
 
 @ckpt_app.command()
 def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed")) -> None:
+          dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
+          abandoned: bool = typer.Option(False, "--abandoned", help="also delete the abandoned timelines (RUN/abandoned/)")) -> None:
     """Apply retention now (never removes the best or the newest full-state checkpoint)."""
     from voicetune.checkpoints.maintenance import prune_run
 
-    removed = prune_run(run, keep_last, dry_run)
+    removed = prune_run(run, keep_last, dry_run, abandoned)
     verb = "would remove" if dry_run else "removed"
     typer.echo(f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")
 

@@ -17,7 +17,7 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
         table.add_column(column, justify="left" if column in ("checkpoint", "role", "state", "best", "status") else "right",
                          no_wrap=column != "status")
     for r in rows:
-        status = {"ok": "[green]ok[/]", "unverified": "committed"}.get(r.status, f"[red]{r.problem}[/]")
+        status = {"ok": "[green]ok[/]", "unverified": "committed", "abandoned": "[dim]abandoned[/]"}.get(r.status, f"[red]{r.problem}[/]")
         values = [f"{r.metrics[key]:.{digits}f}" if r.metrics.get(key) is not None else "" for key, _, digits in measures]
         table.add_row(r.name, str(r.step if r.step is not None else "?"), r.role, r.kind, format_size(r.size_bytes),
                       *values, "[bold yellow]*[/]" if r.best else "", status)

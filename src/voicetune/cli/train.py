@@ -33,6 +33,7 @@ def train(
     language: Optional[str] = setting("language", metavar="CODE"),
     resume: Optional[str] = setting("resume", metavar="MODE|CHECKPOINT"),
     init_from: Optional[str] = setting("init_from", metavar="RUN|CHECKPOINT|FILE"),
+    data_changed: Optional[str] = setting("data_changed", metavar="refuse|restart-epoch"),
     max_updates: Optional[int] = setting("max_updates", metavar="N"),
     batch_size: Optional[int] = setting("batch_size", metavar="N"),
     batch_frames: Optional[int] = setting("batch_frames", metavar="N"),

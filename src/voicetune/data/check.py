@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from voicetune.data import files, ljspeech
+from voicetune import fsio
+from voicetune.data import ljspeech
 from voicetune.errors import UsageError
 
 ERROR = "error"
@@ -145,7 +146,7 @@ def check_dataset(dataset_dir: Path, vocabulary: Iterable[str] | None = None, sa
                 add(Issue(WARNING, "text_too_long_for_audio", f"{clip_id}: {rate:.0f} characters per second of audio", clip_id, row.line_number))
             elif rate < MIN_CHARS_PER_SECOND and seconds > 2:
                 add(Issue(WARNING, "text_too_short_for_audio", f"{clip_id}: {rate:.1f} characters per second of audio", clip_id, row.line_number))
-        per_clip.append((row, seconds, info.samplerate, files.sha256_file(wav)))
+        per_clip.append((row, seconds, info.samplerate, fsio.sha256_file(wav)))
     if not rows:
         add(Issue(ERROR, "empty_dataset", f"{metadata.name} has no rows"))
     _check_rates(report, per_clip, rates, sample_rate)
@@ -183,7 +184,7 @@ def _check_extra_wavs(report: CheckReport, root: Path, referenced: set[Path]) ->
     wavs = root / ljspeech.WAVS
     if wavs.is_dir():
         for wav in sorted(wavs.glob("*.wav")):
-            if wav.resolve() not in referenced and not wav.name.startswith(files.TEMP_MARK):
+            if wav.resolve() not in referenced:
                 report.issues.append(Issue(WARNING, "extra_wav", f"wavs/{wav.name} is not in metadata.csv", wav.stem))
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicetune import fsio
 from voicetune.data import files, ljspeech
 from voicetune.data.ingest import (
     AUDIO_EXTENSIONS,
@@ -57,6 +58,7 @@ from voicetune.data.transcribe import (
     transcribe_source,
 )
 from voicetune.errors import UsageError, VoicetuneError
+from voicetune.faults import pause_point
 
 log = logging.getLogger("voicetune.prepare")
 
@@ -180,6 +182,15 @@ class OutputFolder:
 def open_output_folder(out_dir: Path, settings: dict) -> OutputFolder:
     """Create the dataset folder or check that it holds a dataset made with the same settings."""
     out = OutputFolder(Path(out_dir))
+    check_output_folder(out, settings)
+    out.wavs.mkdir(parents=True, exist_ok=True)
+    out.sources.mkdir(parents=True, exist_ok=True)
+    files.atomic_write_text(out.state / "settings.json", json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def check_output_folder(out: OutputFolder, settings: dict) -> None:
+    """Refuse a --out that is a file, a non-empty non-dataset folder, or a dataset of other settings."""
     settings_path = out.state / "settings.json"
     if out.root.exists() and not out.root.is_dir():
         raise UsageError(f"--out {out.root}: is a file; pass a folder (new or empty) for the dataset")
@@ -197,57 +208,33 @@ def open_output_folder(out_dir: Path, settings: dict) -> OutputFolder:
                 f"--out {out.root} holds a dataset prepared with other settings: " + ", ".join(differences) + ".\n"
                 "  Rerun with the same settings to add to it, or choose another --out folder for a new dataset."
             )
-    elif out.root.is_dir() and any(out.root.iterdir()):
+    elif out.root.is_dir() and any(p.name != STATE_DIR for p in out.root.iterdir()):
         raise UsageError(
             f"--out {out.root} is not empty and is not a voicetune dataset (no {STATE_DIR}/settings.json); "
             "choose a new or empty folder"
         )
-    out.wavs.mkdir(parents=True, exist_ok=True)
-    out.sources.mkdir(parents=True, exist_ok=True)
-    files.atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    return out
 
 
 class OutputLock:
-    """One prepare at a time per dataset folder: a LOCK file holding the writer's pid."""
+    """One prepare at a time per dataset folder: a `fsio.DirLock` on DATASET/.voicetune/LOCK,
+    the same lock that guards a run folder (dropped by the kernel when its process dies)."""
 
     def __init__(self, out: OutputFolder):
-        self.path = out.state / "LOCK"
+        self.lock = fsio.DirLock(out.state, "LOCK")
 
     def __enter__(self) -> "OutputLock":
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise VoicetuneError(f"another `voicetune prepare` (pid {holder}) is writing {self.path.parent.parent}; wait for it to finish")
-                self.path.unlink(missing_ok=True)  # left by a run that was killed
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return self
-        raise VoicetuneError(f"cannot take {self.path}; remove it if no prepare is running")
-
-    def _holder(self) -> int | None:
         try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+            self.lock.acquire()
+        except fsio.LockedError as err:
+            raise VoicetuneError(
+                f"another `voicetune prepare` (pid {err.holder.get('pid', '?')}) is writing "
+                f"{self.lock.path.parent.parent}; wait for it to finish, or use another --out folder"
+            ) from None
+        pause_point("prepare.locked")
+        return self
 
     def __exit__(self, *exc) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        self.lock.release()
 
 
 @dataclass(frozen=True)
@@ -405,7 +392,7 @@ def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], t
             "loudness_lufs": round(loudness + gain, 2) if math.isfinite(loudness) else None,
             "peak_dbfs": round(20 * math.log10(max(peak * 10 ** (gain / 20), 1e-9)), 2),
             "cut_before": clip.cut_before, "cut_after": clip.cut_after, "flags": sorted(flags),
-            "wav_bytes": len(data), "wav_sha256": files.sha256_bytes(data),
+            "wav_bytes": len(data), "wav_sha256": fsio.sha256_bytes(data),
         })
 
 
@@ -474,17 +461,19 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         raise UsageError(f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
                          f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}")
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
-    out = open_output_folder(out_dir, dataset_settings(options, model.identity if model else None))
-    with OutputLock(out):
-        files.remove_stale_temp_files(out.wavs)
-        files.remove_stale_temp_files(out.sources)
+    settings = dataset_settings(options, model.identity if model else None)
+    check_output_folder(OutputFolder(Path(out_dir)), settings)  # fail early, before taking the lock
+    with OutputLock(OutputFolder(Path(out_dir))):
+        out = open_output_folder(out_dir, settings)  # again under the lock: another prepare may have written
+        for folder in (out.root, out.state, out.wavs, out.sources):  # what a killed prepare left
+            fsio.sweep_temporaries(folder)
         transient = list(scan.not_audio)
         jobs: list[SourceJob] = []
         resumed = 0
         first_path_of: dict[str, str] = {}
         for path in scan.audio_files:
             try:
-                sha = files.sha256_file(path)
+                sha = fsio.sha256_file(path)
             except OSError as err:
                 transient.append(Rejection(str(path), "unreadable", str(err)))
                 continue

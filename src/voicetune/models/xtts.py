@@ -35,6 +35,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from voicetune import fsio
 from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
@@ -487,7 +488,7 @@ class XttsAdapter(BaseAdapter):
 
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / "model.safetensors"
-        with files.atomic_file(target) as tmp:
+        with fsio.atomic_path(target) as tmp:
             save_file(files.plain_tensors(state), str(tmp), metadata={"format": "pt", "model": "xtts"})
         return [target]
 
@@ -519,7 +520,7 @@ def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_
         mel = dvae_wav_to_mel(torch.from_numpy(audio)[None].to(device), mel_norms=parts.mel_stats.to(device),
                               device=device)
         codes = dvae.get_codebook_indices(mel)[0].long().cpu().contiguous()
-    with files.atomic_file(path) as tmp:
+    with fsio.atomic_path(path) as tmp:
         save_file({"codes": codes}, str(tmp))
     return codes
 

@@ -17,21 +17,20 @@ model.pth pickles coqui's config dataclasses, which are allowed by name and noth
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from voicetune import fsio
 from voicetune.checkpoints.upstream import load_pickled_checkpoint
 from voicetune.errors import CheckpointError, UsageError, VoicetuneError
 
@@ -329,28 +328,15 @@ def is_inference_alias(key: str) -> bool:
 # ---- writing ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary name next to `path`; it becomes `path` (os.replace) only if the block succeeds,
-    so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_pth(obj: Any, path: Path) -> Path:
     """torch.save of plain tensors and containers (so weights_only loads read it)."""
-    with atomic_file(path) as tmp:
+    with fsio.atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return path
 
 
 def write_text(text: str, path: Path) -> Path:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    fsio.atomic_write_text(path, text)
     return path
 
 
@@ -362,7 +348,7 @@ def write_xtts_folder(out_dir: Path, xtts_state: dict[str, torch.Tensor], parts:
     written = [save_pth({"model": plain_tensors(xtts_state)}, out_dir / MODEL_FILE),
                *write_parts(out_dir, parts, config)]
     if parts.speakers_path is not None:
-        with atomic_file(out_dir / SPEAKERS_FILE) as tmp:
+        with fsio.atomic_path(out_dir / SPEAKERS_FILE) as tmp:
             shutil.copyfile(parts.speakers_path, tmp)
         written.append(out_dir / SPEAKERS_FILE)
     return written

@@ -24,7 +24,8 @@ import numpy as np
 from voicetune.errors import UsageError
 from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
 from voicetune.scoring import Summary
-from voicetune.train.run_folder import RUN_JSON, write_json_atomic
+from voicetune import fsio
+from voicetune.train.run_folder import RUN_JSON
 
 log = logging.getLogger("voicetune.train")
 
@@ -86,7 +87,7 @@ class MilestoneEvaluator:
         speaker = None if self.real.speaker is None else [round(float(v), 7) for v in self.real.speaker]
         info = self.run.read_run_json()
         info[RUN_JSON_KEY] = {"set": self.eval_set.to_json(), "ceiling": self.real.ceiling.to_json(), "speaker": speaker}
-        write_json_atomic(self.run.path / RUN_JSON, info)
+        fsio.atomic_write_json(self.run.path / RUN_JSON, info)
         # The rounded embedding, as later sessions read it back: the same numbers in every session.
         self.real = RealVoice(None if speaker is None else np.asarray(speaker, np.float32), self.real.ceiling)
         self.reporter.say(f"evaluation set: {len(self.eval_set.texts)} sentences in the voice of "

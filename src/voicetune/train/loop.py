@@ -2,17 +2,17 @@
 
     train(config) -> TrainResult
 
-1. Settle the config (model defaults for unset fields), the accelerator, the run folder and its
-   LOCK; remove temporary directories of interrupted commits.
-2. Load the data, build the model, decide where to start (resume / --init-from / fresh),
-   restore full state, print the plan (trainable parameters, projected disk use).
-3. Loop over updates: micro-batches with gradient accumulation, clip, AdamW, EMA, log; at each
-   save point validate (milestones), synthesize samples (milestones), and hand a snapshot of the
-   state to the background saver; stop cleanly on SIGTERM/SIGINT.
-4. Wait for the last save; report.
+1. Settle the config (model defaults for unset fields), the accelerator and the run folder; the
+   checkpoint manager takes the LOCK and chooses (and loads) where training starts.
+2. Load the data (refusing a changed dataset unless told how to go on), build the TrainState
+   (model, optimizer, EMA, schedule, counters), print the plan.
+3. Loop over updates; at each save point the manager says what is due: a milestone validates and
+   synthesizes samples (cut short by a stop request), then a snapshot goes to the background
+   saver. SIGTERM/SIGINT stop after a final full checkpoint.
+4. Wait for the last save, export the best checkpoint to RUN/ready/, report.
 
-Components (adapter, store, policies, saver, reporter) are built here and passed around; the
-loop itself holds no model- or storage-specific code.
+Components (adapter, manager, state, reporter) are built here and passed around; the loop holds
+no model- or storage-specific code.
 """
 
 from __future__ import annotations
@@ -27,18 +27,14 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
-from voicetune.checkpoints.policy import (
-    CheckpointInfo,
-    DiskGuard,
-    RetentionPolicy,
-    SaveDecision,
-    SaveSchedule,
-)
-from voicetune.checkpoints.store import CheckpointPayload, LoadedCheckpoint, StoredCheckpoint, load_checkpoint
+from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions, Start
+from voicetune.checkpoints.policy import DiskGuard, SaveDecision
+from voicetune.checkpoints.saver import SaveFailed
+from voicetune.checkpoints.store import LoadedCheckpoint, load_checkpoint
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, UsageError, VoicetuneError
@@ -46,18 +42,14 @@ from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
 from voicetune.train.device import configure_device
-from voicetune.train.ema import EMA
 from voicetune.train.evaluator import MilestoneEvaluator, default_best
 from voicetune.train.oom import MemoryChange, UpdatePasses
-from voicetune.train.optim import make_optimizer
 from voicetune.train.plan import checkpoint_sizes as plan_checkpoint_sizes
 from voicetune.train.plan import plan_for_model
 from voicetune.train.reporting import Reporter
-from voicetune.train.run_folder import RunFolder, StartPoint
+from voicetune.train.run_folder import RunFolder
 from voicetune.train.sampler import BatchPlan
-from voicetune.train.saver import BackgroundSaver, SaveFailed
-from voicetune.train.schedule import LRSchedule
-from voicetune.train.signals import StopSignals
+from voicetune.train.signals import StopRequested, StopSignals
 
 log = logging.getLogger("voicetune.train")
 
@@ -65,7 +57,6 @@ log = logging.getLogger("voicetune.train")
 # makes validation losses comparable, and training's own random stream is never touched.
 VALIDATION_SEED = 1234
 SAMPLES_SEED = 4321
-MAX_CONSECUTIVE_SAVE_FAILURES = 3
 
 
 @dataclass
@@ -79,114 +70,65 @@ class TrainResult:
 
 def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResult:
     """Train `config.model` on `config.data` into `config.run`, resuming as `config.resume` says."""
-    if config.data is None or config.run is None:
-        raise UsageError("train needs --data DATASET and --run RUN")
-    if not Path(config.data).is_dir():
-        raise UsageError(f"--data {config.data}: no such dataset folder; make one with `voicetune prepare`")
+    check_paths(config)
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
-
     configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    is_main = accelerator.is_main_process
+    rank, world, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     run = RunFolder(config.run)
-    if run.path.exists() and not run.path.is_dir():
-        raise UsageError(f"--run {run.path}: is a file, not a folder; pass a new or existing run folder")
-    created = not run.path.exists()  # a refused command removes the folder it created
-    discard_run = False
-    run.path.mkdir(parents=True, exist_ok=True)
+    created = run.create()  # a refused command removes the folder it created
     log_handler = attach_log_file(run.log_path if is_main else run.path / f"train.rank{rank}.log")
     signals = StopSignals().install()
     reporter: Reporter | None = None
-    saver: BackgroundSaver | None = None
+    manager = CheckpointManager(run.path, CheckpointOptions.from_config(config.flag_dict()),
+                                say=lambda text, level: reporter.say(text, level) if reporter else log.log(level, text))
     batches: Iterator | None = None
+    discard_run = False
     try:
-        if is_main:
-            run.lock.acquire()
-            for leftover in run.store.remove_temporary():
-                log.info("removed %s, left by an interrupted save", leftover.name)
-        start = broadcast_object(accelerator, run.choose_start(config.resume, config.init_from) if is_main else None)
+        start = choose_start(manager, run, accelerator, config)
         if start.resume_from is not None and start.resume_from.step >= config.max_updates:
-            return already_complete(adapter, run, config, start.resume_from, is_main)
-
-        # ---- data, model, starting point -------------------------------------------------
+            return already_complete(manager, adapter, config, start.resume_from, is_main)
         with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
             splits = adapter.load_data(Path(config.data), run.cache_dir)
-        torch.manual_seed(config.seed)  # identical initial weights on every rank
-        model = adapter.build_model()
-        checkpoint = load_checkpoint(start.resume_from.path) if start.resume_from else None
-        if checkpoint is not None:
-            check_compatible(checkpoint, config, adapter)
-            adapter.load_checkpoint_weights(model, checkpoint.tensors[st.MODEL])
-        elif start.init_from is not None:
-            init_weights(adapter, model, start)
-
-        params = adapter.trainable_parameters(model)
-        optimizer = make_optimizer(config, params)
-        if checkpoint is not None:
-            optimizer.load_state_dict(checkpoint.tree(st.OPTIMIZER))
-        # prepare() may move the model to the GPU: take views of the weights and build the EMA after it.
-        model, optimizer = accelerator.prepare(model, optimizer)
-        core_model = accelerator.unwrap_model(model)
-        weights = adapter.checkpoint_weights(core_model)  # live views of the trained tensors
-        ema = EMA(weights, config.ema_decay, config.ema_update_every, config.ema_update_after)
-        loop = st.LoopState()
-        rng_to_restore = None
-        if checkpoint is not None:
-            rng_to_restore = restore_loop_state(checkpoint, ema, accelerator, loop, rank)
-        loop.sessions += 1
+        data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
+                "description": splits.description}
+        restart_epoch = check_data_unchanged(start, run.read_run_json().get("dataset"), data, config)
+        if start.loaded is not None:
+            check_compatible(start.loaded, config, adapter)
+        state = st.TrainState.build(adapter, accelerator, config, start.loaded, initializer(adapter, start), data)
+        loop = state.loop
+        if restart_epoch:
+            loop.epoch, loop.position = loop.epoch + 1, 0
         plan = BatchPlan.build(splits.train_lengths, config.seed, config.batch_size, config.batch_frames, world)
         if not plan.epoch_batches(0):
-            raise UsageError(
-                f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
-                f"{world} process(es); add data or lower --batch-size/--batch-frames"
-            )
+            raise UsageError(f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
+                             f"{world} process(es); add data or lower --batch-size/--batch-frames")
         has_validation = bool(validation_batches(splits, config))
         if not has_validation and config.best_metric == "val_loss":
             config = config.model_copy(update={"best_metric": "train_loss"})  # announced in announce_start
-        schedule = LRSchedule(config.lr, config.warmup_updates, config.max_updates, config.decay, config.min_lr_ratio)
-        save_schedule = SaveSchedule(config.save_every, config.last_every, config.last_every_minutes, config.milestone_state)
-        retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric, config.best_mode)
-        disk_guard = DiskGuard(config.disk_budget_bytes())
-        sizes = checkpoint_sizes(weights, params, config)
+            manager.configure(CheckpointOptions.from_config(config.flag_dict()))
+        sizes = checkpoint_sizes(state.weights, state.params, config)
         if is_main:
             refuse_if_no_room(sizes, run, config)
-        resumed_name = start.resume_from.name if start.resume_from and start.resume_from.path.parent == run.store.dir else None
-
         reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
                             config.log_every, enabled=is_main, save_every=config.save_every)
-
-        def after_commit(stored: StoredCheckpoint) -> None:
-            # Runs in the saver thread, after a successful commit only.
-            reporter.say(f"checkpoint {stored.name} committed ({stored.role}, {stored.kind} state, "
-                         f"{format_size(stored.size_bytes)})")
-            removed = run.store.apply_retention(retention, protected={n for n in (resumed_name, stored.name) if n})
-            if removed:
-                log.info("retention removed %s", ", ".join(removed))
-
-        saver = BackgroundSaver(run.store, after_commit, enabled=config.async_save)
         if is_main:
-            run.record_session(config.flag_dict(), adapter.architecture(),
-                               {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
-                                "description": splits.description}, start, loop.step)
-            announce_start(reporter, config, adapter, core_model, splits, start, loop, plan, run, has_validation)
-
+            run.record_session(config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session)
+            announce_start(reporter, config, adapter, state.core_model, splits, start, loop, plan, run,
+                           has_validation, restart_epoch)
         prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
-        if checkpoint is not None and prompts and is_main:
+        if start.loaded is not None and prompts and is_main:
             # Samples right after every resume, so that progress is audible even when the run
             # never reaches another milestone (F5's own trainer stops sampling after a resume).
-            write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step,
-                          config.sample_budget_seconds)
+            with contextlib.suppress(StopRequested):
+                write_samples(state, prompts, reporter, run, signals)
         evaluator = MilestoneEvaluator(config, adapter, run, reporter, loop.step, enabled=is_main)
-        del checkpoint
-
+        rng = st.TrainState.rng_of(start.loaded, rank) if start.loaded is not None else None
+        start.loaded = None  # the checkpoint's files are no longer needed
         # The random streams are set last, right before the first update, so that nothing done
         # during set-up (which differs between a fresh start and a resume) can shift them.
-        if rng_to_restore is not None:
-            st.restore_rng(rng_to_restore)
-        else:
-            set_seeds(config.seed + rank)
+        st.restore_rng(rng) if rng is not None else set_seeds(config.seed + rank)
 
         # ---- the loop ------------------------------------------------------------------------
         batches = iterate_batches(adapter, splits, plan, loop, rank, config, accelerator)
@@ -196,148 +138,71 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             if is_main:
                 run.record_memory_change(change.to_json())
 
-        passes = UpdatePasses(adapter, model, accelerator, optimizer, splits, config.grad_accum, loop, world,
-                              memory_changed)
+        # Forward and backward of every micro-batch; split smaller and retried on out-of-memory.
+        passes = UpdatePasses(adapter, state.model, accelerator, state.optimizer, splits, config.grad_accum, loop,
+                              world, memory_changed)
         if loop.micro_split > 1 or loop.item_limit is not None:
             reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
                          f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
                                                                 if loop.item_limit is not None else ""))
-        last_full_save = time.monotonic()
-        consecutive_failures = 0
-        session_start_step, session_start_time = loop.step, time.monotonic()
-        last_log_time, last_log_step, frames_since_log = session_start_time, loop.step, 0
-        milestone_seconds = paused_since_log = 0.0  # validation and samples: not part of the update rate
-        model.train()
-        while loop.step < config.max_updates:
-            update_started = time.monotonic()
-            lr = schedule.lr(loop.step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            frames = items = 0
-            micro_batches = []
-            for _ in range(config.grad_accum):
-                batch, indices = next(batches)
-                micro_batches.append((batch, indices))
-                loop.position += world
-                items += len(indices)
-                frames += sum(splits.train_lengths[i] for i in indices)
-            # Forward and backward of every micro-batch; split smaller and retried on out-of-memory.
-            loss_sum = passes.run(micro_batches, loop.step + 1)
-            grad_norm = clip_gradients(accelerator, params, config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(weights)
-            loop.step += 1
-            loop.items_seen += items * world
-            loop.frames_seen += frames * world
-            frames_since_log += frames * world
-            loop.elapsed_seconds += time.monotonic() - update_started
-            train_loss = mean_across_ranks(accelerator, loss_sum / config.grad_accum)
-            loop.smoothed_loss = train_loss if loop.smoothed_loss is None else 0.98 * loop.smoothed_loss + 0.02 * train_loss
-
-            now = time.monotonic()
-            scalars = {"train/loss": train_loss, "train/lr": lr, "train/grad_norm": grad_norm,
-                       "train/loss_smoothed": loop.smoothed_loss}
-            if loop.step % config.log_every == 0 or loop.step == config.max_updates:
-                elapsed = max(now - last_log_time - paused_since_log, 1e-9)
-                paused_since_log = 0.0
-                scalars["perf/updates_per_s"] = (loop.step - last_log_step) / elapsed
-                scalars["perf/frames_per_s"] = frames_since_log / elapsed
-                if torch.cuda.is_available():
-                    scalars["perf/gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
-                last_log_time, last_log_step, frames_since_log = now, loop.step, 0
-            reporter.update(loop.step, scalars)
-            if not math.isfinite(train_loss):
-                reporter.say(f"step {loop.step}: the loss is {train_loss}; lower --lr or check the data", logging.WARNING)
-
-            stop_signal = agreed_stop_signal(accelerator, signals)
-            decision = save_schedule.decide(loop.step, (now - last_full_save) / 60)
-            if loop.step == config.max_updates or stop_signal is not None:
-                # The last checkpoint of a session always has full state.
-                decision = SaveDecision(decision.role if decision else "rolling", "full")
+        meter = Throughput(loop.step, config)
+        session_start_step, stop = loop.step, None
+        state.model.train()
+        while loop.step < config.max_updates and stop is None:
+            scalars = train_update(state, passes, batches, splits, config)
+            reporter.update(loop.step, meter.add(loop.step, scalars))
+            stop = agreed_stop_signal(accelerator, signals)
+            decision = manager.due(loop.step, final=loop.step == config.max_updates or stop is not None)
             if decision is None:
                 continue
-
-            metrics: dict[str, float] = {}
+            metrics = {}
             stop_early = None
             if decision.role == "milestone":
                 milestone_started = time.monotonic()
-                # The smoothed training loss is every milestone's fallback measure (the best of a
-                # run without validation clips); NaN or inf is left out, never written as JSON.
-                metrics["train_loss"] = loop.smoothed_loss
-                if has_validation:
-                    metrics["val_loss"] = validate(adapter, accelerator, model, splits, config, world, rank)
-                    reporter.scalars(loop.step, {"val/loss": metrics["val_loss"]})
-                metrics.update(evaluator.evaluate(loop.step, core_model, ema, weights))
-                metrics = finite_metrics(metrics)
+                metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
+                if stop is None:  # scores are for people too: a stop request skips them
+                    metrics.update(finite_metrics(evaluator.evaluate(loop.step, state.core_model, state.ema,
+                                                                     state.weights)))
+                stop = agreed_stop_signal(accelerator, signals)
                 stop_early = broadcast_object(accelerator, evaluator.stop_reason)
                 if stop_early:
                     decision = SaveDecision("milestone", "full")  # the run ends here: its last checkpoint is full
-                if config.best_metric in metrics and retention.is_better(metrics[config.best_metric], loop.best_value):
-                    loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
-                if prompts and is_main:
-                    write_samples(adapter, core_model, ema, weights, prompts, reporter, run, loop.step,
-                                  config.sample_budget_seconds)
-                spent = time.monotonic() - milestone_started
-                milestone_seconds += spent
-                paused_since_log += spent
-                reporter.milestone_done(spent)
-            payload = build_payload(decision, adapter, accelerator, optimizer, ema, weights, schedule, loop,
-                                    config, metrics, world)
+                meter.pause(time.monotonic() - milestone_started)  # validation, samples, scores: not in the update rate
+                reporter.milestone_done(meter.last_pause)
+            if config.best_metric in metrics and manager.retention.is_better(metrics[config.best_metric], loop.best_value):
+                loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
+            payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
             if is_main:
-                try:
-                    saver.wait()  # a failure of the previous background save surfaces here
-                    consecutive_failures = 0
-                except SaveFailed as failed:
-                    consecutive_failures += 1
-                    reporter.say(f"{failed}; earlier checkpoints are intact", logging.ERROR)
-                    if consecutive_failures >= MAX_CONSECUTIVE_SAVE_FAILURES:
-                        raise VoicetuneError(f"{consecutive_failures} checkpoints in a row failed, the last: {failed}. "
-                                             f"Free disk space in {run.path} and rerun the same command to resume") from None
-                if fit_on_disk(payload, run, disk_guard, retention, resumed_name, reporter):
-                    saver.submit(payload)
-                    if decision.kind == "full":
-                        last_full_save = now
+                manager.save(payload)
             # The snapshot is the saver's now: kept here it would hold a second copy of the whole
             # state in host memory until the next save (5 GB for f5-v1-base), and through the export.
             payload = None
-            if stop_signal is not None:
-                if is_main:
-                    finish_saves(saver, reporter)
-                accelerator.wait_for_everyone()
-                saved = saver.last_committed is not None and saver.last_committed.step == loop.step
-                raise StoppedBySignal(stop_signal, resume_hint(stop_signal, config, loop.step, saved or not is_main))
             if stop_early:
                 reporter.say(stop_early)
                 break
 
         if is_main:
-            finish_saves(saver, reporter)
-            if saver.last_committed is None or saver.last_committed.step != loop.step:
-                raise VoicetuneError(final_save_missing(run, loop.step))
-            optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
-            export_ready(adapter, run, config, reporter.say)
+            manager.finish()
         accelerator.wait_for_everyone()
-        session_seconds = time.monotonic() - session_start_time
-        rate = (loop.step - session_start_step) / max(session_seconds - milestone_seconds, 1e-9)
-        # "best" is read back from the committed checkpoints: never one whose save was skipped.
-        best = retention.best(run.store.valid_infos()) if is_main else None
+        saved = not is_main or (manager.last_committed is not None and manager.last_committed.step == loop.step)
+        if stop is not None:
+            raise StoppedBySignal(stop, resume_hint(stop, config, loop.step, saved))
+        if not saved and loop.step > session_start_step:
+            raise VoicetuneError(final_save_missing(manager, loop.step))
+        if is_main:
+            state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
+            export_ready(manager, adapter, reporter.say)
+        best = manager.best() if is_main else None
         best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
                      if best else f"no checkpoint has a {config.best_metric}")
-        reporter.say(f"done: {loop.step} updates ({rate:.2f} updates/s this session; milestone validation and "
-                     f"samples took {milestone_seconds:.0f} s of its {session_seconds:.0f} s); {best_text}")
-        last = saver.last_committed.name if saver.last_committed else None
-        return TrainResult(loop.step, None, last, best.name if best else None,
-                           best.metrics[config.best_metric] if best else None)
+        reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
+                     f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
+        last = manager.last_committed.name if manager.last_committed else None
+        return TrainResult(loop.step, None, last, best.name if best else None, manager.best_value(best))
     except StoppedBySignal:
         raise
     except Exception as err:
-        error = err
-        if isinstance(err, SaveFailed):
-            error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
-        # Every error of a run lands in its train.log, the traceback included.
-        log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
-        error.log_path = run.log_path  # where the CLI says the traceback is
+        error = logged_error(err, run)
         discard_run = is_main and created and isinstance(error, UsageError) and not run.store.scan()
         if error is err:
             raise
@@ -347,9 +212,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             # Shut the DataLoader workers down now: an exception's traceback would otherwise keep
             # the suspended generator (and its workers, which ignore SIGTERM) alive until exit.
             batches.close()
-        if saver is not None and saver.in_flight:
-            with contextlib.suppress(SaveFailed):
-                saver.wait()  # never leave a commit half-done on the way out of an error
+        manager.close()  # never leave a commit half-done on the way out of an error
         if reporter is not None:
             reporter.close()
         signals.uninstall()
@@ -410,6 +273,67 @@ def broadcast_object(accelerator, obj: Any) -> Any:
     return holder[0]
 
 
+def check_paths(config: TrainConfig) -> None:
+    if config.data is None or config.run is None:
+        raise UsageError("train needs --data DATASET and --run RUN")
+    if not Path(config.data).is_dir():
+        raise UsageError(f"--data {config.data}: no such dataset folder; make one with `voicetune prepare`")
+
+
+def choose_start(manager: CheckpointManager, run: RunFolder, accelerator, config: TrainConfig) -> Start:
+    """Rank 0 takes the LOCK, sweeps what interrupted writes left and lets the manager choose and
+    load the start; the other ranks load the checkpoint it chose."""
+    if not accelerator.is_main_process:
+        return manager.follow(broadcast_object(accelerator, None))
+    run.lock.acquire()
+    for leftover in run.sweep_temporaries():
+        log.info("removed %s, left by an interrupted save", leftover.name)
+    start = manager.start(config.resume, config.init_from)
+    broadcast_object(accelerator, start.without_loaded())
+    return start
+
+
+def check_data_unchanged(start: Start, recorded: dict | None, data: dict[str, Any], config: TrainConfig) -> bool:
+    """A resume over a dataset whose fingerprint changed is refused (its sampler position means
+    nothing over other data), unless --data-changed restart-epoch says how to go on: then True."""
+    if start.loaded is None:
+        return False
+    saved = start.loaded.json.get(st.LOOP, {}).get("data") or recorded or {}
+    if not saved.get("fingerprint") or saved["fingerprint"] == data["fingerprint"]:
+        return False
+    if config.data_changed == "restart-epoch":
+        return True
+    changes = []
+    if saved.get("path") and saved["path"] != data["path"]:
+        changes.append(f"folder {saved['path']} -> {data['path']}")
+    if saved.get("description") != data["description"]:
+        changes.append(f"{saved.get('description')} -> {data['description']}")
+    changes.append(f"content fingerprint {saved['fingerprint']} -> {data['fingerprint']}")
+    raise UsageError(
+        f"--data {config.data}: the dataset changed since {start.resume_from.name} was saved ({'; '.join(changes)}).\n"
+        f"  To go on over the new data with the same weights and optimizer, add --data-changed restart-epoch;\n"
+        f"  or start a new run from its weights: --run NEW_RUN --init-from {start.resume_from.path}")
+
+
+def initializer(adapter: ModelAdapter, start: Start) -> Callable[[torch.nn.Module], None] | None:
+    """--init-from: weights only, step 0. Upstream files go through the adapter's importer."""
+    if start.init_from is None or start.resume_from is not None:
+        return None
+
+    def load(model: torch.nn.Module) -> None:
+        if start.init_is_upstream_file:
+            adapter.load_upstream_weights(model, start.init_from)
+            return
+        loaded = load_checkpoint(start.init_from, components=[st.MODEL, st.LOOP])
+        arch, current = loaded.json.get(st.LOOP, {}).get("architecture"), _jsonable(adapter.architecture())
+        if arch is not None and _jsonable(arch) != current:
+            differing = sorted(k for k in set(arch) | set(current) if arch.get(k) != current.get(k))
+            raise IncompatibleCheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
+        adapter.load_checkpoint_weights(model, loaded.tensors[st.MODEL])
+
+    return load
+
+
 def check_compatible(checkpoint: LoadedCheckpoint, config: TrainConfig, adapter: ModelAdapter) -> None:
     """Refuse a checkpoint whose architecture differs; name every differing field."""
     saved = checkpoint.json.get(st.LOOP, {})
@@ -430,35 +354,6 @@ def check_compatible(checkpoint: LoadedCheckpoint, config: TrainConfig, adapter:
             f"{checkpoint.path} was trained with another architecture:\n  " + "\n  ".join(differences)
             + "\n  use the same model settings to resume, or --init-from to start a new run from its weights"
         )
-
-
-def init_weights(adapter: ModelAdapter, model: torch.nn.Module, start: StartPoint) -> None:
-    """--init-from: weights only, step 0. Upstream files go through the adapter's importer."""
-    if start.init_is_upstream_file:
-        adapter.load_upstream_weights(model, start.init_from)
-        return
-    loaded = load_checkpoint(start.init_from, components=[st.MODEL, st.LOOP])
-    arch = loaded.json.get(st.LOOP, {}).get("architecture")
-    if arch is not None and _jsonable(arch) != _jsonable(adapter.architecture()):
-        differing = sorted(k for k in set(arch) | set(adapter.architecture()) if arch.get(k) != _jsonable(adapter.architecture()).get(k))
-        raise IncompatibleCheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
-    adapter.load_checkpoint_weights(model, loaded.tensors[st.MODEL])
-
-
-def restore_loop_state(checkpoint: LoadedCheckpoint, ema: EMA, accelerator, loop: st.LoopState, rank: int) -> dict:
-    """EMA, grad scaler and loop counters; returns this rank's RNG state for the caller to apply last."""
-    ema.load_state_dict(checkpoint.tensors[st.EMA_FILE], checkpoint.json[st.EMA_FILE])
-    saved = checkpoint.json[st.LOOP]
-    restored = st.LoopState.from_json(saved["state"])
-    loop.__dict__.update(restored.__dict__)
-    if saved.get("scaler") and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(saved["scaler"])
-    rng_tree = checkpoint.tree(st.RNG)
-    rank_state = st.rng_for_rank(rng_tree, rank)
-    if rank_state is None:
-        log.warning("the checkpoint has no RNG state for rank %d (different process count): rank 0's is used", rank)
-        rank_state = st.rng_for_rank(rng_tree, 0)
-    return rank_state
 
 
 @dataclass(frozen=True)
@@ -502,12 +397,19 @@ def size_flag(n: int) -> str:
     return f"{math.ceil(n / 1024)}K"
 
 
-def announce_start(reporter, config, adapter, model, splits, start, loop, plan, run, has_validation: bool) -> None:
+def announce_start(reporter, config, adapter, model, splits, start: Start, loop, plan, run, has_validation: bool,
+                   restart_epoch: bool) -> None:
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
-    elif start.init_from is not None:
+    if start.abandoned_to is not None:
+        reporter.say(f"the checkpoints after {start.resume_from.name} (an abandoned future) were moved to "
+                     f"{start.abandoned_to}: `voicetune ckpt list {run.path} --all` lists them", logging.WARNING)
+    if restart_epoch:
+        reporter.say(f"--data-changed restart-epoch: weights and optimizer kept, epoch {loop.epoch} starts over the "
+                     f"new data ({splits.description})", logging.WARNING)
+    if start.init_from is not None:
         reporter.say(f"new run from the weights of {start.init_from}, step 0")
-    else:
+    elif start.resume_from is None:
         reporter.say("new run, step 0")
     for name in start.quarantined:
         reporter.say(f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING)
@@ -527,7 +429,78 @@ def announce_start(reporter, config, adapter, model, splits, start, loop, plan, 
     reporter.say(f"data: {splits.description}")
 
 
-# ---- per update --------------------------------------------------------------------------
+# ---- per update ----
+
+
+def train_update(state: st.TrainState, passes: UpdatePasses, batches, splits: DataSplits,
+                 config: TrainConfig) -> dict[str, float]:
+    """One optimizer update over `grad_accum` micro-batches; returns its scalars for the log."""
+    accelerator, loop = state.accelerator, state.loop
+    world = accelerator.num_processes
+    update_started = time.monotonic()
+    lr = state.schedule.lr(loop.step)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    frames = items = 0
+    micro_batches = []
+    for _ in range(config.grad_accum):
+        batch, indices = next(batches)
+        micro_batches.append((batch, indices))
+        loop.position += world
+        items += len(indices)
+        frames += sum(splits.train_lengths[i] for i in indices)
+    loss_sum = passes.run(micro_batches, loop.step + 1)  # split smaller and retried on out-of-memory
+    grad_norm = clip_gradients(accelerator, state.params, config.grad_clip)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.ema.update(state.weights)
+    loop.step += 1
+    loop.items_seen += items * world
+    loop.frames_seen += frames * world
+    loop.elapsed_seconds += time.monotonic() - update_started
+    train_loss = mean_across_ranks(accelerator, loss_sum / config.grad_accum)
+    loop.smoothed_loss = train_loss if loop.smoothed_loss is None else 0.98 * loop.smoothed_loss + 0.02 * train_loss
+    if not math.isfinite(train_loss):
+        log.warning("step %d: the loss is %s; lower --lr or check the data", loop.step, train_loss)
+    return {"train/loss": train_loss, "train/lr": lr, "train/grad_norm": grad_norm,
+            "train/loss_smoothed": loop.smoothed_loss, "frames": frames * world}
+
+
+class Throughput:
+    """Updates and frames per second between log lines, for the log and TensorBoard; time spent
+    on milestone work (validation, samples) is left out of the rates."""
+
+    def __init__(self, step: int, config: TrainConfig):
+        self.config = config
+        self.session_step, self.session_time = step, time.monotonic()
+        self.last_step, self.last_time, self.frames = step, self.session_time, 0
+        self.paused = self.paused_since_log = self.last_pause = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.last_pause = seconds
+        self.paused += seconds
+        self.paused_since_log += seconds
+
+    def add(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
+        self.frames += scalars.pop("frames")
+        if step % self.config.log_every == 0 or step == self.config.max_updates:
+            now = time.monotonic()
+            elapsed = max(now - self.last_time - self.paused_since_log, 1e-9)
+            scalars["perf/updates_per_s"] = (step - self.last_step) / elapsed
+            scalars["perf/frames_per_s"] = self.frames / elapsed
+            if torch.cuda.is_available():
+                scalars["perf/gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
+            self.last_step, self.last_time, self.frames, self.paused_since_log = step, now, 0, 0.0
+        return scalars
+
+    def session_seconds(self) -> float:
+        return time.monotonic() - self.session_time
+
+    def session_rate(self, step: int) -> float:
+        return (step - self.session_step) / max(self.session_seconds() - self.paused, 1e-9)
+
+
+# ---- data ----------------------------------------------------------------------------------
 
 
 def iterate_batches(adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopState, rank: int,
@@ -656,42 +629,51 @@ def finite_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate(adapter, accelerator, model, splits: DataSplits, config: TrainConfig, world: int, rank: int) -> float:
+def validate(state: st.TrainState, splits: DataSplits, config: TrainConfig) -> float:
     """Mean loss over the validation split (fixed batches, fixed noise), across ranks."""
+    adapter, accelerator, model = state.adapter, state.accelerator, state.model
+    rank, world = accelerator.process_index, accelerator.num_processes
     batches = validation_batches(splits, config)
     total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
     model.eval()
-    with preserved_rng(VALIDATION_SEED + rank):
-        for index in range(rank, len(batches), world):
-            batch = move_to(adapter.collate([splits.val[i] for i in batches[index]]), accelerator.device)
-            with accelerator.autocast():
-                loss = adapter.compute_loss(model, batch)
-            total += torch.tensor([loss.float().item() * len(batches[index]), len(batches[index])],
-                                  dtype=torch.float64, device=accelerator.device)
-    model.train()
+    try:
+        with preserved_rng(VALIDATION_SEED + rank):
+            for index in range(rank, len(batches), world):
+                batch = move_to(adapter.collate([splits.val[i] for i in batches[index]]), accelerator.device)
+                with accelerator.autocast():
+                    loss = adapter.compute_loss(model, batch)
+                total += torch.tensor([loss.float().item() * len(batches[index]), len(batches[index])],
+                                      dtype=torch.float64, device=accelerator.device)
+    finally:
+        model.train()
     if world > 1:
         total = accelerator.reduce(total, reduction="sum")
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
-def write_samples(adapter, model, ema: EMA, weights, prompts, reporter: Reporter, run: RunFolder, step: int,
-                  budget_seconds: float | None = None) -> None:
+def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFolder, signals: StopSignals) -> None:
     """Synthesize the fixed prompts with the EMA weights into RUN/samples/step_N/ and TensorBoard,
-    prompt by prompt until `budget_seconds` are spent (the rest are left out, and said)."""
+    prompt by prompt until `sample_budget_seconds` are spent (the rest are left out, and said).
+
+    A stop request cuts the synthesis short (StopRequested propagates); the files are written
+    only once it is complete.
+    """
     import copy
 
+    step = state.loop.step
     try:
-        ema_model = copy.deepcopy(model)
-        adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
+        ema_model = copy.deepcopy(state.core_model)
+        state.adapter.load_checkpoint_weights(ema_model, state.ema.weights_like(state.weights))
         ema_model.eval()
-        samples, started = [], time.monotonic()
-        with preserved_rng(SAMPLES_SEED), torch.no_grad():
+        log.info("synthesizing the samples of step %d", step)
+        samples, started, budget = [], time.monotonic(), state.config.sample_budget_seconds
+        with signals.interruptible(), preserved_rng(SAMPLES_SEED), torch.no_grad():
             for index, prompt in enumerate(prompts):
-                if index and budget_seconds is not None and time.monotonic() - started > budget_seconds:
+                if index and budget is not None and time.monotonic() - started > budget:
                     reporter.say(f"samples of step {step}: {len(prompts) - index} of {len(prompts)} prompts left out "
-                                 f"after {budget_seconds:.0f} s (--set sample_budget_seconds=...)", logging.WARNING)
+                                 f"after {budget:.0f} s (--set sample_budget_seconds=...)", logging.WARNING)
                     break
-                samples += adapter.synthesize_samples(ema_model, [prompt])
+                samples += state.adapter.synthesize_samples(ema_model, [prompt])
         del ema_model
         out = run.samples_dir / f"step_{step:08d}"
         reporter.samples(step, samples, out)
@@ -701,93 +683,60 @@ def write_samples(adapter, model, ema: EMA, weights, prompts, reporter: Reporter
         reporter.say(f"samples of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
 
 
-def build_payload(decision: SaveDecision, adapter, accelerator, optimizer, ema: EMA, weights, schedule: LRSchedule,
-                  loop: st.LoopState, config: TrainConfig, metrics: dict[str, float], world: int) -> CheckpointPayload | None:
-    """Snapshot everything into host memory (the only part of a save on the training thread)."""
-    rng_states = [st.capture_rng()]
-    if world > 1:
-        rng_states = [None] * world
-        torch.distributed.all_gather_object(rng_states, st.capture_rng())
-    if not accelerator.is_main_process:
-        return None
-    pin = torch.cuda.is_available()
-    ema_tensors, ema_counters = ema.state_dict()
-    loop_json = {
-        "state": loop.to_json(),
-        "config": config.flag_dict(),
-        "architecture": _jsonable(adapter.architecture()),
-        "schedule": schedule.state_dict(),
-        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-        "metrics": metrics,
-    }
-    payload = CheckpointPayload(
-        step=loop.step, role=decision.role, kind=decision.kind, epoch=loop.epoch, metrics=metrics,
-        wall_time=loop.elapsed_seconds, config_hash=config.config_hash(),
-        tensor_files={st.MODEL: st.snapshot_tensors(weights, pin), st.EMA_FILE: st.snapshot_tensors(ema_tensors, pin)},
-        json_files={st.EMA_FILE: ema_counters, st.LOOP: loop_json},
-    )
-    if decision.kind == "full":
-        opt_json, opt_tensors = st.optimizer_files(optimizer.state_dict())
-        rng_json, rng_tensors = st.rng_files(rng_states)
-        payload.tensor_files[st.OPTIMIZER] = st.snapshot_tensors(opt_tensors, pin)
-        payload.json_files[st.OPTIMIZER] = opt_json
-        payload.tensor_files[st.RNG] = st.snapshot_tensors(rng_tensors)
-        payload.json_files[st.RNG] = rng_json
-    return payload
+def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
+              run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None) -> dict[str, float]:
+    """A milestone's metrics (smoothed training loss, validation loss) and its samples.
+
+    Validation and samples are for people: a stop request cuts them short (or skips them), so
+    the final checkpoint is committed within seconds of SIGTERM.
+    """
+    metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
+    single = state.accelerator.num_processes == 1
+    if stop is None:
+        with contextlib.suppress(StopRequested):
+            if has_validation:
+                # One rank alone must not leave validation's collective: cut short on one process only.
+                with signals.interruptible() if single else contextlib.nullcontext():
+                    metrics["val_loss"] = validate(state, splits, config)
+                reporter.scalars(state.loop.step, {"val/loss": metrics["val_loss"]})
+            if prompts and state.accelerator.is_main_process:
+                write_samples(state, prompts, reporter, run, signals)
+    return finite_metrics(metrics)
 
 
-def fit_on_disk(payload: CheckpointPayload, run: RunFolder, guard: DiskGuard, retention: RetentionPolicy,
-                resumed_name: str | None, reporter: Reporter) -> bool:
-    """Disk guard: prune what retention allows, or skip this save with a loud warning."""
-    infos = run.store.valid_infos()
-    planned = CheckpointInfo(f"step_{payload.step:08d}", payload.step, payload.role, payload.kind,
-                             payload.estimated_bytes(), payload.metrics)
-    run.path.mkdir(parents=True, exist_ok=True)
-    verdict = guard.check(planned, shutil.disk_usage(run.path).free, sum(i.size_bytes for i in infos), infos,
-                          retention, protected={resumed_name} if resumed_name else set())
-    if not verdict.fits:
-        reporter.say(f"SKIPPED the checkpoint of step {payload.step}: {verdict.reason}. Training goes on; "
-                     f"free disk space or raise --disk-budget", logging.ERROR)
-        return False
-    for name in verdict.prune:
-        run.store.remove(name)
-        reporter.say(f"disk guard: removed {name} early to make room (retention would remove it after this save)")
-    return True
+def logged_error(err: Exception, run: RunFolder) -> Exception:
+    """Every error of a run lands in its train.log, the traceback included; returns the error the
+    CLI shows (a failed save as a one-line VoicetuneError)."""
+    error = err
+    if isinstance(err, SaveFailed):
+        error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
+    log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
+    error.log_path = run.log_path  # where the CLI says the traceback is
+    return error
 
 
-def export_ready(adapter, run: RunFolder, config: TrainConfig, say) -> None:
-    """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
-    upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
-    from voicetune.inference import export_trained, resolve_checkpoint
-
-    ready = run.path / "ready"
-    tmp = run.path / f"ready.tmp-{os.getpid()}"
-    try:
-        source = resolve_checkpoint(run.path)
-        shutil.rmtree(tmp, ignore_errors=True)
-        files = export_trained(source.path, adapter.export_format, tmp)
-        (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
-        shutil.rmtree(ready, ignore_errors=True)
-        os.rename(tmp, ready)
-        say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
-    except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.error("export to %s failed", ready, exc_info=True)
-        say(f"export to {ready} failed: {type(err).__name__}: {err}; "
-                     f"run `voicetune ckpt export {run.path} --format {adapter.export_format} --out DIR`", logging.WARNING)
-
-
-def final_save_missing(run: RunFolder, step: int) -> str:
+def final_save_missing(manager: CheckpointManager, step: int) -> str:
     """The error of a run whose last update has no committed checkpoint."""
-    infos = run.store.valid_infos()
+    infos = manager.store.valid_infos()
     newest = max(infos, key=lambda i: i.step) if infos else None
     kept = f"the newest saved checkpoint is {newest.name}" if newest else "no checkpoint of this run was saved"
     return (f"the checkpoint of the final step {step} was NOT saved (see the SKIPPED lines above): {kept}. "
-            f"Free disk space in {run.path} (or raise --disk-budget) and rerun the same command to finish")
+            f"Free disk space in {manager.run_dir} (or raise --disk-budget) and rerun the same command to finish")
 
 
-def finish_saves(saver: BackgroundSaver, reporter: Reporter) -> None:
-    saver.wait()  # the commit itself is announced by after_commit
+def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callable[..., None]) -> None:
+    """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
+    upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
+    from voicetune.inference import export_trained
+
+    ready = manager.run_dir / "ready"
+    try:
+        source, files = manager.export_ready(lambda ckpt, folder: export_trained(ckpt, adapter.export_format, folder))
+        say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
+    except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
+        log.error("export to %s failed", ready, exc_info=True)
+        say(f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
+            f"{manager.run_dir} --format {adapter.export_format} --out DIR`", logging.WARNING)
 
 
 def resume_hint(signum: int, config: TrainConfig, step: int, saved: bool) -> str:
@@ -804,18 +753,16 @@ def command_line() -> str:
     return shlex.join(["voicetune", *sys.argv[1:]])
 
 
-def already_complete(adapter, run: RunFolder, config: TrainConfig, newest: StoredCheckpoint, is_main: bool) -> TrainResult:
+def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool) -> TrainResult:
     """A rerun of a finished run: nothing to train, no samples redone, ready/ only if it is missing."""
     from voicetune.console import say
 
-    infos = run.store.valid_infos()
-    best = (RetentionPolicy(best_metric=config.best_metric, best_mode=config.best_mode).best(infos)
-            or RetentionPolicy(best_metric="train_loss").best(infos))
+    best = manager.best() or manager.best(metric="train_loss")
     if is_main:
         say(f"the run is complete: {newest.name} is at step {newest.step} of --max-updates {config.max_updates}"
             f"{f'; best {best.name}' if best else ''}. Raise --max-updates to train further")
-        if not (run.path / "ready").is_dir():
-            export_ready(adapter, run, config, say)
+        if not (manager.run_dir / "ready").is_dir():
+            export_ready(manager, adapter, say)
     return TrainResult(newest.step, None, newest.name, best.name if best else None,
                        best.metrics.get(config.best_metric) if best else None)
 

@@ -1,6 +1,10 @@
 """What a run shows: TensorBoard, metrics.jsonl, train.log lines, the progress bar, sample files.
 
-Only rank 0 reports. metrics.jsonl has one JSON line per update (exact float reprs, so a resumed
+Only rank 0 reports. What it writes is for people, so it degrades instead of dying: a full disk or
+an I/O error on metrics.jsonl, TensorBoard events or sample files prints one loud line per sink
+and training goes on (checkpoints have their own guard); a line says when the sink works again.
+
+metrics.jsonl has one JSON line per update (exact float reprs, so a resumed
 run's losses can be compared bit for bit with an uninterrupted one); after a resume, the lines of
 updates that were lost in the crash appear twice and the later one counts.
 """
@@ -9,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voicetune import fsio
 from voicetune.console import console, is_interactive, progress_bar
 from voicetune.models.base import SampleAudio
 
@@ -37,13 +41,18 @@ class Reporter:
         self._progress = None
         self._task = None
         self._interactive = is_interactive()
+        self._metrics_path = metrics_path
+        self._failing: set[str] = set()
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step hides events a crashed session logged after the checkpoint we resume from.
-        self._writer = SummaryWriter(str(tensorboard_dir), purge_step=start_step if start_step else None)
-        self._metrics = open(metrics_path, "a", encoding="utf-8")
+        def open_tensorboard() -> None:
+            # purge_step hides events a crashed session logged after the checkpoint we resume from.
+            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=start_step if start_step else None)
+
+        self._guarded("TensorBoard", open_tensorboard)
+        self._guarded("metrics.jsonl", self._open_metrics)
         if self._interactive:
             self._progress = progress_bar(own_eta=True)
             self._progress.start()
@@ -53,9 +62,7 @@ class Reporter:
         if not self.enabled:
             return
         self._write_metrics(step, scalars)
-        for key, value in scalars.items():
-            if value is not None and np.isfinite(value):
-                self._writer.add_scalar(key, value, step)
+        self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)])
         status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
         self._rate = scalars.get("perf/updates_per_s") or self._rate
         if self._progress is not None:
@@ -89,13 +96,41 @@ class Reporter:
     def scalars(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
-        for key, value in scalars.items():
-            self._writer.add_scalar(key, value, step)
+        self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items()])
         self._write_metrics(step, scalars)
 
+    def _open_metrics(self) -> None:
+        self._metrics = open(self._metrics_path, "a", encoding="utf-8")
+
     def _write_metrics(self, step: int, scalars: dict[str, float]) -> None:
-        self._metrics.write(json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n")
-        self._metrics.flush()
+        line = json.dumps({"step": step, **{k: _plain(v) for k, v in scalars.items()}}) + "\n"
+
+        def write() -> None:
+            if self._metrics is None:
+                self._open_metrics()
+            self._metrics.write(line)
+            self._metrics.flush()
+
+        self._guarded("metrics.jsonl", write)
+
+    def _tensorboard(self, action) -> None:
+        if self._writer is not None:
+            self._guarded("TensorBoard", lambda: action(self._writer))
+
+    def _guarded(self, sink: str, action) -> None:
+        """Run a write for people; on an I/O error say so once (loudly) and go on."""
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001 - OSError, or TensorBoard's writer thread re-raising one
+            if sink not in self._failing:
+                self._failing.add(sink)
+                log.error("writing %s failed", sink, exc_info=True)
+                self.say(f"WRITING {sink} FAILED: {type(err).__name__}: {err}. Training goes on without it "
+                         f"(checkpoints are not affected); free disk space to get it back", logging.ERROR)
+            return
+        if sink in self._failing:
+            self._failing.discard(sink)
+            self.say(f"{sink} is written again")
 
     def say(self, message: str, level: int = logging.INFO) -> None:
         """A line for the person watching (and the log)."""
@@ -113,38 +148,44 @@ class Reporter:
         """Write generated and reference wavs (+ mel PNGs) and log them to TensorBoard as audio and images."""
         if not self.enabled or not samples:
             return
+
+        def write() -> None:
+            with fsio.atomic_dir(out_dir) as tmp:
+                self._write_samples(step, samples, tmp)
+
+        self._guarded("samples", write)
+        self._tensorboard(lambda w: w.flush())
+
+    def _write_samples(self, step: int, samples: list[SampleAudio], tmp: Path) -> None:
         import soundfile as sf
 
-        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
         for sample in samples:
             # An untrained model's waveform can exceed full scale: clip, as the wav file would anyway.
             gen = np.clip(np.asarray(sample.generated, dtype=np.float32).reshape(-1), -1, 1)
             sf.write(tmp / f"{sample.name}_gen.wav", gen, sample.sample_rate, subtype="PCM_16")
-            self._writer.add_audio(f"samples/{sample.name}/generated", gen, step, sample_rate=sample.sample_rate)
+            self._tensorboard(lambda w: w.add_audio(f"samples/{sample.name}/generated", gen, step,
+                                                    sample_rate=sample.sample_rate))
             if sample.reference is not None:
                 ref = np.clip(np.asarray(sample.reference, dtype=np.float32).reshape(-1), -1, 1)
                 sf.write(tmp / f"{sample.name}_ref.wav", ref, sample.sample_rate, subtype="PCM_16")
-                self._writer.add_audio(f"samples/{sample.name}/reference", ref, step, sample_rate=sample.sample_rate)
+                self._tensorboard(lambda w: w.add_audio(f"samples/{sample.name}/reference", ref, step,
+                                                        sample_rate=sample.sample_rate))
             mel = sample.extras.get("mel")
             if mel is not None:
                 figure = mel_figure(np.asarray(mel), f"{sample.name} step {step}")
                 figure.savefig(tmp / f"{sample.name}_mel.png", dpi=80)
-                self._writer.add_figure(f"samples/{sample.name}/mel", figure, step)
+                self._tensorboard(lambda w: w.add_figure(f"samples/{sample.name}/mel", figure, step))
             (tmp / f"{sample.name}.txt").write_text(sample.text + "\n", encoding="utf-8")
-        _replace_dir(tmp, out_dir)
-        self._writer.flush()
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
         if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
+            self._tensorboard(lambda w: w.close())
             self._writer = None
         if self._metrics is not None:
-            self._metrics.close()
+            self._guarded("metrics.jsonl", self._metrics.close)
             self._metrics = None
 
 
@@ -180,18 +221,6 @@ def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
                     continue
                 records.setdefault(record["step"], {}).update(record)
     return records
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    import shutil
-
-    if target.exists():
-        old = target.with_name(f"{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
 
 
 def _plain(value: Any) -> Any:

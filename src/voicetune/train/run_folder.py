@@ -1,5 +1,5 @@
-"""A run folder: run.json (identity, config, lineage), the LOCK, the checkpoint store, and the
-decision of where training starts (resume modes, --init-from)."""
+"""A run folder: run.json (identity, config, lineage, sessions), the LOCK, and where its parts
+live. Where training starts is the checkpoint manager's decision (checkpoints/manager.py)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,20 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from voicetune import __version__
+from voicetune import __version__, fsio
 from voicetune.checkpoints.lock import RunLock
-from voicetune.checkpoints.maintenance import retention_of_run
-from voicetune.checkpoints.store import (
-    CHECKPOINTS_DIR,
-    CheckpointStore,
-    StoredCheckpoint,
-    read_checkpoint_dir,
-)
-from voicetune.errors import CheckpointError, UsageError
+from voicetune.checkpoints.store import CheckpointStore
+from voicetune.errors import UsageError
+
+if TYPE_CHECKING:
+    from voicetune.checkpoints.manager import Start
 
 log = logging.getLogger("voicetune.train")
 
 RUN_JSON = "run.json"
-
-
-@dataclass
-class StartPoint:
-    """Where a training session starts."""
-
-    resume_from: StoredCheckpoint | None = None  # continue this full-state checkpoint
-    init_from: Path | None = None  # fresh start from these weights (checkpoint dir or upstream file)
-    init_is_upstream_file: bool = False
-    quarantined: tuple[str, ...] = ()  # what was moved aside on the way
 
 
 class RunFolder:
@@ -50,6 +36,26 @@ class RunFolder:
         self.metrics_path = self.path / "metrics.jsonl"
         self.cache_dir = self.path / "cache"
 
+    def record_memory_change(self, change: dict[str, Any]) -> None:
+        """Add an out-of-memory recovery (train/oom.py) to run.json: `memory_changes` lists them
+        all, `memory_settings` holds the settings in force."""
+        info = self.read_run_json()
+        info.setdefault("memory_changes", []).append({"time": _now(), **change})
+        info["memory_settings"] = {k: change[k] for k in ("micro_split", "item_limit")}
+        fsio.atomic_write_json(self.path / RUN_JSON, info)
+
+    def create(self) -> bool:
+        """Make the folder; True when it did not exist (a refused command then removes it)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--run {self.path}: is a file, not a folder; pass a new or existing run folder")
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        return created
+
+    def sweep_temporaries(self) -> list[Path]:
+        """Remove what interrupted writes left (commits, samples, ready/). Lock holder only."""
+        return [p for folder in (self.store.dir, self.samples_dir, self.path) for p in fsio.sweep_temporaries(folder)]
+
     def read_run_json(self) -> dict[str, Any]:
         path = self.path / RUN_JSON
         if not path.is_file():
@@ -61,7 +67,7 @@ class RunFolder:
             return {}
 
     def record_session(self, config: dict[str, Any], architecture: dict[str, Any], dataset: dict[str, Any],
-                       start: StartPoint, start_step: int) -> dict[str, Any]:
+                       start: "Start", start_step: int, session: str) -> dict[str, Any]:
         """Create or update run.json (atomically): identity once, a line per session."""
         info = self.read_run_json()
         info.setdefault("id", uuid.uuid4().hex[:12])
@@ -81,98 +87,11 @@ class RunFolder:
         info.setdefault("sessions", []).append({
             "started": _now(), "host": socket.gethostname(), "pid": os.getpid(),
             "start_step": start_step, "resumed_from": start.resume_from.name if start.resume_from else None,
-            "quarantined": list(start.quarantined),
+            "quarantined": list(start.quarantined), "session": session,
+            "abandoned_to": str(start.abandoned_to) if start.abandoned_to else None,
         })
-        write_json_atomic(self.path / RUN_JSON, info)
+        fsio.atomic_write_json(self.path / RUN_JSON, info)
         return info
-
-    def record_memory_change(self, change: dict[str, Any]) -> None:
-        """Add an out-of-memory recovery (train/oom.py) to run.json: `memory_changes` lists them
-        all, `memory_settings` holds the settings in force."""
-        info = self.read_run_json()
-        info.setdefault("memory_changes", []).append({"time": _now(), **change})
-        info["memory_settings"] = {k: change[k] for k in ("micro_split", "item_limit")}
-        write_json_atomic(self.path / RUN_JSON, info)
-
-    def choose_start(self, resume: str, init_from: str | None) -> StartPoint:
-        """Apply --resume and --init-from. Only the lock holder calls this: it may quarantine."""
-        quarantined: list[str] = []
-
-        def note(ckpt: StoredCheckpoint, target: Path) -> None:
-            quarantined.append(ckpt.name)
-            log.warning("checkpoint %s is invalid (%s): moved to %s", ckpt.name, ckpt.problem, target)
-
-        if resume not in ("auto", "latest", "never"):
-            ckpt = self._explicit_checkpoint(Path(resume), note)
-            return StartPoint(resume_from=ckpt, quarantined=tuple(quarantined))
-        if resume == "never":
-            if self.store.scan():
-                raise UsageError(
-                    f"--resume never: {self.store.dir} already holds checkpoints; "
-                    "use a new --run folder, or --resume auto to continue this run"
-                )
-            latest = None
-        else:
-            latest = self.store.latest_valid(require_full=True, on_quarantine=note)
-            if latest is None and resume == "latest":
-                raise UsageError(
-                    f"--resume latest: no valid full-state checkpoint in {self.store.dir}; "
-                    "use --resume auto to start fresh"
-                )
-        if latest is not None:
-            if init_from:
-                log.info("--init-from %s ignored: the run continues from its own checkpoint %s", init_from, latest.name)
-            return StartPoint(resume_from=latest, quarantined=tuple(quarantined))
-        if init_from:
-            path, upstream = resolve_init_from(init_from)
-            return StartPoint(init_from=path, init_is_upstream_file=upstream, quarantined=tuple(quarantined))
-        return StartPoint(quarantined=tuple(quarantined))
-
-    def _explicit_checkpoint(self, path: Path, note) -> StoredCheckpoint:
-        if not path.is_dir():
-            raise UsageError(f"--resume {path}: no such checkpoint directory; `voicetune ckpt list RUN` lists them")
-        ckpt = self.store.verify(read_checkpoint_dir(path))
-        if ckpt.problem is not None:
-            if path.resolve().parent == self.store.dir.resolve():
-                note(ckpt, self.store.quarantine(ckpt, ckpt.problem))
-            raise CheckpointError(f"--resume {path}: invalid checkpoint: {ckpt.problem}")
-        if ckpt.kind != "full":
-            raise UsageError(
-                f"--resume {path}: a weights-only milestone cannot resume training (no optimizer state); "
-                f"use --init-from {path} to start a new run from its weights"
-            )
-        return ckpt
-
-
-def resolve_init_from(value: str) -> tuple[Path, bool]:
-    """--init-from: a run folder (its best, else latest valid checkpoint), a checkpoint directory,
-    or an upstream weights file. Returns (path, is_upstream_file)."""
-    path = Path(value)
-    if path.is_file():
-        return path, True
-    if (path / CHECKPOINTS_DIR).is_dir():
-        store = CheckpointStore(path)
-        infos = [c for c in store.scan() if c.problem is None]
-        best = retention_of_run(path).best([c.info() for c in infos])
-        ordered = sorted(infos, key=lambda c: c.step, reverse=True)
-        if best is not None:
-            ordered.insert(0, next(c for c in infos if c.name == best.name))
-        for ckpt in ordered:
-            if store.verify(ckpt).problem is None:
-                return ckpt.path, False
-        raise UsageError(f"--init-from {value}: the run has no valid checkpoint")
-    if (path / "manifest.json").is_file():
-        return path, False
-    raise UsageError(f"--init-from {value}: not a run folder, a checkpoint directory or a weights file")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _run_id_of(path: Path) -> str | None:

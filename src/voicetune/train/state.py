@@ -103,3 +103,109 @@ def snapshot_tensors(tensors: dict[str, torch.Tensor], pin: bool = False) -> dic
     if pin and torch.cuda.is_available():
         torch.cuda.synchronize()
     return out
+
+
+class TrainState:
+    """Everything a full-state checkpoint holds, behind `payload()` (save) and `restore()` (load):
+    the model (its trained tensors), AdamW, the EMA, the LR schedule, the grad scaler, the loop
+    counters and the random generators of every rank."""
+
+    def __init__(self, adapter, accelerator, model, optimizer, params, ema, schedule, loop: LoopState, config,
+                 data: dict[str, Any]):
+        self.adapter, self.accelerator, self.config = adapter, accelerator, config
+        self.model, self.optimizer, self.params, self.ema, self.schedule = model, optimizer, params, ema, schedule
+        self.core_model = accelerator.unwrap_model(model)
+        self.weights = adapter.checkpoint_weights(self.core_model)  # live views of the trained tensors
+        self.loop = loop
+        self.data = data  # the dataset's path, fingerprint and description, saved with each checkpoint
+
+    @classmethod
+    def build(cls, adapter, accelerator, config, loaded, init_from, data: dict[str, Any]) -> "TrainState":
+        """A fresh state, with the weights of `init_from` when given, or restored from `loaded`
+        (all but the RNG, which `restore_rng` sets last, right before the first update)."""
+        from voicetune.train.ema import EMA
+        from voicetune.train.schedule import LRSchedule
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model = adapter.build_model()
+        if loaded is not None:
+            adapter.load_checkpoint_weights(model, loaded.tensors[MODEL])
+        elif init_from is not None:
+            init_from(model)
+        from voicetune.train.optim import make_optimizer
+
+        params = adapter.trainable_parameters(model)
+        optimizer = make_optimizer(config, params)
+        if loaded is not None:
+            optimizer.load_state_dict(loaded.tree(OPTIMIZER))
+        # prepare() may move the model to the GPU: the EMA is built from the weights after it.
+        model, optimizer = accelerator.prepare(model, optimizer)
+        weights = adapter.checkpoint_weights(accelerator.unwrap_model(model))
+        ema = EMA(weights, config.ema_decay, config.ema_update_every, config.ema_update_after)
+        schedule = LRSchedule(config.lr, config.warmup_updates, config.max_updates, config.decay, config.min_lr_ratio)
+        state = cls(adapter, accelerator, model, optimizer, params, ema, schedule, LoopState(), config, data)
+        if loaded is not None:
+            state._restore_counters(loaded)
+        state.loop.sessions += 1
+        return state
+
+    def _restore_counters(self, loaded) -> None:
+        self.ema.load_state_dict(loaded.tensors[EMA_FILE], loaded.json[EMA_FILE])
+        saved = loaded.json[LOOP]
+        self.loop = LoopState.from_json(saved["state"])
+        if saved.get("scaler") and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(saved["scaler"])
+
+    @staticmethod
+    def rng_of(loaded, rank: int) -> dict[str, Any]:
+        """This rank's saved generator states (rank 0's when the process count changed)."""
+        tree = loaded.tree(RNG)
+        state = rng_for_rank(tree, rank)
+        if state is None:
+            import logging
+
+            logging.getLogger("voicetune.train").warning(
+                "the checkpoint has no RNG state for rank %d (different process count): rank 0's is used", rank)
+            state = rng_for_rank(tree, 0)
+        return state
+
+    def payload(self, role: str, kind: str, metrics: dict[str, float]):
+        """Snapshot everything into host memory (the only part of a save on the training thread).
+        Every rank calls it (the RNG states are gathered); rank 0 gets the payload, others None."""
+        import json
+
+        from voicetune.checkpoints.store import CheckpointPayload
+
+        world = self.accelerator.num_processes
+        rng_states = [capture_rng()]
+        if world > 1:
+            rng_states = [None] * world
+            torch.distributed.all_gather_object(rng_states, capture_rng())
+        if not self.accelerator.is_main_process:
+            return None
+        pin = torch.cuda.is_available()
+        ema_tensors, ema_counters = self.ema.state_dict()
+        scaler = self.accelerator.scaler
+        loop_json = {
+            "state": self.loop.to_json(),
+            "config": self.config.flag_dict(),
+            "architecture": json.loads(json.dumps(self.adapter.architecture(), default=str)),
+            "schedule": self.schedule.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "metrics": metrics,
+            "data": self.data,
+        }
+        payload = CheckpointPayload(
+            step=self.loop.step, role=role, kind=kind, epoch=self.loop.epoch, metrics=metrics,
+            wall_time=self.loop.elapsed_seconds, config_hash=self.config.config_hash(),
+            tensor_files={MODEL: snapshot_tensors(self.weights, pin), EMA_FILE: snapshot_tensors(ema_tensors, pin)},
+            json_files={EMA_FILE: ema_counters, LOOP: loop_json},
+        )
+        if kind == "full":
+            opt_json, opt_tensors = optimizer_files(self.optimizer.state_dict())
+            rng_json, rng_tensors = rng_files(rng_states)
+            payload.tensor_files[OPTIMIZER] = snapshot_tensors(opt_tensors, pin)
+            payload.json_files[OPTIMIZER] = opt_json
+            payload.tensor_files[RNG] = snapshot_tensors(rng_tensors)
+            payload.json_files[RNG] = rng_json
+        return payload

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from voicetune.data.files import sha256_file
+from voicetune import fsio
+from voicetune.fsio import sha256_file
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import UsageError
 
@@ -143,10 +143,8 @@ class MelCache:
             except (ValueError, OSError, IndexError):
                 log.warning("damaged mel cache file %s: computing it again", path)
         mel = self.mel_of(load_audio(wav, self.sample_rate, clip=False))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-        np.save(tmp, mel)
-        os.replace(tmp, path)
+        with fsio.atomic_path(path) as tmp, open(tmp, "xb") as handle:
+            np.save(handle, mel)
         self.computed += 1
         return path, int(mel.shape[1])
 

@@ -25,6 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Iterable
 
+from voicetune import fsio
 from voicetune.errors import UsageError
 
 UPSTREAM_VOCAB = Path(str(files("f5_tts").joinpath("infer/examples/vocab.txt")))
@@ -91,9 +92,7 @@ class Vocabulary:
 
     def write(self, path: Path) -> Path:
         """Write as upstream's vocab.txt: one token per line, every line ending in a newline."""
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(token + "\n" for token in self.tokens), encoding="utf-8")
-        tmp.replace(path)
+        fsio.atomic_write_text(path, "".join(token + "\n" for token in self.tokens))
         return path
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from voicetune import fsio
 from voicetune.errors import CheckpointError
 from voicetune.models.f5.spec import F5Spec
 from voicetune.models.f5.vocab import Vocabulary
@@ -165,9 +165,8 @@ def fit_upstream_weights(model: torch.nn.Module, weights: UpstreamWeights, path:
 def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with fsio.atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return path
 
 
@@ -193,9 +192,7 @@ def export_f5(model: torch.nn.Module, spec: F5Spec, vocab: Vocabulary, out_dir: 
     header = (f"# {spec.name} exported by voicetune: the upstream F5-TTS config of this architecture.\n"
               "# f5-tts_infer-cli --model_cfg model.yaml --ckpt_file model.safetensors --vocab_file vocab.txt \\\n"
               "#     --ref_audio REF.wav --ref_text \"what REF.wav says\" --gen_text \"text to speak\"\n")
-    tmp = config_path.with_name(f".{config_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(header + yaml.safe_dump(upstream_config(spec), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    tmp.replace(config_path)
+    fsio.atomic_write_text(config_path, header + yaml.safe_dump(upstream_config(spec), sort_keys=False, allow_unicode=True))
     return [weights, vocab_path, config_path]
 
 

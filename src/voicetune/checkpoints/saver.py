@@ -15,7 +15,7 @@ from typing import Callable
 
 from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore, StoredCheckpoint
 
-log = logging.getLogger("voicetune.train")
+log = logging.getLogger("voicetune.checkpoints")
 
 
 class SaveFailed(Exception):
@@ -26,8 +26,10 @@ class SaveFailed(Exception):
 
 
 class BackgroundSaver:
-    def __init__(self, store: CheckpointStore, after_commit: Callable[[StoredCheckpoint], None], enabled: bool = True):
+    def __init__(self, store: CheckpointStore, after_commit: Callable[[StoredCheckpoint], None], enabled: bool = True,
+                 before_commit: Callable[[CheckpointPayload], None] = lambda payload: None):
         self.store = store
+        self.before_commit = before_commit  # fills in what is known only now (the parent checkpoint)
         self.after_commit = after_commit  # retention and bookkeeping, run in the worker after a commit
         self.enabled = enabled
         self._thread: threading.Thread | None = None
@@ -61,11 +63,14 @@ class BackgroundSaver:
     def _write(self, payload: CheckpointPayload) -> None:
         started = time.perf_counter()
         try:
+            self.before_commit(payload)
             stored = self.store.commit(payload)
             self.last_committed = stored
-            self.after_commit(stored)
         except BaseException as err:  # noqa: BLE001 - handed to the training thread
             log.error("checkpoint of step %d failed", payload.step, exc_info=True)
             self._error = SaveFailed(payload.step, err)
+            return
         finally:
             self.last_seconds = time.perf_counter() - started
+        # The checkpoint is committed: what follows (retention) can fail without failing the save.
+        self.after_commit(stored)
