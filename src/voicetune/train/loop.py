@@ -75,7 +75,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     config = settle_config(config, adapter)
     configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
-    rank, world, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    rank, is_main = accelerator.process_index, accelerator.is_main_process
     run = RunFolder(config.run)
     created = run.create()  # a refused command removes the folder it created
     log_handler = attach_log_file(run.log_path if is_main else run.path / f"train.rank{rank}.log")
@@ -89,21 +89,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         start = choose_start(manager, run, accelerator, config)
         if start.resume_from is not None and start.resume_from.step >= config.max_updates:
             return already_complete(manager, adapter, config, start.resume_from, is_main)
-        with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
-            splits = adapter.load_data(Path(config.data), run.cache_dir)
-        data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
-                "description": splits.description}
-        restart_epoch = check_data_unchanged(start, run.read_run_json().get("dataset"), data, config)
-        if start.loaded is not None:
-            check_compatible(start.loaded, config, adapter)
-        state = st.TrainState.build(adapter, accelerator, config, start.loaded, initializer(adapter, start), data)
+        splits, data, state, plan, restart_epoch = load_session(adapter, accelerator, config, run, start)
         loop = state.loop
-        if restart_epoch:
-            loop.epoch, loop.position = loop.epoch + 1, 0
-        plan = BatchPlan.build(splits.train_lengths, config.seed, config.batch_size, config.batch_frames, world)
-        if not plan.epoch_batches(0):
-            raise UsageError(f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
-                             f"{world} process(es); add data or lower --batch-size/--batch-frames")
         has_validation = bool(validation_batches(splits, config))
         if not has_validation and config.best_metric == "val_loss":
             config = config.model_copy(update={"best_metric": "train_loss"})  # announced in announce_start
@@ -133,18 +120,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         # ---- the loop ------------------------------------------------------------------------
         batches = iterate_batches(adapter, splits, plan, loop, rank, config, accelerator)
 
-        def memory_changed(change: MemoryChange) -> None:
-            reporter.say(change.describe(), logging.WARNING)
-            if is_main:
-                run.record_memory_change(change.to_json())
-
-        # Forward and backward of every micro-batch; split smaller and retried on out-of-memory.
-        passes = UpdatePasses(adapter, state.model, accelerator, state.optimizer, splits, config.grad_accum, loop,
-                              world, memory_changed)
-        if loop.micro_split > 1 or loop.item_limit is not None:
-            reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
-                         f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
-                                                                if loop.item_limit is not None else ""))
+        passes = update_passes(state, splits, config, reporter, run)
         meter = Throughput(loop.step, config)
         session_start_step, stop = loop.step, None
         state.model.train()
@@ -155,20 +131,14 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             decision = manager.due(loop.step, final=loop.step == config.max_updates or stop is not None)
             if decision is None:
                 continue
-            metrics = {}
-            stop_early = None
+            metrics, stop_early = {}, None
             if decision.role == "milestone":
-                milestone_started = time.monotonic()
-                metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
-                if stop is None:  # scores are for people too: a stop request skips them
-                    metrics.update(finite_metrics(evaluator.evaluate(loop.step, state.core_model, state.ema,
-                                                                     state.weights)))
+                metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop,
+                                    evaluator, meter)
                 stop = agreed_stop_signal(accelerator, signals)
                 stop_early = broadcast_object(accelerator, evaluator.stop_reason)
                 if stop_early:
                     decision = SaveDecision("milestone", "full")  # the run ends here: its last checkpoint is full
-                meter.pause(time.monotonic() - milestone_started)  # validation, samples, scores: not in the update rate
-                reporter.milestone_done(meter.last_pause)
             if config.best_metric in metrics and manager.retention.is_better(metrics[config.best_metric], loop.best_value):
                 loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
@@ -181,24 +151,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 reporter.say(stop_early)
                 break
 
-        if is_main:
-            manager.finish()
-        accelerator.wait_for_everyone()
-        saved = not is_main or (manager.last_committed is not None and manager.last_committed.step == loop.step)
-        if stop is not None:
-            raise StoppedBySignal(stop, resume_hint(stop, config, loop.step, saved))
-        if not saved and loop.step > session_start_step:
-            raise VoicetuneError(final_save_missing(manager, loop.step))
-        if is_main:
-            state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
-            export_ready(manager, adapter, reporter.say)
-        best = manager.best() if is_main else None
-        best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
-                     if best else f"no checkpoint has a {config.best_metric}")
-        reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
-                     f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
-        last = manager.last_committed.name if manager.last_committed else None
-        return TrainResult(loop.step, None, last, best.name if best else None, manager.best_value(best))
+        return finish_session(manager, state, adapter, config, reporter, meter, stop, session_start_step)
     except StoppedBySignal:
         raise
     except Exception as err:
@@ -224,6 +177,71 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
 
 # ---- set-up ------------------------------------------------------------------------------
+
+
+def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, start: Start):
+    """The data, the restored (or new) training state and the batch plan of this session."""
+    with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
+        splits = adapter.load_data(Path(config.data), run.cache_dir)
+    data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
+            "description": splits.description}
+    restart_epoch = check_data_unchanged(start, run.read_run_json().get("dataset"), data, config)
+    if start.loaded is not None:
+        check_compatible(start.loaded, config, adapter)
+    state = st.TrainState.build(adapter, accelerator, config, start.loaded, initializer(adapter, start), data)
+    if restart_epoch:
+        state.loop.epoch, state.loop.position = state.loop.epoch + 1, 0
+    world = accelerator.num_processes
+    plan = BatchPlan.build(splits.train_lengths, config.seed, config.batch_size, config.batch_frames, world)
+    if not plan.epoch_batches(0):
+        raise UsageError(f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
+                         f"{world} process(es); add data or lower --batch-size/--batch-frames")
+    return splits, data, state, plan, restart_epoch
+
+
+def update_passes(state: st.TrainState, splits: DataSplits, config: TrainConfig, reporter: Reporter,
+                  run: RunFolder) -> UpdatePasses:
+    """Forward and backward of every micro-batch of an update; split smaller and retried on
+    out-of-memory, each change said once and recorded in run.json."""
+    is_main, loop = state.accelerator.is_main_process, state.loop
+
+    def memory_changed(change: MemoryChange) -> None:
+        reporter.say(change.describe(), logging.WARNING)
+        if is_main:
+            run.record_memory_change(change.to_json())
+
+    if loop.micro_split > 1 or loop.item_limit is not None:
+        reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
+                     f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
+                                                            if loop.item_limit is not None else ""))
+    return UpdatePasses(state.adapter, state.model, state.accelerator, state.optimizer, splits, config.grad_accum,
+                        loop, state.accelerator.num_processes, memory_changed)
+
+
+def finish_session(manager: CheckpointManager, state: st.TrainState, adapter, config: TrainConfig,
+                   reporter: Reporter, meter: "Throughput", stop: int | None, session_start_step: int) -> TrainResult:
+    """After the last update: wait for the last commit, then stop (signal), fail (unsaved last
+    step) or export ready/ and report the best, read back from committed checkpoints."""
+    accelerator, loop = state.accelerator, state.loop
+    is_main = accelerator.is_main_process
+    if is_main:
+        manager.finish()
+    accelerator.wait_for_everyone()
+    saved = not is_main or (manager.last_committed is not None and manager.last_committed.step == loop.step)
+    if stop is not None:
+        raise StoppedBySignal(stop, resume_hint(stop, config, loop.step, saved))
+    if not saved and loop.step > session_start_step:
+        raise VoicetuneError(final_save_missing(manager, loop.step))
+    if is_main:
+        state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
+        export_ready(manager, adapter, reporter.say)
+    best = manager.best() if is_main else None
+    best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
+                 if best else f"no checkpoint has a {config.best_metric}")
+    reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
+                 f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
+    last = manager.last_committed.name if manager.last_committed else None
+    return TrainResult(loop.step, None, last, best.name if best else None, manager.best_value(best))
 
 
 def settle_config(config: TrainConfig, adapter: ModelAdapter) -> TrainConfig:
@@ -684,12 +702,26 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
 
 
 def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
-              run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None) -> dict[str, float]:
-    """A milestone's metrics (smoothed training loss, validation loss) and its samples.
+              run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None,
+              evaluator: MilestoneEvaluator, meter: "Throughput") -> dict[str, float]:
+    """A milestone's metrics (smoothed training loss, validation loss, scores) and its samples;
+    their time is kept out of the update rate.
 
-    Validation and samples are for people: a stop request cuts them short (or skips them), so
-    the final checkpoint is committed within seconds of SIGTERM.
+    Validation, samples and scores are for people: a stop request cuts them short (or skips
+    them), so the final checkpoint is committed within seconds of SIGTERM.
     """
+    started = time.monotonic()
+    metrics = milestone_metrics(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
+    if stop is None:
+        metrics.update(finite_metrics(evaluator.evaluate(state.loop.step, state.core_model, state.ema, state.weights)))
+    meter.pause(time.monotonic() - started)
+    reporter.milestone_done(meter.last_pause)
+    return metrics
+
+
+def milestone_metrics(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
+                      run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None) -> dict[str, float]:
+    """Smoothed training loss and validation loss (skipped on a stop request), and the samples."""
     metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
     single = state.accelerator.num_processes == 1
     if stop is None:
