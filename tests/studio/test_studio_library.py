@@ -197,3 +197,20 @@ def test_auto_settings_know_the_real_size_of_the_tiny_models():
         model = create_adapter(TrainConfig.resolve({"model": name})).build_model()
         assert PARAMETERS[name] == (sum(p.numel() for p in model.parameters()),
                                     sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def test_dataset_score_flags_sort_the_clip_table_and_survive_an_edit(prepared):
+    """What `dataset score` (prepare --score) found joins prepare's own flags, so "flags first"
+    shows the other speaker first; a later edit keeps the finding for the clips still there."""
+    from voicetune.data.edit import list_clips, remove_clip
+
+    clips = list_clips(prepared)
+    suspect, other = clips[-1], clips[0]
+    report_path = prepared / "report.json"
+    report = json.loads(report_path.read_text())
+    report["score"] = {"flagged": 1, "flagged_clips": [{"id": suspect.clip_id, "flags": ["other_speaker"]}]}
+    report_path.write_text(json.dumps(report))
+    listed = {c.clip_id: c for c in list_clips(prepared)}
+    assert "other_speaker" in listed[suspect.clip_id].flags and "other_speaker" not in listed[other.clip_id].flags
+    remove_clip(prepared, other.clip_id)
+    assert "other_speaker" in {c.clip_id: c for c in list_clips(prepared)}[suspect.clip_id].flags

@@ -44,11 +44,16 @@ class ClipEntry:
 
 def list_clips(dataset: Path) -> list[ClipEntry]:
     """Every clip of a prepared dataset, kept ones first (by id), then removed ones."""
+    from voicetune.data.report import score_flags
+
     out = _prepared(dataset)
+    scored = score_flags(out.root)  # `dataset score`'s flags join prepare's, so "flags first" sorts by both
     kept, removed = [], []
     for record in load_records(out.sources):
         for clip in record.get("clips", []):
-            kept.append(_entry(out, clip, removed=False))
+            entry = _entry(out, clip, removed=False)
+            entry.flags += [f for f in scored.get(entry.clip_id, []) if f not in entry.flags]
+            kept.append(entry)
         for clip in record.get(REMOVED_KEY, []):
             removed.append(_entry(out, clip, removed=True))
     return sorted(kept, key=lambda c: c.clip_id) + sorted(removed, key=lambda c: c.clip_id)

@@ -61,9 +61,31 @@ def finish_dataset(out, options, transient: list[Rejection], last_run: dict) -> 
     check = check_dataset(out.root, sample_rate=options.sample_rate, min_seconds=options.min_seconds,
                           max_seconds=options.max_seconds)
     report = build_report(records, clips, transient, options, len(train), len(val), check)
+    kept = {c["id"] for c in clips}
+    previous = _previous_scores(out.root / REPORT)
+    if previous is not None:
+        # `dataset score`'s findings stay until the next scoring, for the clips still there.
+        previous["flagged_clips"] = [c for c in previous.get("flagged_clips", []) if c.get("id") in kept]
+        report[SCORE_KEY] = previous
     files.atomic_write_text(out.root / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     files.atomic_write_text(out.state / "last_run.json", json.dumps(last_run, indent=2) + "\n", only_if_changed=False)
     return report
+
+
+SCORE_KEY = "score"  # what `dataset score` (prepare --score) added to report.json
+
+
+def _previous_scores(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(SCORE_KEY)
+    except (OSError, ValueError):
+        return None
+
+
+def score_flags(dataset: Path) -> dict[str, list[str]]:
+    """Clip id -> the flags `dataset score` gave it (report.json's score section), for sorting."""
+    scores = _previous_scores(Path(dataset) / REPORT) or {}
+    return {c["id"]: list(c.get("flags", [])) for c in scores.get("flagged_clips", []) if "id" in c}
 
 
 def build_report(records: list[dict], clips: list[dict], transient: list[Rejection], options, n_train: int, n_val: int,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicetune.data.report import SCORE_KEY  # report.json's key for `prepare --score`
 from voicetune.errors import UsageError
 
 WER_BOUND, WER_MARGIN = 0.5, 0.3
@@ -34,7 +35,6 @@ DNSMOS_BOUND, DNSMOS_MARGIN = 1.8, 0.6
 SIMILARITY_BOUND, SIMILARITY_MARGIN = 0.75, 0.1
 CENTROID_TRIM = 0.2  # share of clips least like the first centroid left out of the second
 BATCH_CLIPS = 16  # clips scored per batch (one progress step)
-SCORE_KEY = "score"  # report.json's key for the scores of `prepare --score`
 
 
 @dataclass
