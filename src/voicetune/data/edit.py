@@ -52,7 +52,7 @@ def list_clips(dataset: Path) -> list[ClipEntry]:
     for record in load_records(out.sources):
         for clip in record.get("clips", []):
             entry = _entry(out, clip, removed=False)
-            entry.flags += [f for f in scored.get(entry.clip_id, []) if f not in entry.flags]
+            entry.flags.extend(f for f in scored.get(entry.clip_id, []) if f not in entry.flags)
             kept.append(entry)
         for clip in record.get(REMOVED_KEY, []):
             removed.append(_entry(out, clip, removed=True))
