@@ -139,8 +139,6 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 stop_early = broadcast_object(accelerator, evaluator.stop_reason)
                 if stop_early:
                     decision = SaveDecision("milestone", "full")  # the run ends here: its last checkpoint is full
-            if config.best_metric in metrics and manager.retention.is_better(metrics[config.best_metric], loop.best_value):
-                loop.best_value, loop.best_step = metrics[config.best_metric], loop.step
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
             if is_main:
                 manager.save(payload)

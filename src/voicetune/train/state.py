@@ -32,8 +32,6 @@ class LoopState:
     step: int = 0  # optimizer updates done
     epoch: int = 0
     position: int = 0  # global batch index inside the epoch (micro-batches across all ranks)
-    best_value: float | None = None
-    best_step: int | None = None
     smoothed_loss: float | None = None
     elapsed_seconds: float = 0.0  # training time across all sessions
     items_seen: int = 0
