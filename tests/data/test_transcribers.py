@@ -11,7 +11,7 @@ import soundfile as sf
 from support.harness import voicetune
 from speech_corpus import word_edits, words_for_wer
 from voicetune.data.segment import PlannedClip
-from voicetune.data.transcribe import MAX_BLOCK_GAP, WINDOW_SECONDS, _blocks
+from voicetune.data.transcribe import BLOCK_SECONDS, MAX_BLOCK_GAP, _blocks
 from voicetune.demo_recordings import build_recording, talk_plan
 
 # pocketsphinx's US English model on espeak-ng's voice: about 0.8 measured. The bound catches
@@ -19,25 +19,25 @@ from voicetune.demo_recordings import build_recording, talk_plan
 MAX_POCKETSPHINX_WER = 0.9
 
 
-def test_blocks_are_continuous_runs_of_clips_that_fit_one_window():
-    """Clips of 5-15 s with pauses of every length (music left out among them): each block is at
-    most one whisper window from its first clip's start to its last clip's end, holds no long
-    silence, and the blocks take every clip once, in order."""
+def test_blocks_are_continuous_runs_of_clips_of_at_most_block_seconds():
+    """Clips of 3-10 s with pauses of every length (music left out among them): each block is at
+    most BLOCK_SECONDS from its first clip's start to its last clip's end, holds no long silence,
+    and the blocks take every clip once, in order; clips that fit together are read together."""
     rng = np.random.default_rng(3)
     clips, time = [], 0.4
     for _ in range(40):
-        duration = rng.uniform(5, 15)
+        duration = rng.uniform(3, 10)
         clips.append(PlannedClip(time, time + duration, time + 0.2, time + duration - 0.2))
         time += duration + rng.choice([0.0, 0.4, 1.5, 2.9, 9.0])
     blocks = _blocks(clips)
     assert [i for block in blocks for i in block] == list(range(len(clips)))
     for block in blocks:
-        assert clips[block[-1]].end - clips[block[0]].start <= WINDOW_SECONDS
+        assert clips[block[-1]].end - clips[block[0]].start <= BLOCK_SECONDS
         assert all(clips[i + 1].start - clips[i].end <= MAX_BLOCK_GAP for i in block[:-1])
     # A block ends only where the next clip would not fit in it, or after a long silence.
     for block, following in zip(blocks, blocks[1:]):
         nxt = clips[following[0]]
-        assert nxt.end - clips[block[0]].start > WINDOW_SECONDS or nxt.start - clips[block[-1]].end > MAX_BLOCK_GAP
+        assert nxt.end - clips[block[0]].start > BLOCK_SECONDS or nxt.start - clips[block[-1]].end > MAX_BLOCK_GAP
     assert len(blocks) < len(clips) / 1.5
 
 
