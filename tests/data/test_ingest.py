@@ -24,6 +24,30 @@ def test_every_format_decodes_to_mono_at_the_target_rate_in_time(corpus, name):
     assert measure_loudness(audio.samples, 24000) == pytest.approx(-23.0, abs=0.5)
 
 
+@pytest.mark.parametrize("rate", [16000, 24000, 48000])
+def test_loudness_is_what_pyloudnorm_measures(corpus, rate):
+    """The numpy meter gives pyloudnorm's BS.1770 figures: on recorded speech, on noise, and on a
+    loud tone followed by a quiet one and silence (the gates leave those out)."""
+    import warnings
+
+    import pyloudnorm
+
+    rng = np.random.default_rng(7)
+    t = np.arange(rate * 3) / rate
+    signals = {
+        "speech": load_source(corpus["talk.mp3"].path, rate, -23.0).samples * 0.3,
+        "noise": rng.normal(0, 0.1, rate * 5).astype(np.float32),
+        "gated": np.concatenate([0.5 * np.sin(2 * np.pi * 440 * t), 0.001 * np.sin(2 * np.pi * 60 * t), 0 * t]),
+    }
+    for name, samples in signals.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = pyloudnorm.Meter(rate).integrated_loudness(samples)
+        assert measure_loudness(samples, rate) == pytest.approx(reference, abs=0.001), name
+    assert measure_loudness(np.zeros(rate, np.float32), rate) == -np.inf
+    assert measure_loudness(signals["noise"][: int(0.3 * rate)], rate) == -np.inf  # under one 400 ms block
+
+
 def test_stereo_is_the_mean_of_the_channels(tmp_path):
     t = np.arange(48000) / 48000
     tone = 0.4 * np.sin(2 * np.pi * 300 * t)

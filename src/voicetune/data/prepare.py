@@ -445,7 +445,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
 
     `on_progress(fraction, status)` is called as audio is processed (the studio's progress bar)."""
     from voicetune.console import error_console, is_interactive
-    from voicetune.data.report import finish_dataset
+    from voicetune.data.report import finish_dataset, preload_plotting
 
     started = time.perf_counter()
     options.check()
@@ -492,9 +492,13 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
                 continue
             out.record_path(sha).unlink(missing_ok=True)
             jobs.append(SourceJob(str(path), sha, f"{files.slugify(path.stem)}_{sha[:8]}", probe_duration(path)))
+        # Longest first: the last files to start are the short ones, so the workers finish together.
+        jobs.sort(key=lambda job: -job.estimated_seconds)
         workers = max(1, min(workers, len(jobs))) if jobs else workers
         threads = max(1, cores // workers)
         context = WorkerContext(options, str(out.root), model.path if model else None, threads)
+        if workers > 1:
+            preload_plotting()
         records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console, on_progress) if jobs else []
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:

@@ -189,8 +189,8 @@ ENCODER_PADDING_SECONDS = 1.0
 
 def encoder_frames(seconds: float, frames_per_second: int) -> int:
     """How many feature frames the encoder reads for a window of `seconds`: the audio and a
-    second of padding, in whole seconds, at most whisper's 30-second window."""
-    return int(min(30, math.ceil(seconds + ENCODER_PADDING_SECONDS)) * frames_per_second)
+    second of padding, an even count (the encoder halves it), at most whisper's 30-second window."""
+    return min(30 * frames_per_second, 2 * math.ceil((seconds + ENCODER_PADDING_SECONDS) * frames_per_second / 2))
 
 
 def _fit(features: np.ndarray, frames: int) -> np.ndarray:
