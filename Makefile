@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/voicetune demo
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 tests
 
 # Real-size f5-v1-base and xtts-v2 on the CPU (tests marked `full`, left out of `make test`).
 test-full: $(STAMP)

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from support.harness import XTTS_STEPS, run_cli, xtts_args
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on two cores: one torch thread each (two threads per
+    # worker would wait for each other while the other worker is busy).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Files that share a session fixture taking tens of seconds to build (the speech corpus prepared
+# with whisper, the real-speech recordings, xtts-tiny's trained run): under `pytest -n` each group
+# runs in one worker, so the fixture is built once (see pytest_xdist_make_scheduler).
+SHARED_SETUP = {
+    "speech-data": ("tests/data/",),
+    "xtts-run": ("tests/models/test_xtts_adapter.py", "tests/models/test_lora.py"),
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two workers (pytest-xdist); a file's tests stay in one worker (its module
+    fixtures are built once) and the files of a SHARED_SETUP group share one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedSetupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((group for group, prefixes in SHARED_SETUP.items() if path.startswith(prefixes)), path)
+
+    return SharedSetupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
