@@ -11,7 +11,7 @@ import soundfile as sf
 from support.harness import voicetune
 from speech_corpus import word_edits, words_for_wer
 from voicetune.data.segment import PlannedClip
-from voicetune.data.transcribe import BLOCK_SECONDS, MAX_BLOCK_GAP, _blocks
+from voicetune.data.transcribe import BLOCK_SECONDS, MAX_BLOCK_GAP, Word, _blocks, _repeats_itself, encoder_frames
 from voicetune.demo_recordings import build_recording, talk_plan
 
 # pocketsphinx's US English model on espeak-ng's voice: about 0.8 measured. The bound catches
@@ -39,6 +39,25 @@ def test_blocks_are_continuous_runs_of_clips_of_at_most_block_seconds():
         nxt = clips[following[0]]
         assert nxt.end - clips[block[0]].start > BLOCK_SECONDS or nxt.start - clips[block[-1]].end > MAX_BLOCK_GAP
     assert len(blocks) < len(clips) / 1.5
+
+
+def test_a_decoding_loop_is_told_from_speech():
+    """Whisper's loop test (text that gzip shrinks more than 2.4 times), on transcripts whisper
+    gave: a window that looped is read again in a full window; real sentences, even repeated
+    words in them, are not."""
+    def words(text: str) -> list[Word]:
+        return [Word(i, i + 0.5, " " + w) for i, w in enumerate(text.split())]
+
+    assert _repeats_itself(words("It seems it's a " + "tell-" * 60 + "tell."))
+    assert _repeats_itself(words("Smokey fires lack flame and heat. The soft cushion broke the man's fall. " * 6))
+    assert not _repeats_itself(words("Smokey fires lack flame and heat. The soft cushion broke the man's fall."))
+    assert not _repeats_itself(words("No, no, no, I said the red one, not the blue one: the red one is mine."))
+
+
+def test_the_encoder_reads_the_audio_and_its_padding_within_whispers_window():
+    assert encoder_frames(10.0, 100) == 1300
+    assert encoder_frames(10.005, 100) == 1302  # an even count: the encoder halves it
+    assert encoder_frames(28.5, 100) == 3000
 
 
 @pytest.mark.slow

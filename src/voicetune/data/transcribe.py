@@ -30,7 +30,7 @@ from voicetune.data.segment import (
 from voicetune.errors import UsageError
 
 WINDOW_SECONDS = 29.0  # whisper's window is 30 s; keep a margin for its last, dropped frame
-BLOCK_SECONDS = 19.0  # clips are read together up to this long: with the encoder's padding, 2000 frames
+BLOCK_SECONDS = 24.0  # clips are read together up to this long (see _blocks)
 MAX_BLOCK_GAP = 3.0  # a longer silence (or music left out of the plan) between clips starts a new block
 PROBE_REACH = 4.0  # seconds of audio on each side of a cut that is checked
 WORD_EDGE_MARGIN = 0.03  # a cut this close to a word's edge counts as between words
@@ -114,12 +114,14 @@ class WhisperTranscriber:
     per span, no previous-text conditioning, beam search, word timestamps by cross-attention
     alignment) with two changes that make it about twice as fast on the CPU for the same words:
 
-    - the encoder reads only the frames the batch's longest span holds, plus a second of padding,
-      instead of a fixed 30-second window (CTranslate2 takes fewer than 3000 frames; the cost of
-      an encoder pass grows faster than its length: for whisper-base int8 on one core, about
-      0.25 ms a frame up to 2000 frames, 0.4 ms beyond), one window at a time. Spans are batched
-      longest first, so that spans of like length share a batch for the decoder, whose cost per
-      step hardly grows with the batch.
+    - the encoder reads only the frames the batch's longest span holds, plus ENCODER_PADDING_SECONDS
+      of padding, instead of a fixed 30-second window (CTranslate2 takes fewer than 3000 frames;
+      the cost of an encoder pass grows faster than its length: for whisper-base int8 on one core,
+      about 0.25 ms a frame up to 2000 frames, 0.4 ms beyond), one window at a time. Spans are
+      batched longest first, so that spans of like length share a batch for the decoder, whose
+      cost per step hardly grows with the batch. A window whose transcript repeats itself (a
+      decoding loop, which a short window with little padding can fall into) is read again in
+      whisper's own 30-second window.
     - an undetected language is read from the encoder output of the longest span (whisper's own
       pipeline reads the first 30 seconds of speech), instead of from an encoder pass of its own.
     """
@@ -139,57 +141,75 @@ class WhisperTranscriber:
         """Transcribe the [start, end) spans (seconds, each at most WINDOW_SECONDS, none
         overlapping) of 16 kHz `audio`; returns one transcript per span, its words timed in seconds
         of `audio`, and the language (detected from the longest span when `language` is None)."""
+        if not spans:
+            return [], language
+        fps = self.model.frames_per_second
+        lengths = [min(b - a, WINDOW_SECONDS) for a, b in spans]
+        order = sorted(range(len(spans)), key=lambda i: -lengths[i])
+        words_of: list[list[Word]] = [[] for _ in spans]
+        looped: list[int] = []
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            language = self._decode(audio, spans, lengths, batch, encoder_frames(lengths[batch[0]], fps), language, words_of)
+            looped += [i for i in batch if _repeats_itself(words_of[i])]
+            if progress:
+                progress(min(first + self.batch_size, len(order)) / len(order))
+        for first in range(0, len(looped), self.batch_size):
+            self._decode(audio, spans, lengths, looped[first : first + self.batch_size], 30 * fps, language, words_of)
+        return [_transcript(words) for words in words_of], language
+
+    def _decode(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], lengths: list[float], batch: list[int],
+                frames: int, language: str | None, words_of: list[list[Word]]) -> str | None:
+        """Encode the spans of `batch` at `frames` feature frames each, decode them together and
+        time their words into `words_of`; returns the language (detected here when None)."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        if not spans:
-            return [], language
         model = self.model
         fps = model.frames_per_second
-        lengths = [min(b - a, WINDOW_SECONDS) for a, b in spans]
-        order = sorted(range(len(spans)), key=lambda i: -lengths[i])
-        words_of: list[list[Word]] = [[] for _ in spans]
-        tokenizer = prompt = suppress = None
-        for first in range(0, len(order), self.batch_size):
-            batch = order[first : first + self.batch_size]
-            frames = encoder_frames(lengths[batch[0]], fps)
-            # One window at a time: on the CPU a batched encoder pass costs more than its windows one by one.
-            encoded = [np.asarray(model.encode(_fit(model.feature_extractor(_clip_audio(audio, *spans[i]))[..., :-1], frames)))
-                       for i in batch]
-            encoder_output = ctranslate2.StorageView.from_array(np.concatenate(encoded))
-            if tokenizer is None:
-                if language is None and model.model.is_multilingual:
-                    longest = ctranslate2.StorageView.from_array(encoded[0])
-                    language = model.model.detect_language(longest)[0][0][0][2:-2]  # "<|es|>"
-                tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                      language=language or "en")
-                prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
-                suppress = get_suppressed_tokens(tokenizer, [-1])
-            results = model.model.generate(encoder_output, [list(prompt) for _ in batch], beam_size=self.beam_size,
-                                           max_length=model.max_length, suppress_blank=True, suppress_tokens=suppress)
-            segments = [[{"tokens": result.sequences_ids[0], "start": spans[i][0], "end": spans[i][0] + lengths[i],
-                          "seek": spans[i][0] * fps}] for i, result in zip(batch, results)]
-            model.add_word_timestamps(segments, tokenizer, encoder_output,
-                                      [min(frames, math.ceil(lengths[i] * fps)) for i in batch],
-                                      PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)
-            for i, (segment,) in zip(batch, segments):
-                words_of[i] = [Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
-                               for w in segment.get("words", [])]
-            if progress:
-                progress(min(first + self.batch_size, len(order)) / len(order))
-        return [_transcript(words) for words in words_of], language
+        # One window at a time: on the CPU a batched encoder pass costs more than its windows one by one.
+        encoded = [np.asarray(model.encode(_fit(model.feature_extractor(_clip_audio(audio, *spans[i]))[..., :-1], frames)))
+                   for i in batch]
+        encoder_output = ctranslate2.StorageView.from_array(np.concatenate(encoded))
+        if language is None and model.model.is_multilingual:
+            language = model.model.detect_language(ctranslate2.StorageView.from_array(encoded[0]))[0][0][0][2:-2]  # "<|es|>"
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language or "en")
+        results = model.model.generate(
+            encoder_output, [model.get_prompt(tokenizer, [], without_timestamps=True) for _ in batch],
+            beam_size=self.beam_size, max_length=model.max_length, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )
+        segments = [[{"tokens": result.sequences_ids[0], "start": spans[i][0], "end": spans[i][0] + lengths[i],
+                      "seek": spans[i][0] * fps}] for i, result in zip(batch, results)]
+        model.add_word_timestamps(segments, tokenizer, encoder_output, [min(frames, math.ceil(lengths[i] * fps)) for i in batch],
+                                  PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)
+        for i, (segment,) in zip(batch, segments):
+            words_of[i] = [Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                           for w in segment.get("words", [])]
+        return language
 
 
 # faster-whisper's defaults: punctuation joined to the word before (or after) it
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-ENCODER_PADDING_SECONDS = 1.0
+# Past the audio, the encoder reads this much of whisper's padding: with one second, a window of
+# a few seconds could loop ("tell-tell-tell-..."); with three, none of the tests' windows did.
+ENCODER_PADDING_SECONDS = 3.0
+LOOP_COMPRESSION_RATIO = 2.4  # whisper's own threshold: text that gzip shrinks more than this repeats itself
+
+
+def _repeats_itself(words: list[Word]) -> bool:
+    """Whether a transcript is a decoding loop, by whisper's test: its text compresses too well."""
+    from faster_whisper.transcribe import get_compression_ratio
+
+    text = "".join(w.text for w in words)
+    return len(text) > 40 and get_compression_ratio(text) > LOOP_COMPRESSION_RATIO
 
 
 def encoder_frames(seconds: float, frames_per_second: int) -> int:
-    """How many feature frames the encoder reads for a window of `seconds`: the audio and a
-    second of padding, an even count (the encoder halves it), at most whisper's 30-second window."""
+    """How many feature frames the encoder reads for a window of `seconds`: the audio and
+    ENCODER_PADDING_SECONDS, an even count (the encoder halves it), at most whisper's 30-second window."""
     return min(30 * frames_per_second, 2 * math.ceil((seconds + ENCODER_PADDING_SECONDS) * frames_per_second / 2))
 
 
@@ -271,8 +291,10 @@ def _blocks(clips: list[PlannedClip]) -> list[list[int]]:
     its last clip's end (a clip longer than that is a block of its own), broken where a long
     silence or music lies between two clips: a run is transcribed as one piece of continuous
     audio, so that each sentence is heard in its context and a word said across a cut is heard
-    whole. Past 20 seconds whisper's encoder costs half as much again per second (see
-    WhisperTranscriber), and the words of a clip are as well heard with 19 seconds of context."""
+    whole. Why 24 s: on 29 minutes of recorded Spanish, French and Italian, blocks of up to 19 s
+    raised the word error rate from 0.129 to 0.145 (less context), blocks of 24 s kept it (0.131)
+    for 16% less transcription time than 29 s (the encoder's cost per second grows with the
+    window)."""
     blocks: list[list[int]] = []
     for index, clip in enumerate(clips):
         if (blocks and clip.start - clips[index - 1].end <= MAX_BLOCK_GAP
