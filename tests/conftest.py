@@ -13,6 +13,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two pytest workers on two cores: one torch thread each (two threads per
     # worker would wait for each other while the other worker is busy).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # A worker starts with COLUMNS=80 LINES=24, not the terminal's: the commands' tables would be
+    # squeezed (support.harness gives them 200 columns when nothing else is set).
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 # Files that share a session fixture taking tens of seconds to build (the speech corpus prepared
 # with whisper, the real-speech recordings, xtts-tiny's trained run): under `pytest -n` each group
@@ -23,11 +27,30 @@ SHARED_SETUP = {
 }
 
 
+# The longest files and groups (a minute or more on 2 cores), handed out first so that the two
+# workers finish together; a stale list costs only balance.
+LONG_FIRST = ("tests/data/", "tests/models/test_xtts_adapter.py", "tests/models/test_lora.py", "tests/scoring/",
+              "tests/models/test_f5_training.py", "tests/studio/test_studio_browser.py", "tests/train/test_resume.py",
+              "tests/test_demo.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: the collections must match
+        def rank(item) -> int:
+            path = os.path.relpath(item.path, config.rootpath)
+            return next((i for i, prefix in enumerate(LONG_FIRST) if path.startswith(prefix)), len(LONG_FIRST))
+
+        items.sort(key=rank)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs two workers (pytest-xdist); a file's tests stay in one worker (its module
-    fixtures are built once) and the files of a SHARED_SETUP group share one."""
+    fixtures are built once) and the files of a SHARED_SETUP group share one. Groups are handed
+    out in collection order (LONG_FIRST first)."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
 
     class SharedSetupScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -288,8 +288,6 @@ def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data:
     from voicetune.config import TrainConfig
     from voicetune.models.registry import create_adapter
 
-    if not model_name:
-        raise UsageError(f"--model: name the architecture of {target.path} (e.g. f5-v1-base, xtts-v2)")
     dataset = data or Path(eval_set.real_clips[0]).parent.parent
     config = TrainConfig.resolve({"model": model_name, "pretrained": str(target.path), "data": dataset,
                                   "language": eval_set.language or "en"})
@@ -310,6 +308,10 @@ def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[s
     from voicetune.scoring import get_scorers
 
     targets = resolve_targets(paths)
+    # Said before any model is loaded: a weight file alone does not tell which architecture it is.
+    unnamed = next((t for t in targets if t.upstream and not model_name), None)
+    if unnamed is not None:
+        raise UsageError(f"--model: name the architecture of {unnamed.path} (e.g. f5-v1-base, xtts-v2)")
     eval_set = eval_set_for(targets, data, list(texts or []), clips, language, ref, ref_text)
     scorers = get_scorers(whisper_model, note)
     real = score_real_voice(eval_set, scorers)
