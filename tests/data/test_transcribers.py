@@ -55,9 +55,10 @@ def test_a_decoding_loop_is_told_from_speech():
 
 
 def test_the_encoder_reads_the_audio_and_its_padding_within_whispers_window():
-    assert encoder_frames(10.0, 100) == 1300
-    assert encoder_frames(10.005, 100) == 1302  # an even count: the encoder halves it
-    assert encoder_frames(28.5, 100) == 3000
+    assert encoder_frames(20.0, 100) == 2100
+    assert encoder_frames(20.005, 100) == 2102  # an even count: the encoder halves it
+    assert encoder_frames(29.5, 100) == 3000  # never past whisper's window
+    assert encoder_frames(5.0, 100) == 1000  # a short window is read with more padding
 
 
 @pytest.mark.slow
