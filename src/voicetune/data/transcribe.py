@@ -114,11 +114,11 @@ class WhisperTranscriber:
     per span, no previous-text conditioning, beam search, word timestamps by cross-attention
     alignment) with two changes that make it about twice as fast on the CPU for the same words:
 
-    - the encoder reads only the frames the batch's longest span holds, plus ENCODER_PADDING_SECONDS
-      of padding (see encoder_frames), instead of a fixed 30-second window (CTranslate2 takes fewer than 3000 frames;
-      the cost of an encoder pass grows faster than its length: for whisper-base int8 on one core,
-      about 0.25 ms a frame up to 2000 frames, 0.4 ms beyond), one window at a time. Spans are
-      batched longest first, so that spans of like length share a batch for the decoder, whose
+    - the encoder reads only the frames the batch's longest span holds and some padding (see
+      encoder_frames), instead of a fixed 30-second window (CTranslate2 takes fewer than 3000
+      frames; the cost of an encoder pass grows faster than its length: for whisper-base int8 on
+      one core, about 0.25 ms a frame up to 2000 frames, 0.4 ms beyond), one window at a time.
+      Spans are batched longest first, so that spans of like length share a batch for the decoder, whose
       cost per step hardly grows with the batch. A window whose transcript repeats itself (a
       decoding loop, which a short window with little padding can fall into) is read again in
       whisper's own 30-second window.
