@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_model = os.environ.get("VOICETUNE_WHISPER_MODEL") or str(REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2")
     parser.add_argument("--whisper-model", default=default_model)
-    parser.add_argument("--variants", action="store_true", help="also time --beam-size 1 and --language given")
+    parser.add_argument("--variants", action="store_true", help="also time --beam-size 2 and --workers 1")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="prepare-bench-") as tmp:
@@ -126,12 +126,14 @@ def main() -> None:
         print("  running: whole-file whisper pass")
         whole_words, wall, cpu = whole_file_pass(corpus, args.whisper_model)
         rows.append(("whole-file whisper pass alone (beam 5, conditioned)", wall, cpu))
+        whole_wall, whole_cpu = wall, cpu
         print("  running: whole pipeline, defaults")
         wall, cpu, manifest = time_pipeline(folder, Path(tmp) / "dataset", args.whisper_model)
         rows.append(("whole pipeline, whisper-base int8, defaults", wall, cpu))
         pipeline_ratio = seconds / wall
+        speedup = f"prepare's speed / the whole-file pass's, same run: {whole_wall / wall:.2f} (wall), {whole_cpu / cpu:.2f} (CPU)"
         if args.variants:
-            for label, options in [("whole pipeline, --beam-size 1", {"beam_size": 1}),
+            for label, options in [("whole pipeline, --beam-size 2", {"beam_size": 2}),
                                    ("whole pipeline, --workers 1", {"workers": 1})]:
                 print(f"  running: {label}")
                 rows.append((label, *time_pipeline(folder, Path(tmp) / "dataset", args.whisper_model, **options)[:2]))
@@ -142,11 +144,12 @@ def main() -> None:
             idle = f"{seconds / (cpu_used / cores):8.1f}x" if cpu_used else ""
             print(f"{label:56s} {wall:7.2f} {seconds / wall:11.1f}x {cpu_used or 0:7.1f} {idle:>9s}")
         scores = score(corpus, manifest, whole_words)
-        print(f"\nword error rate against the index texts, over the speech prepare kept:")
+        print("\nword error rate against the index texts, over the speech prepare kept:")
         for language, (words, ours, theirs) in scores.items():
             print(f"  {language}: prepare {ours / words:.3f}, whole-file {theirs / words:.3f} ({words} words)")
         words, ours, theirs = (sum(row[i] for row in scores.values()) for i in range(3))
         print(f"  all: prepare {ours / words:.3f}, whole-file {theirs / words:.3f}")
+        print(speedup)
         print(f"whole pipeline: {pipeline_ratio:.1f}x real time")
         print(f"WER prepare / whole-file: {ours / max(theirs, 1):.2f}")
 
