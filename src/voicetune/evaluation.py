@@ -337,10 +337,9 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
     value as a dashed line, the best step marked."""
     import io
 
-    import matplotlib
+    from voicetune.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     from voicetune.data.files import atomic_write_bytes

@@ -42,9 +42,9 @@ def test_blocks_are_continuous_runs_of_clips_of_at_most_block_seconds():
 
 
 def test_a_decoding_loop_is_told_from_speech():
-    """Whisper's loop test (text that gzip shrinks more than 2.4 times), on transcripts whisper
-    gave: a window that looped is read again in a full window; real sentences, even repeated
-    words in them, are not."""
+    """Whisper's loop test (text that gzip shrinks more than 2.4 times), which decides which
+    windows are read again in a full window: it catches the loops whisper gave on short windows
+    (a word or a sentence over and over), not real sentences, even with repeated words in them."""
     def words(text: str) -> list[Word]:
         return [Word(i, i + 0.5, " " + w) for i, w in enumerate(text.split())]
 

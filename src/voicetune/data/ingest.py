@@ -36,6 +36,8 @@ FULL_SCALE = 0.999  # a decoded sample at or above this magnitude is taken as cl
 CLIPPING_RUN = 3  # consecutive full-scale samples that make a clipping event (one can be a peak)
 MAX_PEAK_DBFS = -1.0  # the peak guard: loudness gain never pushes a sample above this
 SILENT_LUFS = -70.0  # BS.1770's absolute gate: below it there is nothing to measure
+LOUDNESS_BLOCK = 0.4  # seconds: BS.1770's gating block
+LOUDNESS_HOP = 0.25  # of a block: blocks overlap by 75%
 BLOCK_FRAMES = 1 << 16
 
 
@@ -305,22 +307,22 @@ def measure_loudness(samples: np.ndarray, rate: int) -> float:
         return -math.inf
     weighted = _fft_convolve(np.asarray(samples, np.float64), _k_weighting_response(rate))
     energy = np.concatenate(([0.0], np.cumsum(weighted * weighted)))
-    count = int(np.round((len(samples) / rate - LOUDNESS_BLOCK) / (LOUDNESS_BLOCK * 0.25))) + 1
-    steps = np.arange(count) * 0.25
+    count = int(np.round((len(samples) / rate - LOUDNESS_BLOCK) / (LOUDNESS_BLOCK * LOUDNESS_HOP))) + 1
+    steps = np.arange(count) * LOUDNESS_HOP
     lower = (LOUDNESS_BLOCK * steps * rate).astype(np.int64)
     upper = np.minimum((LOUDNESS_BLOCK * (steps + 1) * rate).astype(np.int64), len(samples))
     z = (energy[upper] - energy[lower]) / (LOUDNESS_BLOCK * rate)  # mean square of each block
+
+    def lufs(mean_square):
+        return -0.691 + 10 * np.log10(mean_square)
+
     with np.errstate(divide="ignore"):
-        block_loudness = -0.691 + 10 * np.log10(z)
+        block_loudness = lufs(z)
         above_absolute = z[block_loudness >= SILENT_LUFS]
         if not len(above_absolute):
             return -math.inf
-        relative_gate = -0.691 + 10 * np.log10(above_absolute.mean()) - 10
-        gated = z[(block_loudness > relative_gate) & (block_loudness > SILENT_LUFS)]
-        return float(-0.691 + 10 * np.log10(gated.mean())) if len(gated) else -math.inf
-
-
-LOUDNESS_BLOCK = 0.4  # seconds: BS.1770's gating block
+        gated = z[(block_loudness > lufs(above_absolute.mean()) - 10) & (block_loudness > SILENT_LUFS)]
+        return float(lufs(gated.mean())) if len(gated) else -math.inf
 
 
 @functools.lru_cache(maxsize=8)

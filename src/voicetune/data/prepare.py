@@ -445,7 +445,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
 
     `on_progress(fraction, status)` is called as audio is processed (the studio's progress bar)."""
     from voicetune.console import error_console, is_interactive
-    from voicetune.data.report import finish_dataset, preload_plotting
+    from voicetune.data.report import finish_dataset
+    from voicetune.plotting import preload_in_background
 
     started = time.perf_counter()
     options.check()
@@ -498,7 +499,7 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         threads = max(1, cores // workers)
         context = WorkerContext(options, str(out.root), model.path if model else None, threads)
         if workers > 1:
-            preload_plotting()
+            preload_in_background()  # the report's histogram, drawn after the workers
         records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console, on_progress) if jobs else []
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:

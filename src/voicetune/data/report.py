@@ -163,28 +163,13 @@ def _duration_stats(durations: list[float]) -> dict:
             "histogram": {"edges": edges, "counts": counts}}
 
 
-def _import_pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def preload_plotting() -> None:
-    """Import matplotlib in a background thread: it takes about a second, which the parent process
-    of prepare's workers, waiting on them, has to spare; the histogram at the end then starts at once."""
-    import threading
-
-    threading.Thread(target=_import_pyplot, name="preload-matplotlib", daemon=True).start()
-
-
 def write_duration_histogram(durations: list[float], path: Path, min_seconds: float, max_seconds: float) -> None:
     """A PNG histogram of clip durations, with the bounds marked (matplotlib, Agg: no display)."""
     import io
 
-    plt = _import_pyplot()
+    from voicetune.plotting import pyplot
+
+    plt = pyplot()
 
     edges, counts = _histogram(durations)
     figure, axes = plt.subplots(figsize=(7, 3.5), dpi=100)

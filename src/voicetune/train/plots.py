@@ -14,10 +14,9 @@ CURVES = {"train/loss": "train loss", "val/loss": "validation loss"}
 
 def write_loss_plot(run: Path, png: Path) -> bool:
     """Draw RUN/metrics.jsonl's loss curves into `png` (atomically); False when nothing is logged yet."""
-    import matplotlib
+    from voicetune.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = read_metrics(Path(run) / "metrics.jsonl")
     series = {}

@@ -191,10 +191,9 @@ class Reporter:
 
 def mel_figure(mel: np.ndarray, title: str):
     """A mel spectrogram (mels x frames) as a matplotlib figure."""
-    import matplotlib
+    from voicetune.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if mel.ndim == 3:
         mel = mel[0]
