@@ -11,7 +11,18 @@ import soundfile as sf
 from support.harness import voicetune
 from speech_corpus import word_edits, words_for_wer
 from voicetune.data.segment import PlannedClip
-from voicetune.data.transcribe import BLOCK_SECONDS, MAX_BLOCK_GAP, Word, _blocks, _repeats_itself, encoder_frames
+from voicetune.data.ingest import load_source
+from voicetune.data.segment import ClipLimits, SpeechDetector, segment_speech
+from voicetune.data.transcribe import (
+    BLOCK_SECONDS,
+    MAX_BLOCK_GAP,
+    WhisperTranscriber,
+    Word,
+    _blocks,
+    _even_batches,
+    _repeats_itself,
+    encoder_frames,
+)
 from voicetune.demo_recordings import build_recording, talk_plan
 
 # pocketsphinx's US English model on espeak-ng's voice: about 0.8 measured. The bound catches
@@ -59,6 +70,31 @@ def test_the_encoder_reads_the_audio_and_its_padding_within_whispers_window():
     assert encoder_frames(20.005, 100) == 2102  # an even count: the encoder halves it
     assert encoder_frames(29.5, 100) == 3000  # never past whisper's window
     assert encoder_frames(5.0, 100) == 1000  # a short window is read with more padding
+
+
+def test_spans_are_batched_longest_first_in_as_few_even_batches_as_fit():
+    """Spans sorted longest first go to the fewest batches of at most 4, of even sizes, in order:
+    a window is read at the length of its batch's longest, so like lengths share a batch."""
+    assert _even_batches([7, 3, 5, 1, 0], 4) == [[7, 3, 5], [1, 0]]
+    assert [len(b) for b in _even_batches(list(range(14)), 4)] == [4, 4, 3, 3]
+    assert _even_batches([2, 0, 1], 4) == [[2, 0, 1]]
+    assert _even_batches([], 4) == []
+
+
+@pytest.mark.slow
+def test_copies_of_whisper_side_by_side_hear_what_one_copy_hears(real_corpus, whisper_model):
+    """`prepare --workers 2` sends one file's batches to two single-threaded copies of whisper at
+    once: the words, their timing and the language are those one copy gives alone, batch by batch."""
+    recording = real_corpus["es/menu.mp3"]
+    audio = load_source(recording.path, 16000, -23.0).analysis
+    plan, _ = segment_speech(audio, SpeechDetector(), ClipLimits())
+    spans = [(plan.clips[b[0]].start, plan.clips[b[-1]].end) for b in _blocks(plan.clips)]
+    assert len(_even_batches(spans, 4)) >= 2, "the recording should need two batches or more"
+    alone, language_alone = WhisperTranscriber(str(whisper_model), replicas=1).transcribe_spans(audio, spans)
+    side_by_side, language = WhisperTranscriber(str(whisper_model), replicas=2).transcribe_spans(audio, spans)
+    assert language == language_alone == "es"
+    assert [t.words for t in side_by_side] == [t.words for t in alone]
+    assert all(t.words for t in alone)
 
 
 @pytest.mark.slow

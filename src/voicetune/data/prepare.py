@@ -1,7 +1,8 @@
 """`voicetune prepare`: raw recordings in, a clean, transcribed LJSpeech-layout dataset out.
 
 Each source file goes through the stages on its own (ingest -> segment -> check cuts ->
-transcribe -> write clips), in a pool of worker processes, and ends with a record in
+transcribe -> write clips), several files at a time in threads that share the models (each file's
+whisper batches go to whichever copy of whisper is free), and ends with a record in
 DATASET/.voicetune/sources/<sha256 of its content>.json written after all its clips. The record is
 what makes the run resumable: a rerun skips every source whose record is there and whose clips
 are intact, and picks up new files. The dataset-wide files (metadata, split, manifest, report)
@@ -22,12 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing
 import os
+import queue
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,10 +149,10 @@ def available_cores() -> int:
 def choose_workers(requested: int | None, cores: int) -> tuple[int, str | None]:
     """(workers, warning): one per core by default, never more than the cores.
 
-    Whisper on the CPU turns cores into speed better as one single-threaded process per core, each
-    on its own file, than as one process with a thread per core: a decoding step is too small a
-    piece of work to share between threads, and decoding, word timing and clip writing run in
-    Python between the model's calls."""
+    A worker is a single-threaded copy of whisper (CTranslate2 replicas in this one process) and a
+    thread that prepares one file at a time: on the CPU, copies on separate batches turn cores into
+    speed better than one copy with a thread per core, since a decoding step is too small a piece
+    of work to share between threads."""
     if requested is None:
         return cores, None
     if requested > cores:
@@ -254,19 +255,20 @@ class WorkerContext:
     options: PrepareOptions
     out_dir: str
     whisper_model_path: str | None
-    threads: int
+    threads: int  # of each copy of whisper
+    replicas: int = 1  # copies of whisper, one per file prepared at a time
 
 
-# Per-process state of a worker: the models, loaded on first use and kept for the next files.
+# The models, loaded on first use and kept for the next files: shared by the threads that prepare
+# files side by side (silero-vad's session and CTranslate2's replicas take calls from several threads).
 _worker: dict = {}
 
 
 def _models(context: WorkerContext):
     if "detector" not in _worker:
         _worker["detector"] = SpeechDetector()
-        _worker["transcriber"] = load_transcriber(
-            context.options.transcriber, context.whisper_model_path, context.threads, context.options.beam_size
-        )
+        _worker["transcriber"] = load_transcriber(context.options.transcriber, context.whisper_model_path,
+                                                  context.threads, context.options.beam_size, context.replicas)
         _worker["transcripts_cache"] = {}
     return _worker["detector"], _worker["transcriber"]
 
@@ -396,16 +398,6 @@ def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], t
         })
 
 
-def _worker_init(context: WorkerContext, queue) -> None:
-    _worker["context"] = context
-    _worker["queue"] = queue
-
-
-def _worker_run(index: int, job: SourceJob) -> dict:
-    queue = _worker["queue"]
-    return prepare_source(job, _worker["context"], progress=lambda f: queue.put((index, f)))
-
-
 @dataclass
 class PrepareResult:
     """What a prepare run did and what the dataset now holds."""
@@ -495,12 +487,13 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
             jobs.append(SourceJob(str(path), sha, f"{files.slugify(path.stem)}_{sha[:8]}", probe_duration(path)))
         # Longest first: the last files to start are the short ones, so the workers finish together.
         jobs.sort(key=lambda job: -job.estimated_seconds)
-        workers = max(1, min(workers, len(jobs))) if jobs else workers
-        threads = max(1, cores // workers)
-        context = WorkerContext(options, str(out.root), model.path if model else None, threads)
+        # One copy of whisper per worker; one file per worker at a time, so fewer files than
+        # workers still keep every copy busy (a file's batches go to whichever copy is free).
+        context = WorkerContext(options, str(out.root), model.path if model else None, max(1, cores // workers), workers)
+        at_once = max(1, min(workers, len(jobs)))
         if workers > 1:
             preload_in_background()  # the report's histogram, drawn after the workers
-        records = _run_jobs(jobs, context, workers, show_progress and is_interactive(), error_console, on_progress) if jobs else []
+        records = _run_jobs(jobs, context, at_once, show_progress and is_interactive(), error_console, on_progress) if jobs else []
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:
                 transient.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)))
@@ -514,9 +507,9 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
 
-def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, interactive: bool, error_console,
+def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, interactive: bool, error_console,
               on_progress: Callable[[float, str], None] | None = None) -> list[dict]:
-    """Run the jobs in-process (one worker) or in a process pool, with a progress bar by audio time."""
+    """Run the jobs one after the other, or `at_once` at a time in threads, with a progress bar by audio time."""
     from voicetune.console import progress_bar
 
     total = sum(max(job.estimated_seconds, 1.0) for job in jobs)
@@ -539,29 +532,29 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, workers: int, inter
                 what = f"{kept} clips" if record["status"] == "kept" else f"rejected: {record.get('reason')}"
                 error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False)
 
-        if workers == 1:
-            _worker.pop("detector", None)  # a fresh context: models follow this run's options
+        _worker.pop("detector", None)  # a fresh context: models follow this run's options
+        if at_once == 1:
             for index, job in enumerate(jobs):
                 finished(prepare_source(job, context, progress=lambda f, i=index: advance(i, f)))
                 advance(index, 1.0)
             return records
-        spawn = multiprocessing.get_context("spawn")  # no fork: onnxruntime and ctranslate2 threads
-        queue = spawn.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_init,
-                                 initargs=(context, queue)) as pool:
-            pending = {pool.submit(_worker_run, index, job): index for index, job in enumerate(jobs)}
+        _models(context)  # loaded once, before the threads share them
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="prepare") as pool:
+            pending = {pool.submit(prepare_source, job, context, lambda f, i=index: events.put((i, f))): index
+                       for index, job in enumerate(jobs)}
             try:
                 while pending:
                     done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    while not queue.empty():
-                        advance(*queue.get_nowait())
+                    while not events.empty():
+                        advance(*events.get_nowait())
                     for future in done:
                         index = pending.pop(future)
                         try:
                             finished(future.result())
-                        except Exception as err:  # the worker process died (out of memory, a crash)
+                        except Exception as err:  # prepare_source keeps its errors in the record; this is a bug
                             finished({"path": jobs[index].path, "status": "rejected", "reason": "error",
-                                      "detail": f"worker failed: {type(err).__name__}: {err}", "clips": []})
+                                      "detail": f"{type(err).__name__}: {err}", "clips": []})
                         advance(index, 1.0)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)

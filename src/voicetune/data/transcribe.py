@@ -1,10 +1,10 @@
 """Stage 3, transcribe: faster-whisper (or the offline pocketsphinx fallback), and checking cuts.
 
 Each source is transcribed once, as whisper hears a whole recording: its planned clips are read in
-runs of continuous audio (blocks) of up to 29 s, cut only where the voice-activity plan cuts
+runs of continuous audio (blocks) of up to 24 s, cut only where the voice-activity plan cuts
 between clips, so whisper hears every sentence with what was said around it, never a clip packed
-beside an unrelated one. The blocks go through faster-whisper's batched pipeline (several 30-second
-windows decoded at once) with word timestamps, and each clip gets the words said inside it: a clip
+beside an unrelated one. The blocks go through faster-whisper's batched pipeline (several windows
+decoded at once) with word timestamps, and each clip gets the words said inside it: a clip
 boundary lies between clips, in a pause, so the words fall on either side of it.
 
 Where the plan had to cut running speech (no pause long enough), the cut is moved to the nearest
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -112,56 +113,94 @@ class WhisperTranscriber:
 
     The loop is faster-whisper's batched pipeline (`BatchedInferencePipeline.forward`: one window
     per span, no previous-text conditioning, beam search, word timestamps by cross-attention
-    alignment) with two changes that make it about twice as fast on the CPU for the same words:
+    alignment) with these changes, which make it about twice as fast on the CPU for the same words:
 
     - the encoder reads only the frames the batch's longest span holds and some padding (see
       encoder_frames), instead of a fixed 30-second window (CTranslate2 takes fewer than 3000
-      frames; the cost of an encoder pass grows faster than its length: for whisper-base int8 on
-      one core, about 0.25 ms a frame up to 2000 frames, 0.4 ms beyond), one window at a time.
-      Spans are batched longest first, so that spans of like length share a batch for the decoder, whose
-      cost per step hardly grows with the batch. A window whose transcript repeats itself (a
-      decoding loop, which a short window with little padding can fall into) is read again in
-      whisper's own 30-second window.
+      frames; the cost of an encoder pass grows faster than its length), one window at a time.
+      Spans are batched longest first, in batches of like length: the decoder's cost per step is
+      mostly reading the encoder output, which a batch of 4 windows reads as cheaply as one of 8
+      (measured), and a short window in a batch of long ones is read at their length. A window
+      whose transcript repeats itself (a decoding loop, which a short window with little padding
+      can fall into) is read again in whisper's own 30-second window.
     - an undetected language is read from the encoder output of the longest span (whisper's own
       pipeline reads the first 30 seconds of speech), instead of from an encoder pass of its own.
+    - with several replicas (copies of the model, each single-threaded), batches run side by side,
+      from this source and from others prepared at the same time (`prepare`'s threads).
     """
 
     name = "whisper"
 
-    def __init__(self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = 8):
+    def __init__(self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = 4, replicas: int = 1):
+        """`replicas` copies of the model, each on `threads` threads, decode batches side by side
+        (CTranslate2's inter_threads); one is used at a time when 1."""
         from faster_whisper import WhisperModel
 
         device, compute_type = whisper_device()
-        self.model = WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=threads)
+        self.model = WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=threads,
+                                  num_workers=replicas)
         self.beam_size = beam_size
         self.batch_size = batch_size
+        self.pool = ThreadPoolExecutor(replicas, thread_name_prefix="whisper") if replicas > 1 else None
 
     def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
                          progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
         """Transcribe the [start, end) spans (seconds, each at most WINDOW_SECONDS, none
         overlapping) of 16 kHz `audio`; returns one transcript per span, its words timed in seconds
-        of `audio`, and the language (detected from the longest span when `language` is None)."""
+        of `audio`, and the language (detected from the longest span when `language` is None).
+
+        The batches go to the model's replicas side by side, in the order they are handed over:
+        whichever replica is free takes the next one, whatever source it is from."""
         if not spans:
             return [], language
         fps = self.model.frames_per_second
         lengths = [min(b - a, WINDOW_SECONDS) for a, b in spans]
         order = sorted(range(len(spans)), key=lambda i: -lengths[i])
+        batches = _even_batches(order, self.batch_size)
+        # The longest span is encoded first, for its language; its batch reuses the encoding.
+        longest = self._encode(audio, spans[order[0]], encoder_frames(lengths[order[0]], fps))
+        if language is None:
+            language = self._language(longest)
         words_of: list[list[Word]] = [[] for _ in spans]
-        looped: list[int] = []
-        for first in range(0, len(order), self.batch_size):
-            batch = order[first : first + self.batch_size]
-            language = self._decode(audio, spans, lengths, batch, encoder_frames(lengths[batch[0]], fps), language, words_of)
-            looped += [i for i in batch if _repeats_itself(words_of[i])]
+        jobs = [(batch, encoder_frames(lengths[batch[0]], fps), longest if index == 0 else None)
+                for index, batch in enumerate(batches)]
+        for done, (batch, words) in enumerate(self._map(audio, spans, lengths, language, jobs)):
+            for i, found in zip(batch, words):
+                words_of[i] = found
             if progress:
-                progress(min(first + self.batch_size, len(order)) / len(order))
-        for first in range(0, len(looped), self.batch_size):
-            self._decode(audio, spans, lengths, looped[first : first + self.batch_size], 30 * fps, language, words_of)
+                progress((done + 1) / len(batches))
+        looped = [i for i in order if _repeats_itself(words_of[i])]
+        retries = [(batch, 30 * fps, None) for batch in _even_batches(looped, self.batch_size)]
+        for batch, words in self._map(audio, spans, lengths, language, retries):
+            for i, found in zip(batch, words):
+                words_of[i] = found
         return [_transcript(words) for words in words_of], language
 
+    def _map(self, audio, spans, lengths, language, jobs):
+        """(batch, words of each span) for each (batch, frames, first encoding) job, in order."""
+        def run(job):
+            batch, frames, first = job
+            return batch, self._decode(audio, spans, lengths, batch, frames, language, first)
+
+        return self.pool.map(run, jobs) if self.pool else map(run, jobs)
+
+    def _encode(self, audio: np.ndarray, span: tuple[float, float], frames: int) -> np.ndarray:
+        """The encoder output of one span of `audio`, read at `frames` feature frames."""
+        model = self.model
+        return np.asarray(model.encode(_fit(model.feature_extractor(_clip_audio(audio, *span))[..., :-1], frames)))
+
+    def _language(self, encoded: np.ndarray) -> str | None:
+        """The language whisper hears in an encoder output ("es"); None for an English-only model."""
+        import ctranslate2
+
+        if not self.model.model.is_multilingual:
+            return None
+        return self.model.model.detect_language(ctranslate2.StorageView.from_array(encoded))[0][0][0][2:-2]  # "<|es|>"
+
     def _decode(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], lengths: list[float], batch: list[int],
-                frames: int, language: str | None, words_of: list[list[Word]]) -> str | None:
-        """Encode the spans of `batch` at `frames` feature frames each, decode them together and
-        time their words into `words_of`; returns the language (detected here when None)."""
+                frames: int, language: str | None, first: np.ndarray | None = None) -> list[list[Word]]:
+        """Encode the spans of `batch` at `frames` feature frames each (the first one's encoding
+        given, or not), decode them together and time their words: one list of words per span."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -169,11 +208,9 @@ class WhisperTranscriber:
         model = self.model
         fps = model.frames_per_second
         # One window at a time: on the CPU a batched encoder pass costs more than its windows one by one.
-        encoded = [np.asarray(model.encode(_fit(model.feature_extractor(_clip_audio(audio, *spans[i]))[..., :-1], frames)))
-                   for i in batch]
+        encoded = [first if first is not None and n == 0 else self._encode(audio, spans[i], frames)
+                   for n, i in enumerate(batch)]
         encoder_output = ctranslate2.StorageView.from_array(np.concatenate(encoded))
-        if language is None and model.model.is_multilingual:
-            language = model.model.detect_language(ctranslate2.StorageView.from_array(encoded[0]))[0][0][0][2:-2]  # "<|es|>"
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language or "en")
         results = model.model.generate(
             encoder_output, [model.get_prompt(tokenizer, [], without_timestamps=True) for _ in batch],
@@ -184,10 +221,21 @@ class WhisperTranscriber:
                       "seek": spans[i][0] * fps}] for i, result in zip(batch, results)]
         model.add_word_timestamps(segments, tokenizer, encoder_output, [min(frames, math.ceil(lengths[i] * fps)) for i in batch],
                                   PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)
-        for i, (segment,) in zip(batch, segments):
-            words_of[i] = [Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
-                           for w in segment.get("words", [])]
-        return language
+        return [[Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in segment.get("words", [])]
+                for (segment,) in segments]
+
+
+def _even_batches(order: list[int], most: int) -> list[list[int]]:
+    """`order` cut into the fewest runs of at most `most`, of as even a length as can be: spans
+    sorted longest first share a batch with spans of like length, whose windows are read at the
+    length of the batch's longest."""
+    count = math.ceil(len(order) / most)
+    batches, first = [], 0
+    for index in range(count):
+        size = len(order) // count + (index < len(order) % count)
+        batches.append(order[first : first + size])
+        first += size
+    return batches
 
 
 # faster-whisper's defaults: punctuation joined to the word before (or after) it
@@ -271,10 +319,11 @@ class PocketsphinxTranscriber:
 Transcriber = WhisperTranscriber | PocketsphinxTranscriber
 
 
-def load_transcriber(kind: str, whisper_model_path: str | None, threads: int, beam_size: int) -> Transcriber | None:
+def load_transcriber(kind: str, whisper_model_path: str | None, threads: int, beam_size: int,
+                     replicas: int = 1) -> Transcriber | None:
     """The transcriber `--transcriber` names, loaded (None for `none`)."""
     if kind == "whisper":
-        return WhisperTranscriber(whisper_model_path, threads=threads, beam_size=beam_size)
+        return WhisperTranscriber(whisper_model_path, threads=threads, beam_size=beam_size, replicas=replicas)
     if kind == "pocketsphinx":
         return PocketsphinxTranscriber()
     return None
