@@ -14,6 +14,7 @@ from voicetune.data.segment import PlannedClip
 from voicetune.data.ingest import load_source
 from voicetune.data.segment import ClipLimits, SpeechDetector, segment_speech
 from voicetune.data.transcribe import (
+    BATCH_WINDOWS,
     BLOCK_SECONDS,
     MAX_BLOCK_GAP,
     WhisperTranscriber,
@@ -72,13 +73,15 @@ def test_the_encoder_reads_the_audio_and_its_padding_within_whispers_window():
     assert encoder_frames(5.0, 100) == 1000  # a short window is read with more padding
 
 
-def test_spans_are_batched_longest_first_in_as_few_even_batches_as_fit():
-    """Spans sorted longest first go to the fewest batches of at most 4, of even sizes, in order:
-    a window is read at the length of its batch's longest, so like lengths share a batch."""
-    assert _even_batches([7, 3, 5, 1, 0], 4) == [[7, 3, 5], [1, 0]]
-    assert [len(b) for b in _even_batches(list(range(14)), 4)] == [4, 4, 3, 3]
+def test_spans_are_batched_in_as_few_even_batches_as_fit_the_longest_in_the_smallest():
+    """Spans sorted longest first go to the fewest batches of at most N, of even sizes, in order,
+    the smaller batches first: a window is read at the length of its batch's longest, so like
+    lengths share a batch, and the longest windows share theirs with fewer."""
+    assert _even_batches([7, 3, 5, 1, 0], 2) == [[7], [3, 5], [1, 0]]
+    assert _even_batches([7, 3, 5, 1, 0], 4) == [[7, 3], [5, 1, 0]]
+    assert [len(b) for b in _even_batches(list(range(14)), 4)] == [3, 3, 4, 4]
     assert _even_batches([2, 0, 1], 4) == [[2, 0, 1]]
-    assert _even_batches([], 4) == []
+    assert _even_batches([], 2) == []
 
 
 @pytest.mark.slow
@@ -89,7 +92,7 @@ def test_copies_of_whisper_side_by_side_hear_what_one_copy_hears(real_corpus, wh
     audio = load_source(recording.path, 16000, -23.0).analysis
     plan, _ = segment_speech(audio, SpeechDetector(), ClipLimits())
     spans = [(plan.clips[b[0]].start, plan.clips[b[-1]].end) for b in _blocks(plan.clips)]
-    assert len(_even_batches(spans, 4)) >= 2, "the recording should need two batches or more"
+    assert len(_even_batches(spans, BATCH_WINDOWS)) >= 2, "the recording should need two batches or more"
     alone, language_alone = WhisperTranscriber(str(whisper_model), replicas=1).transcribe_spans(audio, spans)
     side_by_side, language = WhisperTranscriber(str(whisper_model), replicas=2).transcribe_spans(audio, spans)
     assert language == language_alone == "es"

@@ -32,6 +32,7 @@ from voicetune.errors import UsageError
 
 WINDOW_SECONDS = 29.0  # whisper's window is 30 s; keep a margin for its last, dropped frame
 BLOCK_SECONDS = 24.0  # clips are read together up to this long (see _blocks)
+BATCH_WINDOWS = 2  # windows decoded together (see WhisperTranscriber)
 MAX_BLOCK_GAP = 3.0  # a longer silence (or music left out of the plan) between clips starts a new block
 PROBE_REACH = 4.0  # seconds of audio on each side of a cut that is checked
 WORD_EDGE_MARGIN = 0.03  # a cut this close to a word's edge counts as between words
@@ -118,9 +119,10 @@ class WhisperTranscriber:
     - the encoder reads only the frames the batch's longest span holds and some padding (see
       encoder_frames), instead of a fixed 30-second window (CTranslate2 takes fewer than 3000
       frames; the cost of an encoder pass grows faster than its length), one window at a time.
-      Spans are batched longest first, in batches of like length: the decoder's cost per step is
-      mostly reading the encoder output, which a batch of 4 windows reads as cheaply as one of 8
-      (measured), and a short window in a batch of long ones is read at their length. A window
+      Spans are batched longest first, two windows of like length at a time: a short window in a
+      batch of long ones is read at their length, and batches of 2, 4 or 8 cost the same CPU time
+      (measured on recorded speech: what larger batches save in the decoder, the encoder spends on
+      padding), while small batches let copies of the model side by side share a file's work. A window
       whose transcript repeats itself (a decoding loop, which a short window with little padding
       can fall into) is read again in whisper's own 30-second window.
     - an undetected language is read from the encoder output of the longest span (whisper's own
@@ -131,7 +133,8 @@ class WhisperTranscriber:
 
     name = "whisper"
 
-    def __init__(self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = 4, replicas: int = 1):
+    def __init__(self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = BATCH_WINDOWS,
+                 replicas: int = 1):
         """`replicas` copies of the model, each on `threads` threads, decode batches side by side
         (CTranslate2's inter_threads); one is used at a time when 1."""
         from faster_whisper import WhisperModel
@@ -226,13 +229,14 @@ class WhisperTranscriber:
 
 
 def _even_batches(order: list[int], most: int) -> list[list[int]]:
-    """`order` cut into the fewest runs of at most `most`, of as even a length as can be: spans
-    sorted longest first share a batch with spans of like length, whose windows are read at the
-    length of the batch's longest."""
+    """`order` (spans sorted longest first) cut into the fewest runs of at most `most`, of sizes
+    as even as can be, the smaller runs first: spans of like length share a batch (a window is
+    read at the length of its batch's longest), and the batches of the longest spans hold fewer
+    of them, so that batches cost about the same and copies side by side finish together."""
     count = math.ceil(len(order) / most)
     batches, first = [], 0
     for index in range(count):
-        size = len(order) // count + (index < len(order) % count)
+        size = len(order) // count + (index >= count - len(order) % count)
         batches.append(order[first : first + size])
         first += size
     return batches
