@@ -182,6 +182,34 @@ def test_killed_run_resumes_to_the_same_dataset(prepared, corpus, whisper_model,
     assert not list(dataset.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_the_files_in_progress_and_the_same_command_finishes(real_corpus, whisper_model, tmp_path):
+    """Ctrl-C while files are prepared side by side: prepare says how to go on and exits 130 without
+    running the files in progress to their end (each thread stops after its current batch), keeps
+    only whole files, leaves no temporary file; the same command then prepares the rest."""
+    folder = next(iter(real_corpus.values())).path.parents[1]
+    dataset = tmp_path / "dataset"
+    command = ["prepare", str(folder), "--out", str(dataset), "--whisper-model", str(whisper_model), "--workers", "2"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
+    process = subprocess.Popen([sys.executable, "-m", "voicetune", *command], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    records = dataset / ".voicetune" / "sources"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (records.is_dir() and any(records.glob("*.json"))):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130 and "run the same command again" in stderr, stderr
+    # The longest file was in progress and the next one had just started when the first file was
+    # done: running the files in progress to their end would record three of the four.
+    done = len(list(records.glob("*.json")))
+    assert 1 <= done <= 2, f"{done} files recorded: the files in progress ran on after Ctrl-C"
+    assert not list(dataset.rglob(".tmp-*"))
+    result = voicetune(*command, check_exit=0)
+    assert f"skipped {done} already done" in result.stdout
+    assert len(list(records.glob("*.json"))) == len(real_corpus)
+
+
 def test_other_settings_on_an_existing_dataset_is_exit_2(tmp_path, corpus, whisper_model):
     dataset = tmp_path / "dataset"
     voicetune("prepare", corpus["silence.wav"].path, "--out", dataset, "--whisper-model", whisper_model, check_exit=1)

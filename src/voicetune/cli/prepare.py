@@ -29,7 +29,7 @@ def prepare(
     score: bool = typer.Option(False, "--score", help="then score every clip (`voicetune dataset score`); flagged clips go in report.json"),
 ) -> None:
     """Turn raw recordings into a clean, transcribed training set (LJSpeech layout)."""
-    from voicetune.console import console
+    from voicetune.console import console, error_console
     from voicetune.data.prepare import PrepareOptions, prepare_dataset
     from voicetune.data.report import print_prepare_summary
     from voicetune.errors import VoicetuneError
@@ -40,7 +40,12 @@ def prepare(
     options = PrepareOptions(sample_rate, shortest if min_seconds is None else min_seconds,
                              longest if max_seconds is None else max_seconds, transcriber, whisper_model, language,
                              numbers_to_words, loudness, val_fraction, workers, beam_size)
-    result = prepare_dataset(inputs, out, options)
+    try:
+        result = prepare_dataset(inputs, out, options)
+    except KeyboardInterrupt:
+        error_console.print(f"interrupted: the files finished so far are kept in {out}; "
+                            "run the same command again to prepare the rest")
+        raise typer.Exit(130) from None
     print_prepare_summary(result, console)
     if result.clips == 0:
         raise VoicetuneError(f"no clip kept in {out}: see the reasons above and in {out / 'report.json'}")

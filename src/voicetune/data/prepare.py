@@ -511,6 +511,10 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
 
+class _Stopped(BaseException):
+    """Raised in a file's thread when the run is interrupted: not an error of that file."""
+
+
 def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, interactive: bool, error_console,
               on_progress: Callable[[float, str], None] | None = None) -> list[dict]:
     """Run the jobs one after the other, or `at_once` at a time in threads, with a progress bar by audio time."""
@@ -543,9 +547,17 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                 advance(index, 1.0)
             return records
         events: queue.SimpleQueue = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def reporter(index: int) -> Callable[[float], None]:
+            def report(fraction: float) -> None:
+                if stop.is_set():
+                    raise _Stopped
+                events.put((index, fraction))
+            return report
+
         with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="prepare") as pool:
-            pending = {pool.submit(prepare_source, job, context, lambda f, i=index: events.put((i, f))): index
-                       for index, job in enumerate(jobs)}
+            pending = {pool.submit(prepare_source, job, context, reporter(index)): index for index, job in enumerate(jobs)}
             try:
                 while pending:
                     done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -559,8 +571,9 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                             finished({"path": jobs[index].path, "status": "rejected", "reason": "error",
                                       "detail": f"{type(err).__name__}: {err}", "clips": []})
                         advance(index, 1.0)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException:  # Ctrl-C: each thread stops at its next progress point (a batch at most)
+                stop.set()  # and the lock is held until they have, so that no clip is written after it
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return records
 
