@@ -116,6 +116,21 @@ def test_pocketsphinx_transcribes_offline(tmp_path, corpus):
     assert edits / words <= MAX_POCKETSPHINX_WER
 
 
+@pytest.mark.slow
+def test_pocketsphinx_files_side_by_side_get_what_one_at_a_time_gets(tmp_path, corpus):
+    """`--workers 2` transcribes two files at once, in threads of one process: the clips and their
+    texts are those of `--workers 1`, one file after the other."""
+    inputs = [corpus[name].path for name in ("interview.mp4", "studio.wav")]
+    texts = {}
+    for workers in ("1", "2"):
+        dataset = tmp_path / f"workers{workers}"
+        voicetune("prepare", *inputs, "--out", dataset, "--transcriber", "pocketsphinx", "--workers", workers, check_exit=0)
+        manifest = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
+        texts[workers] = {clip["id"]: clip["text"] for clip in manifest}
+    assert len({clip_id.rsplit("_", 2)[0] for clip_id in texts["1"]}) == 2
+    assert texts["2"] == texts["1"]
+
+
 def test_transcriber_none_keeps_existing_transcripts(tmp_path, espeak_cache):
     """Transcripts beside the audio (.txt, .lab) or in an LJSpeech metadata.csv are used as they are."""
     inputs = tmp_path / "inputs"

@@ -14,6 +14,7 @@ that no block spans is checked by transcribing a few seconds around it first.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -295,20 +296,28 @@ class PocketsphinxTranscriber:
     FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "(NULL)"}
 
     def __init__(self):
-        from pocketsphinx import Decoder
+        self._local = threading.local()  # a decoder holds one utterance at a time: one per thread
+        self._decoder()  # loaded here once, so that a missing model fails before any file
 
-        self.decoder = Decoder(samprate=VAD_RATE, loglevel="FATAL")
+    def _decoder(self):
+        """This thread's decoder (`prepare` transcribes files side by side in threads)."""
+        if not hasattr(self._local, "decoder"):
+            from pocketsphinx import Decoder
+
+            self._local.decoder = Decoder(samprate=VAD_RATE, loglevel="FATAL")
+        return self._local.decoder
 
     def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
                          progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
         transcripts = []
+        decoder = self._decoder()
         for index, (start, end) in enumerate(spans):
             pcm = (np.clip(_clip_audio(audio, start, end), -1, 1) * 32767).astype("<i2").tobytes()
-            self.decoder.start_utt()
-            self.decoder.process_raw(pcm, full_utt=True)
-            self.decoder.end_utt()
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
             words = []
-            for seg in self.decoder.seg():
+            for seg in decoder.seg():
                 if seg.word in self.FILLERS or seg.word.startswith("+"):
                     continue
                 text = seg.word.split("(")[0]  # "the(2)": an alternative pronunciation of "the"
