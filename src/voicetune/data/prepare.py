@@ -251,7 +251,7 @@ class SourceJob:
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every worker needs, sent once when the worker starts."""
+    """What preparing a file needs besides the file: the run's options and how to load the models."""
 
     options: PrepareOptions
     out_dir: str
@@ -260,21 +260,20 @@ class WorkerContext:
     replicas: int = 1  # copies of whisper, one per file prepared at a time
 
 
-# The models, loaded on first use and kept for the next files: shared by the threads that prepare
-# files side by side (silero-vad's session and CTranslate2's replicas take calls from several threads).
-# The first thread to need them loads them while the others decode their files.
-_worker: dict = {}
-_worker_lock = threading.Lock()
+# The models of the current run, loaded by the first thread that needs them (the others decode
+# their files meanwhile) and shared by all: silero-vad's session and CTranslate2's copies of whisper
+# take calls from several threads.
+_loaded: dict = {}
+_loading = threading.Lock()
 
 
 def _models(context: WorkerContext):
-    with _worker_lock:
-        if "detector" not in _worker:
-            _worker["transcriber"] = load_transcriber(context.options.transcriber, context.whisper_model_path,
-                                                      context.threads, context.options.beam_size, context.replicas)
-            _worker["transcripts_cache"] = {}
-            _worker["detector"] = SpeechDetector()  # last: its presence says all are loaded
-    return _worker["detector"], _worker["transcriber"]
+    with _loading:
+        if not _loaded:
+            _loaded.update(transcriber=load_transcriber(context.options.transcriber, context.whisper_model_path,
+                                                        context.threads, context.options.beam_size, context.replicas),
+                           detector=SpeechDetector(), transcripts_cache={})
+    return _loaded["detector"], _loaded["transcriber"]
 
 
 def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[float], None] = lambda f: None) -> dict:
@@ -344,7 +343,7 @@ def _reject_stretches(record: dict, job: SourceJob, plan: SegmentPlan) -> None:
 def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipLimits):
     """--transcriber none: the file is one clip (its transcript covers all of it), trimmed of the
     silence around the speech."""
-    found = find_existing_transcript(audio.path, _worker.setdefault("transcripts_cache", {}))
+    found = find_existing_transcript(audio.path, _loaded["transcripts_cache"])
     if found is None:
         raise SourceRejected("no_transcript", f"no {audio.path.stem}.txt or .lab beside it and no row in a metadata.csv; "
                                               "write one or use --transcriber whisper", audio.duration)
@@ -540,7 +539,7 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                 what = f"{kept} clips" if record["status"] == "kept" else f"rejected: {record.get('reason')}"
                 error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False)
 
-        _worker.pop("detector", None)  # a fresh context: models follow this run's options
+        _loaded.clear()  # a fresh run: models follow this run's options
         if at_once == 1:
             for index, job in enumerate(jobs):
                 finished(prepare_source(job, context, progress=lambda f, i=index: advance(i, f)))

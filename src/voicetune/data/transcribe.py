@@ -168,25 +168,25 @@ class WhisperTranscriber:
         words_of: list[list[Word]] = [[] for _ in spans]
         jobs = [(batch, encoder_frames(lengths[batch[0]], fps), longest if index == 0 else None)
                 for index, batch in enumerate(batches)]
-        for done, (batch, words) in enumerate(self._map(audio, spans, lengths, language, jobs)):
-            for i, found in zip(batch, words):
-                words_of[i] = found
-            if progress:
-                progress((done + 1) / len(batches))
+        self._read(audio, spans, lengths, language, jobs, words_of, progress)
         looped = [i for i in order if _repeats_itself(words_of[i])]
         retries = [(batch, 30 * fps, None) for batch in _even_batches(looped, self.batch_size)]
-        for batch, words in self._map(audio, spans, lengths, language, retries):
-            for i, found in zip(batch, words):
-                words_of[i] = found
+        self._read(audio, spans, lengths, language, retries, words_of)
         return [_transcript(words) for words in words_of], language
 
-    def _map(self, audio, spans, lengths, language, jobs):
-        """(batch, words of each span) for each (batch, frames, first encoding) job, in order."""
+    def _read(self, audio, spans, lengths, language, jobs, words_of: list[list[Word]],
+              progress: ProgressCallback | None = None) -> None:
+        """Decode each (batch, frames, first encoding) job, on the replicas side by side, into
+        `words_of`; `progress` is told as the batches come back, in order."""
         def run(job):
             batch, frames, first = job
             return batch, self._decode(audio, spans, lengths, batch, frames, language, first)
 
-        return self.pool.map(run, jobs) if self.pool else map(run, jobs)
+        for done, (batch, words) in enumerate(self.pool.map(run, jobs) if self.pool else map(run, jobs)):
+            for i, found in zip(batch, words):
+                words_of[i] = found
+            if progress:
+                progress((done + 1) / len(jobs))
 
     def _encode(self, audio: np.ndarray, span: tuple[float, float], frames: int) -> np.ndarray:
         """The encoder output of one span of `audio`, read at `frames` feature frames."""
