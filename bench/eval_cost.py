@@ -41,9 +41,9 @@ def main() -> None:
     from train_step import run_ours
 
     from voicetune.demo import DemoPlan
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
     from voicetune.evaluation import DEFAULT_EVAL_CLIPS, choose_eval_set, evaluate_model, score_real_voice
-    from voicetune.inference import load_trained_model
+    from voicetune.synthesis.inference import load_trained_model
     from voicetune.models.f5.spec import model_spec
     from voicetune.scoring import get_scorers
 

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / "src"))
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     with tempfile.TemporaryDirectory(prefix="train-step-bench-") as tmp:
         tmp = Path(args.out or tmp)

@@ -63,7 +63,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def toy_corpus(tmp_path_factory) -> Path:
     """16 espeak-ng clips at 16 kHz in LJSpeech layout (the toy model's data)."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     return write_ljspeech_corpus(tmp_path_factory.mktemp("toy_corpus"), n_items=16, sample_rate=16000)
 
@@ -71,7 +71,7 @@ def toy_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def xtts_corpus(tmp_path_factory) -> Path:
     """14 espeak-ng clips (2-3 s each) at 22.05 kHz, XTTS's rate, in LJSpeech layout."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     return write_ljspeech_corpus(tmp_path_factory.mktemp("xtts_corpus"), n_items=14, sample_rate=22050)
 

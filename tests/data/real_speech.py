@@ -27,7 +27,7 @@ import soxr
 
 from speech_corpus import word_edits  # noqa: F401  (WER helpers in one place)
 from voicetune.data.text import spell_out_numbers
-from voicetune.demo_recordings import Recording, SpokenStretch
+from voicetune.demo.recordings import Recording, SpokenStretch
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 INDEX = Path("/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")

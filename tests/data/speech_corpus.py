@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from voicetune.scoring.text import edit_distance, words_for_scoring
-from voicetune.demo_recordings import Recording, RunOn, Sentence, build_recording, pause_free_sentences, talk_plan
+from voicetune.demo.recordings import Recording, RunOn, Sentence, build_recording, pause_free_sentences, talk_plan
 
 
 @dataclass

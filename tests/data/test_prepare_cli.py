@@ -130,7 +130,7 @@ def test_rerun_changes_nothing(prepared, corpus_dir, whisper_model):
 
 @pytest.mark.slow
 def test_new_recording_is_added_without_touching_the_others(prepared, corpus, whisper_model, tmp_path, espeak_cache):
-    from voicetune.demo_recordings import build_recording, talk_plan
+    from voicetune.demo.recordings import build_recording, talk_plan
 
     dataset = tmp_path / "dataset"
     shutil.copytree(prepared.dataset, dataset)

@@ -15,7 +15,7 @@ from voicetune.data.segment import (
     plan_clips,
     segment_speech,
 )
-from voicetune.demo_recordings import build_recording, talk_plan
+from voicetune.demo.recordings import build_recording, talk_plan
 
 LIMITS = ClipLimits(5.0, 15.0)
 RATE = 16000

@@ -24,7 +24,7 @@ from voicetune.data.transcribe import (
     _repeats_itself,
     encoder_frames,
 )
-from voicetune.demo_recordings import build_recording, talk_plan
+from voicetune.demo.recordings import build_recording, talk_plan
 
 # pocketsphinx's US English model on espeak-ng's voice: about 0.8 measured. The bound catches
 # silence, garbage or text given to the wrong clip (1.0 and more), not small changes.

@@ -56,7 +56,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     return write_ljspeech_corpus(tmp_path_factory.mktemp("f5_corpus"), n_items=N_CLIPS)
 
@@ -158,7 +158,7 @@ def test_mel_cache_is_reused_and_keyed_by_content(tiny, corpus, cache_dir, tmp_p
 
 
 def test_metadata_files_normalized_text_resampling_and_errors(corpus, cache_dir, tmp_path):
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     data = write_ljspeech_corpus(tmp_path / "at16k", n_items=3, sample_rate=16000)
     rows = (data / "metadata.csv").read_text().splitlines()

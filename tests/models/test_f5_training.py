@@ -34,7 +34,7 @@ CADENCE = ["--save-every", "10", "--last-every", "5", "--batch-frames", "700", "
 @pytest.fixture(scope="module")
 def f5_corpus(tmp_path_factory) -> Path:
     """16 espeak-ng clips at 22.05 kHz: F5 resamples them to its 24 kHz on load."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     return write_ljspeech_corpus(tmp_path_factory.mktemp("f5_corpus"), n_items=16, sample_rate=22050)
 

@@ -20,7 +20,7 @@ def speak(text: str, folder: Path, name: str, voice: tuple[str, int] = VOICE_A) 
     """`text` spoken by espeak-ng, as float32 mono at 16 kHz."""
     import soundfile as sf
 
-    from voicetune.demo_corpus import speak_to_wav
+    from voicetune.demo.corpus import speak_to_wav
     from voicetune.scoring import to_scoring_rate
 
     path = speak_to_wav(text, folder / f"{name}.wav", voice=voice[0], pitch=voice[1])
@@ -46,7 +46,7 @@ def speech_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def f5_corpus(tmp_path_factory) -> Path:
     """14 espeak-ng clips at 22.05 kHz in LJSpeech layout; the last 2 held out (metadata_val.csv)."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     corpus = write_ljspeech_corpus(tmp_path_factory.mktemp("f5_corpus"), n_items=14, sample_rate=22050)
     rows = (corpus / "metadata.csv").read_text().splitlines()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import VOICE_B, speak
 from support.harness import voicetune, whisper_model_path
-from voicetune.demo_corpus import HARVARD_SENTENCES, write_ljspeech_corpus
+from voicetune.demo.corpus import HARVARD_SENTENCES, write_ljspeech_corpus
 
 PLANTED = {"planted_other_voice": "other_speaker", "planted_noisy": "low_quality", "planted_wrong_text": "transcript_mismatch"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import VOICE_A, VOICE_B, speak
-from voicetune.demo_corpus import HARVARD_SENTENCES
+from voicetune.demo.corpus import HARVARD_SENTENCES
 from voicetune.scoring import Scorers, Summary, composite_score, error_rates, summarize, words_for_scoring
 
 TEXTS = [" ".join(HARVARD_SENTENCES[i:i + 2]) for i in (0, 4, 8)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicetune.demo_corpus import HARVARD_SENTENCES
+from voicetune.demo.corpus import HARVARD_SENTENCES
 
 RECORDINGS = {  # file -> sentences spoken in it, with pauses between them
     "morning.wav": HARVARD_SENTENCES[0:3],
@@ -21,7 +21,7 @@ def speak_recording(path: Path, sentences: list[str], pause_seconds: float = 0.8
     import soundfile as sf
 
     from voicetune.data.files import write_wav_pcm16
-    from voicetune.demo_corpus import speak_to_wav
+    from voicetune.demo.corpus import speak_to_wav
 
     parts = []
     for number, sentence in enumerate(sentences):

@@ -42,7 +42,7 @@ def metric_rows(run: Path) -> list[dict]:
 def xtts_dataset_with_long_val_clips(xtts_corpus: Path, out: Path) -> Path:
     """The 14 short clips to train on, and a validation split of two 12+ s clips, longer than XTTS
     takes: what `prepare`'s 5-15 s defaults gave the user of the issue."""
-    from voicetune.demo_corpus import write_ljspeech_corpus
+    from voicetune.demo.corpus import write_ljspeech_corpus
 
     shutil.copytree(xtts_corpus / "wavs", out / "wavs")
     train_rows = (xtts_corpus / "metadata.csv").read_text().splitlines()

@@ -61,7 +61,7 @@ def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"
 def export(target: Path, fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
            out: Path = typer.Option(..., "--out", help="folder to write")) -> None:
     """Export a checkpoint (or a run's best) in an upstream format, EMA weights, LoRA merged."""
-    from voicetune.inference import export_trained
+    from voicetune.synthesis.inference import export_trained
 
     files = export_trained(target, fmt, out)
     typer.echo("wrote " + ", ".join(str(p) for p in files))

@@ -22,7 +22,7 @@ def synthesize(
     language: Optional[str] = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
 ) -> None:
     """Synthesize TEXT in the voice of REF with a trained checkpoint."""
-    from voicetune.inference import synthesize_to_file
+    from voicetune.synthesis.inference import synthesize_to_file
 
     path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language)
     typer.echo(f"wrote {path}")

@@ -419,3 +419,20 @@ def load_source(path: Path, sample_rate: int, target_lufs: float) -> SourceAudio
         loudness_lufs=round(loudness, 2), gain_db=round(gain_db, 2), clipped=merge_ranges(clipped),
         decode_warnings=stream.warnings,
     )
+
+
+def read_reference(path: Path) -> tuple[np.ndarray, int]:
+    """A reference clip as float32 mono and its rate (any format soundfile or ffmpeg reads)."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile cannot read mp3/m4a on every libsndfile: ask torchcodec/ffmpeg
+        try:
+            from torchcodec.decoders import AudioDecoder
+
+            samples = AudioDecoder(str(path)).get_all_samples()
+            audio, rate = samples.data.numpy().T.astype(np.float32), samples.sample_rate
+        except Exception:
+            raise UsageError(f"--ref {path}: cannot read audio ({err}); convert it to wav") from None
+    return audio.mean(axis=1).astype(np.float32), int(rate)

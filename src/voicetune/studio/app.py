@@ -396,7 +396,7 @@ def _checkpoint_rows(rows) -> list[list]:
 
 def _checkpoints_page(ws: Workspace) -> dict:
     from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
-    from voicetune.inference import export_trained
+    from voicetune.synthesis.inference import export_trained
 
     with gr.Row():
         run_name = gr.Dropdown([], label="run", elem_id="ckpt-run", scale=3)
@@ -463,7 +463,7 @@ def _checkpoints_page(ws: Workspace) -> dict:
 
 def _synthesize_page(ws: Workspace) -> dict:
     from voicetune.data.edit import list_clips
-    from voicetune.inference import synthesize_to_file
+    from voicetune.synthesis.inference import synthesize_to_file
 
     with gr.Row():
         first = gr.Dropdown([], label="checkpoint", elem_id="synth-ckpt-a")

@@ -757,7 +757,7 @@ def final_save_missing(manager: CheckpointManager, step: int) -> str:
 def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callable[..., None]) -> None:
     """When training ends, the best checkpoint (else the newest) goes to RUN/ready/ in the model's
     upstream format, ready for upstream inference tools (seed 004's "ready" folder)."""
-    from voicetune.inference import export_trained
+    from voicetune.synthesis.inference import export_trained
 
     ready = manager.run_dir / "ready"
     try:

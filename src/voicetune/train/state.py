@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from voicetune.checkpoints.keys import EMA_FILE, LOOP, MODEL, OPTIMIZER, RNG  # noqa: F401 - the keys, re-exported
 from voicetune.checkpoints.serialization import split_tree
-
-MODEL, EMA_FILE, OPTIMIZER, RNG, LOOP = "model", "ema", "optimizer", "rng", "loop"
 
 
 @dataclass

@@ -19,12 +19,13 @@ import torch
 from voicetune.checkpoints.manager import resolve_checkpoint
 from voicetune.checkpoints.store import load_checkpoint
 from voicetune.config import TrainConfig
+from voicetune.data.ingest import read_reference
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import ModelAdapter
 from voicetune.models.registry import create_adapter
-from voicetune.train import state as st
+from voicetune.checkpoints import keys as st
 
-log = logging.getLogger("voicetune.inference")
+log = logging.getLogger("voicetune.synthesis.inference")
 
 
 @dataclass
@@ -100,20 +101,3 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio, adapter.sample_rate, subtype="PCM_16")
     return out
-
-
-def read_reference(path: Path) -> tuple[np.ndarray, int]:
-    """A reference clip as float32 mono and its rate (any format soundfile or ffmpeg reads)."""
-    import soundfile as sf
-
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile cannot read mp3/m4a on every libsndfile: ask torchcodec/ffmpeg
-        try:
-            from torchcodec.decoders import AudioDecoder
-
-            samples = AudioDecoder(str(path)).get_all_samples()
-            audio, rate = samples.data.numpy().T.astype(np.float32), samples.sample_rate
-        except Exception:
-            raise UsageError(f"--ref {path}: cannot read audio ({err}); convert it to wav") from None
-    return audio.mean(axis=1).astype(np.float32), int(rate)

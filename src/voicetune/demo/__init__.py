@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicetune.console import console
-from voicetune.demo_corpus import write_ljspeech_corpus
+from voicetune.demo.corpus import write_ljspeech_corpus
 from voicetune.errors import VoicetuneError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from voicetune import fsio
-from voicetune.demo_corpus import HARVARD_SENTENCES, speak_to_wav
+from voicetune.demo.corpus import HARVARD_SENTENCES, speak_to_wav
 
 ESPEAK_RATE = 22050
 

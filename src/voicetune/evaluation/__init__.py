@@ -1,0 +1,35 @@
+"""The evaluation of models: what a voice says in a fixed evaluation set, scored against the real
+voice (`sets`), at every milestone of a run (`train.evaluator`) and for `voicetune eval`
+(`targets`). The measures themselves are `voicetune.scoring`'s; nothing here knows a model beyond
+the adapter protocol.
+"""
+
+from voicetune.evaluation.sets import (
+    DEFAULT_EVAL_CLIPS,
+    EVAL_SEED,
+    MEASURE_KEYS,
+    EvalResult,
+    EvalSet,
+    RealVoice,
+    choose_eval_set,
+    evaluate_model,
+    plot_eval,
+    score_real_voice,
+    seed_everything,
+    synthesize_eval_set,
+)
+from voicetune.evaluation.targets import (
+    EvalReport,
+    EvalRow,
+    Target,
+    eval_set_for,
+    evaluate_targets,
+    load_target,
+    resolve_targets,
+)
+
+__all__ = [
+    "DEFAULT_EVAL_CLIPS", "EVAL_SEED", "MEASURE_KEYS", "EvalReport", "EvalResult", "EvalRow", "EvalSet", "RealVoice",
+    "Target", "choose_eval_set", "eval_set_for", "evaluate_model", "evaluate_targets", "load_target", "plot_eval",
+    "resolve_targets", "score_real_voice", "seed_everything", "synthesize_eval_set",
+]

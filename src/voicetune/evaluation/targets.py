@@ -1,0 +1,178 @@
+"""`voicetune eval`: the scores of checkpoints, runs and upstream weight files on one evaluation set.
+
+Targets are resolved (a run's every valid checkpoint, a checkpoint, an upstream file), loaded one at
+a time (a trained checkpoint through `synthesis.inference`, an upstream file through its adapter),
+synthesized and scored by `evaluation.sets.evaluate_model`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from voicetune.errors import UsageError
+from voicetune.evaluation.sets import (
+    DEFAULT_EVAL_CLIPS,
+    EvalSet,
+    choose_eval_set,
+    evaluate_model,
+    score_real_voice,
+)
+from voicetune.scoring import Summary
+
+@dataclass
+class Target:
+    """One model to score: a checkpoint directory, or an upstream weight file (step 0)."""
+
+    label: str
+    step: int
+    path: Path
+    upstream: bool = False
+
+
+@dataclass
+class EvalRow:
+    checkpoint: str
+    step: int
+    measures: dict[str, float | None]
+    transcripts: list[str | None] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures}
+
+
+@dataclass
+class EvalReport:
+    rows: list[EvalRow]
+    ceiling: Summary
+    eval_set: EvalSet
+
+
+def resolve_targets(paths: list[Path]) -> list[Target]:
+    """Runs (every valid checkpoint, by step), checkpoint directories and upstream weight files."""
+    from voicetune.checkpoints.store import CheckpointStore, read_checkpoint_dir
+
+    targets: list[Target] = []
+    for path in map(Path, paths):
+        if (path / "manifest.json").is_file():
+            ckpt = read_checkpoint_dir(path)
+            if ckpt.problem:
+                raise UsageError(f"{path}: {ckpt.problem}; see `voicetune ckpt verify {path}`")
+            targets.append(Target(str(path), ckpt.step, path))
+        elif (path / "checkpoints").is_dir():
+            valid = sorted((c for c in CheckpointStore(path).scan() if c.problem is None), key=lambda c: c.step)
+            if not valid:
+                raise UsageError(f"{path}: a run folder without valid checkpoints; nothing to score")
+            targets.extend(Target(str(c.path), c.step, c.path) for c in valid)
+        elif path.is_file():
+            targets.append(Target(str(path), 0, path, upstream=True))
+        else:
+            raise UsageError(f"{path}: not a run folder, a checkpoint directory or a weight file; give one of those")
+    return sorted(targets, key=lambda t: (t.step, not t.upstream, t.label))
+
+
+def _config_of(target: Target) -> dict[str, Any] | None:
+    """The resolved training config a checkpoint was made with (its loop.json)."""
+    if target.upstream:
+        return None
+    try:
+        return json.loads((target.path / "loop.json").read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError):
+        return None
+
+
+def _run_eval_set(target: Target) -> EvalSet | None:
+    """The evaluation set a run stored in run.json at its start, if it has one."""
+    if target.upstream:
+        return None
+    run_json = target.path.parent.parent / "run.json"
+    try:
+        stored = json.loads(run_json.read_text(encoding="utf-8")).get("eval_set")
+    except (OSError, ValueError):
+        return None
+    return EvalSet.from_json(stored["set"]) if stored and stored.get("set") else None
+
+
+def eval_set_for(targets: list[Target], data: Path | None, texts: list[str], clips: int, language: str | None,
+                 ref: Path | None, ref_text: str | None) -> EvalSet:
+    """--data's set, else the first run's stored set, else one chosen from the dataset a checkpoint
+    was trained on; --text adds sentences, --ref replaces the voice prompt."""
+    eval_set = None
+    if data is None:
+        eval_set = next((s for s in map(_run_eval_set, targets) if s is not None), None)
+        if eval_set is None:
+            data = next((Path(c["data"]) for c in map(_config_of, targets) if c and c.get("data")), None)
+    if eval_set is None:
+        if data is None or not Path(data).is_dir():
+            raise UsageError("--data DATASET: needed to choose what to say and the real voice to compare with "
+                             f"({'no dataset folder ' + str(data) if data else 'an upstream weight file names no dataset'})")
+        config_language = next((c.get("language") for c in map(_config_of, targets) if c and c.get("language")), None)
+        eval_set = choose_eval_set(Path(data), None, clips, language or config_language or "en")
+    if texts:
+        eval_set.texts = eval_set.texts + [t for t in texts if t.strip()]
+    if language:
+        eval_set.language = language
+    if ref is not None:
+        if not Path(ref).is_file():
+            raise UsageError(f"--ref {ref}: no such file; give a wav of the voice (a few seconds)")
+        if not ref_text:
+            raise UsageError("--ref-text: give the transcript of --ref (F5-TTS needs it)")
+        eval_set.ref_audio, eval_set.ref_text = str(Path(ref).resolve()), ref_text
+    return eval_set
+
+
+def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data: Path | None):
+    """(adapter, model) of a target, EMA weights loaded, on the GPU when there is one."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else None
+    if not target.upstream:
+        from voicetune.synthesis.inference import load_trained_model
+
+        trained = load_trained_model(target.path, device=device)
+        return trained.adapter, trained.model
+    from voicetune.config import TrainConfig
+    from voicetune.models.registry import create_adapter
+
+    dataset = data or Path(eval_set.real_clips[0]).parent.parent
+    config = TrainConfig.resolve({"model": model_name, "pretrained": str(target.path), "data": dataset,
+                                  "language": eval_set.language or "en"})
+    adapter = create_adapter(config)
+    model = adapter.build_model()
+    model.eval()
+    if device:
+        model.to(device)
+    return adapter, model
+
+
+def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[str] | None = None,
+                     data: Path | None = None, model_name: str | None = None, clips: int = DEFAULT_EVAL_CLIPS,
+                     language: str | None = None, ref: Path | None = None, ref_text: str | None = None,
+                     progress: Callable[[int, int, str], None] | None = None, note: Callable[[str], None] | None = None,
+                     ) -> EvalReport:
+    """Score every target on one evaluation set, against the ceiling of its real clips."""
+    from voicetune.scoring import get_scorers
+
+    targets = resolve_targets(paths)
+    # Said before any model is loaded: a weight file alone does not tell which architecture it is.
+    unnamed = next((t for t in targets if t.upstream and not model_name), None)
+    if unnamed is not None:
+        raise UsageError(f"--model: name the architecture of {unnamed.path} (e.g. f5-v1-base, xtts-v2)")
+    eval_set = eval_set_for(targets, data, list(texts or []), clips, language, ref, ref_text)
+    scorers = get_scorers(whisper_model, note)
+    real = score_real_voice(eval_set, scorers)
+    rows = []
+    for index, target in enumerate(targets):
+        if progress:
+            progress(index, len(targets), target.label)
+        adapter, model = load_target(target, model_name, eval_set, data)
+        result = evaluate_model(adapter, model, eval_set, real, scorers)
+        rows.append(EvalRow(target.label, target.step, result.measures(), result.transcripts))
+        del model
+    if progress:
+        progress(len(targets), len(targets), "")
+    return EvalReport(rows, real.ceiling, eval_set)
+
+
