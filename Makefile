@@ -11,7 +11,7 @@ APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium \
   asterisk-core-sounds-es asterisk-core-sounds-es-wav asterisk-core-sounds-fr asterisk-core-sounds-fr-wav \
   asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-moh-opsound-wav
 
-.PHONY: demo test test-full install system-packages clean
+.PHONY: demo test test-full check install system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/voicetune demo
@@ -22,6 +22,12 @@ test: $(STAMP)
 # Real-size f5-v1-base and xtts-v2 on the CPU (tests marked `full`, left out of `make test`).
 test-full: $(STAMP)
 	$(PY) -m pytest -m full tests -s
+
+# Lint, format check and types over src/ (rules and their reasons: pyproject.toml's [tool.ruff] and [tool.mypy]).
+check: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 install: $(STAMP)
 

@@ -21,6 +21,7 @@ DATASET/
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import math
 import os
@@ -293,7 +294,7 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
         if transcriber is None:
             planned, texts = _whole_file_clip(audio, detector, limits)
             language = options.language  # the transcripts' language is only known when given
-            confidences = [None]
+            confidences: list[float | None] = [None]
         else:
             plan, energy = segment_speech(audio.analysis, detector, limits)
             _reject_stretches(record, job, plan)
@@ -542,7 +543,7 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
         _loaded.clear()  # a fresh run: models follow this run's options
         if at_once == 1:
             for index, job in enumerate(jobs):
-                finished(prepare_source(job, context, progress=lambda f, i=index: advance(i, f)))
+                finished(prepare_source(job, context, progress=functools.partial(advance, index)))
                 advance(index, 1.0)
             return records
         events: queue.SimpleQueue = queue.SimpleQueue()

@@ -155,7 +155,7 @@ def spans_from_probabilities(probabilities: np.ndarray, duration: float) -> list
             quiet_since = None
     if in_speech:
         spans.append((start, len(probabilities)))
-    seconds = []
+    seconds: list[tuple[float, float]] = []
     for first, stop in spans:
         begin = max(0.0, first * frame_seconds - SPEECH_EDGE_PAD)
         end = min(duration, stop * frame_seconds + SPEECH_EDGE_PAD)

@@ -124,7 +124,7 @@ def _next_word_is_counted(rest: str) -> bool:
     """Whether the text after a Spanish number starts with the word it counts (a noun, or an
     adjective before one), not a preposition or the end of a phrase."""
     word = re.match(r"\s+([^\W\d_]+)", rest)
-    return bool(word) and word.group(1).lower() not in SPANISH_NOT_A_NOUN
+    return word is not None and word.group(1).lower() not in SPANISH_NOT_A_NOUN
 
 
 def _spanish_decimal(digits: str, code: str) -> str:

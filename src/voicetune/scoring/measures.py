@@ -127,7 +127,8 @@ class SpeakerSimilarity:
         import torch
         from resemblyzer import audio as ge2e_audio
 
-        mels, owners = [], []
+        mels: list[np.ndarray] = []
+        owners: list[int] = []
         for index, clip in enumerate(clips):
             wav = ge2e_audio.preprocess_wav(np.asarray(clip, np.float32))  # loudness, long silences trimmed
             if len(wav) == 0:  # nothing voiced at all: embed the clip as it is

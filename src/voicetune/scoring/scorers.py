@@ -83,7 +83,8 @@ class Scorers:
     def intelligibility(self) -> Intelligibility | None:
         if not self.whisper_model:
             return self._load("intelligibility", _no_whisper_model, "WER/CER", "pass --whisper-model")
-        return self._load("intelligibility", lambda: Intelligibility(self.whisper_model), "WER/CER",
+        model = self.whisper_model
+        return self._load("intelligibility", lambda: Intelligibility(model), "WER/CER",
                           "pass --whisper-model NAME_OR_FOLDER (or set VOICETUNE_WHISPER_MODEL)")
 
     @property
