@@ -27,7 +27,7 @@ test-full: $(STAMP)
 # The documentation site: docs/ (the README is its front page, the CLI reference is rendered from
 # the Typer app by mkdocs_hooks.py) into site/. --strict: a broken link, anchor or page fails.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 install: $(STAMP)
 
