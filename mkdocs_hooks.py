@@ -4,7 +4,8 @@
   relative to the site's pages, so that the same links work on the repository's page and on the
   site (and `--strict` checks them).
 - The CLI reference (`reference/cli.md`) shows `voicetune --help` of every command and subcommand,
-  rendered from the Typer app at build time, so it cannot drift from the commands.
+  rendered from the Typer app at build time, so it cannot drift from the commands; likewise the
+  table of every training setting (`voicetune train --settings`) in `reference/configuration.md`.
 - Every top-level page of `docs/` (`docs/NAME.md`) is listed under "Guides" in the navigation,
   whether or not mkdocs.yml names it: a guide added as a new file appears without an edit here.
 """
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 CLI_REFERENCE_MARKER = "<!-- cli-reference -->"
+SETTINGS_MARKER = "<!-- settings-reference -->"
 GUIDES_SECTION = "Guides"
 # Top-level guides in this order first (when they exist), any other top-level page after them by name.
 TOP_LEVEL_ORDER = ("use-the-voice.md", "choosing-the-voice.md", "new-language.md", "studio.md",
@@ -93,6 +95,20 @@ def render_cli_reference(app) -> str:
             lines += ["| argument or option | value | meaning |", "| --- | --- | --- |", *rows, ""]
         sections.append("\n".join(lines))
     return "\n".join(sections)
+
+
+def render_settings_reference() -> str:
+    """Markdown: the table `voicetune train --settings` prints (key, default, meaning), with each
+    setting's environment variable."""
+    from voicetune.config import TrainConfig, setting_default
+
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for name, field in TrainConfig.model_fields.items():
+        default = setting_default(name)
+        shown = "" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        meaning = _cell(field.description or "")
+        rows.append(f"| `{name}` (`VOICETUNE_{name.upper()}`) | {shown} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 def _usage(command) -> str:
@@ -178,10 +194,18 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri == "reference/cli.md":
-        if CLI_REFERENCE_MARKER not in markdown:
-            raise RuntimeError(f"reference/cli.md lacks {CLI_REFERENCE_MARKER}, where the commands' help goes")
+        _require(markdown, CLI_REFERENCE_MARKER, page)
         return markdown.replace(CLI_REFERENCE_MARKER, render_cli_reference(_voicetune_app(config)))
+    if page.file.src_uri == "reference/configuration.md":
+        _require(markdown, SETTINGS_MARKER, page)
+        _voicetune_app(config)
+        return markdown.replace(SETTINGS_MARKER, render_settings_reference())
     return markdown
+
+
+def _require(markdown: str, marker: str, page) -> None:
+    if marker not in markdown:
+        raise RuntimeError(f"{page.file.src_uri} lacks {marker}, where the generated part goes")
 
 
 def on_serve(server, config, builder):

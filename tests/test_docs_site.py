@@ -64,3 +64,14 @@ def test_the_cli_reference_has_every_command_and_its_options(hooks):
     # defaults and metavars as `--help` gives them; a | inside a table cell is escaped
     assert "| `--keep-last` | `K` | newest milestones kept [default: 3] |" in train
     assert "`f5-tiny \\| f5-v1-small" not in train and "f5-tiny \\| f5-v1-small \\| f5-v1-base" in train
+
+
+def test_the_settings_table_has_every_setting_with_its_default(hooks):
+    from voicetune.config import TrainConfig
+
+    table = hooks.render_settings_reference()
+    rows = table.splitlines()[2:]
+    assert [row.split("`")[1] for row in rows] == list(TrainConfig.model_fields)
+    assert "| `keep_last` (`VOICETUNE_KEEP_LAST`) | `3` | newest milestones kept |" in rows
+    assert "| `async_save` (`VOICETUNE_ASYNC_SAVE`) | `true` | write checkpoints in a background thread |" in rows
+    assert "| `lr` (`VOICETUNE_LR`) |  | peak learning rate; default: the model's" in table
