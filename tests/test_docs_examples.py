@@ -45,34 +45,36 @@ class Example:
 
 
 def examples_in(page: Path) -> list[Example]:
-    """The marked console blocks of a Markdown page, fenced blocks inside other fences left out."""
+    """The marked console blocks of a Markdown page (a marker inside another fenced block is text)."""
     lines = page.read_text().splitlines()
-    found, fence, marked_exit = [], None, None
-    i = 0
+    found, marked_exit, i = [], None, 0
     while i < len(lines):
-        line = lines[i]
-        opening = FENCE.match(line.strip())
-        if fence is None and opening:
-            fence = opening.group(1)
-            if marked_exit is not None and opening.group(2).strip() == "console":
-                body, i = _fenced_body(lines, i + 1, fence)
-                found.append(Example(i - len(body), marked_exit, _commands(body)))
-                fence = None
-            marked_exit = None
-        elif fence is not None and line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):
-            fence = None
-        elif fence is None:
-            marker = MARKER.fullmatch(line.strip())
-            marked_exit = int(marker.group(1) or 0) if marker else (marked_exit if not line.strip() else None)
+        stripped = lines[i].strip()
+        opening = FENCE.match(stripped)
+        if opening:
+            end = _closing_fence(lines, i + 1, opening.group(1))
+            if marked_exit is not None:
+                if opening.group(2).strip() != "console":
+                    raise ValueError(f"{page}:{i + 1}: a docs-test marker must precede a ```console block")
+                found.append(Example(i + 1, marked_exit, _commands(lines[i + 1:end])))
+            marked_exit, i = None, end + 1
+            continue
+        marker = MARKER.fullmatch(stripped)
+        if marker:
+            marked_exit = int(marker.group(1) or 0)
+        elif stripped:
+            marked_exit = None  # a marker applies to the block right after it (blank lines between)
         i += 1
     return found
 
 
-def _fenced_body(lines: list[str], start: int, fence: str) -> tuple[list[str], int]:
-    end = start
-    while end < len(lines) and not (lines[end].strip().startswith(fence) and not lines[end].strip().strip(fence[0])):
-        end += 1
-    return lines[start:end], end
+def _closing_fence(lines: list[str], start: int, fence: str) -> int:
+    """The index of the line closing `fence` (as long or longer, same character, nothing else)."""
+    for index in range(start, len(lines)):
+        stripped = lines[index].strip()
+        if stripped.startswith(fence) and not stripped.strip(fence[0]):
+            return index
+    return len(lines)
 
 
 def _commands(body: list[str]) -> list[Command]:
@@ -175,12 +177,20 @@ def test_examples_are_found_where_the_pages_mark_them(tmp_path):
         "<!-- docs-test -->\n```console\n$ echo a \\\n    b\na b\n$ true\n```\n\n"
         "```console\n$ not marked\n```\n\n"
         "````markdown\n<!-- docs-test -->\n```console\n$ inside another fence\n```\n````\n\n"
+        "<!-- docs-test -->\nA paragraph between.\n```console\n$ not marked either\n```\n\n"
         "<!-- docs-test: exit 3 -->\n\n```console\n$ exit 3\n```\n")
     found = examples_in(page)
-    assert [(e.exit_code, [(c.text, c.expected) for c in e.commands]) for e in found] == [
-        (0, [("echo a \\\n    b", ["a b"]), ("true", [])]),
-        (3, [("exit 3", [])]),
+    assert [(e.line, e.exit_code, [(c.text, c.expected) for c in e.commands]) for e in found] == [
+        (2, 0, [("echo a \\\n    b", ["a b"]), ("true", [])]),
+        (28, 3, [("exit 3", [])]),
     ]
+
+
+def test_a_marker_before_another_kind_of_block_is_an_error(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Text.\n\n<!-- docs-test -->\n```bash\nvoicetune --help\n```\n")
+    with pytest.raises(ValueError, match="page.md:4: a docs-test marker must precede a ```console block"):
+        examples_in(page)
 
 
 def test_shown_output_matches_in_order_with_gaps_and_wildcards():
