@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs everything, then trains a tiny F5-TTS voice, kills and resumes it
 #   make test   installs everything, then runs the test suite
+#   make docs   builds the documentation site into site/ (mkdocs build --strict)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium \
   asterisk-core-sounds-es asterisk-core-sounds-es-wav asterisk-core-sounds-fr asterisk-core-sounds-fr-wav \
   asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-moh-opsound-wav
 
-.PHONY: demo test test-full check install system-packages clean
+.PHONY: demo test test-full check docs install system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/voicetune demo
@@ -28,6 +29,11 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# The documentation site: docs/ (the README is its front page, the CLI reference is rendered from
+# the Typer app by mkdocs_hooks.py) into site/. --strict: a broken link, anchor or page fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 install: $(STAMP)
 
@@ -46,11 +52,11 @@ system-packages:
 $(STAMP): pyproject.toml constraints.txt | system-packages
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -c constraints.txt -e '.[test,docs]'
 	# resemblyzer (speaker similarity) declares `typing` and `webrtcvad`, which cannot install on
 	# Python 3.11 without a compiler; its real needs are direct dependencies in pyproject.toml.
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
