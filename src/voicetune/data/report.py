@@ -115,13 +115,13 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
         for r in records
     ]
     kept = sum(durations)
-    return {
+    report = {
         "settings": {
             "sample_rate": options.sample_rate, "min_seconds": options.min_seconds, "max_seconds": options.max_seconds,
             "loudness_lufs": options.loudness_lufs, "transcriber": options.transcriber,
             "whisper_model": options.whisper_model if options.transcriber == "whisper" else None,
             "language": options.language or "auto", "numbers_to_words": options.numbers_to_words,
-            "val_fraction": options.val_fraction,
+            "val_fraction": options.val_fraction, "speaker": options.speaker,
         },
         "totals": {
             "sources": len(records) + sum(1 for r in transient),
@@ -140,6 +140,19 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
         "rejections": rejections,
         "sources": sources,
     }
+    if options.speaker:
+        report["speaker"] = speaker_summary(options.speaker, rejections)
+    return report
+
+
+def speaker_summary(voice: str, rejections: list[dict]) -> dict:
+    """report.json's `speaker`: the voice kept, the thresholds, and what other voices lost."""
+    from voicetune.data import speaker
+
+    left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
+    return {"voice": voice, "min_similarity": speaker.MIN_SIMILARITY, "same_voice": speaker.SAME_VOICE,
+            "left_out": len(left_out), "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
+            "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10]}
 
 
 def _histogram(durations: list[float]) -> tuple[list[float], list[int]]:
@@ -214,6 +227,11 @@ def print_prepare_summary(result, console) -> None:
             console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False, markup=False)
         if len(report["rejections"]) > 10:
             console.print(f"  ... {len(report['rejections']) - 10} more in {REPORT}")
+    if report.get("speaker"):
+        voice = report["speaker"]
+        console.print(f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
+                      f"left out {voice['left_out']} stretches of other voices or voice changes ({voice['seconds_left_out']:.1f} s), "
+                      f"each with its similarity in {REPORT}", highlight=False, markup=False)
     if report["flags"]:
         console.print("flags: " + ", ".join(f"{flag} {count}" for flag, count in report["flags"].items())
                       + f" (per clip in {MANIFEST})")
