@@ -59,7 +59,7 @@ def finish_dataset(out, options, transient: list[Rejection], last_run: dict) -> 
     durations = [clip["duration"] for clip in clips]
     write_duration_histogram(durations, out.root / HISTOGRAM, options.min_seconds, options.max_seconds)
     check = check_dataset(out.root, sample_rate=options.sample_rate, min_seconds=options.min_seconds,
-                          max_seconds=options.max_seconds)
+                          max_seconds=options.max_seconds, with_prepare_report=False)
     report = build_report(records, clips, transient, options, len(train), len(val), check)
     kept = {c["id"] for c in clips}
     previous = _previous_scores(out.root / REPORT)
