@@ -147,3 +147,14 @@ def test_bad_speaker_values_are_exit_2(tmp_path, interview, whisper_model):
     whole_files = voicetune("prepare", folder, "--out", tmp_path / "b", "--speaker", "auto", "--transcriber", "none", check_exit=2)
     assert "--speaker" in whole_files.stderr and "--transcriber" in whole_files.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_studio_data_page_shows_the_voices_left_out(with_reference):
+    from voicetune.studio.app import _report_markdown
+
+    report = with_reference[2]
+    page = _report_markdown(report)
+    closest = report["speaker"]["most_like_the_voice_kept"][0]
+    assert "voice kept:** the voice of host.wav" in page
+    assert f"{closest['start']:.1f}-{closest['end']:.1f} s: other_speaker, similarity {closest['similarity']:.2f}" in page
