@@ -142,7 +142,20 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
     }
     if options.speaker:
         report["speaker"] = speaker_summary(options.speaker, rejections)
+    if not options.language and len(set(languages) - {"unknown"}) > 1:
+        report["mixed_languages"] = mixed_languages(languages, records)
     return report
+
+
+def mixed_languages(languages: collections.Counter, records: list[dict]) -> dict:
+    """report.json's `mixed_languages`, when languages were detected per file and differ: the
+    majority (by clips), the files in the others, and how to keep one language."""
+    majority = max(sorted(languages), key=lambda code: languages[code])
+    others = sorted(r["path"] for r in records if r.get("clips") and r.get("language") != majority)
+    return {"languages": dict(sorted(languages.items())), "majority": majority, "other_language_sources": others,
+            "fix": f"a voice is trained on one language: rerun with --language {majority} and a new --out, "
+                   f"with the {len(others)} file(s) in other languages left out of INPUT (listed here), "
+                   "or prepare each language into its own dataset"}
 
 
 def speaker_summary(voice: str, rejections: list[dict]) -> dict:
@@ -227,6 +240,11 @@ def print_prepare_summary(result, console) -> None:
             console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False, markup=False)
         if len(report["rejections"]) > 10:
             console.print(f"  ... {len(report['rejections']) - 10} more in {REPORT}")
+    if report.get("mixed_languages"):
+        mixed = report["mixed_languages"]
+        console.print("warning: the clips are in " + str(len(mixed["languages"])) + " languages ("
+                      + ", ".join(f"{code} {n}" for code, n in mixed["languages"].items()) + f"); {mixed['fix']}",
+                      highlight=False, markup=False, style="yellow")
     if report.get("speaker"):
         voice = report["speaker"]
         console.print(f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
