@@ -158,3 +158,13 @@ def test_studio_data_page_shows_the_voices_left_out(with_reference):
     closest = report["speaker"]["most_like_the_voice_kept"][0]
     assert "voice kept:** the voice of host.wav" in page
     assert f"{closest['start']:.1f}-{closest['end']:.1f} s: other_speaker, similarity {closest['similarity']:.2f}" in page
+
+
+def test_a_file_without_the_voice_gives_no_clip(host_voice):
+    """A file where only a guest speaks (one voice, but not the host's) is all left out."""
+    fr = load_prompts("fr")
+    audio = _speech(0.5, fr[20].samples, 0.7, fr[21].samples, 0.7, fr[22].samples, 0.7, fr[23].samples, 0.7, fr[24].samples, 0.5)
+    plan, _, left = speaker.segment_target_voice(audio, SpeechDetector(), ClipLimits(5, 15), host_voice,
+                                                 speaker.encoder(), "guest.wav")
+    assert plan.clips == []
+    assert len(left) == 5 and {r["reason"] for r in left} == {"other_speaker"}

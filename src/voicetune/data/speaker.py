@@ -137,7 +137,10 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray, first: np.ndarray, a
         if not anchored:
             first = _centroid(embeddings[mine], weights[mine])
         other = _centroid(embeddings[~mine], weights[~mine])
-    if mine.all() or not mine.any() or float(first @ other) >= SAME_VOICE:
+    if not mine.any():  # every embedding is nearer another voice: a file without the target, or one voice
+        other = _centroid(embeddings, weights)
+    one_voice = mine.all() or float(first @ other) >= SAME_VOICE
+    if one_voice:
         return (first if anchored else _centroid(embeddings, weights)), None, np.ones(len(embeddings), bool)
     return first, other, mine
 
