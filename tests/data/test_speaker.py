@@ -168,3 +168,19 @@ def test_a_file_without_the_voice_gives_no_clip(host_voice):
                                                  speaker.encoder(), "guest.wav")
     assert plan.clips == []
     assert len(left) == 5 and {r["reason"] for r in left} == {"other_speaker"}
+
+
+def test_auto_takes_the_voice_that_speaks_most_over_all_files():
+    """In the second file a guest speaks more than the host; over both files the host speaks most,
+    and in the second file it is the host's stretches that are kept."""
+    es, fr = load_prompts("es"), load_prompts("fr")
+    embed, detector = speaker.encoder(), SpeechDetector()
+    first = _speech(0.5, es[40].samples, 0.8, es[41].samples, 0.8, fr[40].samples, 0.8, es[42].samples, 0.8, es[43].samples, 0.5)
+    second = _speech(0.5, fr[41].samples, 0.8, fr[42].samples, 0.8, es[44].samples, 0.8, fr[43].samples, 0.5)
+    files = [speaker.file_stretches(audio, detector, embed) for audio in (first, second)]
+    target = speaker.main_voice(files)
+    in_first = speaker.judge(files[0], target).is_target
+    assert in_first.tolist() == [True, True, False, True, True]  # host, host, guest, host, host
+    kept = [span for span, keep in zip(files[1].spans, speaker.judge(files[1], target).is_target) if keep]
+    host_at = 0.5 + 0.8 * 2 + fr[41].duration + fr[42].duration
+    assert len(kept) == 1 and abs(kept[0][0] - host_at) < 0.3 and abs(kept[0][1] - host_at - es[44].duration) < 0.3
