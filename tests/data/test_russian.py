@@ -9,7 +9,6 @@ Measured: whisper-base WER 0.10 (9 word edits in 90 words) on 16 prompts against
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -53,7 +53,7 @@ def _precision_recall(recording, manifest) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_reference_keeps_the_host_alone(with_reference, interview):
-    _, manifest, report = with_reference
+    _, manifest, _ = with_reference
     precision, recall = _precision_recall(interview[0], manifest)
     print(f"\n--speaker REF.wav: precision {precision:.3f}, recall {recall:.3f} ({len(manifest)} clips)")
     assert precision >= MIN_PRECISION
@@ -78,7 +78,7 @@ def test_other_voices_are_listed_with_their_similarity(with_reference, interview
 
 @pytest.mark.slow
 def test_auto_keeps_the_voice_that_speaks_most(interview, whisper_model, tmp_path):
-    _, manifest, report = _prepare(interview, whisper_model, tmp_path / "dataset", "auto")
+    _, manifest, _ = _prepare(interview, whisper_model, tmp_path / "dataset", "auto")
     precision, recall = _precision_recall(interview[0], manifest)
     print(f"\n--speaker auto: precision {precision:.3f}, recall {recall:.3f} ({len(manifest)} clips)")
     assert precision >= MIN_PRECISION
