@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := espeak-ng ffmpeg sox libsndfile1 chromium \
   asterisk-core-sounds-es asterisk-core-sounds-es-wav asterisk-core-sounds-fr asterisk-core-sounds-fr-wav \
-  asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-moh-opsound-wav
+  asterisk-core-sounds-it asterisk-core-sounds-it-wav asterisk-core-sounds-ru asterisk-core-sounds-ru-wav \
+  asterisk-moh-opsound-wav
 
 .PHONY: demo test test-full check docs install system-packages clean
 
@@ -40,7 +41,7 @@ install: $(STAMP)
 # Debian packages: espeak-ng speaks test and demo corpora, ffmpeg decodes mp3/m4a/video for
 # prepare and is what torchcodec loads, sox is used by a few audio fixtures, chromium is the browser
 # the studio's tests drive (through Playwright, which must not download a browser of its own); the
-# asterisk packages are recorded human speech (Spanish, French, Italian telephone prompts with their
+# asterisk packages are recorded human speech (Spanish, French, Italian, Russian telephone prompts with their
 # texts) and hold music for the transcription tests and the prepare bench (tests/data/real_speech.py).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
