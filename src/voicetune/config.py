@@ -75,7 +75,8 @@ class TrainConfig(BaseSettings):
     model: str = Field("f5-tiny", description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2, or package.module:factory")
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
-    language: str = Field("en", description="language of the dataset's text (XTTS: en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi)")
+    language: str = Field("en", description="language of the dataset's text (XTTS speaks en es fr de it pt pl tr "
+                          "ru nl cs ar zh-cn hu ko ja hi; another code extends its tokenizer, docs/new-language.md)")
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")
     data_changed: Literal["refuse", "restart-epoch"] = Field(

@@ -81,11 +81,14 @@ def write_ljspeech_corpus(
     sample_rate: int = 24000,
     voice: str = "en-us",
     sentences_per_item: int = 1,
+    sentences: list[str] | None = None,
 ) -> Path:
-    """Write an LJSpeech-layout folder (wavs/, metadata.csv `id|text|text`) of espeak-ng speech.
+    """Write an LJSpeech-layout folder (wavs/, metadata.csv `id|text|text`) of espeak-ng speech:
+    `sentences` (default: the Harvard sentences) in espeak-ng's `voice` (its language, e.g. "ka").
 
     Rerunning with the same arguments rewrites nothing that is already there.
     """
+    sentences = sentences or HARVARD_SENTENCES
     import soundfile as sf
     import soxr
 
@@ -95,8 +98,8 @@ def write_ljspeech_corpus(
     wavs.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_items):
-        start = (i * sentences_per_item) % len(HARVARD_SENTENCES)
-        text = " ".join(HARVARD_SENTENCES[(start + j) % len(HARVARD_SENTENCES)] for j in range(sentences_per_item))
+        start = (i * sentences_per_item) % len(sentences)
+        text = " ".join(sentences[(start + j) % len(sentences)] for j in range(sentences_per_item))
         item_id = f"espeak_{i:04d}"
         target = wavs / f"{item_id}.wav"
         if not target.exists():

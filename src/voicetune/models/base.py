@@ -90,6 +90,11 @@ class ModelAdapter(Protocol):
     def architecture(self) -> dict[str, Any]:
         """Fields that decide tensor shapes; a resume whose values differ is refused."""
 
+    def use_saved_architecture(self, architecture: dict[str, Any]) -> None:
+        """A checkpoint's saved `architecture()`, given before `build_model` when one is resumed or
+        used: an adapter whose shapes were learnt from the training data (an extended vocabulary)
+        takes them from here instead of the dataset, which may have changed or be gone."""
+
     def build_model(self) -> torch.nn.Module:
         """The model on CPU in fp32, pretrained weights loaded when configured."""
 
@@ -147,6 +152,9 @@ class BaseAdapter:
 
     def default_settings(self) -> dict[str, Any]:
         return {}
+
+    def use_saved_architecture(self, architecture: dict[str, Any]) -> None:
+        return None
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -39,6 +40,7 @@ from voicetune import fsio
 from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
+from voicetune.models import xtts_language
 from voicetune.models.registry import XTTS_MAX_CLIP_SECONDS
 from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.lora import (
@@ -193,7 +195,12 @@ class XttsAdapter(BaseAdapter):
         self.gradient_checkpointing = bool(getattr(config, "gradient_checkpointing", False))
         if getattr(config, "vocab", None):
             raise UsageError("--vocab is for F5-TTS; XTTS uses the vocab.json of its --pretrained folder")
+        self.data = getattr(config, "data", None)
         self._parts: files.XttsParts | None = None
+        # A language outside the model's: what its vocab.json gained (xtts_language), learnt from
+        # --data at a run's start and kept in every checkpoint's architecture from then on.
+        self.language_extension: dict[str, Any] | None = None
+        self.base_text_tokens: int | None = None
 
     # -- settings and shapes
 
@@ -202,16 +209,54 @@ class XttsAdapter(BaseAdapter):
         """The fixed parts (tokenizer, DVAE, mel statistics, config), resolved once."""
         if self._parts is None:
             if self.pretrained:
-                self._parts = files.pretrained_parts(files.resolve_pretrained(self.pretrained))
+                parts = files.pretrained_parts(files.resolve_pretrained(self.pretrained))
             else:
-                self._parts = files.tiny_parts()
-            languages = list(self._parts.config.languages)
-            if self.language not in languages and f"{self.language}-cn" not in languages:  # zh = zh-cn
-                raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}; voicetune cannot teach it "
-                                 "another language yet (its tokenizer would need extending): train F5-TTS for it, "
-                                 "see docs/new-language.md")
-            self.sample_rate = int(self._parts.config.model_args.output_sample_rate)
+                parts = files.tiny_parts()
+            self.base_text_tokens = parts.tokenizer().get_number_tokens()
+            if not speaks(parts.config, self.language):
+                parts = self.extended_parts(parts)
+            if not xtts_language.is_known_to_coqui(self.language):
+                xtts_language.register(self.language)  # coqui's tokenizer refuses codes outside its list
+            self.sample_rate = int(parts.config.model_args.output_sample_rate)
+            self._parts = parts
         return self._parts
+
+    def use_saved_architecture(self, architecture: dict[str, Any]) -> None:
+        extension = architecture.get("language_extension")
+        if extension and extension != self.language_extension:
+            self.language_extension = extension
+            self._parts = None
+
+    def extended_parts(self, parts: files.XttsParts) -> files.XttsParts:
+        """`parts` with the vocab.json extended for --language and the code added to the config's
+        languages: the extension of the checkpoint being resumed or used, else learnt from --data."""
+        code = xtts_language.check_code(self.language)
+        extension = self.language_extension
+        if extension is None or extension.get("language") != code:
+            texts = self.dataset_texts(parts.config.languages)
+            extension = xtts_language.learn_extension(parts.vocab_json, code, texts)
+            say(f"XTTS tokenizer: --language {code} is new to {self.name}; added [{code}] and "
+                f"{len(extension['tokens'])} tokens learnt from the dataset's text ({self.base_text_tokens} -> "
+                f"{self.base_text_tokens + 1 + len(extension['tokens'])}); the GPT's text embedding and head grow "
+                "to match, and the export holds the extended vocab.json", logging.INFO, log.name)
+        self.language_extension = extension
+        config = copy.deepcopy(parts.config)
+        config.languages = [*config.languages, code]
+        return dataclasses.replace(parts, config=config,
+                                   vocab_json=xtts_language.apply_extension(parts.vocab_json, extension))
+
+    def dataset_texts(self, languages: list[str]) -> list[str]:
+        from voicetune.data.ljspeech import read_ljspeech
+
+        if not self.data or not Path(self.data).is_dir():
+            raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}; for another "
+                             "language its tokenizer is extended from the dataset's text: give --data DATASET "
+                             "(see docs/new-language.md)")
+        train, val = read_ljspeech(Path(self.data))
+        texts = [item.text for item in train + val if item.text.strip()]
+        if not texts:
+            raise UsageError(f"--data {self.data}: no text to learn --language {self.language}'s tokens from")
+        return texts
 
     def default_settings(self) -> dict[str, Any]:
         if self.name == "xtts-tiny":
@@ -226,6 +271,7 @@ class XttsAdapter(BaseAdapter):
             "text_tokens": self.parts.tokenizer().get_number_tokens(),
             "parts": self.parts.fingerprint[:16],
             "lora": self.lora.describe() if self.lora else None,
+            **({"language_extension": self.language_extension} if self.language_extension else {}),
         }
 
     def memory_shape(self) -> TransformerShape:
@@ -257,12 +303,16 @@ class XttsAdapter(BaseAdapter):
             xtts.tokenizer = parts.tokenizer()
             config.model_args.gpt_number_text_tokens = wanted_tokens
             xtts.init_models()
+        new_rows = torch.Generator().manual_seed(self.seed)
         if parts.model_path is not None:
-            state = files.read_xtts_state_dict(parts.model_path)
+            state = grown_text_rows(files.read_xtts_state_dict(parts.model_path), xtts.state_dict(), "", new_rows)
             result = xtts.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 raise CheckpointError(f"{parts.model_path} does not fit its config.json: missing "
                                       f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        else:  # rows of added tokens drawn as for a pretrained model, so both start alike
+            base = {k: v[: self.base_text_tokens] for k, v in xtts.state_dict().items() if k in TEXT_ROW_KEYS}
+            xtts.load_state_dict(grown_text_rows(base, xtts.state_dict(), "", new_rows), strict=False)
         xtts.mel_stats.copy_(parts.mel_stats)  # mel_stats.pth wins over model.pth's copy, as in GPTTrainer
         xtts.requires_grad_(False)
         xtts.gpt.requires_grad_(True)
@@ -305,8 +355,9 @@ class XttsAdapter(BaseAdapter):
         if path.is_dir():
             path = path / files.MODEL_FILE
         state = {f"xtts.{k}": v for k, v in files.read_xtts_state_dict(path).items()}
-        state = to_injected_keys(model, state)
         own = model.state_dict()
+        state = grown_text_rows(state, own, "xtts.", torch.Generator().manual_seed(self.seed))
+        state = to_injected_keys(model, state)
         missing = sorted(set(gpt_weight_names(model)) - set(state))
         unexpected = sorted(k for k in state if k not in own)
         misshapen = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
@@ -419,7 +470,7 @@ class XttsAdapter(BaseAdapter):
         """The adapter protocol's synthesis (`voicetune synthesize`): `ref_audio` at `sample_rate`,
         randomness from torch's global generator (the caller seeds it); XTTS needs no `ref_text`."""
         return self.speak(model, text, np.asarray(ref_audio, dtype=np.float32), self.sample_rate,
-                          language or self.language, speed)
+                          self.spoken_language(model, language), speed)
 
     def synthesize_seeded(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
                           language: str | None = None, seed: int = 0, speed: float = 1.0,
@@ -439,8 +490,19 @@ class XttsAdapter(BaseAdapter):
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            audio = self.speak(model, text, ref, rate, language or self.language, speed)
+            audio = self.speak(model, text, ref, rate, self.spoken_language(model, language), speed)
         return audio, self.sample_rate
+
+    def spoken_language(self, model: torch.nn.Module, language: str | None) -> str:
+        """--language for synthesis (default: the training language), refused unless the model has it."""
+        language = language or self.language
+        languages = (model.xtts if hasattr(model, "xtts") else model).config.languages
+        if not speaks_code(languages, language):
+            raise UsageError(f"--language {language}: this model speaks {', '.join(languages)}; a language of "
+                             "its own needs training on it (voicetune train --language CODE)")
+        if not xtts_language.is_known_to_coqui(language):
+            xtts_language.register(language)
+        return language
 
     @torch.no_grad()
     def speak(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_rate: int, language: str,
@@ -496,6 +558,29 @@ class XttsAdapter(BaseAdapter):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+# The GPT's tensors with a row per text token (the rows a new language's tokens add).
+TEXT_ROW_KEYS = ("gpt.text_embedding.weight", "gpt.text_head.weight", "gpt.text_head.bias")
+
+
+def speaks(config: Any, language: str) -> bool:
+    return speaks_code(list(config.languages), language)
+
+
+def speaks_code(languages: list[str], language: str) -> bool:
+    return language in languages or f"{language}-cn" in languages  # zh = zh-cn
+
+
+def grown_text_rows(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], prefix: str,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """`state` with its text embedding and text head grown to the model's (`own`) rows: the rows
+    of tokens a new language added, drawn as AllTalk's expand_xtts.py draws them."""
+    state = dict(state)
+    for key in (prefix + k for k in TEXT_ROW_KEYS):
+        if key in state and key in own and state[key].shape[0] < own[key].shape[0] \
+                and state[key].shape[1:] == own[key].shape[1:]:
+            state[key] = xtts_language.grow_rows(state[key], own[key].shape[0] - state[key].shape[0], generator)
+    return state
 
 
 def gpt_weight_names(model: torch.nn.Module) -> list[str]:

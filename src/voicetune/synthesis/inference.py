@@ -46,6 +46,7 @@ def load_trained_model(target: Path, prefer: str = "best", device: str | None = 
         raise CheckpointError(f"{ckpt.path}: loop.json has no config; it was not written by voicetune train")
     config = TrainConfig.model_construct(**saved_config)
     adapter = create_adapter(config)
+    adapter.use_saved_architecture(loaded.json.get(st.LOOP, {}).get("architecture") or {})
     model = adapter.build_model()
     weights = dict(loaded.tensors[st.MODEL])
     weights.update({k: v.to(weights[k].dtype) for k, v in loaded.tensors.get(st.EMA_FILE, {}).items() if k in weights})

@@ -179,6 +179,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
 def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, start: Start):
     """The data, the restored (or new) training state and the batch plan of this session."""
+    if start.loaded is not None:  # what the run learnt from its data stays as it was (XTTS's new language)
+        adapter.use_saved_architecture(start.loaded.json.get(st.LOOP, {}).get("architecture") or {})
     with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
         splits = adapter.load_data(Path(config.data), run.cache_dir)
     data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
