@@ -92,6 +92,7 @@ def test_the_export_loads_in_coqui_and_speaks_georgian(georgian_run, georgian_co
     assert tokenizer.tokenizer.token_to_id("[UNK]") not in ids
     georgian_ids = [i for i in ids if any("\u10d0" <= ch <= "\u10ff" for ch in tokenizer.tokenizer.id_to_token(i))]
     assert georgian_ids and min(georgian_ids) >= TINY_BASE_TOKENS  # the new tokens, after the old ones
+    assert xtts_language.unknown_letters(tokenizer, "ფოსტა") == ["ფ"]  # a letter the dataset never had
 
     rows = tokenizer.get_number_tokens()
     assert rows > TINY_BASE_TOKENS

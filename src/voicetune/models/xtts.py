@@ -326,6 +326,10 @@ class XttsAdapter(BaseAdapter):
                                                                            use_reentrant=False))
             xtts.gpt.gpt.config.use_cache = False
         model = XttsGptTrainer(xtts, self.recipe)
+        if self.lora and self.language_extension:
+            say(f"--lora-rank with the new language {self.language}: LoRA trains the attention and feed-forward "
+                "layers only, so the text embedding rows of its new tokens stay as drawn; train without --lora-rank "
+                "to learn them", logging.WARNING, log.name)
         if self.lora:
             self.lora.apply(model)
         return model
@@ -510,7 +514,14 @@ class XttsAdapter(BaseAdapter):
         """Upstream's inference path: conditioning latents and speaker embedding of the reference
         (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference)."""
         with quiet_transformers():
-            return self._speak(ready_for_inference(model), text, ref_audio, ref_rate, language, speed)
+            xtts = ready_for_inference(model)
+        if not xtts_language.is_known_to_coqui(language):
+            unknown = xtts_language.unknown_letters(xtts.tokenizer, text)
+            if unknown:
+                say(f"--text: letters not in the model's {language} vocabulary (its dataset's text never had them) "
+                    f"are read as unknown tokens: {' '.join(unknown)}", logging.WARNING, log.name)
+        with quiet_transformers():
+            return self._speak(xtts, text, ref_audio, ref_rate, language, speed)
 
     def _speak(self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float) -> np.ndarray:
         config = xtts.config

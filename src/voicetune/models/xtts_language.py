@@ -96,6 +96,12 @@ def registered() -> dict[str, int]:
     return dict(_registered)
 
 
+def unknown_letters(tokenizer: Any, text: str) -> list[str]:
+    """Letters of `text` (as a registered language cleans it) that a VoiceBpeTokenizer's vocabulary
+    lacks: they would be read as [UNK]."""
+    return sorted({ch for ch in basic_text(text) if not ch.isspace() and tokenizer.tokenizer.token_to_id(ch) is None})
+
+
 # ---- the vocabulary ----------------------------------------------------------------------------
 
 
