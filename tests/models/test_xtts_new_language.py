@@ -133,6 +133,26 @@ def test_a_checkpoint_rebuilds_its_vocabulary_without_the_dataset(georgian_run):
     assert adapter.parts.vocab_json == (georgian_run / "ready" / "vocab.json").read_text(encoding="utf-8")
 
 
+def test_a_resume_keeps_the_vocabulary_the_run_started_with(georgian_run, georgian_corpus, tmp_path):
+    """A clip added later with a letter the run's vocabulary lacks is left out, not learnt anew:
+    the weights' rows must keep meaning the same tokens."""
+    import shutil
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(georgian_run, run)
+    shutil.copytree(georgian_corpus, data)
+    shutil.copyfile(data / "wavs" / "espeak_0000.wav", data / "wavs" / "added.wav")
+    with (data / "metadata.csv").open("a", encoding="utf-8") as metadata:
+        metadata.write("added|ფოსტა დაიკეტა.|ფოსტა დაიკეტა.\n")
+    result = run_cli("train", *xtts_args(data, run, "--language", "ka", "--save-every", str(STEPS), "--set",
+                                         "max_sample_prompts=0", "--data-changed", "restart-epoch",
+                                         max_updates=STEPS + 1))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"resuming from {run / 'checkpoints' / f'step_{STEPS:08d}'}" in result.stdout
+    assert "is new to xtts-tiny" not in result.stdout
+    assert "1 text with characters the tokenizer does not know" in result.stdout
+
+
 def test_the_extension_is_learnt_deterministically_and_leaves_other_languages_alone(tmp_path):
     from tokenizers import Tokenizer
     from TTS.tts.configs.xtts_config import XttsConfig
