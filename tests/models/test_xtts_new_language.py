@@ -173,6 +173,6 @@ def test_the_extension_is_learnt_deterministically_and_leaves_other_languages_al
 
 def test_a_new_language_needs_its_dataset_and_a_language_code():
     with pytest.raises(UsageError, match=r"--language ka: XTTS speaks en, .*give --data DATASET"):
-        tiny_adapter(language="ka").parts
+        _ = tiny_adapter(language="ka").parts
     with pytest.raises(UsageError, match=r"--language 'Georgian': give the language's ISO 639 code"):
-        tiny_adapter(language="Georgian", data="/nonexistent").parts
+        _ = tiny_adapter(language="Georgian", data="/nonexistent").parts
