@@ -253,7 +253,7 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     page.get_by_role("tab", name="Checkpoints").click()
     expect(page.locator("#ckpt-table")).to_contain_text(f"step_{UPDATES:08d}")
     last = scored[-1]
-    last_row = page.locator("#ckpt-table tr", has_text=f"step_{UPDATES:08d}")
+    last_row = page.locator("#ckpt-table").get_by_role("row").filter(has_text=f"step_{UPDATES:08d}")
     for value in (f"{last['score']:.3f}", f"{last['wer']:.3f}", f"{last['similarity']:.3f}", f"{last['dnsmos']:.2f}", "ema"):
         expect(last_row).to_contain_text(value)
     expect(page.locator("#ckpt-eval-plot img")).to_be_visible()
@@ -285,7 +285,7 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     page.get_by_role("tab", name="Synthesize").click()
     expect(page.locator("#synth-ckpt-a input")).to_have_value(re.compile(r"^run1 \(best: step_\d+ · score \d\.\d{3}"))
     # the same text from two checkpoints, side by side
-    _choose(page, "synth-ckpt-b", re.compile(r"^run1 / step_00000008 · score \d\.\d{3} · WER "))
+    _choose(page, "synth-ckpt-b", re.compile(r"^run1 \/ step_00000008 · score \d\.\d{3} · WER "))
     _textbox(page, "synth-text").fill(SENTENCE)
     page.locator("#synth-go").click()
     expect(page.locator("#synth-message")).to_contain_text("wrote", timeout=120_000)
