@@ -183,8 +183,10 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#data-histogram img")).to_be_visible()
     _textbox(page, "data-name").fill("another")  # a new name shows its own (missing) report, not the last one
     expect(page.locator("#data-report")).to_contain_text("no dataset prepared under this name yet")
+    expect(page.get_by_text("no clips yet")).to_be_visible()
     _textbox(page, "data-name").fill("voice")
     expect(page.locator("#data-report")).to_contain_text("dataset check: ok")
+    expect(page.get_by_text("no clips yet")).to_have_count(0)  # the clips of "voice" are drawn again
 
     first_text = page.locator("[id^=clip-text-]").first
     clip_id = first_text.get_attribute("id").removeprefix("clip-text-")
@@ -206,7 +208,7 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     for elem_id, value in (("train-updates", UPDATES), ("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
         _number(page, elem_id).fill(str(value))
     page.locator("#train-auto").click()
-    expect(page.locator("#train-plan")).to_contain_text("projected disk use")
+    expect(page.locator("#train-plan")).to_contain_text("auto settings for")  # its answer, not a field's plan
     for elem_id, value in (("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
         _number(page, elem_id).fill(str(value))  # the test's own cadence, after auto filled the machine's
     page.locator("#train-start").click()

@@ -269,12 +269,13 @@ def _train_page(ws: Workspace) -> dict:
     with gr.Row():
         with gr.Column(scale=3):
             plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot")
-            scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
-                              elem_id="train-scores", visible=False)
         with gr.Column(scale=2):
             sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
             sample_audio = gr.Audio(label="sample", interactive=False, type="filepath", elem_id="train-sample-audio",
                                     buttons=["download"])
+    # The page's whole width: four panels of scores need it to be read.
+    scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
+                      elem_id="train-scores", visible=False)
     log = gr.Textbox(label="training output", lines=8, max_lines=8, interactive=False, elem_id="train-log",
                      autoscroll=True)
     timer = gr.Timer(POLL_SECONDS)
@@ -413,7 +414,8 @@ def _checkpoints_page(ws: Workspace) -> dict:
     gr.Markdown("**score**: 1.0 = as good as the real voice on intelligibility (WER), speaker similarity and quality "
                 "(DNSMOS); **weights**: which weights were scored (and are used by export and synthesis); "
                 "**spread**: how much the score moves between seeds; ★ the best.")
-    table = gr.Dataframe(headers=views.CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True, max_height=2000)
+    table = gr.Dataframe(headers=views.CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True, max_height=2000,
+                         column_widths=views.CKPT_COLUMN_WIDTHS)
     message = gr.Markdown(elem_id="ckpt-message")
     with gr.Row():
         keep = gr.Number(2, label="keep newest milestones", precision=0, minimum=1, elem_id="ckpt-keep")
