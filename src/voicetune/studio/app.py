@@ -152,7 +152,14 @@ def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool
                                        max_seconds, version],
                   outputs=[message, report, histogram, uploads, version])
     # A new name shows that dataset's report (or says there is none), never the previous one's.
-    name.change(guarded(dataset_view), inputs=[name], outputs=[report, histogram], show_progress="hidden")
+    # A name being typed may not be valid yet: the report says why, without an error box per key.
+    def named_view(dataset_name: str):
+        try:
+            return dataset_view(dataset_name)
+        except VoicetuneError as err:
+            return str(err), None
+
+    name.change(named_view, inputs=[name], outputs=[report, histogram], show_progress="hidden")
     for event in (whisper_model.blur, whisper_model.submit):
         event(guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden")
 

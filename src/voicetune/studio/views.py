@@ -17,8 +17,8 @@ from voicetune.studio.workspace import Workspace
 
 CKPT_COLUMNS = ["checkpoint", "step", "role", "state", "size", "score", "WER", "similarity", "DNSMOS", "weights",
                 "spread", "flags", "val_loss", "best", "status"]
-CKPT_COLUMN_WIDTHS = ["135px", "55px", "85px", "55px", "80px", "65px", "60px", "100px", "80px", "80px", "70px",
-                      "90px", "85px", "50px", "95px"]  # every header on one line in a 1360-px window
+CKPT_COLUMN_WIDTHS = ["140px", "50px", "100px", "65px", "90px", "65px", "60px", "110px", "80px", "80px", "70px",
+                      "80px", "85px", "50px", "95px"]  # every header and role on one line in a 1360-px window
 CLIP_ORDERS = ("id", "flags first", "longest first", "shortest first", "removed last")
 
 
