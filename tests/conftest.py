@@ -31,7 +31,7 @@ SHARED_SETUP = {
 # workers finish together; a stale list costs only balance.
 LONG_FIRST = ("tests/data/", "tests/models/test_xtts_adapter.py", "tests/models/test_lora.py", "tests/scoring/",
               "tests/models/test_f5_training.py", "tests/studio/test_studio_browser.py", "tests/train/test_resume.py",
-              "tests/test_demo.py")
+              "tests/test_demo.py", "tests/test_docs_examples.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,7 +3,7 @@ their real architectures, with random weights saved in the released formats (F5'
 with `ema_model.` keys; the coqui XTTS folder), each trained through the CLI, stopped with SIGTERM
 during its second update, resumed to the third, verified, exported to RUN/ready/ and loaded by the
 upstream loaders without missing or unexpected keys. Peak RSS, seconds per update and checkpoint
-sizes are printed (and recorded in the README)."""
+sizes are printed (and recorded in docs/guides/memory.md)."""
 
 from __future__ import annotations
 

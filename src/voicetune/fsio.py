@@ -300,7 +300,7 @@ _held: dict[tuple[int, int], "DirLock"] = {}
 class LockedError(OSError):
     """Another live process holds the lock; `holder` is what it recorded (pid, host, started)."""
 
-    def __init__(self, path: Path, holder: dict):
+    def __init__(self, path: Path, holder: dict[str, Any]):
         super().__init__(errno.EAGAIN, f"{path} is held by pid {holder.get('pid', '?')}")
         self.path = path
         self.holder = holder
@@ -323,7 +323,7 @@ class DirLock:
         self._fd: int | None = None
         self._key: tuple[int, int] | None = None
         self._pid = 0
-        self.previous_holder: dict | None = None  # set when a dead holder's lock was taken over
+        self.previous_holder: dict[str, Any] | None = None  # set when a dead holder's lock was taken over
 
     @property
     def held(self) -> bool:
@@ -367,7 +367,7 @@ class DirLock:
         if self._fd is None:
             return
         # A forked child that inherited the object must not empty the parent's lock file.
-        if self._pid == os.getpid() and _held.get(self._key) is self:
+        if self._pid == os.getpid() and self._key is not None and _held.get(self._key) is self:
             os.ftruncate(self._fd, 0)
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             del _held[self._key]
@@ -377,11 +377,11 @@ class DirLock:
     def __enter__(self) -> "DirLock":
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def _read_holder(fd: int) -> dict:
+def _read_holder(fd: int) -> dict[str, Any]:
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except (OSError, ValueError):

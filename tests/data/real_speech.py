@@ -34,7 +34,8 @@ INDEX = Path("/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{langua
 MUSIC = Path("/usr/share/asterisk/moh")
 PROMPT_RATE = 8000  # every Asterisk prompt and hold-music file
 LANGUAGES = ("es", "fr", "it")
-PACKAGES = [f"asterisk-core-sounds-{lang}{suffix}" for lang in LANGUAGES for suffix in ("", "-wav")] + ["asterisk-moh-opsound-wav"]
+RUSSIAN = "ru"  # a script F5-TTS v1 was not trained on (Cyrillic), for the new-language tests
+PACKAGES = [f"asterisk-core-sounds-{lang}{suffix}" for lang in (*LANGUAGES, RUSSIAN) for suffix in ("", "-wav")] + ["asterisk-moh-opsound-wav"]
 
 @dataclass(frozen=True)
 class Prompt:
@@ -47,8 +48,8 @@ class Prompt:
         return len(self.samples) / PROMPT_RATE
 
 
-def require_packages() -> None:
-    missing = [lang for lang in LANGUAGES
+def require_packages(languages=LANGUAGES) -> None:
+    missing = [lang for lang in languages
                if not Path(str(INDEX).format(language=lang)).is_file() or not (SOUNDS / lang).is_dir()]
     if missing or not MUSIC.is_dir():
         raise RuntimeError("the real-speech tests need the Debian packages " + " ".join(PACKAGES) + ": run `make install`")
@@ -172,10 +173,11 @@ def strip_diacritics(text: str) -> str:
 
 def words_for_wer(text: str, language: str) -> list[str]:
     """Lower case, numbers as words in `language`, no diacritics, no punctuation: what word
-    error rate compares (the index writes "numero" where a transcriber writes "número")."""
+    error rate compares (the index writes "numero" where a transcriber writes "número"; in Russian
+    "решетку" where a transcriber writes "решётку")."""
     text, _ = spell_out_numbers(text, language)
     text = strip_diacritics(text.lower()).replace("-", " ").replace("'", " ").replace("’", " ")
-    return re.sub(r"[^a-z ]+", " ", text).split()
+    return re.sub(r"[^a-zа-я ]+", " ", text).split()
 
 
 def clips_wer(recording: RealRecording, clips: list[dict]) -> tuple[int, int]:
@@ -187,3 +189,54 @@ def clips_wer(recording: RealRecording, clips: list[dict]) -> tuple[int, int]:
     reference = words_for_wer(said, recording.language)
     hypothesis = words_for_wer(" ".join(clip["text"] for clip in clips), recording.language)
     return word_edits(reference, hypothesis), len(reference)
+
+
+# Turns of an interview: (language of the voice, prompts in the turn). Spanish is the target
+# voice (the host, who speaks most); the French and Italian voices are the guests.
+INTERVIEW_TURNS = [("es", 3), ("fr", 1), ("es", 2), ("it", 2), ("es", 1), ("fr", 2), ("es", 3), ("it", 1),
+                   ("es", 2), ("fr", 1), ("es", 2), ("it", 1), ("es", 3), ("fr", 2), ("es", 1), ("it", 1),
+                   ("es", 2), ("fr", 1)]
+INTERVIEW_PAUSES = [0.5, 1.0, 0.35, 1.4, 0.7, 2.0, 0.45]
+
+
+@dataclass(frozen=True)
+class VoicesRecording:
+    """A recording of several voices: each spoken stretch's voice (its prompts' language), in order."""
+
+    recording: RealRecording
+    voices: list[str]
+
+    def voices_between(self, start: float, end: float) -> list[str]:
+        """The voices of the prompts whose middle lies in [start, end), as `text_between` counts them."""
+        return [voice for stretch, voice in zip(self.recording.recording.stretches, self.voices)
+                if start <= (stretch.start + stretch.end) / 2 < end]
+
+
+def build_interview(path: Path, turns=INTERVIEW_TURNS, pauses=INTERVIEW_PAUSES, first: int = 0,
+                    music_every: int = 5, music_seconds: float = 6.0) -> VoicesRecording:
+    """An interview at 8 kHz written to `path` (wav): turns of the Spanish, French and Italian
+    voices with pauses of varied length between prompts (some as short as a speaker change without a
+    pause), and hold music after every `music_every`-th turn."""
+    require_packages()
+    prompts = {lang: load_prompts(lang) for lang in LANGUAGES}
+    used = dict.fromkeys(LANGUAGES, first)
+    chosen, voices, music_after = [], [], {}
+    for turn, (language, count) in enumerate(turns):
+        for _ in range(count):
+            chosen.append(prompts[language][used[language] % len(prompts[language])])
+            voices.append(language)
+            used[language] += 1
+        if music_every and turn % music_every == music_every - 1:
+            music_after[len(chosen) - 1] = music_seconds
+    recording = build_real_recording(chosen, pauses, "es", path, music_after)
+    _save(recording, path, PROMPT_RATE)
+    return VoicesRecording(recording, voices)
+
+
+def write_prompts(path: Path, language: str, first: int, count: int, pause: float = 0.6) -> RealRecording:
+    """`count` prompts of `language` from the `first`-th, one after another, written to `path` (wav):
+    a reference recording of that voice."""
+    chosen = [load_prompts(language)[first + i] for i in range(count)]
+    recording = build_real_recording(chosen, [pause], language, path)
+    _save(recording, path, PROMPT_RATE)
+    return recording

@@ -73,3 +73,17 @@ def test_language_flag_es_on_a_spanish_phone_recording(tmp_path, real_corpus, wh
     assert edits / words <= MAX_SPANISH_WER
     # Spanish text keeps its accents (the index has none; whisper writes them).
     assert any(ch in clip["text"] for clip in manifest for ch in "áéíóúñ")
+
+
+@pytest.mark.slow
+def test_a_dataset_of_several_languages_says_so_and_how_to_keep_one(real_prepared, real_corpus):
+    from voicetune.studio.app import _report_markdown
+
+    mixed = real_prepared.report()["mixed_languages"]
+    assert set(mixed["languages"]) == {"es", "fr", "it"}
+    assert mixed["majority"] == "es"
+    others = {str(r.path.resolve()) for r in real_corpus.values() if r.language != "es"}
+    assert {str(Path(p).resolve()) for p in mixed["other_language_sources"]} == others
+    assert "warning: the clips are in 3 languages" in real_prepared.result.stdout
+    assert "--language es" in real_prepared.result.stdout
+    assert "warning, several languages:** es" in _report_markdown(real_prepared.report())

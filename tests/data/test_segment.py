@@ -102,3 +102,18 @@ def test_silence_and_noise_hold_no_speech():
     rng = np.random.default_rng(0)
     assert detector.speech_spans(np.zeros(RATE * 5, np.float32)) == []
     assert detector.speech_spans((0.003 * rng.standard_normal(RATE * 5)).astype(np.float32)) == []
+
+
+@pytest.mark.parametrize("language", ["es", "fr", "it"])
+def test_real_prompts_with_short_pauses_are_cut_in_the_pauses(language):
+    """Recorded prompts 0.7 s apart: every cut is in a pause, for F5's and XTTS's clip lengths."""
+    from pathlib import Path
+
+    from real_speech import PROMPT_RATE, build_real_recording, load_prompts
+
+    recording = build_real_recording(load_prompts(language)[:10], [0.7], language, Path("unused.wav")).recording
+    audio = soxr.resample(recording.samples, PROMPT_RATE, RATE).astype(np.float32)
+    for limits in (ClipLimits(5.0, 15.0), ClipLimits(4.0, 11.5)):
+        plan, _ = segment_speech(audio, SpeechDetector(), limits)
+        assert plan.clips
+        assert not [c for c in plan.clips if CUT_FORCED in (c.cut_before, c.cut_after)]

@@ -249,3 +249,8 @@ def test_synthesize_and_export_commands_on_the_xtts_run(tiny_full_run, xtts_corp
     ready = torch.load(tiny_full_run / "ready" / "model.pth", weights_only=True)["model"]
     again = torch.load(exported / "model.pth", weights_only=True)["model"]
     assert ready.keys() == again.keys() and all(torch.equal(ready[k], again[k]) for k in ready)
+
+
+def test_a_language_xtts_does_not_speak_is_refused_with_the_way_forward():
+    with pytest.raises(UsageError, match=r"--language ka: XTTS speaks en, .*train F5-TTS for it, see docs/new-language.md"):
+        tiny_adapter(language="ka").parts

@@ -63,6 +63,14 @@ def test_a_resumed_run_scores_the_same_checkpoint_identically(straight, f5_corpu
     second = voicetune(*f5_train_args(f5_corpus, resumed, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
     assert "resuming from" in second.stdout and "the real voice scores" not in second.stdout  # the ceiling: once per run
     assert read_eval_rows(resumed / "eval.jsonl") == read_eval_rows(run / "eval.jsonl")
+    # Scoring a milestone changes nothing in the training that follows: the same weights at step 4
+    # (it once left the process on another number of torch threads; see test_identical_scores.py).
+    assert weight_hashes(resumed, 4) == weight_hashes(run, 4)
+
+
+def weight_hashes(run: Path, step: int) -> dict[str, str]:
+    files = json.loads((run / "checkpoints" / f"step_{step:08d}" / "manifest.json").read_text())["files"]
+    return {name: files[name]["sha256"] for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors")}
 
 
 def test_early_stop_ends_a_run_whose_score_stalls(f5_corpus, tmp_path):

@@ -119,6 +119,10 @@ class Start:
                      self.abandoned_to)
 
 
+def _log_line(message: str, level: int = logging.INFO) -> None:
+    log.log(level, message)
+
+
 class CheckpointManager:
     """The checkpoints of one run folder (see the module docstring)."""
 
@@ -128,7 +132,7 @@ class CheckpointManager:
         self.store = CheckpointStore(self.run_dir)
         self.configure(options or CheckpointOptions.of_run(self.run_dir))
         self.session = session or uuid.uuid4().hex[:12]
-        self._say = say or (lambda message, level=logging.INFO: log.log(level, message))
+        self._say: Callable[[str, int], None] = say or _log_line
         self._saver: BackgroundSaver | None = None
         self._protected: str | None = None  # the checkpoint this session resumed from
         self._parent: str | None = None  # the newest committed checkpoint of this session's timeline

@@ -15,6 +15,7 @@ safetensors, the rest as JSON) plus a manifest. The rules (DESIGN.md):
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import os
 import shutil
@@ -135,7 +136,7 @@ class CheckpointStore:
 
     def scan(self) -> list[StoredCheckpoint]:
         """Every committed checkpoint directory, with its manifest when readable (no hashing)."""
-        found = []
+        found: list[StoredCheckpoint] = []
         if not self.dir.is_dir():
             return found
         for entry in sorted(self.dir.iterdir()):
@@ -165,13 +166,13 @@ class CheckpointStore:
             try:
                 for component, tensors in payload.tensor_files.items():
                     name = f"{component}.safetensors"
-                    files[name], synced = _write_file(tmp / name, lambda w, t=tensors: ser.write_safetensors(w, t),
+                    files[name], synced = _write_file(tmp / name, functools.partial(_write_tensors, tensors=tensors),
                                                       hasher, syncer)
                     pending.append(synced)
                 for component, obj in payload.json_files.items():
                     name = f"{component}.json"
                     data = ser.json_bytes(obj)
-                    files[name], synced = _write_file(tmp / name, lambda w, d=data: w.write(d), hasher, syncer)
+                    files[name], synced = _write_file(tmp / name, functools.partial(_write_bytes, data=data), hasher, syncer)
                     pending.append(synced)
                 for synced in pending:
                     synced.result()  # raises the fsync's error, if any
@@ -466,7 +467,15 @@ def _map_verified(file: Path, expected: dict[str, Any]) -> memoryview:
     return view
 
 
-def _write_file(path: Path, produce: Callable[[ser.HashingWriter], None], hasher=None,
+def _write_tensors(writer: ser.HashingWriter, tensors: dict[str, Any]) -> None:
+    ser.write_safetensors(writer, tensors)
+
+
+def _write_bytes(writer: ser.HashingWriter, data: bytes) -> None:
+    writer.write(data)
+
+
+def _write_file(path: Path, produce: Callable[[ser.HashingWriter], Any], hasher=None,
                 syncer=None) -> tuple[dict[str, Any], Future]:
     """Create `path` and let `produce` write it through a hashing writer. Returns its size and
     sha256, and a future that completes once the file is fsynced and closed."""

@@ -26,6 +26,8 @@ def prepare(
     loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
     numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
     beam_size: int = typer.Option(3, help="whisper beam size (3 was as accurate as 5 on recorded speech and 7% faster; 1 is fastest)"),
+    speaker: Optional[str] = typer.Option(None, "--speaker", metavar="REF.wav|auto",
+                                          help="keep only one voice: the voice of a reference recording, or auto: the voice that speaks most"),
     score: bool = typer.Option(False, "--score", help="then score every clip (`voicetune dataset score`); flagged clips go in report.json"),
 ) -> None:
     """Turn raw recordings into a clean, transcribed training set (LJSpeech layout)."""
@@ -39,7 +41,7 @@ def prepare(
     shortest, longest = clip_bounds(for_model)
     options = PrepareOptions(sample_rate, shortest if min_seconds is None else min_seconds,
                              longest if max_seconds is None else max_seconds, transcriber, whisper_model, language,
-                             numbers_to_words, loudness, val_fraction, workers, beam_size)
+                             numbers_to_words, loudness, val_fraction, workers, beam_size, speaker)
     try:
         result = prepare_dataset(inputs, out, options)
     except KeyboardInterrupt:

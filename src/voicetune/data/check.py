@@ -79,8 +79,10 @@ def read_vocabulary(path: Path) -> set[str]:
 
 
 def check_dataset(dataset_dir: Path, vocabulary: Iterable[str] | None = None, sample_rate: int | None = None,
-                  min_seconds: float = 1.0, max_seconds: float = 30.0, max_text_chars: int = 300) -> CheckReport:
-    """Check an LJSpeech-layout folder: metadata.csv rows against wavs/<id>.wav."""
+                  min_seconds: float = 1.0, max_seconds: float = 30.0, max_text_chars: int = 300,
+                  with_prepare_report: bool = True) -> CheckReport:
+    """Check an LJSpeech-layout folder: metadata.csv rows against wavs/<id>.wav. With
+    `with_prepare_report`, the stats also say what `voicetune prepare` left out (its report.json)."""
     import soundfile as sf
 
     root = Path(dataset_dir)
@@ -160,7 +162,23 @@ def check_dataset(dataset_dir: Path, vocabulary: Iterable[str] | None = None, sa
         "min_seconds": round(min(seconds), 3) if seconds else None, "max_seconds": round(max(seconds), 3) if seconds else None,
         "out_of_vocabulary": "".join(sorted(out_of_vocab)) if vocab is not None else None,
     }
+    if with_prepare_report:
+        report.stats["left_out"] = _left_out_by_prepare(root)
     return report
+
+
+PREPARE_REPORT = "report.json"
+
+
+def _left_out_by_prepare(root: Path) -> dict | None:
+    """report.json's rejections by reason ({reason: {count, seconds}}), or None for a folder that
+    `voicetune prepare` did not make."""
+    import json
+
+    try:
+        return json.loads((root / PREPARE_REPORT).read_text(encoding="utf-8")).get("rejections_by_reason")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _check_rates(report: CheckReport, per_clip, rates: collections.Counter, expected: int | None) -> None:
@@ -223,6 +241,9 @@ def print_check_report(report: CheckReport, as_json: bool = False, per_code: int
     rates = ", ".join(f"{rate} Hz" for rate in stats.get("sample_rates", {})) or "no audio"
     console.print(f"[bold]{escape(report.dataset)}[/]: {stats.get('rows', 0)} rows, {stats.get('clips_with_audio', 0)} with audio, "
                   f"{stats.get('hours', 0):.2f} h, {rates}")
+    if stats.get("left_out"):
+        console.print("left out by prepare: " + ", ".join(f"{reason} {v['count']} ({v['seconds']:.0f} s)" for reason, v in stats["left_out"].items())
+                      + f"; each one, with its reason (and similarity to the voice kept), in {PREPARE_REPORT}", highlight=False, markup=False)
     shown: collections.Counter = collections.Counter()
     for issue in report.issues:
         shown[issue.code] += 1

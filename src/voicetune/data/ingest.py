@@ -185,21 +185,23 @@ def _open_with_ffmpeg(path: Path) -> DecodedStream:
     command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
                "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr_pipe = process.stdout, process.stderr
+    assert stdout is not None and stderr_pipe is not None  # both are pipes
     decoded = DecodedStream(rate, channels, iter(()), "ffmpeg")
 
     def blocks() -> Iterator[np.ndarray]:
         bytes_per_block = BLOCK_FRAMES * channels * 4
         try:
             while True:
-                data = process.stdout.read(bytes_per_block)
+                data = stdout.read(bytes_per_block)
                 if not data:
                     break
                 usable = len(data) - len(data) % (channels * 4)
                 yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, channels)
         finally:
-            process.stdout.close()
-            stderr = process.stderr.read().decode("utf-8", "replace")
-            process.stderr.close()
+            stdout.close()
+            stderr = stderr_pipe.read().decode("utf-8", "replace")
+            stderr_pipe.close()
             if process.wait() != 0 or stderr.strip():
                 decoded.warnings.append(_last_line(stderr) or f"ffmpeg exited with {process.returncode}")
 

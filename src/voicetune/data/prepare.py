@@ -21,6 +21,7 @@ DATASET/
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from voicetune import fsio
-from voicetune.data import files, ljspeech
+from voicetune.data import files, ljspeech, speaker
 from voicetune.data.ingest import (
     AUDIO_EXTENSIONS,
     Rejection,
@@ -89,6 +90,7 @@ class PrepareOptions:
     val_fraction: float = 0.1
     workers: int | None = None  # copies of whisper; None: one per core
     beam_size: int = 3  # as accurate as 5 on 29 minutes of recorded speech, for 7% less CPU time
+    speaker: str | None = None  # None: every voice; "auto": the voice that speaks most; else a reference recording
 
     def check(self) -> None:
         """Raise UsageError, naming the flag, for values that cannot work."""
@@ -112,12 +114,15 @@ class PrepareOptions:
             raise UsageError(f"--workers {self.workers}: use 1 or more")
         if not 1 <= self.beam_size <= 10:
             raise UsageError(f"--beam-size {self.beam_size}: use 1 to 10")
+        if self.speaker is not None and self.transcriber == "none":
+            raise UsageError(f"--speaker {self.speaker}: with --transcriber none each file is one clip, which the speaker "
+                             "filter cannot cut; use --transcriber whisper, or leave out the files of other voices yourself")
 
     def limits(self) -> ClipLimits:
         return ClipLimits(self.min_seconds, self.max_seconds)
 
 
-def dataset_settings(options: PrepareOptions, model_identity: str | None) -> dict:
+def dataset_settings(options: PrepareOptions, model_identity: str | None, speaker: str | None = None) -> dict:
     """The settings that decide what the clips and their text are: a dataset made with other values
     is a different dataset, and adding to it would mix the two."""
     return {
@@ -130,6 +135,7 @@ def dataset_settings(options: PrepareOptions, model_identity: str | None) -> dic
         "whisper_model": model_identity if options.transcriber == "whisper" else None,
         "language": options.language or "auto",
         "numbers_to_words": options.numbers_to_words,
+        "speaker": speaker,
     }
 
 
@@ -137,6 +143,7 @@ SETTING_FLAGS = {
     "sample_rate": "--sample-rate", "min_seconds": "--min-seconds", "max_seconds": "--max-seconds",
     "loudness_lufs": "--loudness", "transcriber": "--transcriber", "whisper_model": "--whisper-model",
     "language": "--language", "numbers_to_words": "--numbers-to-words", "format": "(voicetune version)",
+    "speaker": "--speaker",
 }
 
 
@@ -258,6 +265,7 @@ class WorkerContext:
     whisper_model_path: str | None
     threads: int  # of each copy of whisper
     replicas: int = 1  # copies of whisper, one per file prepared at a time
+    target_voice: np.ndarray | None = None  # prepare --speaker: the embedding of the voice to keep
 
 
 # The models of the current run, loaded by the first thread that needs them (the others decode
@@ -293,12 +301,17 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
         if transcriber is None:
             planned, texts = _whole_file_clip(audio, detector, limits)
             language = options.language  # the transcripts' language is only known when given
-            confidences = [None]
+            confidences: list[float | None] = [None]
         else:
-            plan, energy = segment_speech(audio.analysis, detector, limits)
+            if context.target_voice is None:
+                plan, energy = segment_speech(audio.analysis, detector, limits)
+            else:
+                plan, energy, other_voices = speaker.segment_target_voice(audio.analysis, detector, limits, context.target_voice,
+                                                                          speaker.encoder(), job.path)
+                record["rejected"] += other_voices
             _reject_stretches(record, job, plan)
             if not plan.clips:
-                raise _no_clip_reason(plan, audio.duration)
+                raise _no_clip_reason(plan, audio.duration, record)
             progress(0.2)
             clips, transcripts, language = transcribe_source(plan.clips, audio.analysis, energy, transcriber, limits,
                                                              options.language, progress=lambda f: progress(0.25 + 0.65 * f))
@@ -326,9 +339,12 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
     return record
 
 
-def _no_clip_reason(plan: SegmentPlan, duration: float) -> SourceRejected:
+def _no_clip_reason(plan: SegmentPlan, duration: float, record: dict) -> SourceRejected:
     if plan.speech_seconds == 0:
         return SourceRejected("no_speech", "the voice activity detector found no speech", duration)
+    other_voices = sum(r["seconds"] for r in record["rejected"] if r["reason"] in speaker.REASONS)
+    if other_voices and not plan.dropped:
+        return SourceRejected("other_speaker", f"{other_voices:.1f} s of speech, none of it the voice kept (--speaker)", duration)
     return SourceRejected(
         "too_short", f"{plan.speech_seconds:.1f} s of speech in stretches that make no clip of the minimum length", duration
     )
@@ -457,7 +473,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         raise UsageError(f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
                          f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}")
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
-    settings = dataset_settings(options, model.identity if model else None)
+    speaker_setting = speaker.speaker_setting(options.speaker)
+    settings = dataset_settings(options, model.identity if model else None, speaker_setting)
     check_output_folder(OutputFolder(Path(out_dir)), settings)  # fail early, before taking the lock
     with OutputLock(OutputFolder(Path(out_dir))):
         out = open_output_folder(out_dir, settings)  # again under the lock: another prepare may have written
@@ -492,7 +509,8 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         jobs.sort(key=lambda job: -job.estimated_seconds)
         # One copy of whisper per worker; one file per worker at a time, so fewer files than
         # workers still keep every copy busy (a file's batches go to whichever copy is free).
-        context = WorkerContext(options, str(out.root), model.path if model else None, max(1, cores // workers), workers)
+        target = _target_voice(options, speaker_setting, out, jobs) if speaker_setting and jobs else None
+        context = WorkerContext(options, str(out.root), model.path if model else None, max(1, cores // workers), workers, target)
         at_once = max(1, min(workers, len(jobs)))
         if workers > 1:
             preload_in_background()  # the report's histogram, drawn after the workers
@@ -508,6 +526,34 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
                     "elapsed_seconds": round(elapsed, 3)}
         report = finish_dataset(out, options, transient, last_run)
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
+
+
+def _target_voice(options: PrepareOptions, setting: str, out: OutputFolder, jobs: list[SourceJob]) -> np.ndarray:
+    """The voice `--speaker` keeps: chosen by the dataset's first run and kept in its state folder,
+    so that files added later are judged against the same voice."""
+    from voicetune.console import error_console
+
+    stored = speaker.load_target(out.state, setting)
+    if stored is not None:
+        return stored
+    embed = speaker.encoder()
+    if options.speaker != speaker.AUTO:
+        target = speaker.reference_voice(Path(options.speaker), embed)
+        speaker.save_target(out.state, setting, target, str(options.speaker))
+        return target
+    error_console.print(f"--speaker auto: finding the voice that speaks most in {len(jobs)} file(s)", highlight=False, markup=False)
+    detector, stretches = SpeechDetector(), []
+    for job in jobs:
+        try:
+            audio = load_source(Path(job.path), options.sample_rate, options.loudness_lufs)
+        except SourceRejected:
+            continue  # the file's own run reports why
+        stretches.append(speaker.file_stretches(audio.analysis, detector, embed))
+    if not any(s.spans for s in stretches):
+        raise VoicetuneError("--speaker auto: no speech in the files to prepare, so no voice to choose; check the INPUT files")
+    target = speaker.main_voice([s for s in stretches if s.spans])
+    speaker.save_target(out.state, setting, target, "auto: " + ", ".join(job.path for job in jobs[:5]))
+    return target
 
 
 class _Stopped(BaseException):
@@ -542,7 +588,7 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
         _loaded.clear()  # a fresh run: models follow this run's options
         if at_once == 1:
             for index, job in enumerate(jobs):
-                finished(prepare_source(job, context, progress=lambda f, i=index: advance(i, f)))
+                finished(prepare_source(job, context, progress=functools.partial(advance, index)))
                 advance(index, 1.0)
             return records
         events: queue.SimpleQueue = queue.SimpleQueue()

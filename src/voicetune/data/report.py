@@ -59,7 +59,7 @@ def finish_dataset(out, options, transient: list[Rejection], last_run: dict) -> 
     durations = [clip["duration"] for clip in clips]
     write_duration_histogram(durations, out.root / HISTOGRAM, options.min_seconds, options.max_seconds)
     check = check_dataset(out.root, sample_rate=options.sample_rate, min_seconds=options.min_seconds,
-                          max_seconds=options.max_seconds)
+                          max_seconds=options.max_seconds, with_prepare_report=False)
     report = build_report(records, clips, transient, options, len(train), len(val), check)
     kept = {c["id"] for c in clips}
     previous = _previous_scores(out.root / REPORT)
@@ -115,13 +115,13 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
         for r in records
     ]
     kept = sum(durations)
-    return {
+    report = {
         "settings": {
             "sample_rate": options.sample_rate, "min_seconds": options.min_seconds, "max_seconds": options.max_seconds,
             "loudness_lufs": options.loudness_lufs, "transcriber": options.transcriber,
             "whisper_model": options.whisper_model if options.transcriber == "whisper" else None,
             "language": options.language or "auto", "numbers_to_words": options.numbers_to_words,
-            "val_fraction": options.val_fraction,
+            "val_fraction": options.val_fraction, "speaker": options.speaker,
         },
         "totals": {
             "sources": len(records) + sum(1 for r in transient),
@@ -140,6 +140,32 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
         "rejections": rejections,
         "sources": sources,
     }
+    if options.speaker:
+        report["speaker"] = speaker_summary(options.speaker, rejections)
+    if not options.language and len(set(languages) - {"unknown"}) > 1:
+        report["mixed_languages"] = mixed_languages(languages, records)
+    return report
+
+
+def mixed_languages(languages: collections.Counter, records: list[dict]) -> dict:
+    """report.json's `mixed_languages`, when languages were detected per file and differ: the
+    majority (by clips), the files in the others, and how to keep one language."""
+    majority = max(sorted(languages), key=lambda code: languages[code])
+    others = sorted(r["path"] for r in records if r.get("clips") and r.get("language") != majority)
+    return {"languages": dict(sorted(languages.items())), "majority": majority, "other_language_sources": others,
+            "fix": f"a voice is trained on one language: rerun with --language {majority} and a new --out, "
+                   f"with the {len(others)} file(s) in other languages left out of INPUT (listed here), "
+                   "or prepare each language into its own dataset"}
+
+
+def speaker_summary(voice: str, rejections: list[dict]) -> dict:
+    """report.json's `speaker`: the voice kept, the thresholds, and what other voices lost."""
+    from voicetune.data import speaker
+
+    left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
+    return {"voice": voice, "min_similarity": speaker.MIN_SIMILARITY, "same_voice": speaker.SAME_VOICE,
+            "left_out": len(left_out), "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
+            "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10]}
 
 
 def _histogram(durations: list[float]) -> tuple[list[float], list[int]]:
@@ -214,6 +240,16 @@ def print_prepare_summary(result, console) -> None:
             console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False, markup=False)
         if len(report["rejections"]) > 10:
             console.print(f"  ... {len(report['rejections']) - 10} more in {REPORT}")
+    if report.get("mixed_languages"):
+        mixed = report["mixed_languages"]
+        console.print("warning: the clips are in " + str(len(mixed["languages"])) + " languages ("
+                      + ", ".join(f"{code} {n}" for code, n in mixed["languages"].items()) + f"); {mixed['fix']}",
+                      highlight=False, markup=False, style="yellow")
+    if report.get("speaker"):
+        voice = report["speaker"]
+        console.print(f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
+                      f"left out {voice['left_out']} stretches of other voices or voice changes ({voice['seconds_left_out']:.1f} s), "
+                      f"each with its similarity in {REPORT}", highlight=False, markup=False)
     if report["flags"]:
         console.print("flags: " + ", ".join(f"{flag} {count}" for flag, count in report["flags"].items())
                       + f" (per clip in {MANIFEST})")

@@ -42,6 +42,7 @@ CUT_EDGE = "edge"  # start or end of the recording
 CUT_PAUSE = "pause"  # inside a pause long enough to leave padding on both sides
 CUT_SHORT_PAUSE = "short_pause"  # in the middle of a pause shorter than twice the padding
 CUT_FORCED = "forced"  # no pause at all: the quietest point of running speech, checked by ASR
+CUT_VOICE = "voice"  # another voice speaks beyond it (prepare --speaker): a pause before that voice
 
 CLEAR_PAUSE = 0.5  # a cut in a pause at least this long costs nothing
 MAX_EDGE_SILENCE = 0.6  # silence a clip may keep at an edge to reach the minimum length
@@ -155,7 +156,7 @@ def spans_from_probabilities(probabilities: np.ndarray, duration: float) -> list
             quiet_since = None
     if in_speech:
         spans.append((start, len(probabilities)))
-    seconds = []
+    seconds: list[tuple[float, float]] = []
     for first, stop in spans:
         begin = max(0.0, first * frame_seconds - SPEECH_EDGE_PAD)
         end = min(duration, stop * frame_seconds + SPEECH_EDGE_PAD)
@@ -250,16 +251,20 @@ def _split_long_stretch(start: float, end: float, energy: FrameEnergy, limits: C
     return cuts
 
 
-def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameEnergy, limits: ClipLimits) -> SegmentPlan:
-    """Group speech stretches into clips within the limits, cutting at the longest pauses."""
+def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameEnergy, limits: ClipLimits,
+               start: float = 0.0, edge: str = CUT_EDGE) -> SegmentPlan:
+    """Group speech stretches into clips within the limits, cutting at the longest pauses.
+
+    The clips lie in [start, duration): a part of the recording when `start` is given, whose
+    edges are cuts of kind `edge`."""
     # Units: speech stretches, with running speech longer than a clip split at quiet points.
     units: list[tuple[float, float]] = []
-    for start, end in spans:
-        if end - start + 2 * limits.pad_seconds > limits.max_seconds:
-            edges = [start, *_split_long_stretch(start, end, energy, limits), end]
+    for first, last in spans:
+        if last - first + 2 * limits.pad_seconds > limits.max_seconds:
+            edges = [first, *_split_long_stretch(first, last, energy, limits), last]
             units += list(zip(edges[:-1], edges[1:]))
         else:
-            units.append((start, end))
+            units.append((first, last))
     n = len(units)
     speech_seconds = sum(e - s for s, e in spans)
     if n == 0:
@@ -267,7 +272,7 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
     gaps = [units[k + 1][0] - units[k][1] for k in range(n - 1)]  # 0.0 where a stretch was split
 
     def room_before(i: int) -> float:  # silence a clip starting at unit i may take: half the gap
-        return units[0][0] if i == 0 else gaps[i - 1] / 2
+        return units[0][0] - start if i == 0 else gaps[i - 1] / 2
 
     def room_after(j: int) -> float:
         return duration - units[-1][1] if j == n - 1 else gaps[j] / 2
@@ -306,8 +311,8 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
                 if inner_gap > limits.max_inner_pause:
                     break
                 inner_cost += max(0.0, inner_gap - 0.8) * 2.0  # long silences inside a clip are unnatural
-            start, end = span(i, j)
-            length = end - start
+            first, last = span(i, j)
+            length = last - first
             if length > limits.max_seconds + 1e-6:
                 break
             if not limits.fits(length):
@@ -334,19 +339,23 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
         if not is_clip:
             dropped.append(units[i])
             continue
-        start, end = span(i, j)
+        first, last = span(i, j)
         clips.append(PlannedClip(
-            start=round(start, 4), end=round(end, 4),
+            start=round(first, 4), end=round(last, 4),
             speech_start=units[i][0], speech_end=units[j][1],
-            cut_before=CUT_EDGE if i == 0 else kind(i - 1), cut_after=CUT_EDGE if j == n - 1 else kind(j),
+            cut_before=edge if i == 0 else kind(i - 1), cut_after=edge if j == n - 1 else kind(j),
         ))
     return SegmentPlan(clips, dropped, speech_seconds)
 
 
+def find_speech(audio: np.ndarray, detector: SpeechDetector) -> tuple[list[tuple[float, float]], FrameEnergy]:
+    """The stretches of speech in 16 kHz audio (widened over their soft edges), and its energy."""
+    energy = FrameEnergy(audio)
+    return extend_to_quiet(detector.speech_spans(audio), energy, len(audio) / VAD_RATE), energy
+
+
 def segment_speech(audio: np.ndarray, detector: SpeechDetector, limits: ClipLimits) -> tuple[SegmentPlan, FrameEnergy]:
     """Find speech in 16 kHz audio and plan its clips (the segmentation stage on its own)."""
-    energy = FrameEnergy(audio)
-    duration = len(audio) / VAD_RATE
-    spans = extend_to_quiet(detector.speech_spans(audio), energy, duration)
-    return plan_clips(spans, duration, energy, limits), energy
+    spans, energy = find_speech(audio, detector)
+    return plan_clips(spans, len(audio) / VAD_RATE, energy, limits), energy
 

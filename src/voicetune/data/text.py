@@ -7,6 +7,13 @@ language: `1,500.5` in English, `1.500,5` in Portuguese, Spanish and most other 
 Spanish is read the way its speakers say it: decimals after "coma" as a number ("3,14": tres coma
 catorce), ordinals written 1.º, 1º, 1er, 1ro, 2da, and "uno", "primero" and "tercero" shortened
 before the word they count ("21 personas": veintiún personas, "1er piso": primer piso).
+
+French, Italian and Russian likewise: decimals read as a number after "virgule"/"virgola" ("3,14":
+trois virgule quatorze; Russian keeps num2words' "три целых четырнадцать сотых"); thousands
+grouped with spaces in French and Russian ("1 500", also with a no-break space); "25 %" with its
+space; ordinals 1er, 1re, 2e, 2ème, 2nd (French), 1º, 1°, 1ª (Italian, feminine in -a), 1-й, 2-я,
+3-е, 5-го (Russian: gender and genitive from the ending); and the Russian word for percent agreeing
+with its number (1 процент, 2 процента, 5 процентов, 2,5 процента).
 """
 
 from __future__ import annotations
@@ -23,6 +30,18 @@ PERCENT_WORD = {
     "de": "Prozent", "nl": "procent",
 }
 
+# Languages that group thousands with a space ("1 500", or a no-break or narrow no-break space).
+SPACE_GROUPING_LANGUAGES = {"fr", "ru", "uk", "pl", "cs", "sk", "sv", "fi", "no", "nb", "nn"}
+_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?:[ \u00a0\u202f]\d{3})+)(?![\d])")
+# Decimals read as a number after the comma's word (and "zero" per leading zero of the decimals).
+DECIMAL_WORDS = {"es": ("coma", "cero"), "fr": ("virgule", "zéro"), "it": ("virgola", "zero")}
+# Ordinal marks of French (feminine: 1re, 1ère; 2nd, 2nde: second, seconde) and Italian (° as º).
+FRENCH_ORDINAL = {"er": "m", "re": "f", "ère": "f", "e": "m", "è": "m", "ème": "m", "eme": "m", "nd": "second", "nde": "seconde"}
+ITALIAN_ORDINAL = {"º": "m", "°": "m", "o": "m", "ª": "f", "a": "f"}
+# Russian ordinal endings after a hyphen: (gender, case) for num2words.
+RUSSIAN_ORDINAL = {"й": ("m", "n"), "ый": ("m", "n"), "ий": ("m", "n"), "ой": ("m", "n"), "я": ("f", "n"), "ая": ("f", "n"),
+                   "е": ("n", "n"), "ое": ("n", "n"), "го": ("m", "g"), "ого": ("m", "g")}
+
 # Languages that write the decimal point as a point and group thousands with commas.
 POINT_DECIMAL_LANGUAGES = {"en", "ja", "ko", "he", "th", "zh"}
 
@@ -35,7 +54,8 @@ SPANISH_NOT_A_NOUN = {"de", "del", "y", "e", "o", "u", "en", "a", "al", "que", "
 
 _NUMBER = re.compile(
     r"(?<![\w:.,])(\d(?:[\d.,]*\d)?)"  # digits, possibly with separators inside (not the tail of 1.2.3)
-    r"(%|\.?º|\.?ª|st|nd|rd|th|er|[rdtvnm]?[oa])?"  # percent or an ordinal mark (English or Spanish)
+    r"([ \u00a0\u202f]?%|\.?º|\.?ª|°|st|nd|rd|th|er|ère|ème|eme|nde|re|è|e|[rdtvnm]?[oa]"  # percent or an ordinal mark
+    r"|-(?:ого|го|ый|ий|ой|ая|ое|й|я|е))?"  # (English, Spanish, French, Italian; Russian after a hyphen)
     r"(?![\w:])",  # times (10:30) are left alone, and flagged
     re.UNICODE,
 )
@@ -78,63 +98,107 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
     base = (language or "").split("_")[0]
     if code is None:
         return text, bool(re.search(r"\d", text))
-    from num2words import num2words
-
     left_digits = False
+    if base in SPACE_GROUPING_LANGUAGES:
+        text = _SPACE_GROUPED.sub(lambda m: m.group(1) + re.sub(r"[ \u00a0\u202f]", ".", m.group(2)), text)
 
     def replace(match: re.Match) -> str:
         nonlocal left_digits
         digits, mark = match.group(1), match.group(2) or ""
         value = _parse_number(digits, base)
-        spanish_mark = mark in {*SPANISH_MASCULINE, *SPANISH_FEMININE, "er"} - {"º", "ª", ".º", ".ª"}
-        if value is None or (spanish_mark and base != "es") or (mark in ("st", "nd", "rd", "th") and base != "en"):
+        words = None if value is None else _number_words(value, digits, mark, base, code, match.string[match.end():])
+        if words is None:
             left_digits = True
             return match.group(0)
-        counts_a_noun = base == "es" and _next_word_is_counted(match.string[match.end():])
-        try:
-            if mark in ORDINAL_MARKS and isinstance(value, int):
-                words = num2words(value, lang=code, to="ordinal")
-                if mark in SPANISH_FEMININE and words.endswith("o"):  # Portuguese/Spanish feminine ordinal
-                    words = " ".join(w[:-1] + "a" if w.endswith("o") else w for w in words.split())
-                elif base == "es" and (mark == "er" or counts_a_noun):
-                    words = re.sub(r"\b(primer|tercer)o$", r"\1", words)
-                return words
-            if base == "es" and isinstance(value, float):
-                words = _spanish_decimal(digits, code)
-            else:
-                words = num2words(value, lang=code)
-            if counts_a_noun and not mark:
-                words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
-            if base == "en" and isinstance(value, int) and 1100 <= value <= 2099 and digits.isdigit() and not mark:
-                words = num2words(value, lang=code, to="year")  # "1999" is said as a year
-            if mark == "%":
-                words += " " + PERCENT_WORD.get(base, "%")
-            elif mark:
-                words += mark
-            return words
-        except (NotImplementedError, OverflowError, ValueError, TypeError):
-            left_digits = True
-            return match.group(0)
+        return words
 
     spelled = _NUMBER.sub(replace, text)
     return spelled, left_digits or bool(re.search(r"\d", spelled))
+
+
+def _number_words(value: int | float, digits: str, mark: str, base: str, code: str, rest: str) -> str | None:
+    """One number (and its mark) in words, or None where the mark does not belong to the language."""
+    from num2words import num2words
+
+    percent = mark.strip(" \u00a0\u202f") == "%"
+    ordinal = _ordinal_words(value, mark, base, code, rest) if mark and not percent else None
+    if ordinal is not None or (mark and not percent):
+        return ordinal
+    counts_a_noun = base == "es" and _next_word_is_counted(rest)
+    try:
+        if base in DECIMAL_WORDS and isinstance(value, float):
+            words = _decimal_words(digits, code, *DECIMAL_WORDS[base])
+        else:
+            words = num2words(value, lang=code)
+    except (NotImplementedError, OverflowError, ValueError, TypeError):
+        return None
+    if counts_a_noun and not mark:
+        words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
+    if base == "en" and isinstance(value, int) and 1100 <= value <= 2099 and digits.isdigit() and not mark:
+        words = num2words(value, lang=code, to="year")  # "1999" is said as a year
+    if percent:
+        words += " " + (_russian_percent(value) if base == "ru" else PERCENT_WORD.get(base, "%"))
+    return words
+
+
+def _ordinal_words(value: int | float, mark: str, base: str, code: str, rest: str) -> str | None:
+    """An ordinal in words by the marks of its language, or None."""
+    from num2words import num2words
+
+    if not isinstance(value, int):
+        return None
+    try:
+        if base == "fr" and mark in FRENCH_ORDINAL:
+            kind = FRENCH_ORDINAL[mark]
+            if kind in ("second", "seconde"):
+                return kind if value == 2 else None
+            words = num2words(value, lang=code, to="ordinal")
+            return "première" if value == 1 and kind == "f" else words
+        if base == "it" and mark.lstrip(".") in ITALIAN_ORDINAL:
+            words = num2words(value, lang=code, to="ordinal")
+            return re.sub(r"o$", "a", words) if ITALIAN_ORDINAL[mark.lstrip(".")] == "f" else words
+        if base == "ru" and mark.startswith("-") and mark[1:] in RUSSIAN_ORDINAL:
+            gender, case = RUSSIAN_ORDINAL[mark[1:]]
+            return num2words(value, lang=code, to="ordinal", gender=gender, case=case)
+        spanish_mark = mark in {*SPANISH_MASCULINE, *SPANISH_FEMININE, "er"} - {"º", "ª", ".º", ".ª"}
+        if mark not in ORDINAL_MARKS or (spanish_mark and base != "es") or (mark in ("st", "nd", "rd", "th") and base != "en"):
+            return None
+        words = num2words(value, lang=code, to="ordinal")
+    except (NotImplementedError, OverflowError, ValueError, TypeError):
+        return None
+    if mark in SPANISH_FEMININE and words.endswith("o"):  # Portuguese/Spanish feminine ordinal
+        words = " ".join(w[:-1] + "a" if w.endswith("o") else w for w in words.split())
+    elif base == "es" and (mark == "er" or _next_word_is_counted(rest)):
+        words = re.sub(r"\b(primer|tercer)o$", r"\1", words)
+    return words
+
+
+def _russian_percent(value: int | float) -> str:
+    """процент, процента or процентов: the form that agrees with the number before it."""
+    if isinstance(value, float):
+        return "процента"  # a fraction governs the genitive singular: 2,5 процента
+    if value % 10 == 1 and value % 100 != 11:
+        return "процент"
+    if 2 <= value % 10 <= 4 and not 12 <= value % 100 <= 14:
+        return "процента"
+    return "процентов"
 
 
 def _next_word_is_counted(rest: str) -> bool:
     """Whether the text after a Spanish number starts with the word it counts (a noun, or an
     adjective before one), not a preposition or the end of a phrase."""
     word = re.match(r"\s+([^\W\d_]+)", rest)
-    return bool(word) and word.group(1).lower() not in SPANISH_NOT_A_NOUN
+    return word is not None and word.group(1).lower() not in SPANISH_NOT_A_NOUN
 
 
-def _spanish_decimal(digits: str, code: str) -> str:
+def _decimal_words(digits: str, code: str, comma: str, zero: str) -> str:
     """'3,14' -> 'tres coma catorce', '2,05' -> 'dos coma cero cinco': the decimals as a number,
-    after their leading zeros (how Spanish speakers read them)."""
+    after their leading zeros (how Spanish, French and Italian speakers read them)."""
     from num2words import num2words
 
     whole, decimals = digits.rsplit(",", 1)
     zeros = len(decimals) - len(decimals.lstrip("0"))
-    words = [num2words(int(whole.replace(".", "")), lang=code), "coma", *["cero"] * zeros]
+    words = [num2words(int(whole.replace(".", "")), lang=code), comma, *[zero] * zeros]
     if decimals.lstrip("0"):
         words.append(num2words(int(decimals), lang=code))
     return " ".join(words)

@@ -336,6 +336,8 @@ def load_transcriber(kind: str, whisper_model_path: str | None, threads: int, be
                      replicas: int = 1) -> Transcriber | None:
     """The transcriber `--transcriber` names, loaded (None for `none`)."""
     if kind == "whisper":
+        if not whisper_model_path:
+            raise ValueError("the whisper transcriber needs a model path")
         return WhisperTranscriber(whisper_model_path, threads=threads, beam_size=beam_size, replicas=replicas)
     if kind == "pocketsphinx":
         return PocketsphinxTranscriber()
@@ -438,7 +440,8 @@ def _nearest_word_boundary(cut: _Cut, clips: list[PlannedClip], words: list[Word
             fitting.append(time)
     if not fitting:
         return None
-    return round(min(fitting, key=lambda t: abs(t - cut.time)), 4)
+    nearest: float = min(fitting, key=lambda t: abs(t - cut.time))
+    return round(nearest, 4)
 
 
 def transcribe_source(clips: list[PlannedClip], analysis: np.ndarray, energy: FrameEnergy, transcriber: Transcriber,

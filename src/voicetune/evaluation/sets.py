@@ -34,6 +34,12 @@ DEFAULT_EVAL_CLIPS = 4  # held-out sentences per evaluation (bench/eval_cost.py 
 MAX_REFERENCE_SECONDS = 12.0
 MIN_REFERENCE_SECONDS = 2.0
 EVAL_SEED = 777
+# Torch threads the evaluation set is synthesized on. A CPU result depends on the thread count
+# (how sums are split between threads), and whisper can hear two such renderings differently: a
+# fixed count makes a checkpoint's scores the same in every process and on every machine's core
+# count. One thread: f5-tiny's evaluation sentence took 0.8 s on one thread, 8 s on two while other
+# work shared the 2 cores (OpenMP threads wait for each other); on a GPU the count hardly matters.
+SYNTHESIS_THREADS = 1
 MEASURE_KEYS = (*MEASURES, "score")
 
 
@@ -143,7 +149,8 @@ def seed_everything(seed: int) -> None:
 def synthesize_eval_set(adapter, model, eval_set: EvalSet,
                         progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
     """Every text of the set spoken by `model` in the reference's voice; sentence i is seeded with
-    seed + i, so that it comes out the same whatever else is said. `progress` hears
+    seed + i, so that it comes out the same whatever else is said, on SYNTHESIS_THREADS threads,
+    so that it comes out the same whatever the process did before. `progress` hears
     "synthesizing, 2 of 4 sentences" before each one."""
     import torch
 
@@ -154,8 +161,10 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet,
         import soxr
 
         ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
+    from voicetune.scoring.measures import torch_threads
+
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(SYNTHESIS_THREADS):
         for index, text in enumerate(eval_set.texts):
             if progress:
                 progress(f"synthesizing, {index + 1} of {len(eval_set.texts)} sentences")

@@ -207,7 +207,9 @@ class XttsAdapter(BaseAdapter):
                 self._parts = files.tiny_parts()
             languages = list(self._parts.config.languages)
             if self.language not in languages and f"{self.language}-cn" not in languages:  # zh = zh-cn
-                raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}")
+                raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}; voicetune cannot teach it "
+                                 "another language yet (its tokenizer would need extending): train F5-TTS for it, "
+                                 "see docs/new-language.md")
             self.sample_rate = int(self._parts.config.model_args.output_sample_rate)
         return self._parts
 

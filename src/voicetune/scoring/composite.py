@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 SIMILARITY_FLOOR = 0.5
 DNSMOS_FLOOR = 1.0
@@ -37,17 +38,17 @@ class Summary:
     dnsmos: float | None = None
     clips: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "Summary | None":
+    def from_json(cls, data: dict[str, Any] | None) -> "Summary | None":
         if not data:
             return None
-        return cls(**{k: data.get(k) for k in (*MEASURES, "clips")})
+        return cls(**{k: data[k] for k in (*MEASURES, "clips") if k in data})
 
 
-def summarize(scores: Sequence, digits: int = 6) -> Summary:
+def summarize(scores: Sequence[Any], digits: int = 6) -> Summary:
     """A `Summary` of `ClipScore`s (objects with rates, similarity and dnsmos)."""
     rates = [s.rates for s in scores if getattr(s, "rates", None) is not None]
     wer = cer = None

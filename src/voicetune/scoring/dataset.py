@@ -150,13 +150,13 @@ def flag_outliers(clips: list[ScoredClip]) -> Thresholds:
     )
     for clip in clips:
         clip.flags, clip.severity = [], 0.0
-        if clip.wer is not None and clip.wer > thresholds.wer:
+        if clip.wer is not None and thresholds.wer is not None and clip.wer > thresholds.wer:
             clip.flags.append("transcript_mismatch")
             clip.severity += (clip.wer - thresholds.wer) / WER_MARGIN
-        if clip.dnsmos is not None and clip.dnsmos < thresholds.dnsmos:
+        if clip.dnsmos is not None and thresholds.dnsmos is not None and clip.dnsmos < thresholds.dnsmos:
             clip.flags.append("low_quality")
             clip.severity += (thresholds.dnsmos - clip.dnsmos) / DNSMOS_MARGIN
-        if clip.similarity is not None and clip.similarity < thresholds.similarity:
+        if clip.similarity is not None and thresholds.similarity is not None and clip.similarity < thresholds.similarity:
             clip.flags.append("other_speaker")
             clip.severity += (thresholds.similarity - clip.similarity) / SIMILARITY_MARGIN
     return thresholds
@@ -173,7 +173,7 @@ def _dataset_language(dataset: Path) -> str | None:
         pass
     manifest = dataset / "manifest.jsonl"
     if manifest.is_file():
-        languages = Counter()
+        languages: Counter[str | None] = Counter()
         for line in manifest.read_text(encoding="utf-8").splitlines():
             try:
                 languages[json.loads(line).get("language")] += 1

@@ -16,9 +16,10 @@ No model code of voicetune is here: these score any audio, real or synthesized.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -39,6 +40,28 @@ def scoring_threads() -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None = None) -> Iterator[None]:
+    """Run a block on `count` torch intra-op threads (None: as many as now), and give the caller
+    its own thread count back afterwards, whatever the block did.
+
+    Why: CTranslate2 (whisper) sets the OpenMP thread count, which torch shares, when it loads a
+    model. A training process on one thread (OMP_NUM_THREADS=1) that scored its first milestone
+    went on training and synthesizing on two threads, and a torch result on the CPU depends on its
+    thread count (how sums are split): the same checkpoint then made other audio in a resumed
+    process, which whisper heard differently, and the resumed weights drifted from the straight
+    run's. Every scorer model is loaded and run inside this block."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Intelligibility:
@@ -104,7 +127,8 @@ class SpeakerSimilarity:
         import torch
         from resemblyzer import audio as ge2e_audio
 
-        mels, owners = [], []
+        mels: list[np.ndarray] = []
+        owners: list[int] = []
         for index, clip in enumerate(clips):
             wav = ge2e_audio.preprocess_wav(np.asarray(clip, np.float32))  # loudness, long silences trimmed
             if len(wav) == 0:  # nothing voiced at all: embed the clip as it is

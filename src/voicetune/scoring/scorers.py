@@ -20,6 +20,7 @@ from voicetune.scoring.measures import (
     SpeakerSimilarity,
     centroid,
     cosine,
+    torch_threads,
 )
 from voicetune.scoring.text import ErrorRates
 
@@ -69,7 +70,8 @@ class Scorers:
         with self._lock:
             if name not in self._loaded:
                 try:
-                    self._loaded[name] = build()
+                    with torch_threads():  # loading whisper would change the caller's torch threads
+                        self._loaded[name] = build()
                 except Exception as err:  # noqa: BLE001 - any failure to load only drops this measure
                     log.debug("cannot load %s", name, exc_info=True)
                     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -81,7 +83,8 @@ class Scorers:
     def intelligibility(self) -> Intelligibility | None:
         if not self.whisper_model:
             return self._load("intelligibility", _no_whisper_model, "WER/CER", "pass --whisper-model")
-        return self._load("intelligibility", lambda: Intelligibility(self.whisper_model), "WER/CER",
+        model = self.whisper_model
+        return self._load("intelligibility", lambda: Intelligibility(model), "WER/CER",
                           "pass --whisper-model NAME_OR_FOLDER (or set VOICETUNE_WHISPER_MODEL)")
 
     @property
@@ -96,7 +99,10 @@ class Scorers:
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray | None:
         """Speaker embeddings of 16 kHz clips, or None without the encoder."""
         encoder = self.similarity
-        return encoder.embed(clips) if encoder is not None and len(clips) else None
+        if encoder is None or not len(clips):
+            return None
+        with torch_threads():
+            return encoder.embed(clips)
 
     def score(self, clips: Sequence[np.ndarray], texts: Sequence[str] | None = None, language: str | None = "en",
               speaker: np.ndarray | None = None, embeddings: np.ndarray | None = None) -> list[ClipScore]:
@@ -106,6 +112,12 @@ class Scorers:
         scores = [ClipScore() for _ in clips]
         if not clips:
             return scores
+        with torch_threads():  # the caller keeps its torch thread count (see torch_threads)
+            self._score(scores, clips, texts, language, speaker, embeddings)
+        return scores
+
+    def _score(self, scores: list[ClipScore], clips: Sequence[np.ndarray], texts: Sequence[str] | None,
+               language: str | None, speaker: np.ndarray | None, embeddings: np.ndarray | None) -> None:
         if texts is not None:
             asr = self.intelligibility
             if asr is not None:
@@ -122,7 +134,6 @@ class Scorers:
         if quality is not None:
             for score, value in zip(scores, quality.mos(clips)):
                 score.dnsmos = value
-        return scores
 
 
 def _no_whisper_model():

@@ -230,6 +230,16 @@ def _report_markdown(report: dict) -> str:
     if report.get("rejections_by_reason"):
         lines.append("**left out:** " + ", ".join(f"{reason} ×{v['count']} ({v['seconds']:.0f} s)"
                                                  for reason, v in report["rejections_by_reason"].items()))
+    if report.get("mixed_languages"):
+        mixed = report["mixed_languages"]
+        lines.append("**warning, several languages:** " + ", ".join(f"{code} ×{n}" for code, n in mixed["languages"].items())
+                     + f". {mixed['fix'][0].upper()}{mixed['fix'][1:]}.")
+    if report.get("speaker"):
+        voice = report["speaker"]
+        kept = "the voice that speaks most" if voice["voice"] == "auto" else f"the voice of {Path(voice['voice']).name}"
+        lines.append(f"**voice kept:** {kept}; left out {voice['left_out']} stretches of other voices ({voice['seconds_left_out']:.0f} s)"
+                     + "".join(f"\n- {Path(r['path']).name} {r['start']:.1f}-{r['end']:.1f} s: {r['reason']}, similarity {r['similarity']:.2f}"
+                               for r in voice["most_like_the_voice_kept"][:5]))
     if report.get("flags"):
         lines.append("**flags:** " + ", ".join(f"{flag} ×{n}" for flag, n in report["flags"].items()))
     check = report["check"]

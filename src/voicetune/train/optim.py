@@ -25,4 +25,5 @@ def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> tor
             raise UsageError(f"--optimizer adamw8bit needs bitsandbytes ({err}); "
                              "pip install -c constraints.txt bitsandbytes") from None
         return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
+    assert config.lr is not None, "settle_config fills the learning rate"
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

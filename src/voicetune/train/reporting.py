@@ -15,7 +15,9 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from rich.progress import TaskID
 
 import numpy as np
 
@@ -39,9 +41,9 @@ class Reporter:
         self.max_updates = max_updates
         self.start_step = start_step
         self._writer = None
-        self._metrics = None
+        self._metrics: TextIO | None = None
         self._progress = None
-        self._task = None
+        self._task: TaskID | None = None
         self._interactive = is_interactive()
         self._metrics_path = metrics_path
         self._work_path = Path(run_path) / MILESTONE_WORK
@@ -71,7 +73,7 @@ class Reporter:
         self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)])
         status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
         self._rate = scalars.get("perf/updates_per_s") or self._rate
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=step, status=status, eta=self.eta(step))
         if step % self.log_every == 0 or step == self.max_updates:
             rate = scalars.get("perf/updates_per_s")
@@ -129,6 +131,7 @@ class Reporter:
         def write() -> None:
             if self._metrics is None:
                 self._open_metrics()
+            assert self._metrics is not None
             self._metrics.write(line)
             self._metrics.flush()
 

@@ -54,7 +54,10 @@ class BatchPlan:
     def _pack_by_frames(self, order: list[int]) -> list[list[int]]:
         # Sort (stably, from a shuffled order) by length so batches hold similar lengths.
         by_length = sorted(order, key=lambda i: self.lengths[i])
-        batches, current, frames = [], [], 0
+        assert self.batch_frames is not None
+        batches: list[list[int]] = []
+        current: list[int] = []
+        frames = 0
         for i in by_length:
             length = self.lengths[i]
             if current and (frames + length > self.batch_frames or len(current) >= self.max_items):

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class StopRequested(BaseException):
@@ -27,7 +27,7 @@ class StopRequested(BaseException):
 class StopSignals:
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL or None
         self._interruptible = False
 
     @contextlib.contextmanager

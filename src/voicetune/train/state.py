@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -164,9 +164,13 @@ class TrainState:
             logging.getLogger("voicetune.train").warning(
                 "the checkpoint has no RNG state for rank %d (different process count): rank 0's is used", rank)
             state = rng_for_rank(tree, 0)
+        if state is None:
+            from voicetune.errors import CheckpointError
+
+            raise CheckpointError("the checkpoint holds no RNG state")
         return state
 
-    def payload(self, role: str, kind: str, metrics: dict[str, float]):
+    def payload(self, role: Literal["milestone", "rolling"], kind: Literal["full", "weights"], metrics: dict[str, float]):
         """Snapshot everything into host memory (the only part of a save on the training thread).
         Every rank calls it (the RNG states are gathered); rank 0 gets the payload, others None."""
         import json
@@ -174,7 +178,7 @@ class TrainState:
         from voicetune.checkpoints.store import CheckpointPayload
 
         world = self.accelerator.num_processes
-        rng_states = [capture_rng()]
+        rng_states: list[dict[str, Any] | None] = [capture_rng()]
         if world > 1:
             rng_states = [None] * world
             torch.distributed.all_gather_object(rng_states, capture_rng())
@@ -200,7 +204,7 @@ class TrainState:
         )
         if kind == "full":
             opt_json, opt_tensors = optimizer_files(self.optimizer.state_dict())
-            rng_json, rng_tensors = rng_files(rng_states)
+            rng_json, rng_tensors = rng_files([r for r in rng_states if r is not None])  # every rank's, gathered
             payload.tensor_files[OPTIMIZER] = snapshot_tensors(opt_tensors, pin)
             payload.json_files[OPTIMIZER] = opt_json
             payload.tensor_files[RNG] = snapshot_tensors(rng_tensors)
