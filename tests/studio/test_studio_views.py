@@ -12,7 +12,6 @@ import pytest
 
 from voicetune.errors import UsageError
 
-
 # ---- the workspace ------------------------------------------------------------------------------
 
 def test_a_symlink_inside_a_folder_that_leads_out_is_refused_by_name(tmp_path, recordings):

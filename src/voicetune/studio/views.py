@@ -17,7 +17,7 @@ from voicetune.studio.workspace import Workspace
 
 CKPT_COLUMNS = ["checkpoint", "step", "role", "state", "size", "score", "WER", "similarity", "DNSMOS", "weights",
                 "spread", "flags", "val_loss", "best", "status"]
-CKPT_COLUMN_WIDTHS = ["140px", "50px", "100px", "65px", "90px", "65px", "60px", "110px", "80px", "80px", "70px",
+CKPT_COLUMN_WIDTHS: list[str | int] = ["140px", "50px", "100px", "65px", "90px", "65px", "60px", "110px", "80px", "80px", "70px",
                       "80px", "85px", "50px", "95px"]  # every header and role on one line in a 1360-px window
 CLIP_ORDERS = ("id", "flags first", "longest first", "shortest first", "removed last")
 
@@ -40,7 +40,7 @@ class Scores:
     tie: str
 
     @classmethod
-    def of(cls, row: CheckpointRow | dict[str, Any]) -> "Scores":
+    def of(cls, row: CheckpointRow | dict[str, Any]) -> Scores:
         # A row's fields, those it gained (weights, score_spread, flags, tie...) and its manifest metrics.
         data = {**vars(row), **row.to_json()} if isinstance(row, CheckpointRow) else dict(row)
         merged = {**(data.get("metrics") or {}), **{k: v for k, v in data.items() if v is not None}}
@@ -182,7 +182,8 @@ def ab_view(ws: Workspace, run_name: str, step_a: int, step_b: int) -> ABView:
     for index in range(max(len(a.sentences), len(b.sentences))):
         first = a.sentences[index] if index < len(a.sentences) else None
         second = b.sentences[index] if index < len(b.sentences) else None
-        either = first or second
+        either = first if first is not None else second
+        assert either is not None  # index < the longer of the two lists
         rows.append(ABSentence(either.text, either.real_clip, first, second))
     return ABView(a, b, rows)
 

@@ -155,7 +155,7 @@ def check_urls(urls: list[str], reachable_from_others: bool) -> list[str]:
             addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
         except (socket.gaierror, UnicodeError) as err:
             raise UsageError(f"URL {url!r}: cannot resolve {parts.hostname} ({err}); check the address") from None
-        for address in sorted(addresses):
+        for address in sorted(map(str, addresses)):
             if not ipaddress.ip_address(address.split("%")[0]).is_global:
                 raise UsageError(f"URL {url!r}: {parts.hostname} is {address}, an address of this machine or a private "
                                  "network; a studio open to other machines (--host ... --auth) fetches public addresses "

@@ -98,7 +98,7 @@ class Reporter:
             return
         if self._work_since is None:
             self._work_since = time.time()
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, status=f"step {step}: {what}")
         record = {"step": step, "work": what, "since": self._work_since, "now": time.time()}
         self._guarded(MILESTONE_WORK, lambda: fsio.atomic_write_json(self._work_path, record))
