@@ -160,6 +160,9 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     _textbox(page, "data-folder").fill("../outside")
     page.locator("#data-prepare").click()
     expect(page.locator("#data-message")).to_contain_text("is outside the workspace")
+    page.locator("#data-upload input[type=file]").set_input_files([str(p) for p in recordings])
+    for path in recordings:
+        expect(page.locator("#data-upload").get_by_role("cell", name=path.name)).to_be_visible()
     inner = ws / "recordings" / "inner"
     inner.mkdir(parents=True)
     (inner / "outside.wav").symlink_to(recordings[0])  # the recordings live outside the workspace
@@ -168,14 +171,15 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#data-message")).to_contain_text(
         f"recordings/inner/outside.wav in the folder is a symlink to {recordings[0]}, outside the workspace")
     assert not (ws / "datasets" / "voice").exists()
+    for path in recordings:  # the refusal is said once, in the message: the uploads stay, with no error badge
+        expect(page.locator("#data-upload").get_by_role("cell", name=path.name)).to_be_visible()
+    for elem_id in ("data-upload", "data-report", "data-histogram"):
+        expect(page.locator(f"#{elem_id}")).not_to_contain_text("Error")
     _textbox(page, "data-folder").fill("")
     _textbox(page, "data-whisper").fill(str(whisper_model_path()))  # chosen once for the workspace
     _textbox(page, "data-language").fill("en")
     _number(page, "data-min").fill("2")
     _number(page, "data-max").fill("6")
-    page.locator("#data-upload input[type=file]").set_input_files([str(p) for p in recordings])
-    for path in recordings:
-        expect(page.locator("#data-upload").get_by_role("cell", name=path.name)).to_be_visible()
     page.locator("#data-prepare").click()
     expect(page.locator("#data-message")).to_contain_text("prepared", timeout=180_000)
     dataset = ws / "datasets" / "voice"
