@@ -77,9 +77,19 @@ QUIET_LOGGERS = ("bitsandbytes",)
 
 
 def quiet_third_party() -> None:
-    """Silence the warnings of QUIET_LOGGERS (errors still show); called once by the CLI."""
+    """Silence the warnings of QUIET_LOGGERS (errors still show) and send Python warnings
+    (matplotlib's, torch's...) to the log files instead of the terminal, where they would read as
+    the command's own output; called once by the CLI."""
+    import warnings
+
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.showwarning = log_warning
+
+
+def log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` that writes to the `voicetune.warnings` logger (the log files)."""
+    logging.getLogger("voicetune.warnings").warning("%s:%s: %s: %s", filename, lineno, category.__name__, message)
 
 
 def is_interactive() -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import f5_train_args
-from support.harness import voicetune, whisper_model_path
+from support.harness import cli_env, run_cli, voicetune, whisper_model_path
 
 KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score"}
 
@@ -40,9 +40,13 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
 
 def test_eval_table_and_bad_targets(f5_run, tmp_path):
     corpus, run = f5_run
-    table = voicetune("eval", run / "checkpoints" / "step_00000002", "--whisper-model", whisper_model_path(),
-                      "--plot", tmp_path / "e.png", check_exit=0)
+    # No --plot: the picture goes beside what was scored, not into the directory eval runs in.
+    table = run_cli("eval", run / "checkpoints" / "step_00000002", "--whisper-model", whisper_model_path(),
+                    env=cli_env(COLUMNS="200"), cwd=tmp_path)
+    assert table.returncode == 0, table.stdout + table.stderr
     assert "real voice" in table.stdout and "step_00000002" in table.stdout
+    assert (run / "eval-cli.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "eval-cli.png" in table.stdout
+    assert not (tmp_path / "eval.png").exists()
     missing = voicetune("eval", tmp_path / "nothing-here", check_exit=2)
     assert "not a run folder, a checkpoint directory or a weight file" in missing.stderr
     weights = voicetune("eval", run / "ready" / "model.safetensors", "--data", corpus, check_exit=2)

@@ -11,6 +11,7 @@ import pytest
 from conftest import f5_train_args, scoring_env
 from support.harness import voicetune
 from voicetune.evaluation import eval_set_for, resolve_targets
+from voicetune.evaluation.kept import read_kept
 from voicetune.train.evaluator import milestones_without_improvement, read_eval_rows
 from voicetune.train.reporting import read_metrics
 
@@ -45,6 +46,12 @@ def test_every_milestone_is_scored_and_the_best_follows_the_score(straight):
     # `voicetune eval RUN` says what the run said at its milestones: the stored set
     assert eval_set_for(resolve_targets([run]), None, [], 4, None, None, None).to_json() == stored["set"]
     assert (run / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    for row in rows:  # each milestone's sentences are kept, as scored, for the studio's A/B view
+        kept = read_kept(run, row["step"])
+        assert [s.text for s in kept.sentences] == stored["set"]["texts"] and kept.weights == "ema"
+        assert all(s.audio.is_file() for s in kept.sentences)
+        assert {k: kept.measures[k] for k in MEASURES} == {k: row[k] for k in MEASURES}
+    assert not (run / "milestone-work.json").exists()  # said while the milestone worked, gone after
     table = voicetune("ckpt", "list", run, check_exit=0).stdout
     assert "score" in table and "DNSMOS" in table
 

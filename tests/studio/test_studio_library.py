@@ -214,3 +214,21 @@ def test_dataset_score_flags_sort_the_clip_table_and_survive_an_edit(prepared):
     assert "other_speaker" in listed[suspect.clip_id].flags and "other_speaker" not in listed[other.clip_id].flags
     remove_clip(prepared, other.clip_id)
     assert "other_speaker" in {c.clip_id: c for c in list_clips(prepared)}[suspect.clip_id].flags
+
+
+def test_a_removed_clip_keeps_its_place_in_the_clip_list_until_sorted_last(prepared):
+    from voicetune.data.edit import list_clips, remove_clip
+    from voicetune.studio.views import clip_page, page_of
+
+    ids = [c.clip_id for c in list_clips(prepared)]
+    first = ids[0]
+    remove_clip(prepared, first)
+    clips = list_clips(prepared)
+    by_id = clip_page(clips, "id", 1, per_page=2)
+    assert [c.clip_id for c in by_id.clips] == ids[:2] and by_id.clips[0].removed
+    assert page_of(clips, "id", first, per_page=2) == 1
+    last = (len(ids) + 1) // 2
+    assert page_of(clips, "removed last", first, per_page=2) == last
+    assert clip_page(clips, "removed last", 99, per_page=2).number == last  # a page past the end: the last one
+    with pytest.raises(UsageError, match="sort clips by 'newest'"):
+        clip_page(clips, "newest", 1, per_page=2)

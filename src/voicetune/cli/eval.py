@@ -25,11 +25,11 @@ def eval_(
     language: Optional[str] = typer.Option(None, "--language", help="language of the texts; default: the run's"),
     ref: Optional[Path] = typer.Option(None, "--ref", help="voice prompt to use instead of the set's reference clip"),
     ref_text: Optional[str] = typer.Option(None, "--ref-text", help="transcript of --ref"),
-    plot: Path = typer.Option(Path("eval.png"), "--plot", help="where to write the picture of the scores over steps"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="where to write the picture of the scores over steps; default: beside what was scored (RUN/eval-cli.png, FILE.eval.png)"),
 ) -> None:
     """Score TARGETs: intelligibility (WER/CER), speaker similarity, DNSMOS, and the score relative to the real voice."""
     from voicetune.console import console, progress_bar
-    from voicetune.evaluation import evaluate_targets, plot_eval
+    from voicetune.evaluation import default_plot_path, evaluate_targets, plot_eval, resolve_targets
 
     # With --json, stdout holds the JSON alone: what models say while loading goes to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
@@ -42,6 +42,7 @@ def eval_(
     rows = [row.to_json() for row in report.rows]
     scored = [r for r in rows if r["score"] is not None]
     best = max(scored, key=lambda r: (r["score"], -r["step"])) if scored else None
+    plot = plot or default_plot_path(resolve_targets(targets))
     plot_eval(rows, report.ceiling, plot, best["step"] if best else None, "voicetune eval")
     if as_json:
         typer.echo(json.dumps(rows, indent=1))

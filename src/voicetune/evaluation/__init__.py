@@ -22,6 +22,7 @@ from voicetune.evaluation.targets import (
     EvalReport,
     EvalRow,
     Target,
+    default_plot_path,
     eval_set_for,
     evaluate_targets,
     load_target,
@@ -30,6 +31,6 @@ from voicetune.evaluation.targets import (
 
 __all__ = [
     "DEFAULT_EVAL_CLIPS", "EVAL_SEED", "MEASURE_KEYS", "EvalReport", "EvalResult", "EvalRow", "EvalSet", "RealVoice",
-    "Target", "choose_eval_set", "eval_set_for", "evaluate_model", "evaluate_targets", "load_target", "plot_eval",
+    "Target", "choose_eval_set", "default_plot_path", "eval_set_for", "evaluate_model", "evaluate_targets", "load_target", "plot_eval",
     "resolve_targets", "score_real_voice", "seed_everything", "synthesize_eval_set",
 ]

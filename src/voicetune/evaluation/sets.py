@@ -131,6 +131,7 @@ class EvalResult:
     transcripts: list[str | None] = field(default_factory=list)
     audio: list[np.ndarray] = field(default_factory=list)  # what was synthesized, at sample_rate
     sample_rate: int = 0
+    clip_scores: list[dict[str, float | None]] = field(default_factory=list)  # each sentence's own measures
 
     def measures(self) -> dict[str, float | None]:
         """{wer, cer, similarity, dnsmos, score}."""
@@ -145,10 +146,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def synthesize_eval_set(adapter, model, eval_set: EvalSet) -> list[np.ndarray]:
+def synthesize_eval_set(adapter, model, eval_set: EvalSet,
+                        progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
     """Every text of the set spoken by `model` in the reference's voice; sentence i is seeded with
     seed + i, so that it comes out the same whatever else is said, on SYNTHESIS_THREADS threads,
-    so that it comes out the same whatever the process did before."""
+    so that it comes out the same whatever the process did before. `progress` hears
+    "synthesizing, 2 of 4 sentences" before each one."""
     import torch
 
     from voicetune.data.ingest import read_reference
@@ -163,22 +166,28 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet) -> list[np.ndarray]:
     out = []
     with torch.no_grad(), torch_threads(SYNTHESIS_THREADS):
         for index, text in enumerate(eval_set.texts):
+            if progress:
+                progress(f"synthesizing, {index + 1} of {len(eval_set.texts)} sentences")
             seed_everything(eval_set.seed + index)
             audio = adapter.synthesize(model, text, ref_audio, eval_set.ref_text, language=eval_set.language)
             out.append(np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0))
     return out
 
 
-def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers) -> EvalResult:
-    """Synthesize the set with `model` (weights as loaded: the EMA weights) and score it."""
+def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers,
+                   progress: Callable[[str], None] | None = None) -> EvalResult:
+    """Synthesize the set with `model` (weights as loaded: the EMA weights) and score it;
+    `progress` hears what is being done ("synthesizing, 2 of 4 sentences", "scoring 4 sentences")."""
     from voicetune.scoring import to_scoring_rate
 
-    audio = synthesize_eval_set(adapter, model, eval_set)
+    audio = synthesize_eval_set(adapter, model, eval_set, progress)
     clips = [to_scoring_rate(a, adapter.sample_rate) for a in audio]
+    if progress:
+        progress(f"scoring {len(clips)} sentences (WER, similarity, DNSMOS)")
     scores = scorers.score(clips, eval_set.texts, eval_set.language, speaker=real.speaker)
     summary = summarize(scores, digits=4)
     return EvalResult(summary, composite_score(summary, real.ceiling), [s.transcript for s in scores], audio,
-                      adapter.sample_rate)
+                      adapter.sample_rate, [{k: getattr(s, k) for k in MEASURES} for s in scores])
 
 
 # ---- the picture ------------------------------------------------------------------------------
@@ -190,12 +199,23 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
     value as a dashed line, the best step marked."""
     import io
 
+    from voicetune.data.files import atomic_write_bytes
+    from voicetune.plotting import pyplot
+
+    figure = eval_figure(rows, ceiling, best_step, title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    pyplot().close(figure)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: int | None = None, title: str = ""):
+    """The matplotlib figure of `plot_eval` (the caller closes it)."""
     from voicetune.plotting import pyplot
 
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
-
-    from voicetune.data.files import atomic_write_bytes
 
     rows = sorted(rows, key=lambda r: r["step"])
     steps = [r["step"] for r in rows]
@@ -218,16 +238,20 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
             if best.get(keys[0]) is not None:
                 axis.plot([best_step], [best[keys[0]]], "*", color="#c44e52", markersize=14, label="best")
         axis.set_title(label, fontsize=10)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="best")
+        if axis.get_legend_handles_labels()[0]:  # a measure never taken: no legend (and no warning)
+            axis.legend(fontsize=8, loc="best")
+    # Steps are whole: a few milestones are their own ticks (MaxNLocator falls back to fractions
+    # when the view holds fewer than two integers, as around a single milestone).
+    if 0 < len(steps) <= 8:
+        axes.flat[0].set_xticks(steps)
+        if len(steps) == 1:
+            axes.flat[0].set_xlim(steps[0] - 1, steps[0] + 1)
+    else:
+        axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in axes[1]:
         axis.set_xlabel("step")
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return figure

@@ -73,6 +73,17 @@ def resolve_targets(paths: list[Path]) -> list[Target]:
     return sorted(targets, key=lambda t: (t.step, not t.upstream, t.label))
 
 
+def default_plot_path(targets: list[Target]) -> Path:
+    """Where `voicetune eval` draws its picture when --plot is not given: beside what was scored,
+    never into the current directory. A run's checkpoints: RUN/eval-cli.png (RUN/eval.png is the
+    training's own); an upstream file: FILE.eval.png beside it."""
+    first = targets[0]
+    if first.upstream:
+        return first.path.with_name(first.path.name + ".eval.png")
+    run = first.path.parent.parent if first.path.parent.name == "checkpoints" else first.path
+    return run / "eval-cli.png"
+
+
 def _config_of(target: Target) -> dict[str, Any] | None:
     """The resolved training config a checkpoint was made with (its loop.json)."""
     if target.upstream:

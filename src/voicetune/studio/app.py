@@ -18,7 +18,8 @@ import gradio as gr
 
 from voicetune.config import format_size
 from voicetune.errors import VoicetuneError
-from voicetune.studio.workspace import Workspace
+from voicetune.studio import views
+from voicetune.studio.workspace import Workspace, check_urls
 
 CLIPS_PER_PAGE = 12
 MODELS = ["f5-tiny", "f5-v1-small", "f5-v1-base", "xtts-tiny", "xtts-v2"]
@@ -41,13 +42,14 @@ def guarded(handler):
     return wrapper
 
 
-def build_app(ws: Workspace, max_upload_bytes: int) -> gr.Blocks:
-    """The whole studio over the workspace `ws`."""
+def build_app(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool = False) -> gr.Blocks:
+    """The whole studio over the workspace `ws`; `reachable_from_others` when it listens beyond
+    loopback (the URL field then fetches public addresses only)."""
     with gr.Blocks(title="voicetune studio", analytics_enabled=False) as app:
         gr.Markdown(f"# voicetune studio\nworkspace: `{ws.root}`")
         with gr.Tabs():
             with gr.Tab("Data", id="data", elem_id="tab-data"):
-                data = _data_page(ws, max_upload_bytes)
+                data = _data_page(ws, max_upload_bytes, reachable_from_others)
             with gr.Tab("Train", id="train", elem_id="tab-train") as train_tab:
                 train = _train_page(ws)
             with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as ckpt_tab:
@@ -67,7 +69,7 @@ def build_app(ws: Workspace, max_upload_bytes: int) -> gr.Blocks:
 
 # ---- Data -----------------------------------------------------------------------------------
 
-def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
+def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool) -> dict:
     from voicetune.data.edit import list_clips, remove_clip, restore_clip, set_transcript
 
     gr.Markdown("Recordings in any format: upload them, name a folder inside the workspace, or paste URLs. "
@@ -76,7 +78,8 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         name = gr.Textbox("my_voice", label="dataset name", elem_id="data-name", scale=1)
         transcriber = gr.Dropdown(["whisper", "pocketsphinx", "none"], value="whisper", label="transcriber",
                                   elem_id="data-transcriber", scale=1)
-        whisper_model = gr.Textbox(_default_whisper(), label="whisper model (name or folder)", elem_id="data-whisper", scale=2)
+        whisper_model = gr.Textbox(ws.whisper_model(), label="whisper model (name or folder; kept for this workspace)",
+                                   elem_id="data-whisper", scale=2)
         language = gr.Textbox("", label="language (empty: detect)", elem_id="data-language", scale=1)
         min_seconds = gr.Number(5.0, label="shortest clip (s)", elem_id="data-min", scale=1)
         max_seconds = gr.Number(15.0, label="longest clip (s)", elem_id="data-max", scale=1)
@@ -93,7 +96,7 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         report = gr.Markdown(elem_id="data-report")
         histogram = gr.Image(label="clip durations", type="filepath", interactive=False, elem_id="data-histogram", height=260)
     with gr.Row():
-        sort = gr.Dropdown(["id", "flags first", "longest first", "shortest first"], value="id", label="sort clips by",
+        sort = gr.Dropdown(list(views.CLIP_ORDERS), value="id", label="sort clips by",
                            elem_id="data-sort", scale=1)
         page = gr.Number(1, label="page", precision=0, minimum=1, elem_id="data-page", scale=1)
     version = gr.State(0)  # bumped to redraw the clip table after a change
@@ -107,17 +110,27 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         picture = folder_path / "durations.png"
         return summary, str(picture) if picture.is_file() else None
 
-    @guarded
     def run_prepare(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest, longest,
                     version_now, progress=gr.Progress()):
+        try:
+            return prepared(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest,
+                            longest, version_now, progress)
+        except VoicetuneError as err:
+            # Said in the message alone: the uploads, the report and the histogram keep what they show.
+            return f"**Not prepared:** {err}", gr.update(), gr.update(), gr.update(), version_now
+
+    def prepared(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest, longest,
+                 version_now, progress):
         from voicetune.data.fetch import fetch_audio
         from voicetune.data.prepare import PrepareOptions, prepare_dataset
 
         out = ws.named("datasets", dataset_name)
+        folder_path = ws.folder_inside(folder_text, "folder") if folder_text.strip() else None
+        lines = check_urls([u.strip() for u in (url_text or "").splitlines() if u.strip()], reachable_from_others)
+        model_name = ws.remember_whisper_model(model_name)
         inputs = [ws.take_upload(Path(f), dataset_name, max_upload_bytes) for f in files or []]
-        if folder_text.strip():
-            inputs.append(ws.inside(folder_text, "folder"))
-        lines = [u.strip() for u in (url_text or "").splitlines() if u.strip()]
+        if folder_path is not None:
+            inputs.append(folder_path)
         if lines:
             progress(0, desc="downloading")
             fetched = fetch_audio(lines, ws.named("recordings", dataset_name) / "fetched")
@@ -128,7 +141,7 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         if not inputs:
             raise VoicetuneError("nothing to prepare: upload recordings, name a folder inside the workspace, or paste URLs")
         options = PrepareOptions(min_seconds=float(shortest), max_seconds=float(longest), transcriber=transcriber_name,
-                                 whisper_model=model_name.strip() or "small", language=lang.strip() or None)
+                                 whisper_model=model_name, language=lang.strip() or None)
         result = prepare_dataset(inputs, out, options, show_progress=False,
                                  on_progress=lambda fraction, status: progress(fraction, desc=f"prepare: {status}"))
         summary, picture = dataset_view(dataset_name)
@@ -138,7 +151,17 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
     prepare.click(run_prepare, inputs=[name, uploads, folder, urls, transcriber, whisper_model, language, min_seconds,
                                        max_seconds, version],
                   outputs=[message, report, histogram, uploads, version])
-    name.submit(guarded(dataset_view), inputs=[name], outputs=[report, histogram])
+    # A new name shows that dataset's report (or says there is none), never the previous one's.
+    # A name being typed may not be valid yet: the report says why, without an error box per key.
+    def named_view(dataset_name: str):
+        try:
+            return dataset_view(dataset_name)
+        except VoicetuneError as err:
+            return str(err), None
+
+    name.change(named_view, inputs=[name], outputs=[report, histogram], show_progress="hidden")
+    for event in (whisper_model.blur, whisper_model.submit):
+        event(guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden")
 
     @gr.render(inputs=[name, sort, page, version])
     def clip_table(dataset_name, order, page_number, _version):
@@ -151,16 +174,12 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         if not clips:
             gr.Markdown("no clips yet")
             return
-        keyed = {"flags first": lambda c: (-len(c.flags), c.clip_id), "longest first": lambda c: -c.duration,
-                 "shortest first": lambda c: c.duration}.get(order)
-        if keyed:
-            clips = sorted(clips, key=keyed)
-        pages = (len(clips) + CLIPS_PER_PAGE - 1) // CLIPS_PER_PAGE
-        number = min(max(int(page_number or 1), 1), pages)
+        shown = views.clip_page(clips, order, page_number, CLIPS_PER_PAGE)
         gr.Markdown(f"**{sum(not c.removed for c in clips)} clips** ({sum(c.removed for c in clips)} removed) — "
-                    f"page {number} of {pages}. Edit a transcript and press Enter or **Save**: "
-                    "metadata.csv and the split files are rewritten and the dataset is checked again.")
-        for clip in clips[(number - 1) * CLIPS_PER_PAGE:number * CLIPS_PER_PAGE]:
+                    f"page {shown.number} of {shown.pages}. Edit a transcript and press Enter or **Save**: "
+                    "metadata.csv and the split files are rewritten and the dataset is checked again. A removed clip "
+                    "stays in its place, marked removed, until you sort by \"removed last\".")
+        for clip in shown.clips:
             with gr.Row(equal_height=True, elem_classes=["clip-row"]):
                 gr.Audio(str(clip.wav), show_label=False, interactive=False, elem_id=f"clip-audio-{clip.clip_id}",
                          scale=3, min_width=240, buttons=["download"])
@@ -176,8 +195,11 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
                         save_text = guarded(lambda new_text, v, cid=clip.clip_id: _saved(dataset, set_transcript(dataset, cid, new_text), f"saved {cid}", v, False))
                         save.click(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
                         text.submit(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
-                        remove.click(guarded(lambda v, cid=clip.clip_id: _saved(dataset, remove_clip(dataset, cid), f"removed {cid}", v, True)),
-                                     inputs=[version], outputs=[message, report, histogram, version])
+                        remove.click(guarded(lambda v, how, cid=clip.clip_id: _saved(
+                                         dataset, remove_clip(dataset, cid), f"removed {cid} (now on page "
+                                         f"{views.page_of(list_clips(dataset), how, cid, CLIPS_PER_PAGE)}, marked removed: "
+                                         "Restore puts it back)", v, True)),
+                                     inputs=[version, sort], outputs=[message, report, histogram, version])
                     else:
                         restore = gr.Button("Restore", size="sm", elem_id=f"clip-restore-{clip.clip_id}")
                         restore.click(guarded(lambda v, cid=clip.clip_id: _saved(dataset, restore_clip(dataset, cid), f"restored {cid}", v, True)),
@@ -187,9 +209,9 @@ def _data_page(ws: Workspace, max_upload_bytes: int) -> dict:
         names = ws.names("datasets")
         current = names[0] if names else "my_voice"
         summary, picture = dataset_view(current)
-        return current, summary, picture
+        return current, summary, picture, ws.whisper_model()
 
-    return {"load": load, "load_outputs": [name, report, histogram]}
+    return {"load": load, "load_outputs": [name, report, histogram, whisper_model]}
 
 
 def _saved(dataset: Path, report: dict, what: str, version: int, redraw: bool):
@@ -226,12 +248,6 @@ def _report_markdown(report: dict) -> str:
     return "\n\n".join(lines)
 
 
-def _default_whisper() -> str:
-    import os
-
-    return os.environ.get("VOICETUNE_WHISPER_MODEL", "small")
-
-
 # ---- Train ----------------------------------------------------------------------------------
 
 def _train_page(ws: Workspace) -> dict:
@@ -258,6 +274,8 @@ def _train_page(ws: Workspace) -> dict:
         last_every = gr.Number(50, label="rolling checkpoint every", precision=0, minimum=1, elem_id="train-last-every")
         keep_last = gr.Number(3, label="milestones kept", precision=0, minimum=1, elem_id="train-keep-last")
         disk_budget = gr.Textbox("", label="disk budget (e.g. 20G)", elem_id="train-budget")
+    whisper_model = gr.Textbox(ws.whisper_model(), label="whisper model for the milestones' WER (name or folder; "
+                               "the same as on the Data page)", elem_id="train-whisper")
     with gr.Row():
         auto = gr.Button("Auto settings", elem_id="train-auto")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -267,21 +285,23 @@ def _train_page(ws: Workspace) -> dict:
     status = gr.Markdown(elem_id="train-status")
     with gr.Row():
         with gr.Column(scale=3):
-            plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot", height=300)
-            scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
-                              elem_id="train-scores", height=300, visible=False)
+            plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot")
         with gr.Column(scale=2):
             sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
             sample_audio = gr.Audio(label="sample", interactive=False, type="filepath", elem_id="train-sample-audio",
                                     buttons=["download"])
+    # The page's whole width: four panels of scores need it to be read.
+    scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
+                      elem_id="train-scores", visible=False)
     log = gr.Textbox(label="training output", lines=8, max_lines=8, interactive=False, elem_id="train-log",
                      autoscroll=True)
     timer = gr.Timer(POLL_SECONDS)
 
     form = [dataset, model, pretrained, lora_rank, max_updates, batch_size, batch_frames, save_every, last_every,
-            keep_last, disk_budget]
+            keep_last, disk_budget, whisper_model]
 
-    def flags_of(data_name, model_name, pretrained_text, rank, updates, batch, frames, save, last, keep, budget) -> dict:
+    def flags_of(data_name, model_name, pretrained_text, rank, updates, batch, frames, save, last, keep, budget,
+                 whisper) -> dict:
         if not data_name:
             raise VoicetuneError("choose a dataset (prepare one on the Data page first)")
         pretrained_value = pretrained_text.strip() or None
@@ -291,7 +311,7 @@ def _train_page(ws: Workspace) -> dict:
                 "lora_rank": int(rank) or None, "max_updates": int(updates),
                 "batch_size": None if int(frames or 0) else int(batch), "batch_frames": int(frames or 0) or None,
                 "save_every": int(save), "last_every": int(last), "keep_last": int(keep),
-                "disk_budget": budget.strip() or None}
+                "disk_budget": budget.strip() or None, "whisper_model": ws.remember_whisper_model(whisper)}
 
     def plan_text(model_name, rank, updates, save, last, keep) -> str:
         if model_name not in PARAMETERS or None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
@@ -321,6 +341,8 @@ def _train_page(ws: Workspace) -> dict:
 
     start.click(guarded(lambda name, *v: launch(False, name, *v)), inputs=[run_name, *form], outputs=[status])
     resume.click(guarded(lambda name, *v: launch(True, name, *v)), inputs=[run_name, *form], outputs=[status])
+    for event in (whisper_model.blur, whisper_model.submit):
+        event(guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden")
     stop.click(guarded(lambda name: f"sent SIGTERM to pid {control.stop_training(ws.named('runs', name))}: "
                                    "it writes a checkpoint and stops"), inputs=[run_name], outputs=[status])
 
@@ -341,6 +363,10 @@ def _train_page(ws: Workspace) -> dict:
             line += f" · validation loss {progress.val_loss:.4f}"
         if holder and progress.eta_seconds is not None:
             line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
+        work = progress.milestone_work if holder else None
+        if work:  # updates stand still during a milestone: say what it does, and for how long
+            line += (f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
+                     f"step {work.get('step')}: {work['work']}")
         log_path = run / control.TRAIN_LOG
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
         samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
@@ -373,9 +399,11 @@ def _train_page(ws: Workspace) -> dict:
         fields = _saved_form(ws.root / "runs" / current)
         return (gr.update(choices=datasets, value=fields.pop("data", None) or (datasets[0] if datasets else None)),
                 current, *[gr.update(value=fields[k]) if k in fields else gr.update()
-                           for k in ("model", "max_updates", "save_every", "last_every", "keep_last")])
+                           for k in ("model", "max_updates", "save_every", "last_every", "keep_last")],
+                ws.whisper_model())
 
-    return {"load": load, "load_outputs": [dataset, run_name, model, max_updates, save_every, last_every, keep_last]}
+    return {"load": load, "load_outputs": [dataset, run_name, model, max_updates, save_every, last_every, keep_last,
+                                           whisper_model]}
 
 
 def _saved_form(run: Path) -> dict:
@@ -392,18 +420,6 @@ def _saved_form(run: Path) -> dict:
 
 # ---- Checkpoints ----------------------------------------------------------------------------
 
-CKPT_COLUMNS = ["checkpoint", "step", "role", "state", "size", "val_loss", "best", "status"]
-
-
-def _checkpoint_rows(rows) -> list[list]:
-    table = []
-    for r in rows:
-        val = r.metrics.get("val_loss")
-        table.append([r.name, r.step, r.role, r.kind, format_size(r.size_bytes), f"{val:.4f}" if val is not None else "",
-                      "★" if r.best else "", "ok" if r.status == "ok" else ("committed" if r.status == "unverified" else r.problem)])
-    return table
-
-
 def _checkpoints_page(ws: Workspace) -> dict:
     from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
     from voicetune.synthesis.inference import export_trained
@@ -412,7 +428,11 @@ def _checkpoints_page(ws: Workspace) -> dict:
         run_name = gr.Dropdown([], label="run", elem_id="ckpt-run", scale=3)
         refresh = gr.Button("Refresh", elem_id="ckpt-refresh", scale=1)
         verify = gr.Button("Verify (hash every file)", elem_id="ckpt-verify", scale=1)
-    table = gr.Dataframe(headers=CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True)
+    gr.Markdown("**score**: 1.0 = as good as the real voice on intelligibility (WER), speaker similarity and quality "
+                "(DNSMOS); **weights**: which weights were scored (and are used by export and synthesis); "
+                "**spread**: how much the score moves between seeds; ★ the best.")
+    table = gr.Dataframe(headers=views.CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True, max_height=2000,
+                         column_widths=views.CKPT_COLUMN_WIDTHS)
     message = gr.Markdown(elem_id="ckpt-message")
     with gr.Row():
         keep = gr.Number(2, label="keep newest milestones", precision=0, minimum=1, elem_id="ckpt-keep")
@@ -423,28 +443,41 @@ def _checkpoints_page(ws: Workspace) -> dict:
         fmt = gr.Dropdown(["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1)
         export = gr.Button("Export", variant="primary", elem_id="ckpt-export", scale=1)
     download = gr.File(label="download", interactive=False, elem_id="ckpt-download")
+    eval_plot = gr.Image(label="scores at milestones (RUN/eval.png)", type="filepath", interactive=False,
+                         elem_id="ckpt-eval-plot", visible=False)
+    gr.Markdown("### Listen: two milestones, sentence by sentence\nThe evaluation sentences as two milestones said "
+                "them, one under the other, beside the speaker's own recording, with each sentence's scores.")
+    with gr.Row():
+        ab_a = gr.Dropdown([], label="A", elem_id="ckpt-ab-a", scale=2)
+        ab_b = gr.Dropdown([], label="B", elem_id="ckpt-ab-b", scale=2)
+        compare = gr.Button("Compare", elem_id="ckpt-ab-go", scale=1)
+    shown_ab = gr.State(None)  # (run, step A, step B) drawn below
 
     def show(name):
         if not name:
-            return [], gr.update(choices=[], value=None), "no run yet"
+            return [], gr.update(choices=[], value=None), "no run yet", gr.update(visible=False), *_ab_choices([])
         run = ws.named("runs", name)
+        choices = views.ab_choices(ws, name)
         if not (run / "checkpoints").is_dir():
-            return [], gr.update(choices=[], value=None), "this run has no checkpoint yet"
+            return ([], gr.update(choices=[], value=None), "this run has no checkpoint yet", gr.update(visible=False),
+                    *_ab_choices(choices))
         rows, quarantined = list_checkpoints(run)
-        choices = [(f"{name} (best)", "")] + [(r.name, r.name) for r in rows]
         note = f"{len(rows)} checkpoints" + (f"; quarantined: {', '.join(quarantined)}" if quarantined else "")
-        return _checkpoint_rows(rows), gr.update(choices=choices, value=""), note
+        picture = run / "eval.png"
+        plot_update = gr.update(value=str(picture), visible=True) if picture.is_file() else gr.update(visible=False)
+        return (views.checkpoint_table(rows), gr.update(choices=views.export_choices(rows), value=""), note, plot_update,
+                *_ab_choices(choices))
 
     def run_verify(name):
         rows = verify_target(ws.named("runs", name))
         bad = [r for r in rows if r.problem]
-        return _checkpoint_rows(rows), ("all valid" if not bad else "INVALID: " + "; ".join(f"{r.name}: {r.problem}" for r in bad))
+        return views.checkpoint_table(rows), ("all valid" if not bad else "INVALID: " + "; ".join(f"{r.name}: {r.problem}" for r in bad))
 
     def run_prune(name, keep_last, dry_run):
         removed = prune_run(ws.named("runs", name), int(keep_last), dry_run)
         verb = "would remove" if dry_run else "removed"
         rows, _ = list_checkpoints(ws.named("runs", name))
-        return _checkpoint_rows(rows), (f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")
+        return views.checkpoint_table(rows), (f"{verb}: {', '.join(removed)}" if removed else "nothing to remove")
 
     def run_export(name, checkpoint, fmt_name):
         run = ws.named("runs", name)
@@ -455,18 +488,56 @@ def _checkpoints_page(ws: Workspace) -> dict:
         archive = shutil.make_archive(str(out), "zip", root_dir=out)
         return archive, f"exported {', '.join(p.name for p in files)} to `exports/{label}` (and `exports/{label}.zip`)"
 
-    refresh.click(guarded(show), inputs=[run_name], outputs=[table, target, message])
-    run_name.change(guarded(show), inputs=[run_name], outputs=[table, target, message])
+    shown_outputs = [table, target, message, eval_plot, ab_a, ab_b]
+    refresh.click(guarded(show), inputs=[run_name], outputs=shown_outputs)
+    run_name.change(guarded(show), inputs=[run_name], outputs=shown_outputs)
     verify.click(guarded(run_verify), inputs=[run_name], outputs=[table, message])
     preview.click(guarded(lambda n, k: run_prune(n, k, True)), inputs=[run_name, keep], outputs=[table, message])
     prune.click(guarded(lambda n, k: run_prune(n, k, False)), inputs=[run_name, keep], outputs=[table, message])
     export.click(guarded(run_export), inputs=[run_name, target, fmt], outputs=[download, message])
+    def choose_ab(name, a, b):
+        views.ab_view(ws, name, a, b)  # a milestone without kept sentences is said here, in the error box
+        return name, a, b
+
+    compare.click(guarded(choose_ab), inputs=[run_name, ab_a, ab_b], outputs=[shown_ab])
+
+    @gr.render(inputs=[shown_ab])
+    def ab_table(chosen):
+        if not chosen:
+            return
+        view = views.ab_view(ws, *chosen)
+        for label, kept in (("A", view.a), ("B", view.b)):
+            gr.Markdown(f"**{label}: step {kept.step}** — {views.Scores.of({**kept.measures, 'weights': kept.weights}).short()}")
+        for index, sentence in enumerate(view.sentences):
+            gr.Markdown(f"**{index + 1}.** {sentence.text}", elem_classes=["ab-text"])
+            with gr.Row(equal_height=False, elem_classes=["ab-row"]):
+                with gr.Column(scale=1, min_width=240):
+                    if sentence.real_clip is not None:
+                        gr.Audio(str(sentence.real_clip), label="the real voice", interactive=False,
+                                 elem_id=f"ab-real-{index}", buttons=["download"])
+                    else:
+                        gr.Markdown("(no recording of this sentence: an extra evaluation text)")
+                with gr.Column(scale=2, min_width=320):
+                    for label, kept in (("a", sentence.a), ("b", sentence.b)):
+                        if kept is None:
+                            gr.Markdown(f"{label.upper()}: (not said)")
+                            continue
+                        step = view.a.step if label == "a" else view.b.step
+                        gr.Audio(str(kept.audio), label=f"{label.upper()}: step {step}", interactive=False,
+                                 elem_id=f"ab-{label}-{index}", buttons=["download"])
+                        gr.Markdown(views.sentence_scores(kept), elem_id=f"ab-{label}-scores-{index}")
 
     def load():
         runs = ws.names("runs")
         return gr.update(choices=runs, value=runs[0] if runs else None)
 
     return {"load": load, "load_outputs": [run_name]}
+
+
+def _ab_choices(choices: list[tuple[str, int]]):
+    """The A and B pickers: A the newest kept milestone, B the one before it."""
+    return (gr.update(choices=choices, value=choices[0][1] if choices else None),
+            gr.update(choices=choices, value=choices[1][1] if len(choices) > 1 else None))
 
 
 # ---- Synthesize -----------------------------------------------------------------------------
@@ -493,18 +564,8 @@ def _synthesize_page(ws: Workspace) -> dict:
     message = gr.Markdown(elem_id="synth-message")
     texts: dict[str, str] = {}
 
-    def checkpoint_choices() -> list[tuple[str, str]]:
-        choices = []
-        for run in ws.names("runs"):
-            folder = ws.root / "runs" / run / "checkpoints"
-            if folder.is_dir() and any(folder.glob("step_*")):
-                choices.append((f"{run} (best)", f"runs/{run}"))
-                choices += [(f"{run} / {c.name}", f"runs/{run}/checkpoints/{c.name}")
-                            for c in sorted(folder.glob("step_*")) if (c / "manifest.json").is_file()]
-        return choices
-
     def load():
-        choices = checkpoint_choices()
+        choices = views.checkpoint_choices(ws)
         refs = []
         for name in ws.names("datasets"):
             try:
@@ -552,7 +613,9 @@ def _system_page() -> dict:
     from voicetune.doctor import run_checks
 
     gr.Markdown("What `voicetune doctor` reports about this machine.")
-    table = gr.Dataframe(headers=["check", "status", "detail"], interactive=False, elem_id="system-table", wrap=True)
+    # Tall enough for every check: an inner scroll would hide rows below the fold.
+    table = gr.Dataframe(headers=["check", "status", "detail"], interactive=False, elem_id="system-table", wrap=True,
+                         max_height=4000)
     refresh = gr.Button("Check again", elem_id="system-refresh")
 
     def load():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from voicetune.studio.workspace import Workspace, check_bind, upload_limit_bytes
+from voicetune.studio.workspace import Workspace, check_bind, is_loopback, upload_limit_bytes
 
 
 def serve(workspace: Path, host: str, port: int, auth: str | None, max_upload: str) -> None:
@@ -19,7 +19,7 @@ def serve(workspace: Path, host: str, port: int, auth: str | None, max_upload: s
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ws.root / ".studio-cache"))
     from voicetune.studio.app import THEME, build_app
 
-    app = build_app(ws, limit)
+    app = build_app(ws, limit, reachable_from_others=not is_loopback(host))
     app.queue(default_concurrency_limit=1)
     print(f"voicetune studio: http://{host if ':' not in host else f'[{host}]'}:{port}  (workspace {ws.root})", flush=True)
     app.launch(server_name=host, server_port=port, auth=credentials, share=False, max_file_size=limit,

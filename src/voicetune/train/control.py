@@ -21,7 +21,7 @@ from typing import Any
 
 from voicetune.checkpoints.lock import read_holder
 from voicetune.errors import RunLockedError, UsageError
-from voicetune.train.reporting import read_metrics
+from voicetune.train.reporting import read_metrics, read_milestone_work
 from voicetune.train.run_folder import RUN_JSON
 
 TRAIN_LOG = "train-process.log"  # stdout and stderr of a started process (train.log is the run's own)
@@ -110,13 +110,14 @@ def stop_training(run: Path) -> int:
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    """Where a run stands, from its files: run.json and metrics.jsonl."""
+    """Where a run stands, from its files: run.json, metrics.jsonl and milestone-work.json."""
 
     step: int
     max_updates: int | None
     loss: float | None
     val_loss: float | None
     updates_per_s: float | None
+    milestone_work: dict | None = None  # {step, work, since}: what the milestone in progress does
 
     @property
     def eta_seconds(self) -> float | None:
@@ -126,7 +127,8 @@ class TrainingProgress:
 
 
 def training_progress(run: Path) -> TrainingProgress:
-    """The last step, loss, validation loss and speed a run has logged, and its planned length."""
+    """The last step, loss, validation loss and speed a run has logged, its planned length, and the
+    milestone work in progress (if the trainer is alive: a killed one leaves its last words)."""
     run = Path(run)
     records = read_metrics(run / "metrics.jsonl")
     max_updates = None
@@ -141,7 +143,7 @@ def training_progress(run: Path) -> TrainingProgress:
         return float(values[-1]) if values else None
 
     return TrainingProgress(max(records) if records else 0, max_updates, last("train/loss"), last("val/loss"),
-                            last("perf/updates_per_s"))
+                            last("perf/updates_per_s"), read_milestone_work(run))
 
 
 def milestone_samples(run: Path) -> list[tuple[int, Path]]:

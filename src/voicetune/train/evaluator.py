@@ -1,6 +1,7 @@
 """Scores of every milestone of a run: the evaluation set synthesized with the EMA weights and
-scored against the real voice; eval.jsonl, eval.png, TensorBoard eval/*, one printed line; the
-early-stop decision.
+scored against the real voice; eval.jsonl, eval.png, TensorBoard eval/*, one printed line, the
+sentences themselves (RUN/eval/step_N/, `evaluation.kept`); the early-stop decision. While it
+works it tells the reporter what it does ("synthesizing, 2 of 4 sentences").
 
 The evaluation set is chosen when a run starts and stored in run.json with the real clips'
 scores (the ceiling) and the speaker embedding, so that every session of the run, resumed or
@@ -23,6 +24,7 @@ import numpy as np
 
 from voicetune.errors import UsageError
 from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
+from voicetune.evaluation.kept import keep_eval_audio
 from voicetune.scoring import Summary
 from voicetune import fsio
 from voicetune.train.run_folder import RUN_JSON
@@ -103,13 +105,15 @@ class MilestoneEvaluator:
         from voicetune.train import state as st
 
         saved_rng = st.capture_rng()  # synthesis seeds its own generators; training's are put back
+        working = lambda what: self.reporter.working(step, what)  # noqa: E731
         try:
             if self.eval_set is None:
+                working("loading the scorers and scoring the real voice")
                 self._prepare()
             ema_model = copy.deepcopy(model)
             self.adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
             ema_model.eval()
-            result = evaluate_model(self.adapter, ema_model, self.eval_set, self.real, self._scorers)
+            result = evaluate_model(self.adapter, ema_model, self.eval_set, self.real, self._scorers, working)
             del ema_model
         except Exception as err:  # noqa: BLE001 - scores are for choosing; a failure must not stop training
             log.error("evaluation of step %d failed", step, exc_info=True)
@@ -117,6 +121,10 @@ class MilestoneEvaluator:
             return {}
         finally:
             st.restore_rng(saved_rng)
+        try:  # for people to listen to (the studio's A/B view): a failure costs only that
+            keep_eval_audio(self.run.path, step, result, self.eval_set)
+        except Exception as err:  # noqa: BLE001
+            log.warning("the evaluation audio of step %d was not kept: %s", step, err)
         metrics = {k: v for k, v in result.measures().items() if v is not None and math.isfinite(v)}
         self.rows = [r for r in self.rows if r["step"] != step] + [{"step": step, **result.measures()}]
         _write_rows(self.run.path / EVAL_JSONL, self.rows)

@@ -30,6 +30,9 @@ def write_loss_plot(run: Path, png: Path) -> bool:
     for label, points in series.items():
         steps, values = zip(*points)
         axes.plot(steps, values, label=label, marker="o" if len(points) < 20 else None, linewidth=1.2)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # updates are whole: no tick at 2.5
     axes.set_xlabel("update")
     axes.set_ylabel("loss")
     axes.grid(alpha=0.3)

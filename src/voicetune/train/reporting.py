@@ -27,6 +27,8 @@ from voicetune.models.base import SampleAudio
 
 log = logging.getLogger("voicetune.train")
 
+MILESTONE_WORK = "milestone-work.json"  # what the milestone in progress is doing (for the studio)
+
 
 class Reporter:
     def __init__(self, run_path: Path, tensorboard_dir: Path, metrics_path: Path, start_step: int,
@@ -44,6 +46,8 @@ class Reporter:
         self._task: TaskID | None = None
         self._interactive = is_interactive()
         self._metrics_path = metrics_path
+        self._work_path = Path(run_path) / MILESTONE_WORK
+        self._work_since: float | None = None
         self._failing: set[str] = set()
         if not enabled:
             return
@@ -55,6 +59,8 @@ class Reporter:
 
         self._guarded("TensorBoard", open_tensorboard)
         self._guarded("metrics.jsonl", self._open_metrics)
+        # A session killed mid-milestone left its last words: this session has not said them.
+        self._guarded(MILESTONE_WORK, lambda: self._work_path.unlink(missing_ok=True))
         if self._interactive:
             self._progress = progress_bar(own_eta=True)
             self._progress.start()
@@ -81,6 +87,21 @@ class Reporter:
     def milestone_done(self, seconds: float) -> None:
         """A milestone's validation and samples took `seconds`: the ETA counts them apart."""
         self._milestones.append(seconds)
+        if self._work_since is not None:
+            self._work_since = None
+            self._guarded(MILESTONE_WORK, lambda: self._work_path.unlink(missing_ok=True))
+
+    def working(self, step: int, what: str) -> None:
+        """Milestone work in progress ("scoring, 2 of 4 sentences"), written to RUN/milestone-work.json
+        for a page that follows the run: updates stand still meanwhile, and it shows why."""
+        if not self.enabled:
+            return
+        if self._work_since is None:
+            self._work_since = time.time()
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, status=f"step {step}: {what}")
+        record = {"step": step, "work": what, "since": self._work_since, "now": time.time()}
+        self._guarded(MILESTONE_WORK, lambda: fsio.atomic_write_json(self._work_path, record))
 
     def eta(self, step: int) -> str:
         """Time left: updates at the measured update rate (milestone work excluded from it), plus
@@ -209,6 +230,15 @@ def mel_figure(mel: np.ndarray, title: str):
     axis.set_ylabel("mel bin")
     figure.tight_layout()
     return figure
+
+
+def read_milestone_work(run: Path) -> dict[str, Any] | None:
+    """What a run's milestone in progress is doing ({step, work, since}), or None."""
+    try:
+        record = json.loads((Path(run) / MILESTONE_WORK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("work") else None
 
 
 def read_metrics(path: Path) -> dict[int, dict[str, Any]]:

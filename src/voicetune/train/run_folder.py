@@ -53,8 +53,9 @@ class RunFolder:
         return created
 
     def sweep_temporaries(self) -> list[Path]:
-        """Remove what interrupted writes left (commits, samples, ready/). Lock holder only."""
-        return [p for folder in (self.store.dir, self.samples_dir, self.path) for p in fsio.sweep_temporaries(folder)]
+        """Remove what interrupted writes left (commits, samples, kept evaluations, ready/). Lock holder only."""
+        folders = (self.store.dir, self.samples_dir, self.path / "eval", self.path)
+        return [p for folder in folders for p in fsio.sweep_temporaries(folder)]
 
     def read_run_json(self) -> dict[str, Any]:
         path = self.path / RUN_JSON
