@@ -10,37 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import typer
-import typer.core
-
+from voicetune.cli.root import app
 from voicetune.errors import StoppedBySignal, VoicetuneError
-
-def _type_column(self, ctx) -> str | None:
-    """The help's type column: the metavar when one is given, nothing for on/off flags, else
-    click's plain names (TEXT, INTEGER, PATH) instead of typer's `<str>`-style tags."""
-    if self.metavar is not None:
-        return self.metavar
-    if getattr(self, "is_flag", False):
-        return None
-    label = self.display_type(ctx).strip("<>")
-    return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "list[str]": "TEXT"}.get(label, label.upper())
-
-
-typer.core.TyperOption.display_type_rich = _type_column
-typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # the name column shows it
-
-app = typer.Typer(
-    name="voicetune",
-    help="Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings."""
 
 # Sub-apps and commands register themselves on import; keep these imports light (no torch at
 # module level) so that `voicetune --help` stays fast.

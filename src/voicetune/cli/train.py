@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 
 def setting(name: str, *flags: str, metavar: str | None = None, help: str | None = None):

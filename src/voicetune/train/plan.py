@@ -158,7 +158,7 @@ def make_plan(config: TrainConfig, gpu_memory: int | None = None, probe: bool = 
     with `probe` and a dataset, memory is measured; otherwise it comes from the formula.
     """
     from voicetune.models.registry import create_adapter
-    from voicetune.train.loop import settle_config
+    from voicetune.train.defaults import settle_config
 
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
@@ -335,7 +335,7 @@ def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Mod
 def _probe(config, adapter, model, splits, budget, points) -> MemoryEstimate | None:
     import copy
 
-    from voicetune.train.loop import move_to
+    from voicetune.train.device import move_to
     from voicetune.train.optim import make_optimizer
 
     device = torch.device("cuda")

@@ -9,6 +9,8 @@ What a full-state checkpoint holds (file names are module constants, the keys of
   loop.json              step, epoch, sampler position, best metric, smoothed loss, elapsed time,
                          scheduler and grad-scaler state, the resolved config and architecture
 A weights-only milestone holds model, ema and loop.
+
+The random generators of a process: `capture_rng`, `restore_rng`, `set_seeds`.
 """
 
 from __future__ import annotations
@@ -206,3 +208,10 @@ class TrainState:
             payload.tensor_files[RNG] = snapshot_tensors(rng_tensors)
             payload.json_files[RNG] = rng_json
         return payload
+
+
+def set_seeds(seed: int) -> None:
+    """Seed python's, numpy's and torch's generators of this process."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
