@@ -41,6 +41,8 @@ def _user_log_path():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the contract's exit codes."""
+    from rich.markup import escape
+
     from voicetune.console import attach_log_file, console, error_console, quiet_third_party
 
     quiet_third_party()
@@ -53,11 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         # standalone mode: click prints usage errors itself and exits 2.
         app(args=argv, prog_name="voicetune")
     except StoppedBySignal as stop:
-        console.print(str(stop))
+        console.print(str(stop), markup=False, highlight=False, soft_wrap=True)  # a command to paste: unbroken
         sys.exit(stop.exit_code)
     except VoicetuneError as err:
         log.debug("error", exc_info=True)
-        error_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        error_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         error_console.print("aborted")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from voicetune.errors import UsageError
+from voicetune.faults import pause_point
 from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
 from voicetune.scoring import Summary
 from voicetune import fsio
@@ -106,6 +107,7 @@ class MilestoneEvaluator:
         try:
             if self.eval_set is None:
                 self._prepare()
+            pause_point("scoring")
             ema_model = copy.deepcopy(model)
             self.adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
             ema_model.eval()

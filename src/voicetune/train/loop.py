@@ -31,13 +31,15 @@ from voicetune.checkpoints.policy import SaveDecision
 from voicetune.config import TrainConfig
 from voicetune.console import attach_log_file, detach_log_file
 from voicetune.errors import StoppedBySignal, UsageError
+from voicetune.faults import pause_point
 from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
 from voicetune.train.batches import iterate_batches
 from voicetune.train.defaults import settle_config
 from voicetune.train.device import configure_device
-from voicetune.train.distributed import agreed_stop_signal, broadcast_object, make_accelerator, mean_across_ranks
+from voicetune.train.distributed import (Watchdog, agreed_stop_signal, broadcast_object, collective_failure,
+                                         make_accelerator, mean_across_ranks)
 from voicetune.train.evaluator import MilestoneEvaluator
 from voicetune.train.milestone import milestone, validation_batches, write_samples
 from voicetune.train.oom import MemoryChange, UpdatePasses
@@ -62,6 +64,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     created = run.create()  # a refused command removes the folder it created
     log_handler = attach_log_file(run.log_path if is_main else run.path / f"train.rank{rank}.log")
     signals = StopSignals().install()
+    watchdog = Watchdog.for_run(config, accelerator, run.log_path)
     reporter: Reporter | None = None
     manager = CheckpointManager(run.path, CheckpointOptions.from_config(config.flag_dict()),
                                 say=lambda text, level: reporter.say(text, level) if reporter else log.log(level, text))
@@ -106,7 +109,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         meter = Throughput(loop.step, config)
         session_start_step, stop = loop.step, None
         state.model.train()
+        watchdog.start()  # from here on, a rank that waits past --collective-timeout ends the job
         while loop.step < config.max_updates and stop is None:
+            watchdog.phase("update", loop.step + 1)
             scalars = train_update(state, passes, batches, splits, config)
             reporter.update(loop.step, meter.add(loop.step, scalars))
             stop = agreed_stop_signal(accelerator, signals)
@@ -116,11 +121,13 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             metrics, stop_early = {}, None
             if decision.role == "milestone":
                 metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop,
-                                    evaluator, meter)
+                                    evaluator, meter, watchdog)
+                watchdog.phase("end of the milestone (every rank waits for rank 0's samples and scores)", loop.step)
                 stop = agreed_stop_signal(accelerator, signals)
                 stop_early = broadcast_object(accelerator, evaluator.stop_reason)
                 if stop_early:
                     decision = SaveDecision("milestone", "full")  # the run ends here: its last checkpoint is full
+            watchdog.phase("checkpoint", loop.step)
             payload = state.payload(decision.role, decision.kind, metrics)  # every rank takes part
             if is_main:
                 manager.save(payload)
@@ -131,16 +138,20 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 reporter.say(stop_early)
                 break
 
+        watchdog.phase("final checkpoint", loop.step)
         return finish_session(manager, state, adapter, config, reporter, meter, stop, session_start_step)
     except StoppedBySignal:
         raise
     except Exception as err:
         error = logged_error(err, run)
+        if accelerator.num_processes > 1 and collective_failure(err):
+            error = watchdog.collective_failed(err)
         discard_run = is_main and created and isinstance(error, UsageError) and not run.store.scan()
         if error is err:
             raise
         raise error from None
     finally:
+        watchdog.close()
         if batches is not None:
             # Shut the DataLoader workers down now: an exception's traceback would otherwise keep
             # the suspended generator (and its workers, which ignore SIGTERM) alive until exit.
@@ -187,6 +198,7 @@ def train_update(state: st.TrainState, passes: UpdatePasses, batches, splits: Da
     lr = state.schedule.lr(loop.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
+    pause_point("update")
     frames = items = 0
     micro_batches = []
     for _ in range(config.grad_accum):

@@ -18,9 +18,11 @@ import time
 import torch
 
 from voicetune.config import TrainConfig
+from voicetune.faults import pause_point
 from voicetune.models.base import DataSplits
 from voicetune.train import state as st
 from voicetune.train.device import move_to
+from voicetune.train.distributed import Watchdog
 from voicetune.train.evaluator import MilestoneEvaluator
 from voicetune.train.reporting import Reporter, Throughput
 from voicetune.train.run_folder import RunFolder
@@ -61,25 +63,39 @@ def finite_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate(state: st.TrainState, splits: DataSplits, config: TrainConfig) -> float:
-    """Mean loss over the validation split (fixed batches, fixed noise), across ranks."""
-    adapter, accelerator, model = state.adapter, state.accelerator, state.model
+def validate(state: st.TrainState, splits: DataSplits, config: TrainConfig, signals: StopSignals) -> float | None:
+    """Mean loss over the validation split, the same on every rank whatever the number of ranks;
+    None when a stop request cut it short on any rank.
+
+    Each batch has its own fixed noise (seeded by its index), and runs through the unwrapped model:
+    the DistributedDataParallel wrapper starts a collective at each forward (its buffer broadcast),
+    and ranks hold different numbers of batches (rank r takes batches r, r + world, ...). The only
+    collective is one reduction at the end, which every rank reaches, cut short or not.
+    """
+    adapter, accelerator, model = state.adapter, state.accelerator, state.core_model
     rank, world = accelerator.process_index, accelerator.num_processes
     batches = validation_batches(splits, config)
-    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
-    model.eval()
+    total = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss x items, items, cut short
+    pause_point("validation")
+    state.model.eval()
     try:
-        with preserved_rng(VALIDATION_SEED + rank):
+        with signals.interruptible():
             for index in range(rank, len(batches), world):
-                batch = move_to(adapter.collate([splits.val[i] for i in batches[index]]), accelerator.device)
-                with accelerator.autocast():
-                    loss = adapter.compute_loss(model, batch)
-                total += torch.tensor([loss.float().item() * len(batches[index]), len(batches[index])],
-                                      dtype=torch.float64, device=accelerator.device)
+                pause_point("validation.batch")
+                with preserved_rng(VALIDATION_SEED + index):
+                    batch = move_to(adapter.collate([splits.val[i] for i in batches[index]]), accelerator.device)
+                    with accelerator.autocast():
+                        loss = adapter.compute_loss(model, batch)
+                total[0] += loss.float().item() * len(batches[index])
+                total[1] += len(batches[index])
+    except StopRequested:
+        total[2] = 1
     finally:
-        model.train()
+        state.model.train()
     if world > 1:
         total = accelerator.reduce(total, reduction="sum")
+    if total[2] > 0:
+        return None
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
@@ -117,34 +133,37 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
 
 def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
               run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None,
-              evaluator: MilestoneEvaluator, meter: Throughput) -> dict[str, float]:
+              evaluator: MilestoneEvaluator, meter: Throughput, watchdog: Watchdog) -> dict[str, float]:
     """A milestone's metrics (smoothed training loss, validation loss, scores) and its samples;
     their time is kept out of the update rate.
 
-    Validation, samples and scores are for people: a stop request cuts them short (or skips
-    them), so the final checkpoint is committed within seconds of SIGTERM.
+    Every rank validates (one reduction at the end); samples and scores are rank 0's alone and
+    hold no collective, so the other ranks wait for it at the next one. They are for people: a
+    stop request cuts them short (or skips them), so the final checkpoint is committed within
+    seconds of SIGTERM.
     """
-    started = time.monotonic()
-    metrics = milestone_metrics(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
-    if stop is None:
-        metrics.update(finite_metrics(evaluator.evaluate(state.loop.step, state.core_model, state.ema, state.weights)))
+    started, step = time.monotonic(), state.loop.step
+    metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
+    if stop is None and has_validation:
+        watchdog.phase("validation", step)
+        val_loss = validate(state, splits, config, signals)
+        if val_loss is None:
+            reporter.say(f"validation of step {step} cut short by the stop request")
+        else:
+            metrics["val_loss"] = val_loss
+            reporter.scalars(step, {"val/loss": val_loss})
+    if stop is None and state.accelerator.is_main_process:
+        if prompts:
+            watchdog.phase("samples", step)
+            with contextlib.suppress(StopRequested):
+                write_samples(state, prompts, reporter, run, signals)
+        if evaluator.enabled:
+            watchdog.phase("scoring", step)
+            try:
+                with signals.interruptible():
+                    metrics.update(evaluator.evaluate(step, state.core_model, state.ema, state.weights))
+            except StopRequested:
+                reporter.say(f"scoring of step {step} cut short by the stop request")
     meter.pause(time.monotonic() - started)
     reporter.milestone_done(meter.last_pause)
-    return metrics
-
-
-def milestone_metrics(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
-                      run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None) -> dict[str, float]:
-    """Smoothed training loss and validation loss (skipped on a stop request), and the samples."""
-    metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
-    single = state.accelerator.num_processes == 1
-    if stop is None:
-        with contextlib.suppress(StopRequested):
-            if has_validation:
-                # One rank alone must not leave validation's collective: cut short on one process only.
-                with signals.interruptible() if single else contextlib.nullcontext():
-                    metrics["val_loss"] = validate(state, splits, config)
-                reporter.scalars(state.loop.step, {"val/loss": metrics["val_loss"]})
-            if prompts and state.accelerator.is_main_process:
-                write_samples(state, prompts, reporter, run, signals)
     return finite_metrics(metrics)

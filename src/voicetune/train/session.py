@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import signal
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, Usage
 from voicetune.models.base import ModelAdapter
 from voicetune.train import state as st
 from voicetune.train.distributed import broadcast_object
+from voicetune.train.launch import PROCESSES_ENV
 from voicetune.train.plan import checkpoint_sizes as plan_checkpoint_sizes
 from voicetune.train.plan import plan_for_model
 from voicetune.train.reporting import Reporter, Throughput
@@ -36,6 +38,9 @@ from voicetune.train.run_folder import RunFolder
 from voicetune.train.sampler import BatchPlan
 
 log = logging.getLogger("voicetune.train")
+
+# Flags that only apply to a fresh start: a resume command leaves them out.
+FRESH_START_FLAGS = ("--resume", "--init-from")
 
 
 @dataclass
@@ -287,15 +292,35 @@ def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callabl
 def resume_hint(signum: int, config: TrainConfig, step: int, saved: bool) -> str:
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     what = "after a clean checkpoint" if saved else "(its final checkpoint was skipped: see the errors above)"
-    return f"stopped by {name} at step {step} {what}; to resume, rerun the same command:\n  {command_line()}"
+    return f"stopped by {name} at step {step} {what}; {resume_command(config)}"
 
 
-def command_line() -> str:
-    """The command as the user gave it (every flag, --config included), ready to paste."""
+def resume_command(config: TrainConfig) -> str:
+    """How to go on: the command as the user gave it (every flag, --config included), ready to
+    paste, less what only a fresh start takes (--resume never or CHECKPOINT, --init-from): rerun
+    as given, those would refuse the run's own checkpoints or go back to an older one."""
     import shlex
     import sys
 
-    return shlex.join(["voicetune", *sys.argv[1:]])
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        flag = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif flag in FRESH_START_FLAGS:
+            skip = "=" not in arg
+        else:
+            args.append(arg)
+    if config.resume not in ("auto", "latest") or config.init_from:
+        args += ["--resume", "auto"]  # a TOML file or VOICETUNE_RESUME may still say otherwise
+    processes = os.environ.get(PROCESSES_ENV)
+    if processes:  # a child of `--processes N`: its argv lacks the flag
+        args[1:1] = ["--processes", processes]
+    command = shlex.join(["voicetune", *args])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not processes:
+        return (f"to resume, rerun the same launch command (torchrun / accelerate launch) on every node, with "
+                f"voicetune's part:\n  {command}")
+    return f"to resume, rerun:\n  {command}"
 
 
 def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool) -> TrainResult:
