@@ -2,7 +2,9 @@
 simulated on this machine (two launcher invocations with --nnodes 2 on 127.0.0.1, gloo). The run
 folder is shared, as on a cluster; rank 0 of the whole job writes; SIGTERM to both launchers stops
 the job at one update with a clean checkpoint, and the resume ends bit for bit where a straight
-run ends."""
+run ends. Two validation clips in batches of 2 make one validation batch, which the two ranks
+cannot share (the job hung at its first milestone after a resume, issue 20); every checkpoint
+records both ranks' weights digests, equal."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import assert_same_tensors, cli_env, last_logged_step, load_tensors, toy_args, wait_until
+from support.harness import assert_ranks_agree, assert_same_tensors, cli_env, last_logged_step, load_tensors, toy_args, wait_until
 from voicetune.checkpoints.store import CheckpointStore
 from voicetune.train.reporting import read_metrics
 
@@ -73,6 +75,7 @@ def test_two_torchrun_nodes_train_stop_on_sigterm_and_resume_exactly(toy_corpus,
     assert all(code != 0 for code in codes)  # non-zero, so a scheduler restarts the job
     log0 = (tmp_path / "logs" / "node0.log").read_text()
     assert "stopped by SIGTERM" in log0 and "after a clean checkpoint" in log0
+    assert "rerun the launch command (torchrun / accelerate launch) on every node with the same voicetune part" in log0
     stopped_at = last_logged_step(run)
     store = CheckpointStore(run)
     assert final_dir(run).name == f"step_{stopped_at:08d}"
@@ -80,6 +83,8 @@ def test_two_torchrun_nodes_train_stop_on_sigterm_and_resume_exactly(toy_corpus,
 
     assert wait_all(torchrun_nodes(toy_corpus, run, tmp_path / "logs")) == [0, 0]
     assert "resuming from" in (tmp_path / "logs" / "node0.log").read_text()
+    assert_ranks_agree(straight)
+    assert_ranks_agree(run)
     a, b = final_dir(straight), final_dir(run)
     assert a.name == b.name == f"step_{N:08d}"
     for component in ("model", "ema", "optimizer", "rng"):

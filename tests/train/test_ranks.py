@@ -11,18 +11,14 @@ the manifest holds each rank's weights digest: equal, and equal to the digest of
 
 from __future__ import annotations
 
-import json
-import shlex
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support.harness import TOY_MODEL, Training, cli_env, load_tensors, run_cli, wait_until, whisper_model_path
+from support.harness import (TOY_MODEL, Training, assert_ranks_agree, cli_env, printed_resume_command, run_cli,
+                             wait_until, whisper_model_path)
 from voicetune.checkpoints.store import CheckpointStore
-from voicetune.train.distributed import weights_digest
 
 
 @pytest.fixture(scope="session")
@@ -40,27 +36,6 @@ def args(data: Path, run: Path, *extra: str, updates: int = 4) -> list[str]:
 
 def manifests(run: Path) -> list[dict]:
     return [c.manifest for c in sorted(CheckpointStore(run).scan(), key=lambda c: c.step)]
-
-
-def assert_ranks_agree(run: Path) -> None:
-    """Every checkpoint records both ranks' digests, equal, and equal to the saved weights'."""
-    store = CheckpointStore(run)
-    checkpoints = store.scan()
-    assert checkpoints
-    for ckpt in checkpoints:
-        assert store.verify(ckpt).problem is None
-        digests = ckpt.manifest["rank_weights_sha256"]
-        assert digests.keys() == {"rank0", "rank1"}
-        assert digests["rank0"] == digests["rank1"] == weights_digest(load_tensors(ckpt.path / "model.safetensors"))
-
-
-def resume_command(output: str) -> list[str]:
-    """The command the stop message prints, as argv for this checkout."""
-    lines = output.splitlines()
-    at = next(i for i, line in enumerate(lines) if "to resume, rerun:" in line)
-    command = shlex.split(lines[at + 1])
-    assert command[:2] == ["voicetune", "train"]
-    return command[1:]
 
 
 @pytest.mark.slow
@@ -106,10 +81,9 @@ def test_sigterm_in_any_phase_stops_both_ranks_and_the_printed_command_resumes(p
         assert "scoring of step 2 cut short" in training.output()
         assert "val_loss" in manifests(run)[-1]["metrics"] and "score" not in manifests(run)[-1]["metrics"]
 
-    command = resume_command(training.output())
+    command = printed_resume_command(training.output())
     assert "never" not in command and command[command.index("--processes") + 1] == "2"
-    resumed = subprocess.run([sys.executable, "-m", "voicetune", *command], env=cli_env(), capture_output=True,
-                             text=True, timeout=600)
+    resumed = run_cli(*command, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming from {run / 'checkpoints' / f'step_{paused_at:08d}'}" in resumed.stdout
     assert manifests(run)[-1]["step"] == 6

@@ -116,7 +116,7 @@ def describe_source(spec: str | os.PathLike) -> str:
             return f"{spec} (in the local Hugging Face cache: {cached})"
         return f"{spec} (downloaded from the Hugging Face Hub into its cache when `voicetune train` starts)"
     path = Path(spec).expanduser()
-    return f"{path}" + ("" if path.is_file() else " (no such file yet)")
+    return f"{path}" + ("" if path.is_file() else " (no such file: `voicetune train` will need it)")
 
 
 def resolve_file(spec: str | os.PathLike, flag: str = "--pretrained") -> Path:

@@ -146,6 +146,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         error = logged_error(err, run)
         if accelerator.num_processes > 1 and collective_failure(err):
             error = watchdog.collective_failed(err)
+            error.log_path = run.log_path
         discard_run = is_main and created and isinstance(error, UsageError) and not run.store.scan()
         if error is err:
             raise

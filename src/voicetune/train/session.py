@@ -311,16 +311,19 @@ def resume_command(config: TrainConfig) -> str:
             skip = "=" not in arg
         else:
             args.append(arg)
+    changed = len(args) != len(sys.argv) - 1
     if config.resume not in ("auto", "latest") or config.init_from:
         args += ["--resume", "auto"]  # a TOML file or VOICETUNE_RESUME may still say otherwise
+        changed = True
     processes = os.environ.get(PROCESSES_ENV)
     if processes:  # a child of `--processes N`: its argv lacks the flag
         args[1:1] = ["--processes", processes]
     command = shlex.join(["voicetune", *args])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not processes:
-        return (f"to resume, rerun the same launch command (torchrun / accelerate launch) on every node, with "
-                f"voicetune's part:\n  {command}")
-    return f"to resume, rerun:\n  {command}"
+        what = "with voicetune's part now" if changed else "with the same voicetune part"
+        return f"to resume, rerun the launch command (torchrun / accelerate launch) on every node {what}:\n  {command}"
+    what = "run (the flags of a fresh start left out)" if changed else "rerun the same command"
+    return f"to resume, {what}:\n  {command}"
 
 
 def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool) -> TrainResult:
