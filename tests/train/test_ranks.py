@@ -93,14 +93,14 @@ def test_sigterm_in_any_phase_stops_both_ranks_and_the_printed_command_resumes(p
 @pytest.mark.slow
 def test_a_stalled_rank_ends_the_job_through_the_watchdog_with_every_ranks_stacks(toy_corpus, tmp_path):
     run = tmp_path / "run"
-    command = args(toy_corpus, run, "--batch-size", "4", "--collective-timeout", "5s", updates=4)
+    command = args(toy_corpus, run, "--batch-size", "4", "--collective-timeout", "10s", updates=4)
     env = cli_env(VOICETUNE_PAUSE_AT=f"validation@1:{tmp_path / 'never'}")  # rank 1 never leaves validation
     stalled = run_cli("train", *command, env=env, timeout=600)
     assert stalled.returncode == 1, stalled.stdout + stalled.stderr
     assert "phase 'validation' at step 2" in stalled.stderr
     log = (run / "train.log").read_text()
     rank1 = log[log.index("==== rank 1 of 2"):].split("==== end of rank 1")[0]
-    assert "past --collective-timeout 5s" in rank1.splitlines()[0]
+    assert "past --collective-timeout 10s" in rank1.splitlines()[0]
     assert "in pause_point" in rank1 and "in validate" in rank1  # where it stalled, every thread's stack
     # Rank 0 waited in validation's reduction: its watchdog ended it, or rank 1's exit failed the
     # collective; either way its stacks are there, naming the phase.
@@ -130,3 +130,10 @@ def test_sigterm_ends_ranks_stuck_in_a_collective_within_the_grace(toy_corpus, t
     assert [m["step"] for m in manifests(run)] == [1]
     assert all(CheckpointStore(run).verify(c).problem is None for c in CheckpointStore(run).scan())
     assert not list((run / "checkpoints").glob("*.tmp-*"))
+
+
+def test_a_collective_timeout_that_is_not_a_duration_is_refused_with_exit_2(toy_corpus, tmp_path):
+    result = run_cli("train", *args(toy_corpus, tmp_path / "run", "--collective-timeout", "soon"))
+    assert result.returncode == 2
+    assert "--collective-timeout" in result.stderr and "write e.g. 90s, 10m or 1h" in result.stderr
+    assert not (tmp_path / "run").exists()
