@@ -137,3 +137,12 @@ def test_a_collective_timeout_that_is_not_a_duration_is_refused_with_exit_2(toy_
     assert result.returncode == 2
     assert "--collective-timeout" in result.stderr and "write e.g. 90s, 10m or 1h" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ranks_whose_weights_differ_fail_the_checkpoint_naming_them():
+    from voicetune.errors import VoicetuneError
+    from voicetune.train.distributed import check_ranks_agree
+
+    assert check_ranks_agree(["a" * 64, "a" * 64], 7) == {"rank0": "a" * 64, "rank1": "a" * 64}
+    with pytest.raises(VoicetuneError, match=r"differ at step 7 \(rank0 aaaaaaaaaaaa, rank1 bbbbbbbbbbbb\)"):
+        check_ranks_agree(["a" * 64, "b" * 64], 7)
