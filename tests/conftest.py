@@ -32,6 +32,7 @@ SHARED_SETUP = {
 LONG_FIRST = ("tests/data/", "tests/models/test_xtts_adapter.py", "tests/models/test_lora.py", "tests/scoring/",
               "tests/models/test_xtts_new_language.py",
               "tests/models/test_f5_training.py", "tests/studio/test_studio_browser.py", "tests/train/test_resume.py",
+              "tests/train/test_ranks.py",
               "tests/test_demo.py", "tests/test_docs_examples.py")
 
 

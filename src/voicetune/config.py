@@ -144,11 +144,24 @@ class TrainConfig(BaseSettings):
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
     lora_targets: list[str] | None = Field(None, description="module names to adapt; default: attention and feed-forward layers")
 
+    # Several processes (--processes N, torchrun, accelerate launch)
+    collective_timeout: str = Field("10m", description="the longest a rank may go without progress, e.g. waiting in a "
+                                    "collective for the others (90s, 10m, 1h): then every rank's stacks go to train.log "
+                                    "and the job ends (exit 1); longer than the slowest milestone phase")
+    stop_grace_seconds: float = Field(60.0, gt=0, description="after SIGTERM/Ctrl-C, the longest a rank of several may "
+                                      "go without progress (stuck in a collective) before it ends itself (exit 143/130)")
+
     @field_validator("resume")
     @classmethod
     def _resume_mode(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("use auto, latest, never or a checkpoint path")
+        return value
+
+    @field_validator("collective_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
         return value
 
     @field_validator("disk_budget", "gpu_memory")
@@ -261,6 +274,26 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size; write e.g. 500M, 20G or 1.5T")
     number, unit = float(match.group(1)), match.group(2).lower()
     return int(number * 1024 ** "_kmgtp".index(unit or "_"))
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h', '600' (seconds) -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 10m or 1h")
+    unit = (match.group(2) or "s").lower()[0]
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def format_duration(seconds: float) -> str:
+    """600 -> '10m', 90 -> '90s', 5400 -> '90m', 7200 -> '2h'."""
+    for unit, scale in (("h", 3600), ("m", 60)):
+        if seconds >= scale and seconds % scale == 0:
+            return f"{seconds / scale:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def format_size(n: float) -> str:

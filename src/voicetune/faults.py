@@ -19,11 +19,14 @@ def crash_point(name: str) -> None:
 
 
 def pause_point(name: str) -> None:
-    """VOICETUNE_PAUSE_AT=<name>:<FILE> creates FILE.reached here, then waits until FILE exists
-    (the test creates it to let the process go on)."""
+    """VOICETUNE_PAUSE_AT=<name>[@<rank>]:<FILE> creates FILE.reached here (on that rank of several
+    processes only, when given), then waits until FILE exists (the test creates it to let the
+    process go on; a test that never creates it has a rank that stalls). Signal handlers run
+    while it waits."""
     spec = os.environ.get("VOICETUNE_PAUSE_AT", "")
     point, _, path = spec.partition(":")
-    if point != name or not path:
+    point, _, rank = point.partition("@")
+    if point != name or not path or (rank and rank != os.environ.get("RANK", "0")):
         return
     release = Path(path)
     Path(f"{path}.reached").write_text(str(os.getpid()))

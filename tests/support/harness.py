@@ -132,3 +132,31 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"tensors differ: {different[:5]}"
+
+
+def assert_ranks_agree(run: Path, world: int = 2) -> None:
+    """Every checkpoint of `run` records each rank's weights digest, all equal, and equal to the
+    digest of the weights it saved."""
+    from voicetune.checkpoints.store import CheckpointStore
+    from voicetune.train.distributed import weights_digest
+
+    store = CheckpointStore(run)
+    checkpoints = store.scan()
+    assert checkpoints
+    for ckpt in checkpoints:
+        assert store.verify(ckpt).problem is None
+        digests = ckpt.manifest["rank_weights_sha256"]
+        assert digests.keys() == {f"rank{r}" for r in range(world)}
+        assert set(digests.values()) == {weights_digest(load_tensors(ckpt.path / "model.safetensors"))}
+
+
+def printed_resume_command(output: str) -> list[str]:
+    """The resume command a stopped `voicetune train` printed (the line after "to resume, ..."),
+    as arguments for `run_cli`."""
+    import shlex
+
+    lines = output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "to resume, " in line)
+    command = shlex.split(lines[at + 1])
+    assert command[:2] == ["voicetune", "train"], lines[at: at + 2]
+    return command[1:]

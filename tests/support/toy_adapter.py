@@ -8,7 +8,8 @@ item lengths for frame batching, DataLoader workers, and samples.
 Its size is set with VOICETUNE_TOY_HIDDEN (default 64), so tests can make checkpoints big enough
 to catch a save in flight. VOICETUNE_TOY_SLOW_SAMPLES=FILE makes sample synthesis as slow as a
 real model's (minutes of computing): FILE is written when it starts and FILE.done when it ends,
-so a test can signal the run while samples are being synthesized.
+so a test can signal the run while samples are being synthesized. Its `synthesize` replays the
+reference clip, so that milestone scoring (off unless VOICETUNE_EVALUATE=true) has speech to score.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ class ToyDenoiser(torch.nn.Module):
             torch.nn.Linear(N_MELS + 1, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
             torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, N_MELS),
         )
+        # A buffer, as real models have (F5's rotary frequencies): DistributedDataParallel
+        # broadcasts buffers at every forward, a collective that tests of several processes need.
+        self.register_buffer("out_scale", torch.ones(1), persistent=False)
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         sigma = torch.rand(mel.shape[0], 1, 1, device=mel.device)
         noisy = mel + sigma * torch.randn_like(mel)
-        pred = self.net(torch.cat([noisy, sigma.expand(-1, mel.shape[1], 1)], dim=-1))
+        pred = self.net(torch.cat([noisy, sigma.expand(-1, mel.shape[1], 1)], dim=-1)) * self.out_scale
         err = ((pred - mel) ** 2).mean(-1)
         return (err * mask).sum() / mask.sum()
 
@@ -123,6 +127,11 @@ class ToyAdapter(BaseAdapter):
             tone = np.sin(np.linspace(0, 440 * 2 * np.pi, self.sample_rate)).astype(np.float32) * 0.1
             out.append(SampleAudio(p.name, p.text, self.sample_rate, tone, tone, {"mel": pred[0].numpy()}))
         return out
+
+    def synthesize(self, model, text, ref_audio, ref_text, speed=1.0, language=None):
+        """Milestone scoring's synthesis: the toy cannot speak, so it replays the reference clip (real
+        speech in the real voice), which the scorers can transcribe and compare."""
+        return np.asarray(ref_audio, dtype=np.float32).copy()
 
     def export(self, model, out_dir, fmt):
         from safetensors.torch import save_file

@@ -2,7 +2,9 @@
 simulated on this machine (two launcher invocations with --nnodes 2 on 127.0.0.1, gloo). The run
 folder is shared, as on a cluster; rank 0 of the whole job writes; SIGTERM to both launchers stops
 the job at one update with a clean checkpoint, and the resume ends bit for bit where a straight
-run ends."""
+run ends. Two validation clips in batches of 2 make one validation batch, which the two ranks
+cannot share (the job hung at its first milestone after a resume, issue 20); every checkpoint
+records both ranks' weights digests, equal."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import assert_same_tensors, cli_env, last_logged_step, load_tensors, toy_args, wait_until
+from support.harness import assert_ranks_agree, assert_same_tensors, cli_env, last_logged_step, load_tensors, toy_args, wait_until
 from voicetune.checkpoints.store import CheckpointStore
 from voicetune.train.reporting import read_metrics
 
@@ -29,21 +31,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_args(corpus: Path, run: Path, max_updates: int = N) -> list[str]:
+def train_args(corpus: Path, run: Path, max_updates: int = N, *extra: str) -> list[str]:
     # --run-dir: torchrun's own parser would take --run for its --run-path.
-    args = toy_args(corpus, run, *CADENCE, max_updates=max_updates)
+    args = toy_args(corpus, run, *CADENCE, *extra, max_updates=max_updates)
     return ["--run-dir" if a == "--run" else a for a in args]
 
 
-def torchrun_nodes(corpus: Path, run: Path, logs: Path, max_updates: int = N) -> list[subprocess.Popen]:
+def torchrun_nodes(corpus: Path, run: Path, logs: Path, max_updates: int = N, *extra: str,
+                   env: dict[str, str] | None = None) -> list[subprocess.Popen]:
     """Two torchrun 'nodes' of one process each, as two machines would start them."""
     port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
     return [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
          "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
-         "-m", "voicetune", "train", *train_args(corpus, run, max_updates)],
-        env=cli_env(), stdout=open(logs / f"node{rank}.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+         "-m", "voicetune", "train", *train_args(corpus, run, max_updates, *extra)],
+        env=env or cli_env(), stdout=open(logs / f"node{rank}.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         for rank in range(2)]
 
 
@@ -73,6 +76,7 @@ def test_two_torchrun_nodes_train_stop_on_sigterm_and_resume_exactly(toy_corpus,
     assert all(code != 0 for code in codes)  # non-zero, so a scheduler restarts the job
     log0 = (tmp_path / "logs" / "node0.log").read_text()
     assert "stopped by SIGTERM" in log0 and "after a clean checkpoint" in log0
+    assert "rerun the launch command (torchrun / accelerate launch) on every node with the same voicetune part" in log0
     stopped_at = last_logged_step(run)
     store = CheckpointStore(run)
     assert final_dir(run).name == f"step_{stopped_at:08d}"
@@ -80,12 +84,33 @@ def test_two_torchrun_nodes_train_stop_on_sigterm_and_resume_exactly(toy_corpus,
 
     assert wait_all(torchrun_nodes(toy_corpus, run, tmp_path / "logs")) == [0, 0]
     assert "resuming from" in (tmp_path / "logs" / "node0.log").read_text()
+    assert_ranks_agree(straight)
+    assert_ranks_agree(run)
     a, b = final_dir(straight), final_dir(run)
     assert a.name == b.name == f"step_{N:08d}"
     for component in ("model", "ema", "optimizer", "rng"):
         assert_same_tensors(load_tensors(a / f"{component}.safetensors"), load_tensors(b / f"{component}.safetensors"))
     la, lb = read_metrics(straight / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
     assert [la[s]["train/loss"] for s in range(1, N + 1)] == [lb[s]["train/loss"] for s in range(1, N + 1)]
+
+
+@pytest.mark.slow
+def test_a_stalled_node_ends_the_job_through_the_watchdog_and_the_same_commands_resume(toy_corpus, tmp_path):
+    run, logs = tmp_path / "run", tmp_path / "logs"
+    # Global rank 1 (the second node) never leaves validation at the first milestone (step 20).
+    stall = cli_env(VOICETUNE_PAUSE_AT=f"validation@1:{tmp_path / 'never'}")
+    nodes = torchrun_nodes(toy_corpus, run, logs, 20, "--collective-timeout", "10s", env=stall)
+    assert all(code != 0 for code in wait_all(nodes)), (logs / "node0.log").read_text()[-3000:]
+    log = (run / "train.log").read_text()
+    for rank in (0, 1):
+        header = log[log.index(f"==== rank {rank} of 2"):].splitlines()[0]
+        assert "phase 'validation' at step 20" in header
+    assert "in pause_point" in log[log.index("==== rank 1 of 2"):].split("==== end of rank 1")[0]
+    assert final_dir(run).name == "step_00000015"  # the last rolling checkpoint stands
+
+    assert wait_all(torchrun_nodes(toy_corpus, run, logs, 20, "--collective-timeout", "10s")) == [0, 0]
+    assert "resuming from" in (logs / "node0.log").read_text() and final_dir(run).name == "step_00000020"
+    assert_ranks_agree(run)
 
 
 @pytest.mark.slow

@@ -85,3 +85,26 @@ def test_a_bad_gpu_memory_is_refused_with_exit_2(toy_corpus, tmp_path):
     assert result.returncode == 2
     assert "--gpu-memory" in result.stderr and "'lots' is not a size" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plan_of_f5_v1_base_needs_no_weights_and_says_where_they_come_from(tmp_path):
+    """Offline, with an empty Hugging Face cache: the plan comes from the architecture and the
+    vocabulary file (the package's, or --vocab), and downloads nothing."""
+    hf_home = tmp_path / "hf"
+    env = cli_env(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home))
+    planned = run_cli("plan", "--model", "f5-v1-base", "--json", env=env)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["parameters"] > 300_000_000  # the released Base, not a stand-in
+    assert plan["weights"].startswith("hf://SWivid/F5-TTS/F5TTS_v1_Base/") and "downloaded" in plan["weights"]
+    assert plan["checkpoint_bytes"]["weights"] >= 8 * plan["parameters"]  # fp32 weights and their EMA
+    assert not [p for p in hf_home.rglob("*") if p.is_file()], "plan must not download"
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join([" ", *"abcdefghijklmnopqrstuvwxyz"]) + "\n", encoding="utf-8")
+    small = run_cli("plan", "--model", "f5-v1-base", "--vocab", str(vocab), "--pretrained", str(tmp_path / "mine.pt"),
+                    env=env)
+    assert small.returncode == 0, small.stderr
+    assert f"weights: {tmp_path / 'mine.pt'} (no such file: `voicetune train` will need it)" in small.stdout
+    count = int(small.stdout.split(" trainable parameters")[0].split(": ")[-1].replace(",", ""))
+    assert count < plan["parameters"]  # the text embedding has a row per token of the given vocabulary

@@ -13,7 +13,8 @@ import signal
 import time
 from pathlib import Path
 
-from support.harness import Training, assert_same_tensors, cli_env, load_tensors, run_cli, toy_args, wait_until
+from support.harness import (Training, assert_same_tensors, cli_env, load_tensors, printed_resume_command, run_cli,
+                             toy_args, wait_until)
 from voicetune.checkpoints.store import CheckpointStore
 
 N = 20
@@ -51,6 +52,23 @@ def test_sigterm_during_samples_commits_within_seconds_and_resumes_exactly(toy_c
     for component in ("model", "ema", "optimizer", "rng"):
         assert_same_tensors(load_tensors(final(straight, N) / f"{component}.safetensors"),
                             load_tensors(final(run, N) / f"{component}.safetensors"))
+
+
+def test_the_printed_resume_command_of_a_run_started_with_resume_never_resumes(toy_corpus, tmp_path):
+    run, release = tmp_path / "run", tmp_path / "release"
+    args = toy_args(toy_corpus, run, *CADENCE, "--resume", "never", max_updates=N)
+    training = Training(args, env=cli_env(VOICETUNE_PAUSE_AT=f"update:{release}"), log=tmp_path / "log.txt")
+    assert wait_until(Path(f"{release}.reached").exists, proc=training.proc), training.output()
+    training.signal(signal.SIGTERM)
+    assert wait_until(lambda: "SIGTERM: stopping" in training.output(), proc=training.proc)
+    release.write_text("go")
+    assert training.wait(timeout=120) == 143, training.output()
+    assert "to resume, run (the flags of a fresh start left out):" in training.output()
+    command = printed_resume_command(training.output())
+    assert command[command.index("--resume") + 1] == "auto" and "never" not in command
+    resumed = run_cli(*command)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming from {final(run, 1)} at step 1" in resumed.stdout
 
 
 def test_full_disk_for_metrics_tensorboard_and_samples_says_so_once_and_training_goes_on(toy_corpus, tmp_path):

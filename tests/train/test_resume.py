@@ -15,6 +15,7 @@ import pytest
 
 from support.harness import (
     Training,
+    assert_ranks_agree,
     assert_same_tensors,
     cli_env,
     last_logged_step,
@@ -238,3 +239,4 @@ def test_two_processes_train_and_resume_exactly(toy_corpus, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "resuming from" in result.stdout
     assert_same_run(straight, run)
+    assert_ranks_agree(run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from voicetune.train.loop import data_workers
+from voicetune.train.batches import data_workers
 
 
 def test_default_is_cores_minus_one_at_most_8_and_too_many_is_lowered_with_a_warning(caplog):

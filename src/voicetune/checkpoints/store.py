@@ -60,6 +60,7 @@ class CheckpointPayload:
     config_hash: str = ""
     session: str = ""  # the training session that wrote it
     parent: str | None = None  # the checkpoint this one's training continued (its timeline)
+    rank_weights: dict[str, str] = field(default_factory=dict)  # "rank1" -> sha256 of its weights (several processes)
 
     def estimated_bytes(self) -> int:
         tensors = sum(ser.safetensors_size(t) for t in self.tensor_files.values())
@@ -199,6 +200,8 @@ class CheckpointStore:
                 "parent": payload.parent,
                 "files": files,
             }
+            if payload.rank_weights:
+                manifest["rank_weights_sha256"] = payload.rank_weights
             _write_file(tmp / MANIFEST, lambda w: w.write(ser.json_bytes(manifest)))[1].result()
             fsio.fsync_dir(tmp)
             crash_point("commit.manifest_written")

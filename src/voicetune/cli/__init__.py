@@ -10,38 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import typer
-import typer.core
-
+from voicetune.cli.root import app
 from voicetune.errors import StoppedBySignal, VoicetuneError
-
-def _type_column(self, ctx) -> str | None:
-    """The help's type column: the metavar when one is given, nothing for on/off flags, else
-    click's plain names (TEXT, INTEGER, PATH) instead of typer's `<str>`-style tags."""
-    if self.metavar is not None:
-        return self.metavar
-    if getattr(self, "is_flag", False):
-        return None
-    label = self.display_type(ctx).strip("<>")
-    return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "list[str]": "TEXT"}.get(label, label.upper())
-
-
-# Typer's own column renderers, replaced on purpose (mypy: assigning to a method).
-typer.core.TyperOption.display_type_rich = _type_column  # type: ignore[method-assign]
-typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # the name column shows it
-
-app = typer.Typer(
-    name="voicetune",
-    help="Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings."""
 
 # Sub-apps and commands register themselves on import; keep these imports light (no torch at
 # module level) so that `voicetune --help` stays fast.
@@ -71,6 +41,8 @@ def _user_log_path():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the contract's exit codes."""
+    from rich.markup import escape
+
     from voicetune.console import attach_log_file, console, error_console, quiet_third_party
 
     quiet_third_party()
@@ -83,11 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         # standalone mode: click prints usage errors itself and exits 2.
         app(args=argv, prog_name="voicetune")
     except StoppedBySignal as stop:
-        console.print(str(stop))
+        console.print(str(stop), markup=False, highlight=False, soft_wrap=True)  # a command to paste: unbroken
         sys.exit(stop.exit_code)
     except VoicetuneError as err:
         log.debug("error", exc_info=True)
-        error_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        error_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         error_console.print("aborted")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 ckpt_app = typer.Typer(help="List, verify, prune and export checkpoints.", no_args_is_help=True)
 app.add_typer(ckpt_app, name="ckpt")

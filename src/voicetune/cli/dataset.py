@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 dataset_app = typer.Typer(help="Inspect and validate dataset folders.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")

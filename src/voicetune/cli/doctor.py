@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 
 @app.command()

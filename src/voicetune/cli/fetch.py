@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 
 @app.command()

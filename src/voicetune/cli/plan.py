@@ -8,7 +8,7 @@ from typing import List, Optional  # noqa: F401
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 from voicetune.cli.train import resolve_train_config
 from voicetune.cli.train import train as train_command
 

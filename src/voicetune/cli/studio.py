@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 
 @app.command()

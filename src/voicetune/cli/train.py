@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from voicetune.cli import app
+from voicetune.cli.root import app
 
 
 def setting(name: str, *flags: str, metavar: str | None = None, help: str | None = None):
@@ -63,6 +63,7 @@ def train(
     lora_alpha: Optional[float] = setting("lora_alpha", metavar="A"),
     lora_dropout: Optional[float] = setting("lora_dropout", metavar="P"),
     lora_targets: Optional[List[str]] = setting("lora_targets", metavar="NAME"),
+    collective_timeout: Optional[str] = setting("collective_timeout", metavar="DURATION"),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML file of settings (below .env, VOICETUNE_* and flags)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="any setting, e.g. --set ema_decay=0.999; `--settings` lists them"),
     processes: int = typer.Option(1, "--processes", min=1, metavar="N", help="training processes on this machine (DDP), e.g. one per GPU"),

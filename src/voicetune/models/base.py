@@ -156,6 +156,17 @@ class BaseAdapter:
     def use_saved_architecture(self, architecture: dict[str, Any]) -> None:
         return None
 
+    def weights_source(self) -> str | None:
+        """Where `build_model` takes the starting weights from (a path or hf:// file), or None
+        when it initializes them (`voicetune plan` says it)."""
+        return getattr(self, "pretrained", None)
+
+    def without_pretrained(self) -> "ModelAdapter | None":
+        """An adapter that builds the same architecture without reading `weights_source()` (for a
+        plan: sizes need shapes, not values), or None when the architecture itself comes from
+        downloaded files. This one needs no weights when it has none to read."""
+        return None if self.weights_source() else self
+
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
 

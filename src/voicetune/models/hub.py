@@ -107,6 +107,18 @@ def download_hub_file(file: HubFile, flag: str = "--pretrained") -> Path:
     return Path(path)
 
 
+def describe_source(spec: str | os.PathLike) -> str:
+    """Where a weights file will come from, said without touching the network."""
+    if is_hub_spec(spec):
+        file = parse_hub_spec(str(spec))
+        cached = cached_hub_file(file)
+        if cached is not None:
+            return f"{spec} (in the local Hugging Face cache: {cached})"
+        return f"{spec} (downloaded from the Hugging Face Hub into its cache when `voicetune train` starts)"
+    path = Path(spec).expanduser()
+    return f"{path}" + ("" if path.is_file() else " (no such file: `voicetune train` will need it)")
+
+
 def resolve_file(spec: str | os.PathLike, flag: str = "--pretrained") -> Path:
     """A local file path, or an `hf://` file downloaded to (or found in) the Hugging Face cache."""
     if is_hub_spec(spec):

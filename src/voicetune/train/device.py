@@ -6,12 +6,15 @@
 - `--set deterministic=true` turns on torch's deterministic algorithms (and the cuBLAS workspace
   setting they need), so that a stopped and resumed run on a GPU ends bit for bit where a straight
   one ends; without it GPU kernels may add in another order and runs drift apart by rounding.
+
+`move_to` puts a batch (tensors, or dicts, lists and tuples of them) on the run's device.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import torch
 
@@ -34,3 +37,14 @@ def configure_device(config: TrainConfig) -> None:
         fraction = min(1.0, limit / total)
         torch.cuda.set_per_process_memory_fraction(fraction, device)
         log.info("GPU memory held to %s of %s (--gpu-memory)", config.gpu_memory, total)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """`batch` with every tensor in it on `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voicetune.errors import UsageError
+from voicetune.faults import pause_point
 from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
 from voicetune.evaluation.kept import keep_eval_audio
 from voicetune.scoring import Summary
@@ -110,6 +111,7 @@ class MilestoneEvaluator:
             if self.eval_set is None:
                 working("loading the scorers and scoring the real voice")
                 self._prepare()
+            pause_point("scoring")
             ema_model = copy.deepcopy(model)
             self.adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
             ema_model.eval()

@@ -129,7 +129,7 @@ class UpdatePasses:
             groups.append(kept[start:end])
             start = end
         total = sum(self.lengths[i] for i in kept)
-        from voicetune.train.loop import move_to
+        from voicetune.train.device import move_to
 
         return [(move_to(self.adapter.collate([self.dataset[i] for i in g]), self.accelerator.device), g,
                  sum(self.lengths[i] for i in g) / total) for g in groups]

@@ -29,6 +29,7 @@ without one gets sizes and disk use but no memory estimate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ from voicetune.checkpoints.policy import RetentionPolicy, SaveSchedule, projecte
 from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import TrainConfig, format_size, parse_size
 from voicetune.models.base import ModelAdapter, TransformerShape
+from voicetune.models.hub import describe_source
 
 log = logging.getLogger("voicetune.train")
 
@@ -98,6 +100,7 @@ class TrainPlan:
     precision: str
     levers: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    weights: str | None = None  # where the starting weights come from (`voicetune plan` says it)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -116,6 +119,7 @@ class TrainPlan:
             "levers": self.levers,
             "estimate": self.memory.source if self.memory else None,
             "notes": self.notes,
+            "weights": self.weights,
         }
         out["max_batch_frames" if self.batch_flag == "--batch-frames" else "max_batch_size"] = self.max_batch
         return out
@@ -131,6 +135,8 @@ class TrainPlan:
             f"~{format_size(self.milestone_bytes)} per milestone; projected peak disk use "
             f"{format_size(self.projected_disk_bytes)}{free}",
         ]
+        if self.weights:
+            out.insert(1, f"weights: {self.weights}")
         if self.memory is not None:
             m = self.memory
             levers = ", ".join(f"{k} {v}" for k, v in self.levers.items())
@@ -158,17 +164,27 @@ def make_plan(config: TrainConfig, gpu_memory: int | None = None, probe: bool = 
     with `probe` and a dataset, memory is measured; otherwise it comes from the formula.
     """
     from voicetune.models.registry import create_adapter
-    from voicetune.train.loop import settle_config
+    from voicetune.train.defaults import settle_config
 
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
     torch.manual_seed(config.seed)
-    model = adapter.build_model()
-    measured = None
-    if probe and torch.cuda.is_available() and config.data is not None and Path(config.data).is_dir():
-        measured = probe_memory(config, adapter, model, budget=gpu_memory)
+    probing = probe and torch.cuda.is_available() and config.data is not None and Path(config.data).is_dir()
+    # Adapters that do not derive from BaseAdapter may lack these: they are built as train builds them.
+    plain = adapter.without_pretrained() if hasattr(adapter, "without_pretrained") else None
+    source = adapter.weights_source() if hasattr(adapter, "weights_source") else getattr(adapter, "pretrained", None)
+    if plain is None:  # the architecture itself comes with the downloaded files
+        model = adapter.build_model()
+    else:
+        # Shapes, not values: without a probe the model is built on the meta device (no memory,
+        # no time), and in no case are pretrained weights read or downloaded.
+        with contextlib.nullcontext() if probing else torch.device("meta"):
+            model = plain.build_model()
+    measured = probe_memory(config, plain or adapter, model, budget=gpu_memory) if probing else None
     run_dir = Path(config.run) if config.run is not None else None
-    return plan_for_model(config, adapter, model, gpu_memory=gpu_memory, measured=measured, run_dir=run_dir)
+    result = plan_for_model(config, adapter, model, gpu_memory=gpu_memory, measured=measured, run_dir=run_dir)
+    result.weights = describe_source(source) if source else "initialized from --seed (no pretrained weights)"
+    return result
 
 
 def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Module, *,
@@ -335,7 +351,7 @@ def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Mod
 def _probe(config, adapter, model, splits, budget, points) -> MemoryEstimate | None:
     import copy
 
-    from voicetune.train.loop import move_to
+    from voicetune.train.device import move_to
     from voicetune.train.optim import make_optimizer
 
     device = torch.device("cuda")

@@ -7,6 +7,8 @@ and training goes on (checkpoints have their own guard); a line says when the si
 metrics.jsonl has one JSON line per update (exact float reprs, so a resumed
 run's losses can be compared bit for bit with an uninterrupted one); after a resume, the lines of
 updates that were lost in the crash appear twice and the later one counts.
+
+`Throughput` gives the update and frame rates of the log, milestone time left out.
 """
 
 from __future__ import annotations
@@ -265,3 +267,39 @@ def _plain(value: Any) -> Any:
 def _eta(seconds: float) -> str:
     seconds = int(seconds)
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
+
+
+class Throughput:
+    """Updates and frames per second between log lines, for the log and TensorBoard; time spent
+    on milestone work (validation, samples) is left out of the rates."""
+
+    def __init__(self, step: int, config: TrainConfig):
+        self.config = config
+        self.session_step, self.session_time = step, time.monotonic()
+        self.last_step, self.last_time, self.frames = step, self.session_time, 0
+        self.paused = self.paused_since_log = self.last_pause = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self.last_pause = seconds
+        self.paused += seconds
+        self.paused_since_log += seconds
+
+    def add(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
+        self.frames += scalars.pop("frames")
+        if step % self.config.log_every == 0 or step == self.config.max_updates:
+            now = time.monotonic()
+            elapsed = max(now - self.last_time - self.paused_since_log, 1e-9)
+            scalars["perf/updates_per_s"] = (step - self.last_step) / elapsed
+            scalars["perf/frames_per_s"] = self.frames / elapsed
+            import torch  # here: read_metrics' users (the studio, `voicetune status`) load no torch
+
+            if torch.cuda.is_available():
+                scalars["perf/gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
+            self.last_step, self.last_time, self.frames, self.paused_since_log = step, now, 0, 0.0
+        return scalars
+
+    def session_seconds(self) -> float:
+        return time.monotonic() - self.session_time
+
+    def session_rate(self, step: int) -> float:
+        return (step - self.session_step) / max(self.session_seconds() - self.paused, 1e-9)

@@ -9,6 +9,8 @@ What a full-state checkpoint holds (file names are module constants, the keys of
   loop.json              step, epoch, sampler position, best metric, smoothed loss, elapsed time,
                          scheduler and grad-scaler state, the resolved config and architecture
 A weights-only milestone holds model, ema and loop.
+
+The random generators of a process: `capture_rng`, `restore_rng`, `set_seeds`.
 """
 
 from __future__ import annotations
@@ -172,16 +174,24 @@ class TrainState:
 
     def payload(self, role: Literal["milestone", "rolling"], kind: Literal["full", "weights"], metrics: dict[str, float]):
         """Snapshot everything into host memory (the only part of a save on the training thread).
-        Every rank calls it (the RNG states are gathered); rank 0 gets the payload, others None."""
+        Every rank calls it (the RNG states and the weights digests are gathered); rank 0 gets the
+        payload, others None."""
         import json
 
         from voicetune.checkpoints.store import CheckpointPayload
 
+        from voicetune.train.distributed import check_ranks_agree, weights_digest
+
         world = self.accelerator.num_processes
-        rng_states: list[dict[str, Any] | None] = [capture_rng()]
+        rng_states: list[Any] = [capture_rng()]
+        rank_weights: dict[str, Any] = {}
         if world > 1:
-            rng_states = [None] * world
-            torch.distributed.all_gather_object(rng_states, capture_rng())
+            # One gather: every rank's generators, and every rank's weights digest, compared on
+            # every rank alike (an error on one is an error on all: none is left waiting).
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, (capture_rng(), weights_digest(self.weights)))
+            rng_states = [g[0] for g in gathered]
+            rank_weights = check_ranks_agree([g[1] for g in gathered], self.loop.step)
         if not self.accelerator.is_main_process:
             return None
         pin = torch.cuda.is_available()
@@ -200,7 +210,7 @@ class TrainState:
             step=self.loop.step, role=role, kind=kind, epoch=self.loop.epoch, metrics=metrics,
             wall_time=self.loop.elapsed_seconds, config_hash=self.config.config_hash(),
             tensor_files={MODEL: snapshot_tensors(self.weights, pin), EMA_FILE: snapshot_tensors(ema_tensors, pin)},
-            json_files={EMA_FILE: ema_counters, LOOP: loop_json},
+            json_files={EMA_FILE: ema_counters, LOOP: loop_json}, rank_weights=rank_weights,
         )
         if kind == "full":
             opt_json, opt_tensors = optimizer_files(self.optimizer.state_dict())
@@ -210,3 +220,10 @@ class TrainState:
             payload.tensor_files[RNG] = snapshot_tensors(rng_tensors)
             payload.json_files[RNG] = rng_json
         return payload
+
+
+def set_seeds(seed: int) -> None:
+    """Seed python's, numpy's and torch's generators of this process."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -97,6 +97,17 @@ class F5Adapter(BaseAdapter):
         value = getattr(self.config, "pretrained", None) or self.spec.default_pretrained
         return None if value is None or str(value).lower() == "none" else str(value)
 
+    def weights_source(self) -> str | None:
+        return self.pretrained
+
+    def without_pretrained(self) -> "F5Adapter":
+        """The same DiT and vocabulary (the package's vocab.txt, or --vocab, plus the dataset's
+        characters), weights left as initialized: nothing is read or downloaded."""
+        plain = F5Adapter(self.config.model_copy(update={"pretrained": "none"}), self.spec,
+                          vocos=self.vocos_path, nfe_steps=self.nfe_steps)
+        plain._vocab = self.vocabulary
+        return plain
+
     @property
     def vocabulary(self) -> Vocabulary:
         """--vocab (default: upstream's vocab.txt) plus the characters of --data it lacks."""

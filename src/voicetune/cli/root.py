@@ -1,0 +1,36 @@
+"""The root `voicetune` Typer app, on which each command module registers its commands, and the
+help's look. Apart from the package's __init__, so that command modules import it without an
+import circle through the package that imports them."""
+
+from __future__ import annotations
+
+import typer
+import typer.core
+
+
+def _type_column(self, ctx) -> str | None:
+    """The help's type column: the metavar when one is given, nothing for on/off flags, else
+    click's plain names (TEXT, INTEGER, PATH) instead of typer's `<str>`-style tags."""
+    if self.metavar is not None:
+        return self.metavar
+    if getattr(self, "is_flag", False):
+        return None
+    label = self.display_type(ctx).strip("<>")
+    return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "list[str]": "TEXT"}.get(label, label.upper())
+
+
+typer.core.TyperOption.display_type_rich = _type_column
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # the name column shows it
+
+app = typer.Typer(
+    name="voicetune",
+    help="Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings."""
