@@ -182,3 +182,17 @@ def test_retention_keeps_what_keeps_the_best_the_same():
     # once 200 falls out too, 100 is no longer needed
     later = [*infos, scored(500, 0.41, 0.02), scored(600, 0.42, 0.02)]
     assert policy.keep(later) == {"step_00000300", "step_00000400", "step_00000500", "step_00000600"}
+
+
+@pytest.mark.parametrize("ema, raw, chosen", [
+    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.45, "score_spread": 0.02}, "raw"),
+    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.41, "score_spread": 0.02}, "ema"),  # a tie: upstream's EMA
+    ({"score": 0.40, "score_spread": 0.01}, {"score": 0.43, "score_spread": 0.04}, "ema"),
+    ({"score": 0.50, "score_spread": 0.0}, {"score": 0.30, "score_spread": 0.0}, "ema"),
+    ({"score": None}, {"score": 0.30}, "raw"),
+    ({"score": 0.30}, {}, "ema"),
+])
+def test_choose_weights(ema, raw, chosen):
+    from voicetune.checkpoints.policy import choose_weights
+
+    assert choose_weights({"ema": ema, "raw": raw}) == chosen

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 ROUNDING = 1e-9  # scores are stored rounded: 0.52 - 0.50 is "exactly the spread 0.02", not a hair above it
 Role = Literal["milestone", "rolling"]
@@ -37,21 +37,36 @@ class CheckpointInfo:
         return self.kind == "full"
 
     def measured(self, metric: str) -> float | None:
-        """The finite number `metric` holds in this checkpoint's metrics, else None."""
-        value = self.metrics.get(metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        return float(value)
+        return measured(self.metrics, metric)
 
-    def spread(self, metric: str) -> float:
-        """How far apart the same checkpoint's `metric` lands when measured again with other seeds
-        (`<metric>_spread`); 0 when not measured."""
-        return max(0.0, self.measured(spread_key(metric)) or 0.0)
+
+def measured(metrics: Mapping[str, Any], metric: str) -> float | None:
+    """The finite number `metric` holds in `metrics`, else None."""
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def spread_key(metric: str) -> str:
     """The name of a metric's spread in a manifest's metrics: score -> score_spread."""
     return f"{metric}_spread"
+
+
+def margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+    """What other seeds alone can change between two measurements of `metric`: the larger of their
+    spreads (`<metric>_spread`, 0 when not measured)."""
+    return max(0.0, measured(a, spread_key(metric)) or 0.0, measured(b, spread_key(metric)) or 0.0)
+
+
+def beats(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, mode: Literal["min", "max"]) -> bool:
+    """Whether measurements `a` are better than `b` on `metric` by more than the spread (both measured)."""
+    gain = measured(a, metric) - measured(b, metric)
+    return (gain if mode == "max" else -gain) > margin(a, b, metric) + ROUNDING
+
+
+def within_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> bool:
+    return abs(measured(a, metric) - measured(b, metric)) <= margin(a, b, metric) + ROUNDING
 
 
 @dataclass(frozen=True)
@@ -134,17 +149,12 @@ class RetentionPolicy:
         tied = tuple(i for i in measured if i is not best and self.within_spread(i, best))
         return Standing(best, tied, sum(1 for i in measured if i.step > best.step))
 
-    def margin(self, a: CheckpointInfo, b: CheckpointInfo) -> float:
-        return max(a.spread(self.best_metric or ""), b.spread(self.best_metric or ""))
-
     def beats(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
         """Whether `a` is better than `b` by more than the spread of either."""
-        gain = a.measured(self.best_metric or "") - b.measured(self.best_metric or "")
-        return (gain if self.best_mode == "max" else -gain) > self.margin(a, b) + ROUNDING
+        return beats(a.metrics, b.metrics, self.best_metric or "", self.best_mode)
 
     def within_spread(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
-        gap = abs(a.measured(self.best_metric or "") - b.measured(self.best_metric or ""))
-        return gap <= self.margin(a, b) + ROUNDING
+        return within_spread(a.metrics, b.metrics, self.best_metric or "")
 
     def keep(self, infos: Sequence[CheckpointInfo], protected: Iterable[str] = ()) -> set[str]:
         """Names of the checkpoints to keep."""
@@ -272,3 +282,25 @@ def projected_peak_bytes(
     has_rolling = schedule.last_every is not None or schedule.last_every_minutes is not None
     in_flight = max(full_bytes, milestone_bytes)
     return milestones * milestone_bytes + (full_bytes if has_rolling else 0) + in_flight
+
+
+WEIGHT_SETS = ("ema", "raw")  # what a checkpoint holds: ema.safetensors, and model.safetensors (the trained weights)
+
+
+def weights_of(metrics: Mapping[str, Any]) -> str:
+    """The weight set a checkpoint's score chose (its metrics' `weights`); the EMA for a checkpoint
+    that was never scored, or scored before both were."""
+    chosen = metrics.get("weights")
+    return chosen if chosen in WEIGHT_SETS else "ema"
+
+
+def choose_weights(scores: Mapping[str, Mapping[str, Any]], metric: str = "score") -> str:
+    """Which of a checkpoint's weight sets it is heard with: the EMA (what upstream F5-TTS and
+    XTTS use), unless the raw weights beat it by more than the spread. Either alone, when only one
+    was measured."""
+    ema, raw = scores.get("ema") or {}, scores.get("raw") or {}
+    if measured(raw, metric) is None:
+        return "ema"
+    if measured(ema, metric) is None:
+        return "raw"
+    return "raw" if beats(raw, ema, metric, "max") else "ema"

@@ -711,7 +711,7 @@ def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, pro
     started = time.monotonic()
     metrics = milestone_metrics(state, splits, config, prompts, reporter, run, signals, has_validation, stop)
     if stop is None:
-        metrics.update(finite_metrics(evaluator.evaluate(state.loop.step, state.core_model, state.ema, state.weights)))
+        metrics.update(evaluator.evaluate(state.loop.step, state.core_model, state.ema, state.weights))  # finite already
     meter.pause(time.monotonic() - started)
     reporter.milestone_done(meter.last_pause)
     return metrics
