@@ -283,12 +283,12 @@ def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, b
             points = [(s, v) for s, v in zip(steps, values) if v is not None]
             if points:
                 axis.plot(*zip(*points), style, markersize=4, label=key)
-        if keys == ("score",):
-            _plot_spread_and_weights(axis, rows)
             real = 1.0 if key == "score" else (getattr(ceiling, key, None) if ceiling else None)
             if real is not None:
                 axis.axhline(real, color="#55a868", linestyle=":", linewidth=1.5,
                              label="real voice" if key == keys[0] else None)
+        if keys == ("score",):
+            _plot_spread_and_weights(axis, rows)
         if best_step is not None and best_step in steps:
             axis.axvline(best_step, color="#c44e52", linewidth=1, alpha=0.6)
             best = next(r for r in rows if r["step"] == best_step)
