@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy, Standing, choose_weights
+from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy, Standing
 from voicetune.errors import UsageError
 from voicetune.evaluation import (EvalSet, RealVoice, choose_eval_set, evaluate_weights, plot_eval, score_real_voice,
                                   scored_row)
@@ -153,10 +153,6 @@ class MilestoneEvaluator:
         """The best row by score (the checkpoint manager's rule: ties within the spread keep the
         earlier), the rows tied with it, and how many came after it."""
         return SCORE_RULE.standing([_as_info(r) for r in self.rows])
-
-    def best_row(self) -> dict[str, Any] | None:
-        best = self.standing().best
-        return best.metrics if best is not None else None
 
     def _watch_progress(self, step: int, standing: Standing) -> None:
         """A warning when the score fell two milestones in a row; the early-stop decision."""
