@@ -139,8 +139,8 @@ class MilestoneEvaluator:
         return metrics
 
     def _score_weight_sets(self, model, ema, weights) -> dict[str, Any]:
-        """Both weight sets said and scored on one copy of the model; an EMA that still equals the
-        raw weights (it copies them for its first `ema_update_after` updates) is scored once."""
+        """Both weight sets said and scored on one copy of the model; an EMA equal to the raw
+        weights (a copy of them, as in its first `ema_update_after` updates) is scored once."""
         listener = copy.deepcopy(model)
         listener.eval()
         try:
