@@ -131,10 +131,12 @@ class TrainConfig(BaseSettings):
     sample_budget_seconds: float = Field(120.0, gt=0, description="most seconds a milestone spends on samples; prompts past it are left out")
 
     # Scoring at milestones (voicetune.scoring): a fixed evaluation set synthesized with the EMA
-    # weights and scored for WER/CER, speaker similarity and DNSMOS against the real voice
+    # and the raw weights and scored for WER/CER, speaker similarity and DNSMOS against the real voice
     evaluate: bool = Field(True, description="score every milestone (WER, similarity, DNSMOS, score); needs a model that synthesizes")
     eval_text: list[str] = Field(default_factory=list, description="extra sentences in the evaluation set")
     eval_clips: int = Field(4, ge=1, description="held-out validation sentences in the evaluation set")
+    eval_seeds: int = Field(2, ge=1, description="seeds each evaluation sentence is said with: the score is their mean, "
+                                                 "with its spread (kept for the whole run: stored with the evaluation set)")
     whisper_model: str = Field("small", description="whisper model name or local CTranslate2 folder for WER (env VOICETUNE_WHISPER_MODEL)")
     early_stop: int | None = Field(None, ge=1, description="stop when the score has not improved for K milestones")
 

@@ -122,3 +122,77 @@ def test_policies_do_not_import_torch():
     code = "import sys, voicetune.checkpoints.policy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def scored(step, score, spread=None):
+    metrics = {"score": score, **({} if spread is None else {"score_spread": spread})}
+    return CheckpointInfo(f"step_{step:08d}", step, "milestone", "full", 100, metrics)
+
+
+BY_SCORE = RetentionPolicy(keep_last=2, save_every=100, best_metric="score", best_mode="max")
+
+
+@pytest.mark.parametrize(
+    "scores, best, tied, since",
+    [
+        # (score, spread) per milestone at steps 100, 200, ...
+        ([(0.50, 0.02), (0.51, 0.02)], 100, [200], 1),  # within the spread: a tie, the earlier stays
+        ([(0.50, 0.02), (0.53, 0.02)], 200, [], 0),  # beyond it: the later one is best
+        ([(0.50, 0.01), (0.52, 0.03)], 100, [200], 1),  # the larger of the two spreads counts
+        ([(0.50, 0.02), (0.52, 0.02)], 100, [200], 1),  # exactly the spread is still a tie
+        ([(0.50, 0.02), (0.51, 0.02), (0.515, 0.02), (0.519, 0.02)], 100, [200, 300, 400], 3),  # ties never add up
+        ([(0.50, 0.02), (0.49, 0.02), (0.60, 0.02), (0.45, 0.02)], 300, [], 1),
+        ([(0.50, 0.0), (0.50, 0.0)], 100, [200], 1),  # no spread: equal stays
+        ([(0.50, None), (0.5001, None)], 200, [], 0),  # no spread measured: strictly better wins
+        ([(float("nan"), 0.0), (0.3, 0.01)], 200, [], 0),  # an unmeasured score never wins
+        ([], None, [], 0),
+    ],
+)
+def test_best_changes_only_beyond_the_spread(scores, best, tied, since):
+    infos = [scored(100 * (i + 1), score, spread) for i, (score, spread) in enumerate(scores)]
+    standing = BY_SCORE.standing(infos)
+    assert (standing.best.step if standing.best else None) == best
+    assert [i.step for i in standing.tied] == tied
+    assert standing.since_best == since
+    assert BY_SCORE.best(infos) is standing.best
+
+
+def test_best_by_lowest_value_uses_the_spread_too():
+    policy = RetentionPolicy(best_metric="wer", best_mode="min")
+    infos = [CheckpointInfo(f"s{i}", i, "milestone", "full", 1, {"wer": w, "wer_spread": 0.05})
+             for i, w in enumerate([0.30, 0.27, 0.20])]
+    assert policy.best(infos).step == 2  # 0.27 ties 0.30; 0.20 beats it by 0.10
+
+
+def test_words_in_metrics_are_not_measures():
+    info = CheckpointInfo("s", 1, "milestone", "full", 1, {"score": 0.4, "weights": "raw", "scores": {"ema": {}}})
+    assert RetentionPolicy(best_metric="weights", best_mode="max").best([info]) is None
+    assert BY_SCORE.best([info]) is info
+
+
+def test_retention_keeps_what_keeps_the_best_the_same():
+    # 200 tied 100 (within 0.02) and stayed behind it; 300 beat 100 by 0.03 but only ties 200. Dropping
+    # 100 alone would make 200 the first and so the best: 100 stays while 200 does.
+    policy = RetentionPolicy(keep_last=3, save_every=100, best_metric="score", best_mode="max")
+    infos = [scored(100, 0.50, 0.02), scored(200, 0.515, 0.02), scored(300, 0.53, 0.02), scored(400, 0.40, 0.02)]
+    assert policy.best(infos).step == 300
+    kept = policy.keep(infos)
+    assert kept == {"step_00000100", "step_00000200", "step_00000300", "step_00000400"}
+    assert policy.best([i for i in infos if i.name in kept]).step == 300
+    # once 200 falls out too, 100 is no longer needed
+    later = [*infos, scored(500, 0.41, 0.02), scored(600, 0.42, 0.02)]
+    assert policy.keep(later) == {"step_00000300", "step_00000400", "step_00000500", "step_00000600"}
+
+
+@pytest.mark.parametrize("ema, raw, chosen", [
+    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.45, "score_spread": 0.02}, "raw"),
+    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.41, "score_spread": 0.02}, "ema"),  # a tie: upstream's EMA
+    ({"score": 0.40, "score_spread": 0.01}, {"score": 0.43, "score_spread": 0.04}, "ema"),
+    ({"score": 0.50, "score_spread": 0.0}, {"score": 0.30, "score_spread": 0.0}, "ema"),
+    ({"score": None}, {"score": 0.30}, "raw"),
+    ({"score": 0.30}, {}, "ema"),
+])
+def test_choose_weights(ema, raw, chosen):
+    from voicetune.checkpoints.policy import choose_weights
+
+    assert choose_weights({"ema": ema, "raw": raw}) == chosen

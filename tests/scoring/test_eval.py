@@ -11,7 +11,8 @@ import pytest
 from conftest import f5_train_args
 from support.harness import cli_env, run_cli, voicetune, whisper_model_path
 
-KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score"}
+KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread"}
+TRAINED = {*KEYS, "weights", "scores"}  # a trained checkpoint: both weight sets scored, the chosen one at the top
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +28,14 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     whisper = whisper_model_path()
     first = voicetune("eval", run, "--whisper-model", whisper, "--json", "--plot", tmp_path / "run.png", check_exit=0)
     rows = json.loads(first.stdout)
-    assert [r["step"] for r in rows] == [2, 4] and all(set(r) == KEYS for r in rows)
-    assert all(r[k] is not None for r in rows for k in KEYS)
+    assert [r["step"] for r in rows] == [2, 4] and all(set(r) == TRAINED for r in rows)
+    assert all(r[k] is not None for r in rows for k in TRAINED)
+    assert all(set(r["scores"]) == {"ema", "raw"} and r["score"] == r["scores"][r["weights"]]["score"] for r in rows)
     step4 = run / "checkpoints" / "step_00000004"
     second = voicetune("eval", step4, run / "ready" / "model.safetensors", "--model", "f5-tiny", "--data", corpus,
                        "--whisper-model", whisper, "--json", "--plot", tmp_path / "two.png", check_exit=0)
     upstream, again = json.loads(second.stdout)
-    assert upstream["step"] == 0 and upstream["checkpoint"].endswith("model.safetensors")
+    assert upstream["step"] == 0 and upstream["checkpoint"].endswith("model.safetensors") and set(upstream) == KEYS
     assert again == rows[1]  # another process, the same numbers
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -8,11 +8,13 @@ from typing import Any
 
 from voicetune.checkpoints.lock import RunLock
 from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions
-from voicetune.checkpoints.policy import RetentionPolicy
+from voicetune.checkpoints.policy import RetentionPolicy, Standing
 from voicetune.checkpoints.store import MANIFEST, CheckpointStore, StoredCheckpoint
 from voicetune.errors import UsageError
 
-SCORE_KEYS = ("wer", "cer", "similarity", "dnsmos", "score")  # written by milestone evaluation
+# Written by milestone evaluation (train.evaluator): the measures of the weights chosen, their
+# score's spread over seeds, which weights ("ema" or "raw") and every weight set's measures.
+SCORE_KEYS = ("wer", "cer", "similarity", "dnsmos", "score", "score_spread", "weights", "scores")
 
 
 @dataclass
@@ -28,10 +30,15 @@ class CheckpointRow:
     best: bool
     status: str  # "ok", "unverified" (list does not hash), or the problem
     problem: str | None = None
+    tied_with: int | None = None  # the best's step, when this checkpoint's score lies within its spread
+
+    @property
+    def tie(self) -> bool:
+        return self.tied_with is not None
 
     def to_json(self) -> dict[str, Any]:
         # The milestone scores also as top-level keys (None where not scored).
-        return {**asdict(self), **{key: self.metrics.get(key) for key in SCORE_KEYS}}
+        return {**asdict(self), "tie": self.tie, **{key: self.metrics.get(key) for key in SCORE_KEYS}}
 
 
 def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy:
@@ -39,23 +46,30 @@ def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy
     return CheckpointOptions.of_run(run, keep_last=keep_last).retention()
 
 
-def _row(ckpt: StoredCheckpoint, best_name: str | None, verified: bool) -> CheckpointRow:
+def _row(ckpt: StoredCheckpoint, standing: Standing, verified: bool) -> CheckpointRow:
     m = ckpt.manifest or {}
     status = "ok" if verified and ckpt.problem is None else ("unverified" if ckpt.problem is None else "invalid")
+    best = standing.best
+    tied = best is not None and any(t.name == ckpt.name for t in standing.tied)
     return CheckpointRow(ckpt.name, str(ckpt.path), m.get("step"), m.get("role", "?"), m.get("kind", "?"), ckpt.size_bytes,
-                         dict(m.get("metrics", {})), m.get("created"), ckpt.name == best_name, status, ckpt.problem)
+                         dict(m.get("metrics", {})), m.get("created"), best is not None and ckpt.name == best.name, status,
+                         ckpt.problem, best.step if tied else None)
 
 
 def list_checkpoints(run: Path, include_abandoned: bool = False) -> tuple[list[CheckpointRow], list[str]]:
     """Checkpoints of a run from their manifests (no hashing), and the quarantined ones. With
-    `include_abandoned`, also those of abandoned timelines (status "abandoned", never resumed)."""
+    `include_abandoned`, also those of abandoned timelines (status "abandoned", never resumed).
+
+    Each row: `best` (THE best, the manager's), `tied_with` (the best's step when the row's score
+    lies within the spread of the best's: the earlier stays best), and in `to_json()` the scores
+    of milestone evaluation (`SCORE_KEYS`)."""
     store = _store(run)
     found = store.scan()
-    best = CheckpointManager(run).best([c.info() for c in found if c.problem is None])
-    rows = sorted((_row(c, best.name if best else None, verified=False) for c in found), key=lambda r: (r.step or -1, r.name))
+    standing = CheckpointManager(run).standing([c.info() for c in found if c.problem is None])
+    rows = sorted((_row(c, standing, verified=False) for c in found), key=lambda r: (r.step or -1, r.name))
     if include_abandoned:
         for ckpt in store.scan_abandoned():
-            row = _row(ckpt, None, verified=False)
+            row = _row(ckpt, Standing(None), verified=False)
             row.name, row.status = f"{ckpt.path.parent.name}/{ckpt.name}", "abandoned"
             rows.append(row)
     quarantined = sorted(p.name for p in store.quarantine_dir.iterdir()) if store.quarantine_dir.is_dir() else []
@@ -67,11 +81,11 @@ def verify_target(target: Path) -> list[CheckpointRow]:
     target = Path(target)
     if (target / MANIFEST).is_file() or (target.is_dir() and target.parent.name == "checkpoints"):
         store = CheckpointStore(target.parent.parent)
-        return [_row(store.verify(target), None, verified=True)]
+        return [_row(store.verify(target), Standing(None), verified=True)]
     store = _store(target)
     checked = [store.verify(c) for c in store.scan()]
-    best = CheckpointManager(target).best([c.info() for c in checked if c.problem is None])
-    return sorted((_row(c, best.name if best else None, verified=True) for c in checked), key=lambda r: (r.step or -1, r.name))
+    standing = CheckpointManager(target).standing([c.info() for c in checked if c.problem is None])
+    return sorted((_row(c, standing, verified=True) for c in checked), key=lambda r: (r.step or -1, r.name))
 
 
 def prune_run(run: Path, keep_last: int | None = None, dry_run: bool = False, abandoned: bool = False) -> list[str]:

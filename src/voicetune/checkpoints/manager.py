@@ -36,6 +36,8 @@ from voicetune.checkpoints.policy import (
     RetentionPolicy,
     SaveDecision,
     SaveSchedule,
+    Standing,
+    weights_of,
 )
 from voicetune.checkpoints.saver import BackgroundSaver, SaveFailed
 from voicetune.checkpoints.store import (
@@ -321,10 +323,16 @@ class CheckpointManager:
 
     def best(self, infos: list[CheckpointInfo] | None = None, metric: str | None = None) -> CheckpointInfo | None:
         """THE best committed checkpoint: by the run's best_metric read from each manifest's
-        metrics (any name: val_loss, train_loss, score...), ties to the earliest step. `metric`
+        metrics (any name: val_loss, train_loss, score...); a later checkpoint takes over only when
+        better by more than the spread (`RetentionPolicy.standing`), else the earlier stays. `metric`
         asks for another (lower is better), e.g. train_loss when no checkpoint has the run's."""
         policy = self.retention if metric is None else RetentionPolicy(best_metric=metric, best_mode="min")
         return policy.best(self.store.valid_infos() if infos is None else infos)
+
+    def standing(self, infos: list[CheckpointInfo] | None = None) -> Standing:
+        """The best committed checkpoint (as `best`), the checkpoints tied with it (within the
+        spread of its score: the earlier stays best) and how many came after it."""
+        return self.retention.standing(self.store.valid_infos() if infos is None else infos)
 
     def best_value(self, info: CheckpointInfo | None) -> float | None:
         return info.metrics.get(self.options.best_metric) if info is not None else None
@@ -342,14 +350,16 @@ class CheckpointManager:
         raise CheckpointError(f"{self.run_dir}: no valid checkpoint (see `voicetune ckpt verify {self.run_dir}`)")
 
     def export_ready(self, export: Callable[[Path, Path], list[Path]]) -> tuple[StoredCheckpoint, list[Path]]:
-        """Write the best checkpoint (else the newest) to RUN/ready/ with `export(checkpoint, folder)`.
+        """Write the best checkpoint (else the newest) to RUN/ready/ with `export(checkpoint, folder)`
+        (which exports the weights its score chose: SOURCE.txt says which).
 
         The old ready/ stays until the new one is complete (fsio.atomic_dir never deletes first).
         """
         source = self.best_checkpoint()
         with fsio.atomic_dir(self.run_dir / READY_DIR) as tmp:
             files = export(source.path, tmp)
-            (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\n", encoding="utf-8")
+            (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\nweights {weights_of(source.metrics)}\n",
+                                             encoding="utf-8")
         return source, [self.run_dir / READY_DIR / p.name for p in files]
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
+ROUNDING = 1e-9  # scores are stored rounded: 0.52 - 0.50 is "exactly the spread 0.02", not a hair above it
 Role = Literal["milestone", "rolling"]
 StateKind = Literal["full", "weights"]
 
@@ -29,11 +30,52 @@ class CheckpointInfo:
     role: Role
     kind: StateKind
     size_bytes: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # numbers, and a scored milestone's "weights"/"scores"
 
     @property
     def is_full(self) -> bool:
         return self.kind == "full"
+
+    def measured(self, metric: str) -> float | None:
+        return measured(self.metrics, metric)
+
+
+def measured(metrics: Mapping[str, Any], metric: str) -> float | None:
+    """The finite number `metric` holds in `metrics`, else None."""
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def spread_key(metric: str) -> str:
+    """The name of a metric's spread in a manifest's metrics: score -> score_spread."""
+    return f"{metric}_spread"
+
+
+def margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+    """What other seeds alone can change between two measurements of `metric`: the larger of their
+    spreads (`<metric>_spread`, 0 when not measured)."""
+    return max(0.0, measured(a, spread_key(metric)) or 0.0, measured(b, spread_key(metric)) or 0.0)
+
+
+def beats(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, mode: Literal["min", "max"]) -> bool:
+    """Whether measurements `a` are better than `b` on `metric` by more than the spread (both measured)."""
+    gain = measured(a, metric) - measured(b, metric)
+    return (gain if mode == "max" else -gain) > margin(a, b, metric) + ROUNDING
+
+
+def within_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> bool:
+    return abs(measured(a, metric) - measured(b, metric)) <= margin(a, b, metric) + ROUNDING
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where the checkpoints of a run stand on the best metric (`RetentionPolicy.standing`)."""
+
+    best: CheckpointInfo | None
+    tied: tuple[CheckpointInfo, ...] = ()  # others whose metric lies within the spread of the best's
+    since_best: int = 0  # measured checkpoints after the best: none of them beat it
 
 
 @dataclass(frozen=True)
@@ -87,24 +129,47 @@ class RetentionPolicy:
             raise ValueError("keep_last must be >= 1")
 
     def best(self, infos: Iterable[CheckpointInfo]) -> CheckpointInfo | None:
-        """The checkpoint with the best metric; ties go to the earliest step."""
-        scored = [
-            i
-            for i in infos
-            if self.best_metric and self.best_metric in i.metrics and math.isfinite(i.metrics[self.best_metric])
-        ]
-        if not scored:
-            return None
-        sign = 1.0 if self.best_mode == "min" else -1.0
-        return min(scored, key=lambda i: (sign * i.metrics[self.best_metric], i.step))
+        """THE best checkpoint: see `standing`."""
+        return self.standing(infos).best
 
-    def is_better(self, value: float, than: float | None) -> bool:
-        if than is None or not math.isfinite(than):
-            return math.isfinite(value)
-        return value < than if self.best_mode == "min" else value > than
+    def standing(self, infos: Iterable[CheckpointInfo]) -> Standing:
+        """The best checkpoint by the metric, in step order: the first measured one is the best
+        until a later one beats it by more than the spread (the larger of the two checkpoints'
+        `<metric>_spread`, what a different seed alone can change). A checkpoint within the spread
+        of the best is a tie, and the earlier checkpoint stays best. Without spreads: strictly
+        better wins, equal stays."""
+        measured = sorted((i for i in infos if self.best_metric and i.measured(self.best_metric) is not None),
+                          key=lambda i: i.step)
+        if not measured:
+            return Standing(None)
+        best = measured[0]
+        for info in measured[1:]:
+            if self.beats(info, best):
+                best = info
+        tied = tuple(i for i in measured if i is not best and self.within_spread(i, best))
+        return Standing(best, tied, sum(1 for i in measured if i.step > best.step))
+
+    def beats(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
+        """Whether `a` is better than `b` by more than the spread of either."""
+        return beats(a.metrics, b.metrics, self.best_metric or "", self.best_mode)
+
+    def within_spread(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
+        return within_spread(a.metrics, b.metrics, self.best_metric or "")
 
     def keep(self, infos: Sequence[CheckpointInfo], protected: Iterable[str] = ()) -> set[str]:
         """Names of the checkpoints to keep."""
+        kept = self._keep(infos, protected)
+        # The best is a walk through the checkpoints in step order: removing an earlier best that a
+        # later one beat could hand the title to a checkpoint that only tied that earlier best.
+        # Such earlier checkpoints stay (nearest first) until the remaining ones choose the same best.
+        best = self.best(infos)
+        dropped = sorted((i for i in infos if i.name not in kept and best is not None and i.step < best.step),
+                         key=lambda i: -i.step)
+        while dropped and _name(self.best([i for i in infos if i.name in kept])) != _name(best):
+            kept.add(dropped.pop(0).name)
+        return kept
+
+    def _keep(self, infos: Sequence[CheckpointInfo], protected: Iterable[str]) -> set[str]:
         kept = set(protected)
         milestones = sorted((i for i in infos if i.role == "milestone"), key=lambda i: i.step)
         kept.update(i.name for i in milestones[-self.keep_last :])
@@ -125,6 +190,10 @@ class RetentionPolicy:
         """Checkpoints retention removes, oldest first."""
         kept = self.keep(infos, protected)
         return sorted((i for i in infos if i.name not in kept), key=lambda i: i.step)
+
+
+def _name(info: CheckpointInfo | None) -> str | None:
+    return info.name if info is not None else None
 
 
 @dataclass(frozen=True)
@@ -213,3 +282,25 @@ def projected_peak_bytes(
     has_rolling = schedule.last_every is not None or schedule.last_every_minutes is not None
     in_flight = max(full_bytes, milestone_bytes)
     return milestones * milestone_bytes + (full_bytes if has_rolling else 0) + in_flight
+
+
+WEIGHT_SETS = ("ema", "raw")  # what a checkpoint holds: ema.safetensors, and model.safetensors (the trained weights)
+
+
+def weights_of(metrics: Mapping[str, Any]) -> str:
+    """The weight set a checkpoint's score chose (its metrics' `weights`); the EMA for a checkpoint
+    that was never scored, or scored before both were."""
+    chosen = metrics.get("weights")
+    return chosen if chosen in WEIGHT_SETS else "ema"
+
+
+def choose_weights(scores: Mapping[str, Mapping[str, Any]], metric: str = "score") -> str:
+    """Which of a checkpoint's weight sets it is heard with: the EMA (what upstream F5-TTS and
+    XTTS use), unless the raw weights beat it by more than the spread. Either alone, when only one
+    was measured."""
+    ema, raw = scores.get("ema") or {}, scores.get("raw") or {}
+    if measured(raw, metric) is None:
+        return "ema"
+    if measured(ema, metric) is None:
+        return "raw"
+    return "raw" if beats(raw, ema, metric, "max") else "ema"

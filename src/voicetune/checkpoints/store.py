@@ -99,7 +99,7 @@ class StoredCheckpoint:
         return sum(int(f["size"]) for f in self.manifest.get("files", {}).values())
 
     @property
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, Any]:
         return dict(self.manifest.get("metrics", {})) if self.manifest else {}
 
     def info(self) -> CheckpointInfo:

@@ -59,9 +59,11 @@ def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"
 
 @ckpt_app.command()
 def export(target: Path, fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
-           out: Path = typer.Option(..., "--out", help="folder to write")) -> None:
-    """Export a checkpoint (or a run's best) in an upstream format, EMA weights, LoRA merged."""
+           out: Path = typer.Option(..., "--out", help="folder to write"),
+           weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
+           ) -> None:
+    """Export a checkpoint (or a run's best) in an upstream format, the weights its score chose, LoRA merged."""
     from voicetune.synthesis.inference import export_trained
 
-    files = export_trained(target, fmt, out)
+    files = export_trained(target, fmt, out, weights)
     typer.echo("wrote " + ", ".join(str(p) for p in files))

@@ -17,7 +17,7 @@ from voicetune.cli.root import app
 def eval_(
     targets: list[Path] = typer.Argument(..., metavar="TARGET...", help="run folders (every kept checkpoint), checkpoint directories, upstream weight files (step 0)"),
     whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score}"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score, score_spread, weights, scores}"),
     text: list[str] = typer.Option([], "--text", help="a sentence to say besides the held-out ones (repeatable)"),
     data: Optional[Path] = typer.Option(None, "--data", help="dataset whose held-out clips are said and compared with; default: the run's"),
     model: Optional[str] = typer.Option(None, "--model", help="architecture of upstream weight files (f5-v1-base, xtts-v2, ...)"),
@@ -40,8 +40,8 @@ def eval_(
             progress=lambda done, total, label: bar.update(task, completed=done, total=total, status=Path(label).name),
         )
     rows = [row.to_json() for row in report.rows]
-    scored = [r for r in rows if r["score"] is not None]
-    best = max(scored, key=lambda r: (r["score"], -r["step"])) if scored else None
+    best_row = report.best()
+    best = rows[report.rows.index(best_row)] if best_row is not None else None
     plot = plot or default_plot_path(resolve_targets(targets))
     plot_eval(rows, report.ceiling, plot, best["step"] if best else None, "voicetune eval")
     if as_json:
@@ -58,12 +58,15 @@ def print_eval_table(rows: list[dict], ceiling, best: dict | None, console) -> N
     def cell(value, digits):
         return "" if value is None else f"{value:.{digits}f}"
 
+    from voicetune.cli.tables import weights_cell
+
     table = Table(title="scores (score 1.0 = as good as the real voice)", title_justify="left")
-    for column in ("checkpoint", "step", "WER", "CER", "similarity", "DNSMOS", "score", "best"):
-        table.add_column(column, justify="left" if column in ("checkpoint", "best") else "right")
+    for column in ("checkpoint", "step", "WER", "CER", "similarity", "DNSMOS", "score", "spread", "weights", "best"):
+        table.add_column(column, justify="left" if column in ("checkpoint", "weights", "best") else "right")
     for r in rows:
         table.add_row(escape(r["checkpoint"]), str(r["step"]), cell(r["wer"], 3), cell(r["cer"], 3), cell(r["similarity"], 3),
-                      cell(r["dnsmos"], 2), cell(r["score"], 3), "[bold yellow]*[/]" if r is best else "")
+                      cell(r["dnsmos"], 2), cell(r["score"], 3), cell(r.get("score_spread"), 3), weights_cell(r),
+                      "[bold yellow]*[/]" if r is best else "")
     table.add_row("[green]real voice[/]", "", cell(ceiling.wer, 3), cell(ceiling.cer, 3), cell(ceiling.similarity, 3),
-                  cell(ceiling.dnsmos, 2), "1.000", "")
+                  cell(ceiling.dnsmos, 2), "1.000", "", "", "")
     console.print(table)

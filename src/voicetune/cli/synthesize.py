@@ -20,9 +20,10 @@ def synthesize(
     seed: int = typer.Option(0, "--seed"),
     speed: float = typer.Option(1.0, "--speed", min=0.25, max=4.0),
     language: Optional[str] = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
 ) -> None:
     """Synthesize TEXT in the voice of REF with a trained checkpoint."""
     from voicetune.synthesis.inference import synthesize_to_file
 
-    path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language)
+    path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language, weights)
     typer.echo(f"wrote {path}")

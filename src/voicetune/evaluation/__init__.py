@@ -6,6 +6,7 @@ the adapter protocol.
 
 from voicetune.evaluation.sets import (
     DEFAULT_EVAL_CLIPS,
+    DEFAULT_EVAL_SEEDS,
     EVAL_SEED,
     MEASURE_KEYS,
     EvalResult,
@@ -13,8 +14,10 @@ from voicetune.evaluation.sets import (
     RealVoice,
     choose_eval_set,
     evaluate_model,
+    evaluate_weights,
     plot_eval,
     score_real_voice,
+    scored_row,
     seed_everything,
     synthesize_eval_set,
 )
@@ -30,7 +33,8 @@ from voicetune.evaluation.targets import (
 )
 
 __all__ = [
-    "DEFAULT_EVAL_CLIPS", "EVAL_SEED", "MEASURE_KEYS", "EvalReport", "EvalResult", "EvalRow", "EvalSet", "RealVoice",
-    "Target", "choose_eval_set", "default_plot_path", "eval_set_for", "evaluate_model", "evaluate_targets", "load_target", "plot_eval",
-    "resolve_targets", "score_real_voice", "seed_everything", "synthesize_eval_set",
+    "DEFAULT_EVAL_CLIPS", "DEFAULT_EVAL_SEEDS", "EVAL_SEED", "MEASURE_KEYS", "EvalReport", "EvalResult", "EvalRow",
+    "EvalSet", "RealVoice", "Target", "choose_eval_set", "default_plot_path", "eval_set_for", "evaluate_model",
+    "evaluate_targets", "evaluate_weights", "load_target", "plot_eval", "resolve_targets", "score_real_voice",
+    "scored_row", "seed_everything", "synthesize_eval_set",
 ]

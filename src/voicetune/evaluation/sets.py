@@ -2,14 +2,18 @@
 real voice's own scores (the ceiling).
 
     EvalSet         what is said (validation sentences + extra texts), in the voice of which
-                    fixed reference clip, compared with which held-out real clips, with what seed
+                    fixed reference clip, compared with which held-out real clips, with what
+                    seeds (every sentence is said once per seed)
     RealVoice       the real clips scored once: the speaker embedding and the ceiling
-    evaluate_model  synthesize the set with a model (through its adapter) and score it
-    plot_eval       eval.png: every measure over steps, the real voice and the best marked
+    evaluate_model  synthesize the set with a model (through its adapter) and score it: the mean
+                    over seeds and its spread
+    evaluate_weights  the same for several weight sets of one model (EMA and raw), sharing the work
+    plot_eval       eval.png: every measure over steps, the spread as a band, the real voice and
+                    the best marked
 (`voicetune eval` over runs, checkpoints and upstream files is `evaluation.targets`.)
 
-The same set gives the same numbers: synthesis is seeded per sentence, and every scorer is
-deterministic. Synthesis goes through the adapter protocol (`ModelAdapter.synthesize`); nothing
+The same set gives the same numbers: synthesis is seeded per sentence and seed, and every scorer
+is deterministic. Synthesis goes through the adapter protocol (`ModelAdapter.synthesize`); nothing
 here knows a model.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +36,8 @@ from voicetune.scoring.composite import MEASURES
 log = logging.getLogger("voicetune.eval")
 
 DEFAULT_EVAL_CLIPS = 4  # held-out sentences per evaluation (bench/eval_cost.py keeps its cost <= 0.15)
+DEFAULT_EVAL_SEEDS = 2  # each sentence said with this many seeds: the score is their mean, with its spread
+SEED_STRIDE = 1000  # sentence i with seed k is seeded seed + i + SEED_STRIDE * k (k = 0: the one-seed numbers)
 MAX_REFERENCE_SECONDS = 12.0
 MIN_REFERENCE_SECONDS = 2.0
 EVAL_SEED = 777
@@ -54,17 +61,23 @@ class EvalSet:
     ref_text: str
     language: str | None = "en"
     seed: int = EVAL_SEED
+    seeds: int = DEFAULT_EVAL_SEEDS  # each text is said once per seed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EvalSet":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        # A set stored before seeds existed was said once: its run keeps scoring it that way.
+        return cls(**{"seeds": 1, **{k: data[k] for k in cls.__dataclass_fields__ if k in data}})
+
+    def seed_of(self, text_index: int, seed_index: int) -> int:
+        return self.seed + text_index + SEED_STRIDE * seed_index
 
 
 def choose_eval_set(data_dir: Path, extra_texts: list[str] | None = None, clips: int = DEFAULT_EVAL_CLIPS,
-                    language: str | None = "en", seed: int = EVAL_SEED, val_fraction: float = 0.1) -> EvalSet:
+                    language: str | None = "en", seed: int = EVAL_SEED, val_fraction: float = 0.1,
+                    seeds: int = DEFAULT_EVAL_SEEDS) -> EvalSet:
     """Held-out clips of a dataset (its validation split, never trained on) and a reference clip.
 
     The reference (the voice prompt) is the first training clip, by id, of 2 to 12 seconds, so that
@@ -92,7 +105,7 @@ def choose_eval_set(data_dir: Path, extra_texts: list[str] | None = None, clips:
     held_out = [i for i in held_out if i is not ref][:clips] or [ref]
     extra = [t.strip() for t in (extra_texts or []) if t and t.strip()]
     return EvalSet([i.text for i in held_out] + extra, [str(i.audio_path.resolve()) for i in held_out],
-                   [i.text for i in held_out], str(ref.audio_path.resolve()), ref.text, language, seed)
+                   [i.text for i in held_out], str(ref.audio_path.resolve()), ref.text, language, seed, seeds)
 
 
 @dataclass
@@ -124,18 +137,20 @@ def score_real_voice(eval_set: EvalSet, scorers) -> RealVoice:
 
 @dataclass
 class EvalResult:
-    """The scores of one model on an evaluation set."""
+    """The scores of one model on an evaluation set: means over the seeds, and the score's spread
+    (the highest seed's score minus the lowest: how far apart two draws of the same model land)."""
 
     summary: Summary
     score: float | None
-    transcripts: list[str | None] = field(default_factory=list)
-    audio: list[np.ndarray] = field(default_factory=list)  # what was synthesized, at sample_rate
+    score_spread: float | None = None
+    transcripts: list[str | None] = field(default_factory=list)  # of the first seed
+    audio: list[np.ndarray] = field(default_factory=list)  # what the first seed said, at sample_rate
     sample_rate: int = 0
     clip_scores: list[dict[str, float | None]] = field(default_factory=list)  # each sentence's own measures
 
     def measures(self) -> dict[str, float | None]:
-        """{wer, cer, similarity, dnsmos, score}."""
-        return {**{k: getattr(self.summary, k) for k in MEASURES}, "score": self.score}
+        """{wer, cer, similarity, dnsmos, score, score_spread}."""
+        return {**{k: getattr(self.summary, k) for k in MEASURES}, "score": self.score, "score_spread": self.score_spread}
 
 
 def seed_everything(seed: int) -> None:
@@ -146,12 +161,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def synthesize_eval_set(adapter, model, eval_set: EvalSet,
+def synthesize_eval_set(adapter, model, eval_set: EvalSet, seed_index: int = 0,
                         progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
-    """Every text of the set spoken by `model` in the reference's voice; sentence i is seeded with
-    seed + i, so that it comes out the same whatever else is said, on SYNTHESIS_THREADS threads,
-    so that it comes out the same whatever the process did before. `progress` hears
-    "synthesizing, 2 of 4 sentences" before each one."""
+    """Every text of the set spoken by `model` in the reference's voice with seed `seed_index`;
+    each sentence is seeded on its own (`EvalSet.seed_of`), so that it comes out the same whatever
+    else is said, on SYNTHESIS_THREADS threads, so that it comes out the same whatever the process
+    did before. `progress` hears "synthesizing, 2 of 4 sentences" before each one."""
     import torch
 
     from voicetune.data.ingest import read_reference
@@ -168,7 +183,7 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet,
         for index, text in enumerate(eval_set.texts):
             if progress:
                 progress(f"synthesizing, {index + 1} of {len(eval_set.texts)} sentences")
-            seed_everything(eval_set.seed + index)
+            seed_everything(eval_set.seed_of(index, seed_index))
             audio = adapter.synthesize(model, text, ref_audio, eval_set.ref_text, language=eval_set.language)
             out.append(np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0))
     return out
@@ -176,18 +191,97 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet,
 
 def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers,
                    progress: Callable[[str], None] | None = None) -> EvalResult:
-    """Synthesize the set with `model` (weights as loaded: the EMA weights) and score it;
-    `progress` hears what is being done ("synthesizing, 2 of 4 sentences", "scoring 4 sentences")."""
+    """Synthesize the set with `model` (weights as loaded) once per seed and score it."""
+    return evaluate_weights(adapter, model, {"model": None}, eval_set, real, scorers, progress)["model"]
+
+
+def evaluate_weights(adapter, model, weight_sets: dict[str, dict[str, Any] | None], eval_set: EvalSet,
+                     real: RealVoice, scorers, progress: Callable[[str], None] | None = None,
+                     ) -> dict[str, EvalResult]:
+    """Score several weight sets of one model (EMA and raw): each set (checkpoint tensors, loaded
+    into `model` with the adapter; None: the model as it is) says the evaluation set once per
+    seed, and every clip is scored in one pass (whisper, the speaker encoder and DNSMOS batch
+    across sets and seeds). A set equal to one before it (an EMA that still copies the weights)
+    is said and scored once."""
     from voicetune.scoring import to_scoring_rate
 
-    audio = synthesize_eval_set(adapter, model, eval_set, progress)
-    clips = [to_scoring_rate(a, adapter.sample_rate) for a in audio]
+    said: dict[tuple[str, int], list[np.ndarray]] = {}
+    same_as: dict[str, str] = {}
+    for name, tensors in weight_sets.items():
+        twin = next((other for other in weight_sets if (other, 0) in said and _equal(weight_sets[other], tensors)), None)
+        if twin is not None:
+            same_as[name] = twin
+            continue
+        if tensors is not None:
+            adapter.load_checkpoint_weights(model, tensors)
+        for seed_index in range(max(1, eval_set.seeds)):
+            said[name, seed_index] = synthesize_eval_set(adapter, model, eval_set, seed_index,
+                                                         _told(progress, name, seed_index, eval_set.seeds))
+    keys = list(said)
+    clips = [to_scoring_rate(a, adapter.sample_rate) for key in keys for a in said[key]]
     if progress:
         progress(f"scoring {len(clips)} sentences (WER, similarity, DNSMOS)")
-    scores = scorers.score(clips, eval_set.texts, eval_set.language, speaker=real.speaker)
-    summary = summarize(scores, digits=4)
-    return EvalResult(summary, composite_score(summary, real.ceiling), [s.transcript for s in scores], audio,
-                      adapter.sample_rate, [{k: getattr(s, k) for k in MEASURES} for s in scores])
+    scores = scorers.score(clips, list(eval_set.texts) * len(keys), eval_set.language, speaker=real.speaker)
+    per_key = {key: scores[i * len(eval_set.texts):(i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
+    results = {}
+    for name in weight_sets:
+        source = same_as.get(name, name)
+        draws = [summarize(per_key[key], digits=6) for key in keys if key[0] == source]
+        values = [composite_score(d, real.ceiling) for d in draws]
+        first = per_key[source, 0]
+        results[name] = EvalResult(mean_summary(draws), _mean_or_none(values, 6), _spread_or_none(values),
+                                   [s.transcript for s in first], said[source, 0], adapter.sample_rate,
+                                   [{k: getattr(s, k) for k in MEASURES} for s in first])
+    return results
+
+
+def _told(progress: Callable[[str], None] | None, name: str, seed_index: int, seeds: int,
+          ) -> Callable[[str], None] | None:
+    """`progress` with the weight set and the draw said first ("raw weights, draw 2 of 2: ...")."""
+    if progress is None:
+        return None
+    prefix = "" if name == "model" else f"{name} weights, "
+    return lambda message: progress(f"{prefix}draw {seed_index + 1} of {max(1, seeds)}: {message}")
+
+
+def _equal(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    import torch
+
+    if a is None or b is None:
+        return False
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def scored_row(measures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The scores of a checkpoint from the measures of each of its weight sets ({"ema": ...,
+    "raw": ...}): the chosen set's measures (`checkpoints.policy.choose_weights`) at the top,
+    `weights` naming it, and every set's under `scores`. Non-finite numbers become None (a
+    manifest is strict JSON)."""
+    from voicetune.checkpoints.policy import choose_weights
+
+    scores = {name: {k: _finite_or_none(v) for k, v in m.items()} for name, m in measures.items()}
+    chosen = choose_weights(scores)
+    return {**scores[chosen], "weights": chosen, "scores": scores}
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def mean_summary(draws: list[Summary]) -> Summary:
+    """The measures of several draws of the same clips, each the mean over the draws (4 digits)."""
+    return Summary(**{k: _mean_or_none([getattr(d, k) for d in draws], 4) for k in MEASURES},
+                   clips=sum(d.clips for d in draws))
+
+
+def _mean_or_none(values: list[float | None], digits: int) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), digits) if present else None
+
+
+def _spread_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(max(present) - min(present), 6) if present else None
 
 
 # ---- the picture ------------------------------------------------------------------------------
@@ -196,7 +290,8 @@ def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers,
 def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, best_step: int | None = None,
               title: str = "") -> Path:
     """eval.png: each measure over steps (WER and CER, similarity, DNSMOS, score), the real voice's
-    value as a dashed line, the best step marked."""
+    value as a dashed line, the best step marked; the score's spread over seeds as a band around it,
+    and each weight set's score (EMA, raw) as faint marks."""
     import io
 
     from voicetune.data.files import atomic_write_bytes
@@ -232,6 +327,8 @@ def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: 
             if real is not None:
                 axis.axhline(real, color="#55a868", linestyle=":", linewidth=1.5,
                              label="real voice" if key == keys[0] else None)
+        if keys == ("score",):
+            _plot_spread_and_weights(axis, rows)
         if best_step is not None and best_step in steps:
             axis.axvline(best_step, color="#c44e52", linewidth=1, alpha=0.6)
             best = next(r for r in rows if r["step"] == best_step)
@@ -255,3 +352,20 @@ def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: 
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     return figure
+
+
+def _plot_spread_and_weights(axis, rows: list[dict[str, Any]]) -> None:
+    """The score's band (as wide as its spread over seeds, centred on the score: with two seeds,
+    from the one to the other) and the score of each weight set, the chosen one being the line."""
+    banded = [(r["step"], r["score"], r["score_spread"]) for r in rows
+              if r.get("score") is not None and r.get("score_spread") is not None]
+    if banded:
+        steps, scores, spreads = zip(*banded)
+        axis.fill_between(steps, [s - d / 2 for s, d in zip(scores, spreads)], [s + d / 2 for s, d in zip(scores, spreads)],
+                          color="#4c72b0", alpha=0.2, linewidth=0, label="spread over seeds")
+    for name, marker in (("ema", "^"), ("raw", "v")):
+        points = [(r["step"], r["scores"][name]["score"]) for r in rows
+                  if isinstance(r.get("scores"), dict) and (r["scores"].get(name) or {}).get("score") is not None]
+        if points:
+            axis.plot(*zip(*points), marker, color="#8172b3" if name == "raw" else "#937860", alpha=0.6, markersize=5,
+                      linestyle="none", label=f"{name} weights")

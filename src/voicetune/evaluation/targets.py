@@ -2,7 +2,8 @@
 
 Targets are resolved (a run's every valid checkpoint, a checkpoint, an upstream file), loaded one at
 a time (a trained checkpoint through `synthesis.inference`, an upstream file through its adapter),
-synthesized and scored by `evaluation.sets.evaluate_model`.
+synthesized and scored by `evaluation.sets.evaluate_weights`: a trained checkpoint with both its
+weight sets (EMA and raw), its score being the chosen set's as at a training milestone.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from voicetune.evaluation.sets import (
     DEFAULT_EVAL_CLIPS,
     EvalSet,
     choose_eval_set,
-    evaluate_model,
+    evaluate_weights,
     score_real_voice,
+    scored_row,
 )
 from voicetune.scoring import Summary
 
@@ -48,6 +50,15 @@ class EvalReport:
     rows: list[EvalRow]
     ceiling: Summary
     eval_set: EvalSet
+
+    def best(self) -> EvalRow | None:
+        """The best row by score, by the checkpoint manager's rule (a later one must beat it by
+        more than the spread); upstream files (step 0) first."""
+        from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
+
+        infos = [CheckpointInfo(str(i), row.step, "milestone", "full", 0, row.measures) for i, row in enumerate(self.rows)]
+        best = RetentionPolicy(best_metric="score", best_mode="max").best(infos)
+        return self.rows[int(best.name)] if best is not None else None
 
 
 def resolve_targets(paths: list[Path]) -> list[Target]:
@@ -135,15 +146,19 @@ def eval_set_for(targets: list[Target], data: Path | None, texts: list[str], cli
 
 
 def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data: Path | None):
-    """(adapter, model) of a target, EMA weights loaded, on the GPU when there is one."""
+    """(adapter, model, weight sets) of a target, on the GPU when there is one: a trained
+    checkpoint's {"ema": tensors, "raw": tensors}, an upstream file's {"model": None} (as loaded)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else None
     if not target.upstream:
-        from voicetune.synthesis.inference import load_trained_model
+        from voicetune.checkpoints import keys
+        from voicetune.checkpoints.store import load_checkpoint
+        from voicetune.synthesis.inference import load_trained_model, weight_sets
 
         trained = load_trained_model(target.path, device=device)
-        return trained.adapter, trained.model
+        sets = weight_sets(load_checkpoint(trained.checkpoint, components=[keys.MODEL, keys.EMA_FILE]))
+        return trained.adapter, trained.model, {name: sets[name] for name in ("ema", "raw") if name in sets}
     from voicetune.config import TrainConfig
     from voicetune.models.registry import create_adapter
 
@@ -155,7 +170,7 @@ def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data:
     model.eval()
     if device:
         model.to(device)
-    return adapter, model
+    return adapter, model, {"model": None}
 
 
 def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[str] | None = None,
@@ -178,9 +193,14 @@ def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[s
     for index, target in enumerate(targets):
         if progress:
             progress(index, len(targets), target.label)
-        adapter, model = load_target(target, model_name, eval_set, data)
-        result = evaluate_model(adapter, model, eval_set, real, scorers)
-        rows.append(EvalRow(target.label, target.step, result.measures(), result.transcripts))
+        adapter, model, sets = load_target(target, model_name, eval_set, data)
+        results = evaluate_weights(adapter, model, sets, eval_set, real, scorers)
+        if "model" in results:  # an upstream file: its one weight set
+            measures, transcripts = results["model"].measures(), results["model"].transcripts
+        else:
+            measures = scored_row({name: r.measures() for name, r in results.items()})
+            transcripts = results[measures["weights"]].transcripts
+        rows.append(EvalRow(target.label, target.step, measures, transcripts))
         del model
     if progress:
         progress(len(targets), len(targets), "")

@@ -1,8 +1,10 @@
 """Using what a run trained: rebuild the model from a checkpoint, synthesize speech, export it.
 
 A checkpoint carries the resolved config it was trained with (loop.json), so the adapter and the
-model are rebuilt from it alone (plus the upstream weights a LoRA run was based on). The EMA
-weights are what is used and exported, as upstream F5-TTS and XTTS inference do.
+model are rebuilt from it alone (plus the upstream weights a LoRA run was based on). Of its two
+weight sets, the one its milestone score chose (the manifest's `weights`: "ema" or "raw") is what
+is used and exported, unless `weights` names one; a checkpoint that was never scored is used with
+its EMA weights, as upstream F5-TTS and XTTS inference do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from voicetune.checkpoints.manager import resolve_checkpoint
+from voicetune.checkpoints.policy import WEIGHT_SETS, weights_of
 from voicetune.checkpoints.store import load_checkpoint
 from voicetune.config import TrainConfig
 from voicetune.data.ingest import read_reference
@@ -35,11 +38,24 @@ class TrainedModel:
     checkpoint: Path
     step: int
     config: TrainConfig
+    weights: str = "ema"  # which weight set the model holds: "ema" or "raw"
 
 
-def load_trained_model(target: Path, prefer: str = "best", device: str | None = None) -> TrainedModel:
-    """Rebuild the model of a checkpoint (or of a run's best one) with its EMA weights."""
+def check_weights(weights: str | None) -> str | None:
+    """--weights: ema, raw, or None (what the checkpoint's score chose)."""
+    if weights is not None and weights not in WEIGHT_SETS:
+        raise UsageError(f"--weights {weights}: choose ema or raw (or leave it out: the weights the checkpoint's score chose)")
+    return weights
+
+
+def load_trained_model(target: Path, prefer: str = "best", device: str | None = None,
+                       weights: str | None = None) -> TrainedModel:
+    """Rebuild the model of a checkpoint (or of a run's best one) with its chosen weights: the
+    EMA or the raw ones as `weights` says, else those the milestone score chose (the manifest's
+    `weights`), else the EMA."""
+    weights = check_weights(weights)
     ckpt = resolve_checkpoint(target, prefer)
+    chosen = weights or weights_of((ckpt.manifest or {}).get("metrics", {}))
     loaded = load_checkpoint(ckpt.path, components=[st.MODEL, st.EMA_FILE, st.LOOP])
     saved_config = loaded.json.get(st.LOOP, {}).get("config")
     if not saved_config:
@@ -48,18 +64,34 @@ def load_trained_model(target: Path, prefer: str = "best", device: str | None = 
     adapter = create_adapter(config)
     adapter.use_saved_architecture(loaded.json.get(st.LOOP, {}).get("architecture") or {})
     model = adapter.build_model()
-    weights = dict(loaded.tensors[st.MODEL])
-    weights.update({k: v.to(weights[k].dtype) for k, v in loaded.tensors.get(st.EMA_FILE, {}).items() if k in weights})
-    adapter.load_checkpoint_weights(model, weights)
+    sets = weight_sets(loaded)
+    if chosen not in sets:
+        if weights == "ema":
+            raise UsageError(f"--weights ema: {ckpt.path} holds no EMA weights; leave --weights out to use its raw weights")
+        chosen = "raw"
+    adapter.load_checkpoint_weights(model, sets[chosen])
     model.eval()
     if device:
         model.to(device)
-    return TrainedModel(adapter, model, ckpt.path, ckpt.step, config)
+    return TrainedModel(adapter, model, ckpt.path, ckpt.step, config, chosen)
 
 
-def export_trained(target: Path, fmt: str, out: Path) -> list[Path]:
-    """Write a checkpoint's EMA weights in an upstream format (LoRA merged by the adapter)."""
-    trained = load_trained_model(target)
+def weight_sets(loaded) -> dict[str, dict[str, torch.Tensor]]:
+    """The weight sets of a loaded checkpoint, each as `load_checkpoint_weights` takes it: "raw"
+    (model.safetensors) and, when it has one, "ema" (the EMA's tensors in the model's dtypes, the
+    tensors it does not average taken from the model's)."""
+    raw = dict(loaded.tensors[st.MODEL])
+    ema = loaded.tensors.get(st.EMA_FILE, {})
+    sets = {"raw": raw}
+    if ema:
+        sets["ema"] = {**raw, **{k: v.to(raw[k].dtype) for k, v in ema.items() if k in raw}}
+    return sets
+
+
+def export_trained(target: Path, fmt: str, out: Path, weights: str | None = None) -> list[Path]:
+    """Write a checkpoint's chosen weights (see `load_trained_model`) in an upstream format (LoRA
+    merged by the adapter)."""
+    trained = load_trained_model(target, weights=weights)
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +104,8 @@ def export_trained(target: Path, fmt: str, out: Path) -> list[Path]:
 
 
 def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
-                       seed: int = 0, speed: float = 1.0, language: str | None = None) -> Path:
+                       seed: int = 0, speed: float = 1.0, language: str | None = None,
+                       weights: str | None = None) -> Path:
     """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav."""
     import soundfile as sf
 
@@ -85,9 +118,10 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
         raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
     if not Path(target).exists():
         raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
+    check_weights(weights)
     # Every argument is checked before the model is loaded (seconds to minutes for real models).
     ref_audio, ref_rate = read_reference(ref)
-    trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None)
+    trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None, weights=weights)
     adapter = trained.adapter
     if ref_rate != adapter.sample_rate:
         import soxr

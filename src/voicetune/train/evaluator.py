@@ -1,7 +1,13 @@
 """Scores of every milestone of a run: the evaluation set synthesized with the EMA weights and
-scored against the real voice; eval.jsonl, eval.png, TensorBoard eval/*, one printed line, the
-sentences themselves (RUN/eval/step_N/, `evaluation.kept`); the early-stop decision. While it
-works it tells the reporter what it does ("synthesizing, 2 of 4 sentences").
+with the raw (trained) weights, each sentence with every seed of the set, and scored against the
+real voice; the better weight set is the milestone's score (`checkpoints.policy.choose_weights`);
+eval.jsonl, eval.png, TensorBoard eval/*, one printed line, the chosen weights' sentences
+themselves (RUN/eval/step_N/, `evaluation.kept`); the early-stop decision. While it works it tells
+the reporter what it does ("ema weights, draw 1 of 2: synthesizing, 2 of 4 sentences").
+
+A milestone's metrics (its manifest, its eval.jsonl row): score, wer, cer, similarity, dnsmos and
+score_spread of the chosen weights, `weights` ("ema" or "raw"), and `scores` with the same measures
+of each weight set ({"ema": {...}, "raw": {...}}).
 
 The evaluation set is chosen when a run starts and stored in run.json with the real clips'
 scores (the ceiling) and the speaker embedding, so that every session of the run, resumed or
@@ -22,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy, Standing
 from voicetune.errors import UsageError
-from voicetune.faults import pause_point
-from voicetune.evaluation import EvalSet, RealVoice, choose_eval_set, evaluate_model, plot_eval, score_real_voice
+from voicetune.evaluation import (EvalSet, RealVoice, choose_eval_set, evaluate_weights, plot_eval, score_real_voice,
+                                  scored_row)
 from voicetune.evaluation.kept import keep_eval_audio
+from voicetune.faults import pause_point
 from voicetune.scoring import Summary
 from voicetune import fsio
 from voicetune.train.run_folder import RUN_JSON
@@ -35,7 +43,7 @@ log = logging.getLogger("voicetune.train")
 EVAL_JSONL = "eval.jsonl"
 EVAL_PNG = "eval.png"
 RUN_JSON_KEY = "eval_set"
-MIN_IMPROVEMENT = 0.01  # of the score (0-1) for early stop to count a milestone as progress
+SCORE_RULE = RetentionPolicy(best_metric="score", best_mode="max")  # the best row: the manager's rule, on eval rows
 
 
 def can_score(adapter) -> bool:
@@ -85,7 +93,8 @@ class MilestoneEvaluator:
             self.real = RealVoice(np.asarray(speaker, np.float32) if speaker else None, Summary.from_json(stored["ceiling"]))
             return
         self.eval_set = choose_eval_set(Path(self.config.data), self.config.eval_text, self.config.eval_clips,
-                                        self.config.language, seed=1000 + self.config.seed)
+                                        self.config.language, seed=1000 + self.config.seed,
+                                        seeds=self.config.eval_seeds)
         self.real = score_real_voice(self.eval_set, self._scorers)
         speaker = None if self.real.speaker is None else [round(float(v), 7) for v in self.real.speaker]
         info = self.run.read_run_json()
@@ -93,14 +102,14 @@ class MilestoneEvaluator:
         fsio.atomic_write_json(self.run.path / RUN_JSON, info)
         # The rounded embedding, as later sessions read it back: the same numbers in every session.
         self.real = RealVoice(None if speaker is None else np.asarray(speaker, np.float32), self.real.ceiling)
-        self.reporter.say(f"evaluation set: {len(self.eval_set.texts)} sentences in the voice of "
+        self.reporter.say(f"evaluation set: {len(self.eval_set.texts)} sentences x {self.eval_set.seeds} seeds in the voice of "
                           f"{Path(self.eval_set.ref_audio).name}; the real voice scores {_describe(self.real.ceiling.to_json())}")
 
     # ---- one call per milestone ----------------------------------------------------------------
 
-    def evaluate(self, step: int, model, ema, weights) -> dict[str, float]:
-        """Score the EMA weights at milestone `step`; returns the metrics for its manifest
-        (wer, cer, similarity, dnsmos, score; those measured). Never raises: a failure is a line."""
+    def evaluate(self, step: int, model, ema, weights) -> dict[str, Any]:
+        """Score the EMA and the raw weights at milestone `step`; returns the metrics for its
+        manifest (see the module docstring; those measured). Never raises: a failure is a line."""
         if not self.enabled:
             return {}
         from voicetune.train import state as st
@@ -112,64 +121,90 @@ class MilestoneEvaluator:
                 working("loading the scorers and scoring the real voice")
                 self._prepare()
             pause_point("scoring")
-            ema_model = copy.deepcopy(model)
-            self.adapter.load_checkpoint_weights(ema_model, ema.weights_like(weights))
-            ema_model.eval()
-            result = evaluate_model(self.adapter, ema_model, self.eval_set, self.real, self._scorers, working)
-            del ema_model
+            results = self._score_weight_sets(model, ema, weights, working)
         except Exception as err:  # noqa: BLE001 - scores are for choosing; a failure must not stop training
             log.error("evaluation of step %d failed", step, exc_info=True)
             self.reporter.say(f"evaluation of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
             return {}
         finally:
             st.restore_rng(saved_rng)
+        row = {"step": step, **scored_row({name: r.measures() for name, r in results.items()})}
+        self.rows = [r for r in self.rows if r["step"] != step] + [row]
         try:  # for people to listen to (the studio's A/B view): a failure costs only that
-            keep_eval_audio(self.run.path, step, result, self.eval_set)
+            keep_eval_audio(self.run.path, step, results[row["weights"]], self.eval_set, row["weights"])
         except Exception as err:  # noqa: BLE001
             log.warning("the evaluation audio of step %d was not kept: %s", step, err)
-        metrics = {k: v for k, v in result.measures().items() if v is not None and math.isfinite(v)}
-        self.rows = [r for r in self.rows if r["step"] != step] + [{"step": step, **result.measures()}]
         _write_rows(self.run.path / EVAL_JSONL, self.rows)
-        self.reporter.scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-        best = self.best_row()
+        metrics = {k: v for k, v in row.items() if k != "step" and v is not None}
+        self.reporter.scalars(step, {f"eval/{k}": v for k, v in metrics.items() if _is_number(v)}
+                              | {f"eval/{name}/{k}": v for name, scores in row["scores"].items()
+                                 for k, v in scores.items() if _is_number(v)})
+        standing = self.standing()
         try:
-            plot_eval(self.rows, self.real.ceiling, self.run.path / EVAL_PNG, best["step"] if best else None,
+            plot_eval(self.rows, self.real.ceiling, self.run.path / EVAL_PNG, standing.best.step if standing.best else None,
                       f"{self.run.path.name}: scores at milestones")
         except Exception as err:  # noqa: BLE001
             log.warning("eval.png not written: %s", err)
-        best_text = f"; best score {best['score']:.3f} at step {best['step']}" if best else ""
-        self.reporter.say(f"eval step {step}: {_describe(result.measures())}{best_text}")
-        self._watch_progress(step)
+        self.reporter.say(f"eval step {step}: {_describe_row(row)}{_describe_best(standing, step)}")
+        self._watch_progress(step, standing)
         return metrics
 
-    def best_row(self) -> dict[str, Any] | None:
-        scored = [r for r in self.rows if r.get("score") is not None]
-        return max(scored, key=lambda r: (r["score"], -r["step"])) if scored else None
+    def _score_weight_sets(self, model, ema, weights, progress=None) -> dict[str, Any]:
+        """Both weight sets said and scored on one copy of the model; an EMA equal to the raw
+        weights (a copy of them, as in its first `ema_update_after` updates) is scored once."""
+        listener = copy.deepcopy(model)
+        listener.eval()
+        try:
+            return evaluate_weights(self.adapter, listener, {"raw": weights, "ema": ema.weights_like(weights)},
+                                    self.eval_set, self.real, self._scorers, progress)
+        finally:
+            del listener
 
-    def _watch_progress(self, step: int) -> None:
+    def standing(self) -> Standing:
+        """The best row by score (the checkpoint manager's rule: ties within the spread keep the
+        earlier), the rows tied with it, and how many came after it."""
+        return SCORE_RULE.standing([_as_info(r) for r in self.rows])
+
+    def _watch_progress(self, step: int, standing: Standing) -> None:
         """A warning when the score fell two milestones in a row; the early-stop decision."""
-        scores = [r["score"] for r in sorted(self.rows, key=lambda r: r["step"]) if r.get("score") is not None]
+        scores = [r["score"] for r in sorted(self.rows, key=lambda r: r["step"]) if _is_number(r.get("score"))]
         if len(scores) >= 3 and scores[-1] < scores[-2] < scores[-3]:
             self.reporter.say(f"the score fell two milestones in a row ({scores[-3]:.3f} -> {scores[-2]:.3f} -> "
                               f"{scores[-1]:.3f}); listen to RUN/samples and see {EVAL_PNG}", logging.WARNING)
         patience = self.config.early_stop
-        since, best = milestones_without_improvement(scores)
-        if patience and since >= patience:
-            self.stop_reason = (f"early stop at step {step}: the score has not improved for {since} milestones "
-                                f"(best {best:.3f}; --early-stop {patience})")
+        if patience and standing.best is not None and standing.since_best >= patience:
+            self.stop_reason = (f"early stop at step {step}: the score has not improved for {standing.since_best} "
+                                f"milestones (best {standing.best.metrics['score']:.3f} at step {standing.best.step}; "
+                                f"a score within the spread is a tie, not progress; --early-stop {patience})")
 
 
-def milestones_without_improvement(scores: list[float]) -> tuple[int, float | None]:
-    """(milestones since the score last rose by more than MIN_IMPROVEMENT, the best score): a
-    rise smaller than that is measurement noise, not progress."""
-    since, best = 0, None
-    for score in scores:
-        if best is None or score > best + MIN_IMPROVEMENT:
-            since = 0
-        else:
-            since += 1
-        best = score if best is None else max(best, score)
-    return since, best
+def _as_info(row: dict[str, Any]) -> CheckpointInfo:
+    return CheckpointInfo(f"step_{row['step']:08d}", row["step"], "milestone", "full", 0, row)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _describe_row(row: dict[str, Any]) -> str:
+    text = _describe(row)
+    spread = row.get("score_spread")
+    if spread is not None and "score" in text:
+        text += f" (spread {spread:.3f})"
+    others = {name: s.get("score") for name, s in row.get("scores", {}).items() if name != row.get("weights")}
+    if row.get("weights"):
+        text += f"; {row['weights']} weights" + "".join(
+            f" (the {name} weights score {value:.3f})" for name, value in others.items() if value is not None)
+    return text
+
+
+def _describe_best(standing: Standing, step: int) -> str:
+    if standing.best is None:
+        return ""
+    text = f"; best score {standing.best.metrics['score']:.3f} at step {standing.best.step}"
+    if any(t.step == step for t in standing.tied):
+        text += f" (step {step} ties it within the spread: the earlier stays best)"
+    return text
 
 
 def _describe(measures: dict[str, Any]) -> str:

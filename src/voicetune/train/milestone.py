@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+from typing import Any
 
 import torch
 
@@ -55,11 +56,6 @@ def validation_batches(splits: DataSplits, config: TrainConfig) -> list[list[int
     plan = BatchPlan.build(splits.val_lengths, config.seed, config.batch_size, config.batch_frames, shuffle=False)
     batches = plan.epoch_batches(0)
     return batches[: config.val_max_batches] if config.val_max_batches else batches
-
-
-def finite_metrics(metrics: dict[str, float | None]) -> dict[str, float]:
-    """Metrics without None, NaN or inf: a checkpoint's manifest is strict JSON."""
-    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
 @torch.no_grad()
@@ -133,7 +129,7 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
 
 def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
               run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None,
-              evaluator: MilestoneEvaluator, meter: Throughput, watchdog: Watchdog) -> dict[str, float]:
+              evaluator: MilestoneEvaluator, meter: Throughput, watchdog: Watchdog) -> dict[str, Any]:
     """A milestone's metrics (smoothed training loss, validation loss, scores) and its samples;
     their time is kept out of the update rate.
 
@@ -143,14 +139,17 @@ def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, pro
     seconds of SIGTERM.
     """
     started, step = time.monotonic(), state.loop.step
-    metrics = {"train_loss": state.loop.smoothed_loss}  # every milestone's fallback measure
+    metrics: dict[str, Any] = {}
+    if state.loop.smoothed_loss is not None and math.isfinite(state.loop.smoothed_loss):
+        metrics["train_loss"] = float(state.loop.smoothed_loss)  # every milestone's fallback measure
     if stop is None and has_validation:
         watchdog.phase("validation", step)
         val_loss = validate(state, splits, config, signals)
         if val_loss is None:
             reporter.say(f"validation of step {step} cut short by the stop request")
         else:
-            metrics["val_loss"] = val_loss
+            if math.isfinite(val_loss):  # a manifest is strict JSON
+                metrics["val_loss"] = float(val_loss)
             reporter.scalars(step, {"val/loss": val_loss})
     if stop is None and state.accelerator.is_main_process:
         if prompts:
@@ -161,9 +160,9 @@ def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, pro
             watchdog.phase("scoring", step)
             try:
                 with signals.interruptible():
-                    metrics.update(evaluator.evaluate(step, state.core_model, state.ema, state.weights))
+                    metrics.update(evaluator.evaluate(step, state.core_model, state.ema, state.weights))  # finite already
             except StopRequested:
                 reporter.say(f"scoring of step {step} cut short by the stop request")
     meter.pause(time.monotonic() - started)
     reporter.milestone_done(meter.last_pause)
-    return finite_metrics(metrics)
+    return metrics
