@@ -86,7 +86,7 @@ def speed_and_memory(out: Path, model: str, precision: str, frames: int, updates
         check("peak memory against the plan", False, "no GPU memory figures (is this a GPU?)" if not peaks else "plan failed")
         return
     peak = max(peaks) * GIB
-    for name, result in (("formula", formula), ("probe", measured)):
+    for result in (formula, measured):
         plan = json.loads(result.stdout)
         # The plan counts the CUDA context, which max_memory_allocated does not see.
         estimate = plan["peak_memory_bytes"] - plan["memory"]["parts"].get("cuda_context", 0)

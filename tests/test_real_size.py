@@ -57,7 +57,7 @@ def train_stop_resume(args: list[str], run: Path, tmp_path: Path) -> dict:
     stopped = last_logged_step(run)
     assert 1 <= stopped < UPDATES
     second = Measured(args, tmp_path / "second.log")
-    code, rss_second, seconds = second.wait()
+    code, rss_second, _seconds = second.wait()
     output = second.log.read_text()
     assert code == 0, output[-3000:]
     assert "resuming from" in output

@@ -38,7 +38,7 @@ def run_checks() -> list[Check]:
             checks.append(Check("gpu", True, ", ".join(names)))
         else:
             checks.append(Check("gpu", True, f"none: training runs on {os.cpu_count()} CPU cores (slow but works)"))
-    except Exception as err:  # a broken torch install is exactly what doctor must report
+    except Exception as err:  # noqa: BLE001 - a broken torch install is exactly what doctor must report
         checks.append(Check("gpu", False, f"torch failed to load: {err}"))
     free = shutil.disk_usage(".").free
     checks.append(Check("disk", free > 5 * 1024**3, f"{free / 1024**3:.1f} GiB free here"))

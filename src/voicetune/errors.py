@@ -7,11 +7,14 @@ message without a traceback and exits with `exit_code`; the traceback goes to th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class VoicetuneError(Exception):
     """A failure the user can fix; printed as one or two lines, exit code 1."""
 
     exit_code = 1
+    log_path: Path | None = None  # the log file that holds the traceback, when there is one
 
 
 class UsageError(VoicetuneError):

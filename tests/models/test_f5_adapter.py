@@ -443,7 +443,7 @@ def test_export_loads_in_upstream_inference_with_same_output(tiny, tmp_path):
 
 
 def test_samples_with_griffin_lim_when_no_vocos(tiny, offline, caplog):
-    adapter, splits = tiny
+    _adapter, splits = tiny
     fresh = make_adapter(None)  # its own vocoder: resolved (and said) once
     assert fresh.nfe_steps == 16
     prompts = fresh.sample_prompts(splits, ["A pot of tea helps to pass the evening."], 1)
@@ -476,7 +476,6 @@ def test_samples_with_griffin_lim_when_no_vocos(tiny, offline, caplog):
 
 
 def test_vocos_path_must_hold_the_vocos_files(tiny, tmp_path, monkeypatch):
-    adapter, splits = tiny
     monkeypatch.setenv("VOICETUNE_VOCOS", str(tmp_path))
     fresh = make_adapter(None)
     with pytest.raises(UsageError, match="VOICETUNE_VOCOS .*config.yaml and pytorch_model.bin"):

@@ -150,7 +150,7 @@ def test_a_coqui_xtts_folder_loads_as_pretrained_including_the_original_pickled_
 
     (folder / "dvae.pth").unlink()
     with pytest.raises(UsageError, match="lacks dvae.pth"):
-        XttsAdapter(TrainConfig.resolve({"pretrained": str(folder)}), "xtts-tiny", None).parts
+        _ = XttsAdapter(TrainConfig.resolve({"pretrained": str(folder)}), "xtts-tiny", None).parts
 
 
 def test_synthesize_splits_long_text_repeats_with_a_seed_and_follows_speed(trained, xtts_corpus):

@@ -74,7 +74,7 @@ def test_a_split_batch_gives_the_gradient_of_the_whole_batch(toy_setup):
 
 
 def test_out_of_memory_splits_the_batch_retries_the_update_and_keeps_its_gradient(toy_setup):
-    adapter, splits, _ = toy_setup
+    _adapter, splits, _ = toy_setup
     micro = [[0, 1, 2, 3], [4, 5, 6, 7]]
     whole, loss, _, _ = gradients(toy_setup, micro)
     longest = max(splits.train_lengths[i] for i in range(8))
@@ -86,7 +86,7 @@ def test_out_of_memory_splits_the_batch_retries_the_update_and_keeps_its_gradien
 
 
 def test_an_item_that_never_fits_is_left_out_and_the_rest_still_train(toy_setup):
-    adapter, splits, _ = toy_setup
+    _adapter, splits, _ = toy_setup
     micro = [[0, 1, 2, 3]]
     lengths = [splits.train_lengths[i] for i in micro[0]]
     budget = max(lengths) - 1  # the longest item cannot fit even alone

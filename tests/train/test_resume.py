@@ -223,7 +223,9 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(toy_co
 
 @pytest.mark.slow
 def test_two_processes_train_and_resume_exactly(toy_corpus, tmp_path):
-    args = lambda run: toy_args(toy_corpus, run, *CADENCE, "--processes", "2", "--batch-size", "2", max_updates=N)
+    def args(run):
+        return toy_args(toy_corpus, run, *CADENCE, "--processes", "2", "--batch-size", "2", max_updates=N)
+
     straight = tmp_path / "straight"
     result = run_cli("train", *args(straight))
     assert result.returncode == 0, result.stderr

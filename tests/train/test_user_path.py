@@ -119,7 +119,9 @@ def test_an_unexpected_error_lands_in_the_run_log(toy_corpus, tmp_path):
 def test_train_help_shows_defaults_required_options_and_no_type_tags():
     text = run_cli("train", "--help", env=cli_env(COLUMNS="250")).stdout
     assert "<str>" not in text and "<bool>" not in text and "<int>" not in text
-    line = lambda flag: next(l for l in text.splitlines() if f" {flag} " in l or f" {flag}," in l)
+    def line(flag):
+        return next(row for row in text.splitlines() if f" {flag} " in row or f" {flag}," in row)
+
     assert "[required]" in line("--data") and "[required]" in line("--run,--run-dir")
     assert "[default: 1000]" in line("--save-every") and "[default: 3]" in line("--keep-last")
     assert "--vocab" in text and "--settings" in text
@@ -129,9 +131,9 @@ def test_train_settings_lists_every_key_and_unknown_keys_point_there(toy_corpus,
     from voicetune.config import TrainConfig
 
     listed = run_cli("train", "--settings", env=cli_env(COLUMNS="250")).stdout
-    rows = {l.split("│")[1].strip() for l in listed.splitlines() if l.count("│") >= 3}
+    rows = {row.split("│")[1].strip() for row in listed.splitlines() if row.count("│") >= 3}
     assert set(TrainConfig.model_fields) <= rows
-    assert "0.9999" in next(l for l in listed.splitlines() if "│ ema_decay " in l)
+    assert "0.9999" in next(row for row in listed.splitlines() if "│ ema_decay " in row)
     bad = run_cli("train", *toy_args(toy_corpus, tmp_path / "run", "--set", "ema_decy=0.9"))
     assert bad.returncode == 2 and "ema_decy" in bad.stderr and "voicetune train --settings" in bad.stderr
 
@@ -200,7 +202,7 @@ def test_unreachable_hub_fails_in_one_line(toy_corpus, tmp_path):
     result = run_cli("train", "--data", toy_corpus, "--run", tmp_path / "run", "--model", "f5-v1-base",
                      "--max-updates", "1", env=cli_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf")))
     assert result.returncode == 1, result.stdout + result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot be reached" in lines[0] and "hf download SWivid/F5-TTS" in lines[0]
 
 

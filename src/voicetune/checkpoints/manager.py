@@ -311,7 +311,7 @@ class CheckpointManager:
         try:
             removed = self.store.apply_retention(self.retention, protected={*self._protected_names(), stored.name})
         except Exception as err:  # noqa: BLE001 - reported, never raised as a failed save
-            log.error("retention after %s failed", stored.name, exc_info=True)
+            log.exception("retention after %s failed", stored.name)
             self._say(f"RETENTION FAILED after committing {stored.name} (the checkpoint is safe): "
                       f"{type(err).__name__}: {err}; old checkpoints were not removed, run `voicetune ckpt prune "
                       f"{self.run_dir}` once the cause is fixed", logging.ERROR)

@@ -61,12 +61,18 @@ def margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
 
 def beats(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, mode: Literal["min", "max"]) -> bool:
     """Whether measurements `a` are better than `b` on `metric` by more than the spread (both measured)."""
-    gain = measured(a, metric) - measured(b, metric)
+    mine, theirs = measured(a, metric), measured(b, metric)
+    if mine is None or theirs is None:
+        raise ValueError(f"beats() compares measured {metric!r} values only")
+    gain = mine - theirs
     return (gain if mode == "max" else -gain) > margin(a, b, metric) + ROUNDING
 
 
 def within_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> bool:
-    return abs(measured(a, metric) - measured(b, metric)) <= margin(a, b, metric) + ROUNDING
+    mine, theirs = measured(a, metric), measured(b, metric)
+    if mine is None or theirs is None:
+        raise ValueError(f"within_spread() compares measured {metric!r} values only")
+    return abs(mine - theirs) <= margin(a, b, metric) + ROUNDING
 
 
 @dataclass(frozen=True)

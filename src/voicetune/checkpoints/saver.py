@@ -67,7 +67,7 @@ class BackgroundSaver:
             stored = self.store.commit(payload)
             self.last_committed = stored
         except BaseException as err:  # noqa: BLE001 - handed to the training thread
-            log.error("checkpoint of step %d failed", payload.step, exc_info=True)
+            log.exception("checkpoint of step %d failed", payload.step)
             self._error = SaveFailed(payload.step, err)
             return
         finally:

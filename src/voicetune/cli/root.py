@@ -19,8 +19,9 @@ def _type_column(self, ctx) -> str | None:
     return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "list[str]": "TEXT"}.get(label, label.upper())
 
 
-typer.core.TyperOption.display_type_rich = _type_column
-typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # the name column shows it
+# Typer's own column renderers, replaced on purpose (mypy: assigning to a method).
+typer.core.TyperOption.display_type_rich = _type_column  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # the name column shows it
 
 app = typer.Typer(
     name="voicetune",

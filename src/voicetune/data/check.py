@@ -130,7 +130,7 @@ def check_dataset(dataset_dir: Path, vocabulary: Iterable[str] | None = None, sa
             continue
         try:
             info = sf.info(str(wav))
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - whatever libsndfile says, the file is reported, not fatal
             add(Issue(ERROR, "unreadable_wav", f"{clip_id}: {wav.name} cannot be read ({str(err)[:120]})", clip_id, row.line_number))
             continue
         seconds = info.frames / info.samplerate if info.samplerate else 0.0

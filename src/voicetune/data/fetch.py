@@ -97,7 +97,7 @@ def fetch_audio(urls: list[str], out_dir: Path, audio_format: str = "original") 
             except yt_dlp.utils.DownloadError as err:
                 items.append(FetchedItem(url, "failed", error=_clean_error(str(err))))
                 continue
-            except Exception as err:  # a yt-dlp bug or a network failure it did not wrap
+            except Exception as err:  # noqa: BLE001 - a yt-dlp bug or a network failure it did not wrap
                 items.append(FetchedItem(url, "failed", error=f"{type(err).__name__}: {err}"))
                 continue
             items.append(_item_from_info(url, info, logger.errors))

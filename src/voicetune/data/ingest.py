@@ -130,7 +130,7 @@ def open_audio(path: Path) -> DecodedStream:
         return _open_with_ffmpeg(path)
     try:
         handle = sf.SoundFile(str(path))
-    except Exception:  # libsndfile cannot read this file (a wav with an odd codec, say): ffmpeg can
+    except Exception:  # noqa: BLE001 - libsndfile cannot read this file (a wav with an odd codec, say): ffmpeg can
         return _open_with_ffmpeg(path)
 
     def blocks() -> Iterator[np.ndarray]:
@@ -217,7 +217,7 @@ def probe_duration(path: Path) -> float:
         try:
             info = sf.info(str(path))
             return float(info.frames) / info.samplerate
-        except Exception:
+        except Exception:  # noqa: BLE001 - ffprobe is asked next
             pass
     try:
         stream = probe_audio_stream(path)
@@ -394,7 +394,7 @@ def load_source(path: Path, sample_rate: int, target_lufs: float) -> SourceAudio
             mono = _mix_to_mono(block)
             to_target.feed(mono)
             to_analysis.feed(mono)
-    except Exception as err:  # a decoder dying mid-file: keep what came out before it
+    except Exception as err:  # noqa: BLE001 - a decoder dying mid-file: keep what came out before it
         stream.warnings.append(f"decoding stopped: {err}")
     if frames == 0:
         detail = stream.warnings[-1] if stream.warnings else "no audio samples in the file"
@@ -429,12 +429,12 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
 
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile cannot read mp3/m4a on every libsndfile: ask torchcodec/ffmpeg
+    except Exception as err:  # noqa: BLE001 - soundfile cannot read mp3/m4a on every libsndfile: ask torchcodec/ffmpeg
         try:
             from torchcodec.decoders import AudioDecoder
 
             samples = AudioDecoder(str(path)).get_all_samples()
             audio, rate = samples.data.numpy().T.astype(np.float32), samples.sample_rate
-        except Exception:
+        except Exception:  # noqa: BLE001 - neither decoder reads it: a usage error naming the file
             raise UsageError(f"--ref {path}: cannot read audio ({err}); convert it to wav") from None
     return audio.mean(axis=1).astype(np.float32), int(rate)

@@ -327,7 +327,7 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
     except SourceRejected as rejected:
         record.update(status="rejected", reason=rejected.reason, detail=rejected.detail,
                       seconds=round(rejected.seconds or record.get("duration", 0.0), 3), clips=[])
-    except Exception as err:  # a bug, or a failure no stage expected: the run goes on without this file
+    except Exception as err:  # noqa: BLE001 - a bug, or a failure no stage expected: the run goes on without this file
         record.update(status="rejected", reason="error", detail=f"{type(err).__name__}: {err}"[:500], clips=[],
                       traceback=traceback.format_exc())
     record["elapsed_seconds"] = round(time.perf_counter() - started, 3)
@@ -538,7 +538,7 @@ def _target_voice(options: PrepareOptions, setting: str, out: OutputFolder, jobs
         return stored
     embed = speaker.encoder()
     if options.speaker != speaker.AUTO:
-        target = speaker.reference_voice(Path(options.speaker), embed)
+        target = speaker.reference_voice(Path(str(options.speaker)), embed)
         speaker.save_target(out.state, setting, target, str(options.speaker))
         return target
     error_console.print(f"--speaker auto: finding the voice that speaks most in {len(jobs)} file(s)", highlight=False, markup=False)
@@ -612,7 +612,7 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                         index = pending.pop(future)
                         try:
                             finished(future.result())
-                        except Exception as err:  # prepare_source keeps its errors in the record; this is a bug
+                        except Exception as err:  # noqa: BLE001 - prepare_source keeps its errors in the record; this is a bug
                             finished({"path": jobs[index].path, "status": "rejected", "reason": "error",
                                       "detail": f"{type(err).__name__}: {err}", "clips": []})
                         advance(index, 1.0)

@@ -95,7 +95,7 @@ def silero_model_path() -> Path:
         from voicetune.errors import VoicetuneError
 
         raise VoicetuneError("the silero-vad package is not installed: run `make install`")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad_16k_sequence.onnx"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad_16k_sequence.onnx"
 
 
 class SpeechDetector:

@@ -75,7 +75,12 @@ def encoder() -> Embed:
     scorers = get_scorers(None)
     if scorers.similarity is None:
         raise UsageError("--speaker needs the speaker encoder (resemblyzer), which did not load: run `make install`")
-    return scorers.embed
+
+    def embed(clips: Sequence[np.ndarray]) -> np.ndarray:
+        embeddings = scorers.embed(clips)
+        return np.zeros((0, 256), np.float32) if embeddings is None else embeddings
+
+    return embed
 
 
 def reference_voice(path: Path, embed: Embed) -> np.ndarray:

@@ -89,11 +89,11 @@ def resolve_whisper_model(name_or_path: str) -> WhisperModelRef:
         return WhisperModelRef(download_model(name_or_path, local_files_only=True), name_or_path)
     except ValueError as err:  # not a model size faster-whisper knows
         raise UsageError(f"--whisper-model {name_or_path}: {err}; or pass a local model folder") from None
-    except Exception:  # not in the local cache: download it
+    except Exception:  # noqa: BLE001 - not in the local cache: download it
         pass
     try:
         return WhisperModelRef(download_model(name_or_path), name_or_path)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - offline, unknown name, HTTP: one usage error that says so
         raise UsageError(
             f"--whisper-model {name_or_path}: cannot download the model ({type(err).__name__}; offline?). "
             "Pass a local CTranslate2 model folder instead, e.g. --whisper-model /path/to/whisper-base-ct2, "
@@ -293,7 +293,7 @@ class PocketsphinxTranscriber:
     accurate than whisper. No confidence."""
 
     name = "pocketsphinx"
-    FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "(NULL)"}
+    FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "(NULL)"})
 
     def __init__(self):
         self._local = threading.local()  # a decoder holds one utterance at a time: one per thread

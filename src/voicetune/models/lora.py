@@ -91,7 +91,7 @@ def apply_lora(model: torch.nn.Module, targets: Sequence[str], rank: int, alpha:
     conv1d = any(_is_hf_conv1d(module) for _, module in matched)
     config = LoraConfig(
         r=rank,
-        lora_alpha=alpha if alpha is not None else 2.0 * rank,
+        lora_alpha=alpha if alpha is not None else 2.0 * rank,  # type: ignore[arg-type]  # peft reads a float alpha; its stub says int
         lora_dropout=dropout,
         target_modules=[name for name, _ in matched],  # exact names: no second guess by peft
         fan_in_fan_out=conv1d,

@@ -54,7 +54,7 @@ TINY_MODEL_ARGS = {
     "gpt_use_perceiver_resampler": True,  # as XTTS-v2
     "decoder_input_dim": 64,
 }
-TINY_DVAE_ARGS = {
+TINY_DVAE_ARGS: dict[str, Any] = {
     "channels": 80, "normalization": None, "positional_dims": 1, "num_tokens": 254, "codebook_dim": 32,
     "hidden_dim": 32, "num_resnet_blocks": 1, "kernel_size": 3, "num_layers": 2, "use_transposed_convs": False,
 }
@@ -121,8 +121,8 @@ def tiny_parts() -> XttsParts:
     config = XttsConfig()
     for key, value in {**TINY_MODEL_ARGS}.items():
         setattr(config.model_args, key, value)
-    for key, value in INFERENCE_SETTINGS.items():
-        setattr(config, key, value)
+    for setting, setting_value in INFERENCE_SETTINGS.items():
+        setattr(config, setting, setting_value)
     return XttsParts(config, tiny_vocab_json(config.languages), tiny_dvae(), torch.ones(80), None, None,
                      "built-in tiny parts")
 
@@ -179,14 +179,14 @@ def download_snapshot(repo_id: str, spec: str) -> Path:
               "into a folder, copy it here and pass --pretrained FOLDER")
     try:  # an earlier download may sit in the cache
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:
+    except Exception:  # noqa: BLE001 - not in the cache: downloaded below
         pass
     if hub_offline() or not hub_reachable():
         raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id}: the Hugging Face hub cannot be reached "
                              f"(or HF_HUB_OFFLINE is set) and it is not in the local cache. {advice}")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as err:  # unknown repo, HTTP error: the hub's own words, whole, on one line
+    except Exception as err:  # noqa: BLE001 - unknown repo, HTTP error: the hub's own words, whole, on one line
         said = " ".join(str(err).split()) or type(err).__name__
         raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id} from the Hugging Face hub: {said}. "
                              f"{advice}") from None

@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -371,7 +372,7 @@ def _train_page(ws: Workspace) -> dict:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
         samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
         evaluated = run / "eval.png"  # written by `voicetune eval` / the milestone scorer, when present
-        now = {"run": name, "step": progress.step, "samples": [v for _, v in samples],
+        now: dict[str, Any] = {"run": name, "step": progress.step, "samples": [v for _, v in samples],
                "eval": evaluated.stat().st_mtime if evaluated.is_file() else None}
         if now == {k: shown.get(k) for k in now}:
             # Re-sending the picture or the player would redraw them (and stop a sample being played).
@@ -577,7 +578,7 @@ def _synthesize_page(ws: Workspace) -> dict:
                 texts[value] = clip.text
                 refs.append((f"{name} / {clip.clip_id}: {clip.text[:40]}", value))
         return (gr.update(choices=choices, value=choices[0][1] if choices else None),
-                gr.update(choices=[("(none)", "")] + choices, value=""),
+                gr.update(choices=[("(none)", ""), *choices], value=""),
                 gr.update(choices=refs, value=refs[0][1] if refs else None),
                 texts.get(refs[0][1], "") if refs else "")
 

@@ -8,6 +8,7 @@ import collections
 import logging
 import os
 import signal
+from collections.abc import Generator
 from typing import Any, Iterator
 
 import torch
@@ -22,7 +23,7 @@ log = logging.getLogger("voicetune.train")
 
 
 def iterate_batches(adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopState, rank: int,
-                    config: TrainConfig, accelerator) -> Iterator[tuple[Any, list[int]]]:
+                    config: TrainConfig, accelerator) -> Generator[tuple[Any, list[int]], None, None]:
     """(batch, item indices) forever, epoch after epoch, from the saved epoch and position.
 
     The caller advances `loop.position` after using a batch, so a checkpoint records exactly

@@ -140,7 +140,8 @@ class Watchdog:
     def __init__(self, timeout: float, grace: float, log_path: Path, rank: int, world: int, enabled: bool = True):
         self.timeout, self.grace, self.log_path = timeout, grace, Path(log_path)
         self.rank, self.world, self.enabled = rank, world, enabled
-        self._phase, self._step, self._since = "start", None, time.monotonic()
+        self._phase, self._since = "start", time.monotonic()
+        self._step: int | None = None
         self._stop_seen: float | None = None
         self._stop_signum: int | None = None
         self._lock = threading.Lock()
@@ -212,7 +213,7 @@ class Watchdog:
                 name = "SIGTERM" if self._stop_signum == signal.SIGTERM else "Ctrl-C"
                 self._end(f"{name} came {now - self._stop_seen:.0f} s ago, but this rank made no progress for "
                           f"{now - since:.0f} s in {self.where()} (stuck in a collective?); stop_grace_seconds is "
-                          f"{self.grace:g}", 128 + int(self._stop_signum))
+                          f"{self.grace:g}", 128 + int(self._stop_signum or signal.SIGTERM))
             elif now - since > self.timeout:
                 self._end(f"no progress for {now - since:.0f} s in {self.where()}, past --collective-timeout "
                           f"{format_duration(self.timeout)}: a rank is stuck, or waits for one that is", HANG_EXIT_CODE)

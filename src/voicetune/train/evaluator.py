@@ -72,7 +72,7 @@ class MilestoneEvaluator:
         self.rows: list[dict[str, Any]] = []
         self.eval_set: EvalSet | None = None
         self.real: RealVoice | None = None
-        self._scorers = None
+        self._scorers: Any = None  # scoring's Scorers, loaded at the first milestone
         if not self.enabled:
             return
         # Rows of steps after the one this session starts from belong to a future that was
@@ -90,7 +90,8 @@ class MilestoneEvaluator:
         if stored:
             self.eval_set = EvalSet.from_json(stored["set"])
             speaker = stored.get("speaker")
-            self.real = RealVoice(np.asarray(speaker, np.float32) if speaker else None, Summary.from_json(stored["ceiling"]))
+            self.real = RealVoice(np.asarray(speaker, np.float32) if speaker else None,
+                                  Summary.from_json(stored["ceiling"]) or Summary())
             return
         self.eval_set = choose_eval_set(Path(self.config.data), self.config.eval_text, self.config.eval_clips,
                                         self.config.language, seed=1000 + self.config.seed,
@@ -123,7 +124,7 @@ class MilestoneEvaluator:
             pause_point("scoring")
             results = self._score_weight_sets(model, ema, weights, working)
         except Exception as err:  # noqa: BLE001 - scores are for choosing; a failure must not stop training
-            log.error("evaluation of step %d failed", step, exc_info=True)
+            log.exception("evaluation of step %d failed", step)
             self.reporter.say(f"evaluation of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
             return {}
         finally:
@@ -141,6 +142,7 @@ class MilestoneEvaluator:
                                  for k, v in scores.items() if _is_number(v)})
         standing = self.standing()
         try:
+            assert self.real is not None  # set by _prepare before any score
             plot_eval(self.rows, self.real.ceiling, self.run.path / EVAL_PNG, standing.best.step if standing.best else None,
                       f"{self.run.path.name}: scores at milestones")
         except Exception as err:  # noqa: BLE001
@@ -152,6 +154,7 @@ class MilestoneEvaluator:
     def _score_weight_sets(self, model, ema, weights, progress=None) -> dict[str, Any]:
         """Both weight sets said and scored on one copy of the model; an EMA equal to the raw
         weights (a copy of them, as in its first `ema_update_after` updates) is scored once."""
+        assert self.eval_set is not None and self.real is not None  # set by _prepare
         listener = copy.deepcopy(model)
         listener.eval()
         try:

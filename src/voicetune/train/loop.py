@@ -23,6 +23,8 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Generator
+from typing import Any
 
 import torch
 
@@ -60,6 +62,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
     accelerator = make_accelerator(config)
     rank, is_main = accelerator.process_index, accelerator.is_main_process
+    assert config.run is not None, "TrainConfig requires --run"
     run = RunFolder(config.run)
     created = run.create()  # a refused command removes the folder it created
     log_handler = attach_log_file(run.log_path if is_main else run.path / f"train.rank{rank}.log")
@@ -68,7 +71,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     reporter: Reporter | None = None
     manager = CheckpointManager(run.path, CheckpointOptions.from_config(config.flag_dict()),
                                 say=lambda text, level: reporter.say(text, level) if reporter else log.log(level, text))
-    batches: Iterator | None = None
+    batches: Generator[Any, None, None] | None = None
     discard_run = False
     try:
         start = choose_start(manager, run, accelerator, config)

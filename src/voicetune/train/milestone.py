@@ -123,7 +123,7 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
         reporter.samples(step, samples, out)
         reporter.say(f"samples of step {step}: {out}")
     except Exception as err:  # samples are for people; a failure must not stop training
-        log.error("samples of step %d failed", step, exc_info=True)
+        log.exception("samples of step %d failed", step)
         reporter.say(f"samples of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
 
 

@@ -199,7 +199,8 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
     sizes = checkpoint_sizes(weights, trainable, config.optimizer)
     milestone = sizes["full"] if config.milestone_state == "full" else sizes["weights"]
     schedule = SaveSchedule(config.save_every, config.last_every, config.last_every_minutes, config.milestone_state)
-    retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric, config.best_mode)
+    retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric,
+                                config.best_mode or "min")
     peak_disk = projected_peak_bytes(sizes["full"], milestone, schedule, retention, start_step, config.max_updates)
     where = Path(run_dir) if run_dir is not None else Path.cwd()
     existing = next((p for p in (where, *where.parents) if p.exists()), None)
@@ -344,7 +345,7 @@ def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Mod
         return None
     with tempfile.TemporaryDirectory(prefix="voicetune-probe-") as cache:
         # Items may read the cache (F5's mels) when they are used: it lives until the probe ends.
-        splits = adapter.load_data(Path(config.data), Path(config.run) / "cache" if config.run else Path(cache))
+        splits = adapter.load_data(Path(str(config.data)), Path(config.run) / "cache" if config.run else Path(cache))
         return _probe(config, adapter, model, splits, budget, points)
 
 
@@ -374,7 +375,8 @@ def _probe(config, adapter, model, splits, budget, points) -> MemoryEstimate | N
     fixed_seen = None
     try:
         for size in sizes:
-            items, total = [], 0
+            items: list[Any] = []
+            total = 0
             for i in order:
                 step = lengths[i] if unit == "frames" else 1
                 if items and total + step > size:
@@ -403,7 +405,7 @@ def _probe(config, adapter, model, splits, budget, points) -> MemoryEstimate | N
                 break
         fixed_seen = torch.cuda.memory_allocated()
     finally:
-        optimizer = None
+        del optimizer
         model.to("cpu")
         adapter.load_checkpoint_weights(model, saved)
         torch.cuda.empty_cache()

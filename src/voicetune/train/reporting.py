@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.progress import TaskID
 
@@ -26,6 +26,9 @@ import numpy as np
 from voicetune import fsio
 from voicetune.console import console, is_interactive, progress_bar
 from voicetune.models.base import SampleAudio
+
+if TYPE_CHECKING:
+    from voicetune.config import TrainConfig
 
 log = logging.getLogger("voicetune.train")
 
@@ -150,7 +153,7 @@ class Reporter:
         except Exception as err:  # noqa: BLE001 - OSError, or TensorBoard's writer thread re-raising one
             if sink not in self._failing:
                 self._failing.add(sink)
-                log.error("writing %s failed", sink, exc_info=True)
+                log.exception("writing %s failed", sink)
                 self.say(f"WRITING {sink} FAILED: {type(err).__name__}: {err}. Training goes on without it "
                          f"(checkpoints are not affected); free disk space to get it back", logging.ERROR)
             return
@@ -189,18 +192,18 @@ class Reporter:
             # An untrained model's waveform can exceed full scale: clip, as the wav file would anyway.
             gen = np.clip(np.asarray(sample.generated, dtype=np.float32).reshape(-1), -1, 1)
             sf.write(tmp / f"{sample.name}_gen.wav", gen, sample.sample_rate, subtype="PCM_16")
-            self._tensorboard(lambda w: w.add_audio(f"samples/{sample.name}/generated", gen, step,
-                                                    sample_rate=sample.sample_rate))
+            self._tensorboard(lambda w, name=sample.name, audio=gen, rate=sample.sample_rate:
+                              w.add_audio(f"samples/{name}/generated", audio, step, sample_rate=rate))
             if sample.reference is not None:
                 ref = np.clip(np.asarray(sample.reference, dtype=np.float32).reshape(-1), -1, 1)
                 sf.write(tmp / f"{sample.name}_ref.wav", ref, sample.sample_rate, subtype="PCM_16")
-                self._tensorboard(lambda w: w.add_audio(f"samples/{sample.name}/reference", ref, step,
-                                                        sample_rate=sample.sample_rate))
+                self._tensorboard(lambda w, name=sample.name, audio=ref, rate=sample.sample_rate:
+                                  w.add_audio(f"samples/{name}/reference", audio, step, sample_rate=rate))
             mel = sample.extras.get("mel")
             if mel is not None:
                 figure = mel_figure(np.asarray(mel), f"{sample.name} step {step}")
                 figure.savefig(tmp / f"{sample.name}_mel.png", dpi=80)
-                self._tensorboard(lambda w: w.add_figure(f"samples/{sample.name}/mel", figure, step))
+                self._tensorboard(lambda w, name=sample.name, picture=figure: w.add_figure(f"samples/{name}/mel", picture, step))
             (tmp / f"{sample.name}.txt").write_text(sample.text + "\n", encoding="utf-8")
 
     def close(self) -> None:
@@ -276,7 +279,8 @@ class Throughput:
     def __init__(self, step: int, config: TrainConfig):
         self.config = config
         self.session_step, self.session_time = step, time.monotonic()
-        self.last_step, self.last_time, self.frames = step, self.session_time, 0
+        self.last_step, self.last_time = step, self.session_time
+        self.frames = 0.0
         self.paused = self.paused_since_log = self.last_pause = 0.0
 
     def pause(self, seconds: float) -> None:
@@ -295,7 +299,7 @@ class Throughput:
 
             if torch.cuda.is_available():
                 scalars["perf/gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 1024**3
-            self.last_step, self.last_time, self.frames, self.paused_since_log = step, now, 0, 0.0
+            self.last_step, self.last_time, self.frames, self.paused_since_log = step, now, 0.0, 0.0
         return scalars
 
     def session_seconds(self) -> float:

@@ -56,6 +56,7 @@ def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, star
     """The data, the restored (or new) training state and the batch plan of this session."""
     if start.loaded is not None:  # what the run learnt from its data stays as it was (XTTS's new language)
         adapter.use_saved_architecture(start.loaded.json.get(st.LOOP, {}).get("architecture") or {})
+    assert config.data is not None, "TrainConfig requires --data"
     with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
         splits = adapter.load_data(Path(config.data), run.cache_dir)
     data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
@@ -92,7 +93,7 @@ def finish_session(manager: CheckpointManager, state: st.TrainState, adapter, co
         state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
         export_ready(manager, adapter, reporter.say)
     best = manager.best() if is_main else None
-    best_text = (f"best {config.best_metric} {best.metrics[config.best_metric]:.4f} at step {best.step} ({best.name})"
+    best_text = (f"best {config.best_metric} {best.metrics[config.best_metric or '']:.4f} at step {best.step} ({best.name})"
                  if best else f"no checkpoint has a {config.best_metric}")
     reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
                  f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
@@ -136,6 +137,7 @@ def check_data_unchanged(start: Start, recorded: dict | None, data: dict[str, An
     if saved.get("description") != data["description"]:
         changes.append(f"{saved.get('description')} -> {data['description']}")
     changes.append(f"content fingerprint {saved['fingerprint']} -> {data['fingerprint']}")
+    assert start.resume_from is not None, "only a resumed run has data to compare"
     raise UsageError(
         f"--data {config.data}: the dataset changed since {start.resume_from.name} was saved ({'; '.join(changes)}).\n"
         f"  To go on over the new data with the same weights and optimizer, add --data-changed restart-epoch;\n"
@@ -146,12 +148,13 @@ def initializer(adapter: ModelAdapter, start: Start) -> Callable[[torch.nn.Modul
     """--init-from: weights only, step 0. Upstream files go through the adapter's importer."""
     if start.init_from is None or start.resume_from is not None:
         return None
+    init_from = start.init_from
 
     def load(model: torch.nn.Module) -> None:
         if start.init_is_upstream_file:
-            adapter.load_upstream_weights(model, start.init_from)
+            adapter.load_upstream_weights(model, init_from)
             return
-        loaded = load_checkpoint(start.init_from, components=[st.MODEL, st.LOOP])
+        loaded = load_checkpoint(init_from, components=[st.MODEL, st.LOOP])
         arch, current = loaded.json.get(st.LOOP, {}).get("architecture"), _jsonable(adapter.architecture())
         if arch is not None and _jsonable(arch) != current:
             differing = sorted(k for k in set(arch) | set(current) if arch.get(k) != current.get(k))
@@ -229,7 +232,8 @@ def announce_start(reporter, config, adapter, model, splits, start: Start, loop,
     if start.resume_from is not None:
         reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
     if start.abandoned_to is not None:
-        reporter.say(f"the checkpoints after {start.resume_from.name} (an abandoned future) were moved to "
+        resumed = start.resume_from.name if start.resume_from is not None else "the checkpoint resumed from"
+        reporter.say(f"the checkpoints after {resumed} (an abandoned future) were moved to "
                      f"{start.abandoned_to}: `voicetune ckpt list {run.path} --all` lists them", logging.WARNING)
     if restart_epoch:
         reporter.say(f"--data-changed restart-epoch: weights and optimizer kept, epoch {loop.epoch} starts over the "
@@ -263,7 +267,7 @@ def logged_error(err: Exception, run: RunFolder) -> Exception:
     if isinstance(err, SaveFailed):
         error = VoicetuneError(f"{err}. Earlier checkpoints are intact; free disk space and rerun to resume")
     log.error("training failed: %s: %s", type(err).__name__, err, exc_info=err)
-    error.log_path = run.log_path  # where the CLI says the traceback is
+    error.log_path = run.log_path  # type: ignore[attr-defined]  # any error says where its traceback went (the CLI reads it)
     return error
 
 
@@ -286,7 +290,7 @@ def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callabl
         source, files = manager.export_ready(lambda ckpt, folder: export_trained(ckpt, adapter.export_format, folder))
         say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
     except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
-        log.error("export to %s failed", ready, exc_info=True)
+        log.exception("export to %s failed", ready)
         say(f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
             f"{manager.run_dir} --format {adapter.export_format} --out DIR`", logging.WARNING)
 
@@ -339,7 +343,7 @@ def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: 
         if not (manager.run_dir / "ready").is_dir():
             export_ready(manager, adapter, say)
     return TrainResult(newest.step, None, newest.name, best.name if best else None,
-                       best.metrics.get(config.best_metric) if best else None)
+                       best.metrics.get(config.best_metric or "") if best else None)
 
 
 def _jsonable(value: Any) -> Any:

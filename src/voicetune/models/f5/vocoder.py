@@ -83,7 +83,8 @@ class GriffinLim(torch.nn.Module):
     @torch.no_grad()
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         magnitude_mel = log_mel.float().exp()
-        linear = torch.matmul(self.inverse.to(magnitude_mel.device), magnitude_mel).clamp(min=0.0)
+        inverse: torch.Tensor = self.inverse  # type: ignore[assignment]  # a buffer: Module.__getattr__ says Tensor | Module
+        linear = torch.matmul(inverse.to(magnitude_mel.device), magnitude_mel).clamp(min=0.0)
         return self.griffin_lim(linear)
 
 
