@@ -90,7 +90,7 @@ def check_bind(host: str, auth: str | None) -> tuple[str, str] | None:
         if not sep or not user or not password:
             raise UsageError("--auth: use USER:PASSWORD, e.g. --auth me:a-long-passphrase")
         credentials = (user, password)
-    if not _is_loopback(host) and credentials is None:
+    if not is_loopback(host) and credentials is None:
         raise UsageError(f"--host {host}: the studio would be reachable from other machines without a password; "
                          "add --auth USER:PASSWORD, or keep 127.0.0.1 and reach it through `ssh -L 7860:127.0.0.1:7860 HOST`")
     return credentials
@@ -104,7 +104,7 @@ def upload_limit_bytes(text: str) -> int:
         raise UsageError(f"--max-upload {text}: use a size such as 500M or 2G") from None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in LOCAL_HOSTS:
         return True
     try:

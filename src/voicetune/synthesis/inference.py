@@ -8,18 +8,15 @@ weights are what is used and exported, as upstream F5-TTS and XTTS inference do.
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from voicetune.checkpoints.manager import resolve_checkpoint
 from voicetune.checkpoints.store import load_checkpoint
 from voicetune.config import TrainConfig
-from voicetune.data.ingest import read_reference
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import ModelAdapter
 from voicetune.models.registry import create_adapter
@@ -71,9 +68,15 @@ def export_trained(target: Path, fmt: str, out: Path) -> list[Path]:
 
 
 def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
-                       seed: int = 0, speed: float = 1.0, language: str | None = None) -> Path:
-    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav."""
+                       seed: int = 0, speed: float = 1.0, language: str | None = None,
+                       nfe: int | None = None) -> Path:
+    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
+
+    Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
     import soundfile as sf
+
+    from voicetune import fsio
+    from voicetune.synthesis.engine import checkpoint_target, shared_pool
 
     if not text.strip():
         raise UsageError("--text is empty; give the text to speak")
@@ -85,19 +88,11 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
     if not Path(target).exists():
         raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
     # Every argument is checked before the model is loaded (seconds to minutes for real models).
-    ref_audio, ref_rate = read_reference(ref)
-    trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None)
-    adapter = trained.adapter
-    if ref_rate != adapter.sample_rate:
-        import soxr
-
-        ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        audio = adapter.synthesize(trained.model, text, ref_audio, ref_text, speed=speed, language=language)
-    audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    engine = shared_pool().get(checkpoint_target(Path(target)), nfe)
+    if language and language != engine.language:
+        engine.language = language
+    speech = engine.synthesize(text, engine.voice(ref, ref_text), seed=seed, speed=speed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, audio, adapter.sample_rate, subtype="PCM_16")
+    with fsio.atomic_path(out) as tmp:
+        sf.write(str(tmp), speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
     return out
