@@ -55,7 +55,8 @@ def _ffmpeg_has(encoder: str) -> bool:
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    """16-bit samples as libsndfile writes a float wav as PCM_16 (scaled by 32767, rounded)."""
+    return np.rint(np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
@@ -130,3 +131,12 @@ class Encoder:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+
+
+def encode(samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
+    """A whole file of `samples` in `fmt` (a wav with its real sizes)."""
+    parts: list[bytes] = []
+    encoder = Encoder(fmt, sample_rate, parts.append, streaming=False)
+    encoder.write(samples)
+    encoder.close()
+    return b"".join(parts)

@@ -73,10 +73,9 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
     """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
 
     Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
-    import soundfile as sf
-
     from voicetune import fsio
     from voicetune.synthesis.engine import checkpoint_target, shared_pool
+    from voicetune.synthesis.formats import encode
 
     if not text.strip():
         raise UsageError("--text is empty; give the text to speak")
@@ -92,7 +91,5 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
     if language and language != engine.language:
         engine.language = language
     speech = engine.synthesize(text, engine.voice(ref, ref_text), seed=seed, speed=speed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with fsio.atomic_path(out) as tmp:
-        sf.write(str(tmp), speech.audio, speech.sample_rate, subtype="PCM_16", format="WAV")
+    fsio.atomic_write_bytes(out, encode(speech.audio, speech.sample_rate, "wav"))
     return out
