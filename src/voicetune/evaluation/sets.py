@@ -125,6 +125,7 @@ class EvalResult:
     transcripts: list[str | None] = field(default_factory=list)
     audio: list[np.ndarray] = field(default_factory=list)  # what was synthesized, at sample_rate
     sample_rate: int = 0
+    flags: list[list[str]] = field(default_factory=list)  # per clip: what `scoring.checks` caught
 
     def measures(self) -> dict[str, float | None]:
         """{wer, cer, similarity, dnsmos, score}."""
@@ -169,7 +170,19 @@ def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers) 
     scores = scorers.score(clips, eval_set.texts, eval_set.language, speaker=real.speaker)
     summary = summarize(scores, digits=4)
     return EvalResult(summary, composite_score(summary, real.ceiling), [s.transcript for s in scores], audio,
-                      adapter.sample_rate)
+                      adapter.sample_rate, clip_flags(clips, scores, eval_set))
+
+
+def clip_flags(clips: list[np.ndarray], scores, eval_set: EvalSet) -> list[list[str]]:
+    """The take check of each clip (`scoring.checks`: wrong words, too long or short for the
+    reference's pace, sound after the last word, a cut last word); [] where whisper did not run."""
+    from voicetune.data.ljspeech import load_audio
+    from voicetune.scoring import SCORING_RATE
+    from voicetune.scoring.checks import check_take, speaking_rate
+
+    rate = speaking_rate(load_audio(Path(eval_set.ref_audio), SCORING_RATE), eval_set.ref_text)
+    return [check_take(clip, text, score.heard, eval_set.language, rate).flags if score.heard is not None else []
+            for clip, text, score in zip(clips, eval_set.texts, scores)]
 
 
 # ---- the picture ------------------------------------------------------------------------------

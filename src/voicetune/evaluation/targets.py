@@ -38,9 +38,12 @@ class EvalRow:
     step: int
     measures: dict[str, float | None]
     transcripts: list[str | None] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    flags: list[list[str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures}
+        clips = [{"text": t, "transcript": heard, "flags": f} for t, heard, f in zip(self.texts, self.transcripts, self.flags)]
+        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures, "clips": clips}
 
 
 @dataclass
@@ -169,7 +172,8 @@ def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[s
             progress(index, len(targets), target.label)
         adapter, model = load_target(target, model_name, eval_set, data)
         result = evaluate_model(adapter, model, eval_set, real, scorers)
-        rows.append(EvalRow(target.label, target.step, result.measures(), result.transcripts))
+        rows.append(EvalRow(target.label, target.step, result.measures(), result.transcripts, eval_set.texts,
+                            result.flags))
         del model
     if progress:
         progress(len(targets), len(targets), "")

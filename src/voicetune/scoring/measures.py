@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from voicetune.scoring.text import ErrorRates, error_rates
 
 log = logging.getLogger("voicetune.scoring")
 
@@ -78,12 +77,6 @@ class Intelligibility:
         for transcript, (start, _) in zip(transcripts, spans):
             transcript.words = [replace(w, start=w.start - start, end=w.end - start) for w in transcript.words]
         return transcripts
-
-    def error_rates(self, clips: Sequence[np.ndarray], texts: Sequence[str], language: str | None,
-                    ) -> tuple[list[ErrorRates], list[str]]:
-        """(error rates, transcriptions) of each clip against its text."""
-        heard = self.transcribe(clips, language)
-        return [error_rates(text, said, language) for text, said in zip(texts, heard)], heard
 
 
 class SpeakerSimilarity:
