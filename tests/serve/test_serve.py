@@ -47,24 +47,6 @@ def ffmpeg_decode(data: bytes, fmt: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def second_voice(f5_voice_run) -> tuple[Path, str]:
-    """A held-out clip of the corpus and its words: the voice `--voice other=...` names."""
-    corpus = f5_voice_run.parent / "corpus"
-    clip_id, text = (corpus / "metadata_val.csv").read_text().splitlines()[0].split("|")[:2]
-    return corpus / "wavs" / f"{clip_id}.wav", text
-
-
-@pytest.fixture(scope="module")
-def server(f5_voice_run, second_voice, tmp_path_factory):
-    """One request at a time and none waiting (--queue 0): a second request while one runs is a 429."""
-    clip, text = second_voice
-    srv = SpeechServer(f5_voice_run, "--nfe", NFE, "--queue", "0", "--voice", f"other={clip}:{text}",
-                       log=tmp_path_factory.mktemp("serve") / "server.log")
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server) -> openai.OpenAI:
     # max_retries=0: the client would otherwise retry a 429 after its Retry-After by itself.
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600)
