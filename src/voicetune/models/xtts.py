@@ -423,10 +423,15 @@ class XttsAdapter(BaseAdapter):
                     language: str | None = None) -> list[str]:
         """Sentences within the tokenizer's character limit for the language (upstream's limits)."""
         lang = (language or self.language).split("-")[0]
-        return split_sentences(text, self.parts.tokenizer.char_limits.get(lang, 250))
+        return split_sentences(text, self.text_tokenizer.char_limits.get(lang, 250))
+
+    @functools.cached_property
+    def text_tokenizer(self):
+        """XTTS's tokenizer, built once (the engine asks it about every request)."""
+        return self.parts.tokenizer()
 
     def unsayable(self, text: str, language: str | None = None) -> set[str]:
-        tokenizer = self.parts.tokenizer
+        tokenizer = self.text_tokenizer
         unk = tokenizer.tokenizer.token_to_id("[UNK]") if hasattr(tokenizer, "tokenizer") else None
         if unk is None:
             return set()

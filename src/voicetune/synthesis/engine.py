@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -119,6 +120,9 @@ class Engine:
             self.adapter.nfe_steps = int(nfe)
         self.lock = threading.Lock()  # one synthesis at a time on one model
         self._hooks_installed = False
+        # The model runs on a thread of its own, as upstream's infer_batch_process runs it (on a
+        # busy CPU, torch's thread team of the main thread was measured 2-3x slower: bench/synth_speed.py).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"synthesis-{self.name}")
 
     @classmethod
     def load(cls, target: Path, nfe: int | None = None, device: str | None = None) -> "Engine":
@@ -183,15 +187,26 @@ class Engine:
 
     # ---- audio ----------------------------------------------------------------------------------
 
-    def speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float = 1.0) -> np.ndarray:
-        """One chunk, seeded: the same chunk and seed give the same samples."""
+    def speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float = 1.0,
+                    cancel: threading.Event | None = None) -> np.ndarray:
+        """One chunk, seeded: the same chunk and seed give the same samples. `cancel` set from
+        another thread stops it at the model's next layer call (raises Cancelled)."""
+        if cancel is not None:
+            self._install_cancel_hooks()
+        return self._thread.submit(self._speak_chunk, chunk, seed, voice, speed, cancel).result()
+
+    def _speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float, cancel: threading.Event | None):
         import torch
 
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            seed_all(seed)
-            audio = self.adapter.synthesize_chunk(self.model, chunk, voice.audio, voice.text, speed, self.language)
-        return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        _running.cancel = cancel
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                seed_all(seed)
+                audio = self.adapter.synthesize_chunk(self.model, chunk, voice.audio, voice.text, speed, self.language)
+                return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        finally:
+            _running.cancel = None
 
     def stream(self, plan: Plan, voice: Voice, speed: float = 1.0, cancel: threading.Event | None = None,
                on_chunk: Callable[[int, np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
@@ -203,21 +218,15 @@ class Engine:
 
         fader = CrossFader(int(self.adapter.cross_fade_seconds * self.sample_rate))
         with self.lock:
-            if cancel is not None:
-                self._install_cancel_hooks()
-            _running.cancel = cancel
-            try:
-                for index, (chunk, seed) in enumerate(zip(plan.chunks, plan.seeds)):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled("synthesis cancelled")
-                    audio = self.speak_chunk(chunk, seed, voice, speed)
-                    if on_chunk is not None:
-                        on_chunk(index, audio)
-                    piece = fader.add(audio)
-                    if len(piece):
-                        yield piece
-            finally:
-                _running.cancel = None
+            for index, (chunk, seed) in enumerate(zip(plan.chunks, plan.seeds)):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("synthesis cancelled")
+                audio = self.speak_chunk(chunk, seed, voice, speed, cancel)
+                if on_chunk is not None:
+                    on_chunk(index, audio)
+                piece = fader.add(audio)
+                if len(piece):
+                    yield piece
         tail = fader.finish()
         if len(tail):
             yield tail
@@ -241,6 +250,7 @@ class Engine:
         return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
 
     def unload(self) -> None:
+        self._thread.shutdown(wait=True)
         self.model.to("cpu")
         self.model = None
         self.trained = None
