@@ -12,7 +12,7 @@ from voicetune.cli import app
 
 @app.command()
 def serve(
-    targets: List[Path] = typer.Argument(..., help="runs, checkpoints or RUN/ready folders; each is a model named after its run"),
+    targets: List[Path] = typer.Argument(..., metavar="TARGET...", help="runs, checkpoints or RUN/ready folders; each is a model named after its run"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but loopback needs --api-key"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="VOICETUNE_API_KEY",
