@@ -257,3 +257,10 @@ def test_concurrent_clients_all_get_audio_or_a_429(server, client):
         t.join()
     assert len(outcomes) == 8 and "audio" in outcomes and "429" in outcomes
     assert server.health()["failed"] == 0
+
+
+def test_characters_the_model_cannot_say_are_named_in_a_header(client):
+    with client.audio.speech.with_streaming_response.create(model=MODEL, voice="default", input="Good news \U0001F600!",
+                                                            response_format="pcm") as response:
+        assert response.headers["x-voicetune-unsayable"] == "U+1F600"
+        assert len(response.read()) > 0

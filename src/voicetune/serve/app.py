@@ -143,7 +143,7 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         headers = {"X-Voicetune-Model": job.model, "X-Voicetune-Chunks": str(len(plan.chunks)),
                    "Cache-Control": "no-store"}
         if plan.unsayable:
-            headers["X-Voicetune-Unsayable"] = describe_characters(plan.unsayable).encode("ascii", "replace").decode()
+            headers["X-Voicetune-Unsayable"] = describe_characters(plan.unsayable, shown=False)
         tokens = len(plan.normalized.split())
 
         async def body():

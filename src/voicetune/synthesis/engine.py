@@ -75,9 +75,9 @@ class Speech:
     plan: Plan
 
 
-def describe_characters(chars: list[str]) -> str:
-    """'😀' -> 'U+1F600 (😀)': readable on a terminal and in an ASCII header alike."""
-    return ", ".join(f"U+{ord(c):04X}" + (f" ({c})" if c.isprintable() else "") for c in chars)
+def describe_characters(chars: list[str], shown: bool = True) -> str:
+    """'😀' -> 'U+1F600 (😀)' on a terminal; 'U+1F600' (`shown` False) in an ASCII header."""
+    return ", ".join(f"U+{ord(c):04X}" + (f" ({c})" if shown and c.isprintable() else "") for c in chars)
 
 
 def seed_all(seed: int) -> None:
