@@ -9,7 +9,10 @@ audio) is the median of its runs. Goal: the engine's RTF over upstream's at most
 For XTTS (xtts-tiny, random weights) it prints the time to the first streamed chunk over the
 time of the whole synthesis: how soon a streamed reply starts to play.
 
-    python bench/synth_speed.py [--models f5-tiny f5-v1-small] [--nfe 32] [--repeats 3] [--device cpu|cuda]
+It also times the engine at `--fewer-steps` (16) against `--nfe` (32), in turn.
+
+    python bench/synth_speed.py [--models f5-tiny f5-v1-small] [--nfe 32] [--fewer-steps 16] [--repeats 3]
+                                [--device cpu|cuda] [--no-xtts]
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def median_rtf(run, repeats: int) -> tuple[float, float]:
     return statistics.median(rtfs), seconds
 
 
-def bench_f5(model_name: str, nfe: int, repeats: int, device: str, ref: Path) -> float:
+def bench_f5(model_name: str, nfe: int, repeats: int, device: str, ref: Path, fewer: int | None = None) -> float:
     import torch
     from f5_tts.infer.utils_infer import infer_process
 
@@ -94,6 +97,16 @@ def bench_f5(model_name: str, nfe: int, repeats: int, device: str, ref: Path) ->
     for _ in range(repeats):  # in turn, so that a load change on the host falls on both
         results["ours"].append(median_rtf(ours, 1))
         results["upstream"].append(median_rtf(upstream, 1))
+    if fewer:  # the engine at fewer steps, timed in turn with the engine at `nfe`
+        rtfs = {nfe: [], fewer: []}
+        for _ in range(repeats):
+            for steps in (nfe, fewer):
+                engine.adapter.nfe_steps = steps
+                rtfs[steps].append(median_rtf(ours, 1)[0])
+        engine.adapter.nfe_steps = nfe
+        slow, fast = statistics.median(rtfs[nfe]), statistics.median(rtfs[fewer])
+        print(f"{model_name}: engine RTF at {fewer} steps {fast:.3f}, at {nfe} steps {slow:.3f}: "
+              f"{fewer} / {nfe} steps: {fast / slow:.2f}", flush=True)
     rtf_ours = statistics.median(r for r, _ in results["ours"])
     rtf_upstream = statistics.median(r for r, _ in results["upstream"])
     print(f"{model_name} nfe {nfe} on {device}: {chunks} chunks, {results['ours'][0][1]:.1f} s of audio (ours), "
@@ -128,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-xtts", action="store_true")
+    parser.add_argument("--fewer-steps", type=int, default=16, help="also time the engine at this many steps (0: no)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import torch
@@ -139,7 +153,7 @@ def main() -> None:
         ref = speak_to_wav(REF_TEXT, Path(tmp) / "ref.wav")
         if not args.no_xtts:
             bench_xtts_first_chunk(device, ref)
-        ratios = [bench_f5(name, args.nfe, args.repeats, device, ref) for name in args.models]
+        ratios = [bench_f5(name, args.nfe, args.repeats, device, ref, args.fewer_steps or None) for name in args.models]
     print(f"RTF ours / upstream: {max(ratios):.2f}")
 
 
