@@ -24,6 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED_SETUP = {
     "speech-data": ("tests/data/",),
     "xtts-run": ("tests/models/test_xtts_adapter.py", "tests/models/test_lora.py"),
+    "f5-voice": ("tests/serve/", "tests/synthesis/"),
 }
 
 
@@ -90,3 +91,12 @@ def tiny_full_run(xtts_corpus, tmp_path_factory) -> Path:
     return run
 
 
+
+
+@pytest.fixture(scope="session")
+def f5_voice_run(tmp_path_factory) -> Path:
+    """f5-tiny trained for 2 updates on 14 espeak-ng clips (the last 2 held out): a run the synthesis
+    engine, `serve` and `narrate` load. Its default voice is its dataset's first 2-12 s clip."""
+    from support.speech_server import train_tiny_f5
+
+    return train_tiny_f5(tmp_path_factory.mktemp("f5_voice"))

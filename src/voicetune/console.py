@@ -71,6 +71,19 @@ def say(message: str, level: int = logging.INFO, logger: str = "voicetune") -> N
             console.print(message, markup=False)
 
 
+_said: set[str] = set()
+
+
+def say_once(message: str, level: int = logging.INFO, logger: str = "voicetune") -> None:
+    """`say`, but a message already said by this process is not said again (a vocoder fallback
+    noticed by every model a command loads is news the first time only)."""
+    if message in _said:
+        logging.getLogger(logger).debug(message)
+        return
+    _said.add(message)
+    say(message, level, logger)
+
+
 # Third-party loggers whose warnings mean nothing to a voicetune user (bitsandbytes' hint about
 # its optional CPU gemm_4bit_forward kernel on every XTTS command, on CPUs with AVX512-BF16).
 QUIET_LOGGERS = ("bitsandbytes",)

@@ -11,7 +11,7 @@ import pytest
 from conftest import f5_train_args
 from support.harness import cli_env, run_cli, voicetune, whisper_model_path
 
-KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread"}
+KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread", "clips"}
 TRAINED = {*KEYS, "weights", "scores"}  # a trained checkpoint: both weight sets scored, the chosen one at the top
 
 
@@ -31,6 +31,8 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     assert [r["step"] for r in rows] == [2, 4] and all(set(r) == TRAINED for r in rows)
     assert all(r[k] is not None for r in rows for k in TRAINED)
     assert all(set(r["scores"]) == {"ema", "raw"} and r["score"] == r["scores"][r["weights"]]["score"] for r in rows)
+    # Each clip's take check: a model 4 updates old says no word of its text, and the check says so.
+    assert all(len(r["clips"]) == 2 and all("wer" in c["flags"] for c in r["clips"]) for r in rows)
     step4 = run / "checkpoints" / "step_00000004"
     second = voicetune("eval", step4, run / "ready" / "model.safetensors", "--model", "f5-tiny", "--data", corpus,
                        "--whisper-model", whisper, "--json", "--plot", tmp_path / "two.png", check_exit=0)

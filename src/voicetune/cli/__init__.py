@@ -26,6 +26,8 @@ from voicetune.cli import dataset as _dataset  # noqa: E402,F401
 from voicetune.cli import fetch as _fetch  # noqa: E402,F401
 from voicetune.cli import eval as _eval  # noqa: E402,F401
 from voicetune.cli import studio as _studio  # noqa: E402,F401
+from voicetune.cli import serve as _serve  # noqa: E402,F401
+from voicetune.cli import narrate as _narrate  # noqa: E402,F401
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal

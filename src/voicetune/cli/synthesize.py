@@ -21,9 +21,10 @@ def synthesize(
     speed: float = typer.Option(1.0, "--speed", min=0.25, max=4.0),
     language: Optional[str] = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
     weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
+    nfe: Optional[int] = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
 ) -> None:
     """Synthesize TEXT in the voice of REF with a trained checkpoint."""
-    from voicetune.synthesis.inference import synthesize_to_file
+    from voicetune.synthesis.engine import synthesize_to_file
 
-    path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language, weights)
+    path = synthesize_to_file(checkpoint, text, ref, out, ref_text, seed, speed, language, nfe, weights)
     typer.echo(f"wrote {path}")

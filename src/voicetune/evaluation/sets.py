@@ -147,6 +147,7 @@ class EvalResult:
     audio: list[np.ndarray] = field(default_factory=list)  # what the first seed said, at sample_rate
     sample_rate: int = 0
     clip_scores: list[dict[str, float | None]] = field(default_factory=list)  # each sentence's own measures
+    flags: list[list[str]] = field(default_factory=list)  # per clip: what `scoring.checks` caught
 
     def measures(self) -> dict[str, float | None]:
         """{wer, cer, similarity, dnsmos, score, score_spread}."""
@@ -229,9 +230,11 @@ def evaluate_weights(adapter, model, weight_sets: dict[str, dict[str, Any] | Non
         draws = [summarize(per_key[key], digits=6) for key in keys if key[0] == source]
         values = [composite_score(d, real.ceiling) for d in draws]
         first = per_key[source, 0]
+        at = keys.index((source, 0)) * len(eval_set.texts)
         results[name] = EvalResult(mean_summary(draws), _mean_or_none(values, 6), _spread_or_none(values),
                                    [s.transcript for s in first], said[source, 0], adapter.sample_rate,
-                                   [{k: getattr(s, k) for k in MEASURES} for s in first])
+                                   [{k: getattr(s, k) for k in MEASURES} for s in first],
+                                   clip_flags(clips[at:at + len(eval_set.texts)], first, eval_set))
     return results
 
 
@@ -282,6 +285,18 @@ def _mean_or_none(values: list[float | None], digits: int) -> float | None:
 def _spread_or_none(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(max(present) - min(present), 6) if present else None
+
+
+def clip_flags(clips: list[np.ndarray], scores, eval_set: EvalSet) -> list[list[str]]:
+    """The take check of each clip (`scoring.checks`: wrong words, too long or short for the
+    reference's pace, sound after the last word, a cut last word); [] where whisper did not run."""
+    from voicetune.data.ljspeech import load_audio
+    from voicetune.scoring import SCORING_RATE
+    from voicetune.scoring.checks import check_take, speaking_rate
+
+    rate = speaking_rate(load_audio(Path(eval_set.ref_audio), SCORING_RATE), eval_set.ref_text)
+    return [check_take(clip, text, score.heard, eval_set.language, rate).flags if score.heard is not None else []
+            for clip, text, score in zip(clips, eval_set.texts, scores)]
 
 
 # ---- the picture ------------------------------------------------------------------------------

@@ -40,9 +40,12 @@ class EvalRow:
     step: int
     measures: dict[str, float | None]
     transcripts: list[str | None] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    flags: list[list[str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures}
+        clips = [{"text": t, "transcript": heard, "flags": f} for t, heard, f in zip(self.texts, self.transcripts, self.flags)]
+        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures, "clips": clips}
 
 
 @dataclass
@@ -196,11 +199,12 @@ def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[s
         adapter, model, sets = load_target(target, model_name, eval_set, data)
         results = evaluate_weights(adapter, model, sets, eval_set, real, scorers)
         if "model" in results:  # an upstream file: its one weight set
-            measures, transcripts = results["model"].measures(), results["model"].transcripts
+            chosen = results["model"]
+            measures = chosen.measures()
         else:
             measures = scored_row({name: r.measures() for name, r in results.items()})
-            transcripts = results[measures["weights"]].transcripts
-        rows.append(EvalRow(target.label, target.step, measures, transcripts))
+            chosen = results[measures["weights"]]
+        rows.append(EvalRow(target.label, target.step, measures, chosen.transcripts, eval_set.texts, chosen.flags))
         del model
     if progress:
         progress(len(targets), len(targets), "")

@@ -196,3 +196,60 @@ class BaseAdapter:
 
     def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
         return []
+
+    # ---- what the synthesis engine (voicetune.synthesis.engine) asks of a model ---------------
+    # An adapter that cuts long text itself keeps these defaults: the whole text is one chunk.
+
+    cross_fade_seconds = 0.0  # how much consecutive chunks overlap when joined (upstream's choice)
+
+    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
+                    language: str | None = None) -> list[str]:
+        """`text` cut into the pieces one generation call speaks (upstream's limits)."""
+        return [text]
+
+    def synthesize_chunk(self, model: torch.nn.Module, chunk: str, ref_audio: np.ndarray, ref_text: str | None,
+                         speed: float = 1.0, language: str | None = None) -> np.ndarray:
+        """One piece of `text_chunks` spoken; randomness from torch's global generator."""
+        return self.synthesize(model, chunk, ref_audio, ref_text, speed=speed, language=language)
+
+    def unsayable(self, text: str, language: str | None = None) -> set[str]:
+        """Characters of `text` the model has no token for (read as silence or skipped)."""
+        return set()
+
+
+class CrossFader:
+    """Joins chunks of audio one at a time with a linear cross-fade of `overlap` samples (upstream
+    F5-TTS's infer_batch_process), handing out at once what no later chunk can change: a stream of
+    pieces whose concatenation is exactly `cross_fade` of the chunks."""
+
+    def __init__(self, overlap: int):
+        self.overlap = max(0, int(overlap))
+        self._tail: np.ndarray | None = None
+
+    def add(self, wave: np.ndarray) -> np.ndarray:
+        """Join `wave`; returns the audio now final (all but the last `overlap` samples so far)."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        if self._tail is None:
+            joined = wave
+        else:
+            n = min(self.overlap, len(self._tail), len(wave))
+            if n <= 0:
+                joined = np.concatenate([self._tail, wave])
+            else:
+                faded = self._tail[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+                joined = np.concatenate([self._tail[:-n], faded, wave[n:]])
+        keep = min(self.overlap, len(joined))
+        self._tail = joined[len(joined) - keep:]
+        return joined[:len(joined) - keep].astype(np.float32)
+
+    def finish(self) -> np.ndarray:
+        """The held-back end of the last chunk."""
+        tail, self._tail = self._tail, None
+        return np.zeros(0, dtype=np.float32) if tail is None else tail.astype(np.float32)
+
+
+def cross_fade(waves: list[np.ndarray], overlap: int) -> np.ndarray:
+    """Chunks joined with a linear cross-fade of `overlap` samples (upstream's infer_batch_process)."""
+    fader = CrossFader(overlap)
+    pieces = [fader.add(w) for w in waves]
+    return np.concatenate([*pieces, fader.finish()]).astype(np.float32)

@@ -476,6 +476,25 @@ class XttsAdapter(BaseAdapter):
         return self.speak(model, text, np.asarray(ref_audio, dtype=np.float32), self.sample_rate,
                           self.spoken_language(model, language), speed)
 
+    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
+                    language: str | None = None) -> list[str]:
+        """Sentences within the tokenizer's character limit for the language (upstream's limits)."""
+        lang = (language or self.language).split("-")[0]
+        return split_sentences(text, self.text_tokenizer.char_limits.get(lang, 250))
+
+    @functools.cached_property
+    def text_tokenizer(self):
+        """XTTS's tokenizer, built once (the engine asks it about every request)."""
+        return self.parts.tokenizer()
+
+    def unsayable(self, text: str, language: str | None = None) -> set[str]:
+        tokenizer = self.text_tokenizer
+        unk = tokenizer.tokenizer.token_to_id("[UNK]") if hasattr(tokenizer, "tokenizer") else None
+        if unk is None:
+            return set()
+        lang = language or self.language
+        return {c for c in set(text) if not c.isspace() and unk in tokenizer.encode(c, lang)}
+
     def synthesize_seeded(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
                           language: str | None = None, seed: int = 0, speed: float = 1.0,
                           ref_sample_rate: int | None = None) -> tuple[np.ndarray, int]:

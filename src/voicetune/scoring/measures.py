@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from voicetune.scoring.text import ErrorRates, error_rates
 
 log = logging.getLogger("voicetune.scoring")
 
@@ -76,10 +75,17 @@ class Intelligibility:
         self.transcriber = WhisperTranscriber(self.model.path, threads=threads or scoring_threads(), beam_size=beam_size)
 
     def transcribe(self, clips: Sequence[np.ndarray], language: str | None) -> list[str]:
-        """Transcriptions of 16 kHz clips (each read up to whisper's 29-second window), each clip a
-        window of its own (windows batched), so that a clip's transcription never depends on the
-        others: the clips are laid end to end with a second of silence between them, and each
-        clip's span is one of whisper's clip timestamps."""
+        """Transcriptions of 16 kHz clips (see `transcripts`)."""
+        return [t.text for t in self.transcripts(clips, language)]
+
+    def transcripts(self, clips: Sequence[np.ndarray], language: str | None) -> list:
+        """Transcripts (text and timed words, in seconds from each clip's start) of 16 kHz clips
+        (each read up to whisper's 29-second window), each clip a window of its own (windows
+        batched), so that a clip's transcription never depends on the others: the clips are laid
+        end to end with a second of silence between them, and each clip's span is one of
+        whisper's clip timestamps."""
+        from dataclasses import replace
+
         from voicetune.data.transcribe import WINDOW_SECONDS
 
         limit = int(WINDOW_SECONDS * SCORING_RATE)
@@ -91,13 +97,9 @@ class Intelligibility:
             spans.append((position / SCORING_RATE, (position + len(clip)) / SCORING_RATE))
             position += len(clip) + len(gap)
         transcripts, _ = self.transcriber.transcribe_spans(np.concatenate(parts), spans, language)
-        return [t.text for t in transcripts]
-
-    def error_rates(self, clips: Sequence[np.ndarray], texts: Sequence[str], language: str | None,
-                    ) -> tuple[list[ErrorRates], list[str]]:
-        """(error rates, transcriptions) of each clip against its text."""
-        heard = self.transcribe(clips, language)
-        return [error_rates(text, said, language) for text, said in zip(texts, heard)], heard
+        for transcript, (start, _) in zip(transcripts, spans):
+            transcript.words = [replace(w, start=w.start - start, end=w.end - start) for w in transcript.words]
+        return transcripts
 
 
 class SpeakerSimilarity:

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from voicetune.scoring.measures import (
     cosine,
     torch_threads,
 )
-from voicetune.scoring.text import ErrorRates
+from voicetune.scoring.text import ErrorRates, error_rates
 
 log = logging.getLogger("voicetune.scoring")
 
@@ -39,6 +40,7 @@ class ClipScore:
     dnsmos: float | None = None
     transcript: str | None = None
     rates: ErrorRates | None = None
+    heard: Any = None  # whisper's Transcript, words timed from the clip's start (`scoring.checks` reads it)
 
 
 def to_scoring_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -121,9 +123,10 @@ class Scorers:
         if texts is not None:
             asr = self.intelligibility
             if asr is not None:
-                rates, heard = asr.error_rates(clips, texts, language)
-                for score, rate, said in zip(scores, rates, heard):
-                    score.rates, score.transcript, score.wer, score.cer = rate, said, rate.wer, rate.cer
+                for score, text, heard in zip(scores, texts, asr.transcripts(clips, language)):
+                    rate = error_rates(text, heard.text, language)
+                    score.rates, score.transcript, score.wer, score.cer = rate, heard.text, rate.wer, rate.cer
+                    score.heard = heard
         if speaker is not None:
             if embeddings is None:
                 embeddings = self.embed(clips)

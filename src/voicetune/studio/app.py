@@ -545,7 +545,7 @@ def _ab_choices(choices: list[tuple[str, int]]):
 
 def _synthesize_page(ws: Workspace) -> dict:
     from voicetune.data.edit import list_clips
-    from voicetune.synthesis.inference import synthesize_to_file
+    from voicetune.synthesis.engine import synthesize_to_file
 
     with gr.Row():
         first = gr.Dropdown([], label="checkpoint", elem_id="synth-ckpt-a")

@@ -10,19 +10,16 @@ its EMA weights, as upstream F5-TTS and XTTS inference do.
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from voicetune.checkpoints.manager import resolve_checkpoint
 from voicetune.checkpoints.policy import WEIGHT_SETS, weights_of
 from voicetune.checkpoints.store import load_checkpoint
 from voicetune.config import TrainConfig
-from voicetune.data.ingest import read_reference
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import ModelAdapter
 from voicetune.models.registry import create_adapter
@@ -103,36 +100,3 @@ def export_trained(target: Path, fmt: str, out: Path, weights: str | None = None
         raise
 
 
-def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
-                       seed: int = 0, speed: float = 1.0, language: str | None = None,
-                       weights: str | None = None) -> Path:
-    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav."""
-    import soundfile as sf
-
-    if not text.strip():
-        raise UsageError("--text is empty; give the text to speak")
-    ref, out = Path(ref), Path(out)
-    if not ref.is_file():
-        raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
-    if not Path(target).exists():
-        raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
-    check_weights(weights)
-    # Every argument is checked before the model is loaded (seconds to minutes for real models).
-    ref_audio, ref_rate = read_reference(ref)
-    trained = load_trained_model(target, device="cuda" if torch.cuda.is_available() else None, weights=weights)
-    adapter = trained.adapter
-    if ref_rate != adapter.sample_rate:
-        import soxr
-
-        ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        audio = adapter.synthesize(trained.model, text, ref_audio, ref_text, speed=speed, language=language)
-    audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, audio, adapter.sample_rate, subtype="PCM_16")
-    return out

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from voicetune.console import say as console_say
+from voicetune.console import say_once
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
+from voicetune.models.base import BaseAdapter, DataSplits, cross_fade, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.f5 import data as f5_data
 from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
@@ -277,7 +278,8 @@ class F5Adapter(BaseAdapter):
 
             self._vocoder, description = make_vocoder(self.spec.mel, self.vocos_path)
             # On the console too (train and synthesize): metallic audio must not look like a bad model.
-            say(f"vocoder: {description}", logging.WARNING if description.startswith("Griffin") else logging.INFO)
+            say_once(f"vocoder: {description}", logging.WARNING if description.startswith("Griffin") else logging.INFO,
+                     log.name)
         return self._vocoder
 
     @torch.no_grad()
@@ -321,16 +323,33 @@ class F5Adapter(BaseAdapter):
                                        reference=reference, extras={"mel": mel, "ref_text": prompt.ref_text}))
         return samples
 
-    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None,
-                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
-        """Speak `text` in the voice of `ref_audio`: chunked and cross-faded as upstream's infer_process."""
+    cross_fade_seconds = CROSS_FADE_SECONDS
+    needs_ref_text = True  # the reference's transcript is part of the model's input
+
+    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
+                    language: str | None = None) -> list[str]:
+        """Upstream's infer_process: sentences packed into chunks whose length in bytes fits the ~22 s
+        a chunk may take (reference included), at the reference's rate of speech."""
         from f5_tts.infer.utils_infer import chunk_text
 
         if not ref_text or not ref_text.strip():
             raise UsageError("--ref-text: F5-TTS needs the words spoken in --ref; give them with --ref-text")
         ref_seconds = len(ref_audio) / self.sample_rate
         max_chars = int(len(ref_text.encode("utf-8")) / ref_seconds * max(22 - ref_seconds, 2) * speed)
-        waves = [self.generate(model, chunk, ref_audio, ref_text, speed)[0] for chunk in chunk_text(text, max_chars)]
+        return [c for c in chunk_text(text, max_chars) if c.strip()]
+
+    def synthesize_chunk(self, model: torch.nn.Module, chunk: str, ref_audio: np.ndarray, ref_text: str | None,
+                         speed: float = 1.0, language: str | None = None) -> np.ndarray:
+        return self.generate(model, chunk, ref_audio, ref_text or "", speed)[0]
+
+    def unsayable(self, text: str, language: str | None = None) -> set[str]:
+        return self.vocabulary.unknown(text)
+
+    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None,
+                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+        """Speak `text` in the voice of `ref_audio`: chunked and cross-faded as upstream's infer_process."""
+        waves = [self.synthesize_chunk(model, chunk, ref_audio, ref_text, speed)
+                 for chunk in self.text_chunks(text, ref_audio, ref_text, speed)]
         return cross_fade(waves, int(CROSS_FADE_SECONDS * self.sample_rate))
 
     # ---- export -------------------------------------------------------------------------------
@@ -345,21 +364,6 @@ class F5Adapter(BaseAdapter):
         if fmt == "safetensors":
             return export_state_dict(model, self.spec, self.vocabulary, Path(out_dir))
         raise UsageError(f"--format {fmt}: {self.name} exports as f5 (upstream F5-TTS files) or safetensors")
-
-
-def cross_fade(waves: list[np.ndarray], overlap: int) -> np.ndarray:
-    """Join chunks with a linear cross-fade of `overlap` samples (upstream's infer_batch_process)."""
-    if not waves:
-        return np.zeros(0, dtype=np.float32)
-    out = waves[0]
-    for nxt in waves[1:]:
-        n = min(overlap, len(out), len(nxt))
-        if n <= 0:
-            out = np.concatenate([out, nxt])
-            continue
-        faded = out[-n:] * np.linspace(1, 0, n) + nxt[:n] * np.linspace(0, 1, n)
-        out = np.concatenate([out[:-n], faded, nxt[n:]])
-    return out.astype(np.float32)
 
 
 def create_adapter(config: Any) -> F5Adapter:

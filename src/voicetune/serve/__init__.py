@@ -1,0 +1,55 @@
+"""`voicetune serve`: the speech server (OpenAI's /v1/audio/speech and friends), a face over
+`voicetune.synthesis.service`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from voicetune.errors import UsageError
+
+log = logging.getLogger("voicetune.serve")
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    from voicetune.studio.workspace import is_loopback
+
+    if api_key is not None and len(api_key.strip()) < 8:
+        raise UsageError("--api-key: use a key of 8 characters or more (e.g. `openssl rand -hex 24`)")
+    if not is_loopback(host) and not api_key:
+        raise UsageError(f"--host {host}: the server would be reachable from other machines without a key; add "
+                         "--api-key KEY (clients send Authorization: Bearer KEY), or keep 127.0.0.1 and reach it "
+                         "through `ssh -L 8000:127.0.0.1:8000 HOST`")
+
+
+def run_server(targets: list[Path], host: str, port: int, api_key: str | None, voices: list[str],
+               max_queue: int, time_limit: float, max_models: int, nfe: int | None, weights: str | None = None) -> None:
+    """Load the first model, then serve until interrupted."""
+    import uvicorn
+
+    from voicetune.serve.app import build_app
+    from voicetune.synthesis.engine import checkpoint_target, model_name
+    from voicetune.synthesis.service import SpeechService, parse_voice
+
+    check_bind(host, api_key)
+    if time_limit <= 0:
+        raise UsageError(f"--timeout {time_limit}: give the most seconds a request may take (e.g. 300)")
+    models: dict[str, Path] = {}
+    for target in targets:
+        path = checkpoint_target(Path(target))
+        name = model_name(path)
+        if name in models:
+            raise UsageError(f"{target}: a second model named {name} (models are named after their run folder)")
+        models[name] = path
+    service = SpeechService(models, [parse_voice(v) for v in voices], max_queue=max_queue, time_limit=time_limit,
+                            max_loaded=max_models, nfe=nfe, weights=weights)
+    service.start(warm=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"voicetune serve: http://{shown}:{port}/v1  models: {', '.join(models)}  "
+          f"voices: {', '.join(service.voice_names())}", flush=True)
+    try:
+        uvicorn.run(build_app(service, api_key), host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
+    finally:
+        service.close()

@@ -1,0 +1,414 @@
+"""The synthesis engine: one loaded model speaking any text, the same way for every face.
+
+`synthesize`, `serve`, `narrate` and the studio's Synthesize page all speak through `Engine`:
+
+    normalize   the training text's normalizer (`voicetune.data.text`, as `prepare` uses it):
+                unicode NFC, one line, numbers spelled out in the run's language
+    plan        the text cut into upstream's chunks (F5: infer_process's byte budget; XTTS: the
+                tokenizer's sentence limit), each with its own seed (seed + index), and the
+                characters the model has no token for
+    stream      chunk by chunk, joined with upstream's cross-fade, handing out audio as soon as
+                no later chunk can change it; `synthesize` is the whole stream at once
+
+The same text, voice, seed and speed always give the same samples, whether streamed or not.
+Synthesis can be cancelled from another thread (a client that left, a time limit): between
+chunks, and inside a chunk at the model's next layer call.
+
+`EnginePool` keeps engines loaded across calls (one per checkpoint) and unloads the least
+recently used when there are too many or memory runs short.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from voicetune.console import say_once
+from voicetune.errors import UsageError, VoicetuneError
+
+log = logging.getLogger("voicetune.synthesis")
+
+DEFAULT_SEED = 0
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+REFERENCE_SECONDS = (2.0, 12.0)  # a default voice's clip: long enough to clone, short enough for F5
+
+
+class Cancelled(VoicetuneError):
+    """Synthesis stopped because its caller cancelled it."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A named reference clip: what the model imitates (audio at the model's rate) and its words."""
+
+    name: str
+    audio: np.ndarray = field(repr=False)
+    text: str | None
+    source: str  # where the clip came from, for messages
+
+
+@dataclass
+class Plan:
+    """What a text becomes before any audio is made."""
+
+    normalized: str
+    chunks: list[str]
+    seeds: list[int]
+    unsayable: list[str]  # characters the model has no token for, sorted
+
+
+@dataclass
+class Speech:
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    plan: Plan
+
+
+def describe_characters(chars: list[str], shown: bool = True) -> str:
+    """'😀' -> 'U+1F600 (😀)' on a terminal; 'U+1F600' (`shown` False) in an ASCII header."""
+    return ", ".join(f"U+{ord(c):04X}" + (f" ({c})" if shown and c.isprintable() else "") for c in chars)
+
+
+def seed_all(seed: int) -> None:
+    """Seed every generator synthesis may draw from (python, numpy, torch and CUDA)."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# Which cancel event the synthesis running on this thread answers to (None: not cancellable).
+_running = threading.local()
+
+
+def _check_cancelled(module, args) -> None:
+    event = getattr(_running, "cancel", None)
+    if event is not None and event.is_set():
+        raise Cancelled("synthesis cancelled")
+
+
+class Engine:
+    """A trained model loaded once, speaking text the way its training text was written."""
+
+    def __init__(self, trained, nfe: int | None = None, name: str | None = None):
+        self.trained = trained
+        self.adapter = trained.adapter
+        self.model = trained.model
+        self.name = name or trained.checkpoint.parent.parent.name
+        self.language = getattr(trained.config, "language", None) or "en"
+        self.sample_rate = int(self.adapter.sample_rate)
+        if nfe is not None:
+            if not hasattr(self.adapter, "nfe_steps"):
+                raise UsageError(f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; "
+                                 f"{self.adapter.name} has none")
+            if nfe < 1:
+                raise UsageError(f"--nfe {nfe}: give a number of steps of 1 or more (upstream's default is 32)")
+            self.adapter.nfe_steps = int(nfe)
+        self.lock = threading.Lock()  # one synthesis at a time on one model
+        self._hooks_installed = False
+        # The model runs on a thread of its own, as upstream's infer_batch_process runs it (on a
+        # busy CPU, torch's thread team of the main thread was measured 2-3x slower: bench/synth_speed.py).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"synthesis-{self.name}")
+
+    @classmethod
+    def load(cls, target: Path, nfe: int | None = None, device: str | None = None,
+             weights: str | None = None) -> "Engine":
+        """Load a run's best checkpoint (or a checkpoint, or the run of a RUN/ready folder) with
+        `weights` (ema or raw; None: the weights its score chose)."""
+        import torch
+
+        from voicetune.synthesis.inference import load_trained_model
+
+        target = checkpoint_target(target)
+        device = device or ("cuda" if torch.cuda.is_available() else None)
+        trained = load_trained_model(target, device=device, weights=weights)
+        return cls(trained, nfe=nfe, name=model_name(target))
+
+    # ---- voices ---------------------------------------------------------------------------------
+
+    def voice(self, path: Path, text: str | None = None, name: str = "custom", flag: str = "--ref") -> Voice:
+        """A reference clip read, mono, at the model's rate; F5 needs its transcript."""
+        from voicetune.data.ingest import read_reference
+
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file; give a wav of the voice to clone (a few seconds)")
+        if getattr(self.adapter, "needs_ref_text", False) and not (text and text.strip()):
+            raise UsageError(f"{flag} {path}: F5-TTS needs the words spoken in the clip; give its transcript "
+                             "(--ref-text, or NAME=WAV:TRANSCRIPT)")
+        audio, rate = read_reference(path)
+        if rate != self.sample_rate:
+            import soxr
+
+            audio = soxr.resample(audio, rate, self.sample_rate).astype(np.float32)
+        return Voice(name, np.asarray(audio, dtype=np.float32).reshape(-1), text.strip() if text else None, str(path))
+
+    def default_voice(self) -> Voice | None:
+        """The run's evaluation reference clip and transcript; else the first training clip of its
+        dataset that is 2 to 12 s long; None when neither can be found."""
+        clip = default_reference(self.trained.checkpoint, getattr(self.trained.config, "data", None))
+        if clip is None:
+            return None
+        return self.voice(Path(clip[0]), clip[1], name="default")
+
+    # ---- text -----------------------------------------------------------------------------------
+
+    def normalize(self, text: str) -> str:
+        """`text` as `prepare` writes a transcript the model trains on, numbers spelled out."""
+        from voicetune.data.text import normalize_transcript
+
+        return normalize_transcript(text, self.language, numbers_to_words=True)[1]
+
+    def plan(self, text: str, voice: Voice, seed: int = DEFAULT_SEED, speed: float = 1.0) -> Plan:
+        """Normalize and chunk `text`; names the characters the model cannot say."""
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise UsageError(f"--speed {speed}: give a speed from {MIN_SPEED} to {MAX_SPEED}")
+        normalized = self.normalize(text)
+        if not normalized:
+            raise UsageError("the text to speak is empty")
+        chunks = self.adapter.text_chunks(normalized, voice.audio, voice.text, speed, self.language)
+        unsayable = sorted(self.adapter.unsayable(normalized, self.language))
+        if unsayable:
+            say_once(f"{self.name}: the model has no sound for {describe_characters(unsayable)}; "
+                     "they are skipped (write them as words)", logging.WARNING, log.name)
+        return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable)
+
+    # ---- audio ----------------------------------------------------------------------------------
+
+    def speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float = 1.0,
+                    cancel: threading.Event | None = None) -> np.ndarray:
+        """One chunk, seeded: the same chunk and seed give the same samples. `cancel` set from
+        another thread stops it at the model's next layer call (raises Cancelled)."""
+        if cancel is not None:
+            self._install_cancel_hooks()
+        return self._thread.submit(self._speak_chunk, chunk, seed, voice, speed, cancel).result()
+
+    def _speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float, cancel: threading.Event | None):
+        import torch
+
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        _running.cancel = cancel
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                seed_all(seed)
+                audio = self.adapter.synthesize_chunk(self.model, chunk, voice.audio, voice.text, speed, self.language)
+                return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        finally:
+            _running.cancel = None
+
+    def stream(self, plan: Plan, voice: Voice, speed: float = 1.0, cancel: threading.Event | None = None,
+               on_chunk: Callable[[int, np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
+        """The plan's audio, piece by piece as chunks are done, cross-faded as upstream joins them.
+
+        `cancel` set from another thread stops the work (raises Cancelled); `on_chunk(i, audio)`
+        sees each chunk's own audio before it is joined."""
+        from voicetune.models.base import CrossFader
+
+        fader = CrossFader(int(self.adapter.cross_fade_seconds * self.sample_rate))
+        with self.lock:
+            for index, (chunk, seed) in enumerate(zip(plan.chunks, plan.seeds)):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("synthesis cancelled")
+                audio = self.speak_chunk(chunk, seed, voice, speed, cancel)
+                if on_chunk is not None:
+                    on_chunk(index, audio)
+                piece = fader.add(audio)
+                if len(piece):
+                    yield piece
+        tail = fader.finish()
+        if len(tail):
+            yield tail
+
+    def synthesize(self, text: str, voice: Voice, seed: int = DEFAULT_SEED, speed: float = 1.0) -> Speech:
+        """The whole of `text` spoken in `voice`."""
+        plan = self.plan(text, voice, seed, speed)
+        pieces = list(self.stream(plan, voice, speed))
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        return Speech(audio, self.sample_rate, plan)
+
+    def _install_cancel_hooks(self) -> None:
+        # Every layer call checks the running synthesis's cancel event: a cancelled request stops
+        # within one network evaluation, not at the end of a chunk that may take a minute.
+        if not self._hooks_installed:
+            for module in self.model.modules():
+                module.register_forward_pre_hook(_check_cancelled)
+            self._hooks_installed = True
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
+    def unload(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.model.to("cpu")
+        self.model = None
+        self.trained = None
+
+
+# ---- what a target is ---------------------------------------------------------------------------
+
+
+def checkpoint_target(target: Path) -> Path:
+    """A run, a checkpoint, or a run's ready/ folder (the export of its best checkpoint: the run
+    itself is loaded, so the weights are the same and nothing upstream-specific is needed)."""
+    target = Path(target)
+    if not target.exists():
+        raise UsageError(f"{target}: no such run, checkpoint or ready/ folder; `voicetune ckpt list RUN` lists them")
+    if target.name == "ready" and (target.parent / "checkpoints").is_dir():
+        return target.parent
+    return target
+
+
+def model_name(target: Path) -> str:
+    """The name a target is served under: its run folder's name."""
+    target = Path(target).resolve()
+    if (target / "manifest.json").is_file():  # RUN/checkpoints/step_N
+        return target.parent.parent.name
+    if target.name == "ready":
+        return target.parent.name
+    return target.name
+
+
+def default_reference(checkpoint: Path, dataset: str | Path | None) -> tuple[str, str] | None:
+    """(clip, transcript) of the run's evaluation reference, else of its dataset's first training
+    clip of 2 to 12 s."""
+    run = Path(checkpoint).parent.parent
+    try:
+        stored = json.loads((run / "run.json").read_text(encoding="utf-8")).get("eval_set") or {}
+        chosen = stored.get("set") or {}
+        if chosen.get("ref_audio") and Path(chosen["ref_audio"]).is_file():
+            return chosen["ref_audio"], chosen.get("ref_text") or ""
+    except (OSError, ValueError):
+        pass
+    if not dataset or not Path(dataset).is_dir():
+        return None
+    import soundfile as sf
+
+    from voicetune.data.ljspeech import read_ljspeech
+
+    try:
+        train, val = read_ljspeech(Path(dataset), 0.1)
+    except (OSError, ValueError, VoicetuneError):
+        return None
+    for item in sorted(train or val, key=lambda i: i.item_id):
+        try:
+            seconds = sf.info(str(item.audio_path)).duration
+        except RuntimeError:
+            continue
+        if REFERENCE_SECONDS[0] <= seconds <= REFERENCE_SECONDS[1]:
+            return str(item.audio_path), item.text
+    return None
+
+
+# ---- engines kept loaded ------------------------------------------------------------------------
+
+
+class EnginePool:
+    """Engines kept loaded by target, the least recently used unloaded first when more than
+    `max_loaded` are loaded or when free memory would not hold one more of the largest."""
+
+    def __init__(self, max_loaded: int = 2, loader: Callable[[Path, int | None, str | None], Engine] | None = None):
+        self.max_loaded = max(1, int(max_loaded))
+        self._loader = loader or (lambda target, nfe, weights: Engine.load(target, nfe=nfe, weights=weights))
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._lock = threading.Lock()
+        self.unloaded: list[str] = []  # targets unloaded so far, oldest first (shown by /health)
+
+    def get(self, target: Path, nfe: int | None = None, weights: str | None = None) -> Engine:
+        """The engine of `target` (sampling with `nfe` steps, F5 only; `weights` ema or raw, None
+        for the ones its score chose), loaded on first use."""
+        key = f"{Path(target).resolve()}" + (f"@nfe={nfe}" if nfe else "") + (f"@weights={weights}" if weights else "")
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is not None:
+                self._engines.move_to_end(key)
+                return engine
+            self._make_room()
+            engine = self._loader(Path(target), nfe, weights)
+            self._engines[key] = engine
+            return engine
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._engines)
+
+    def _make_room(self) -> None:
+        largest = max((e.memory_bytes() for e in self._engines.values()), default=0)
+        while self._engines and (len(self._engines) >= self.max_loaded or available_memory() < 2 * largest):
+            key, engine = self._engines.popitem(last=False)
+            with engine.lock:  # never under a synthesis in progress
+                engine.unload()
+            self.unloaded.append(key)
+            log.info("unloaded %s (least recently used)", key)
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def available_memory() -> int:
+    """Bytes a new model may use: free GPU memory when there is a GPU, else available RAM."""
+    import psutil
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info()[0])
+    return int(psutil.virtual_memory().available)
+
+
+_pool: EnginePool | None = None
+
+
+def shared_pool() -> EnginePool:
+    """This process's engines (`synthesize_to_file` and the studio load each checkpoint once)."""
+    global _pool
+    if _pool is None:
+        _pool = EnginePool()
+    return _pool
+
+
+def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
+                       seed: int = 0, speed: float = 1.0, language: str | None = None,
+                       nfe: int | None = None, weights: str | None = None) -> Path:
+    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
+
+    Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
+    from voicetune import fsio
+    from voicetune.synthesis.formats import encode
+
+    if not text.strip():
+        raise UsageError("--text is empty; give the text to speak")
+    ref, out = Path(ref), Path(out)
+    if not ref.is_file():
+        raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
+    if not Path(target).exists():
+        raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
+    from voicetune.synthesis.inference import check_weights
+
+    check_weights(weights)
+    # Every argument is checked before the model is loaded (seconds to minutes for real models).
+    engine = shared_pool().get(checkpoint_target(Path(target)), nfe, weights)
+    if language and language != engine.language:
+        engine.language = language
+    speech = engine.synthesize(text, engine.voice(ref, ref_text), seed=seed, speed=speed)
+    fsio.atomic_write_bytes(out, encode(speech.audio, speech.sample_rate, "wav"))
+    return out
