@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore
 from voicetune.checkpoints.saver import BackgroundSaver
+from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore
 from voicetune.train.state import snapshot_tensors
 
 
@@ -41,7 +41,11 @@ def make_state(n_params: int) -> dict[str, dict[str, torch.Tensor]]:
     return {
         "model": model,
         "ema": {k: v.clone() for k, v in model.items()},
-        "optimizer": {f"state/{i}/{m}": torch.randn_like(v) for i, v in enumerate(model.values()) for m in ("exp_avg", "exp_avg_sq")},
+        "optimizer": {
+            f"state/{i}/{m}": torch.randn_like(v)
+            for i, v in enumerate(model.values())
+            for m in ("exp_avg", "exp_avg_sq")
+        },
     }
 
 
@@ -80,8 +84,11 @@ def main() -> None:
 
             store = CheckpointStore(root / f"run{repeat}")
             t0 = time.perf_counter()
-            store.commit(CheckpointPayload(step=1, role="milestone", kind="full", tensor_files=state,
-                                           json_files={"loop": {"step": 1}}))
+            store.commit(
+                CheckpointPayload(
+                    step=1, role="milestone", kind="full", tensor_files=state, json_files={"loop": {"step": 1}}
+                )
+            )
             ours.append(time.perf_counter() - t0)
 
             # Synchronous save as a training loop without a background writer would do it:

@@ -43,11 +43,17 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_step import run_ours
 
-    from voicetune.demo import DemoPlan
-    from voicetune.demo.corpus import write_ljspeech_corpus
     from voicetune.checkpoints import keys
     from voicetune.checkpoints.store import load_checkpoint
-    from voicetune.evaluation import DEFAULT_EVAL_CLIPS, DEFAULT_EVAL_SEEDS, choose_eval_set, evaluate_weights, score_real_voice
+    from voicetune.demo import DemoPlan
+    from voicetune.demo.corpus import write_ljspeech_corpus
+    from voicetune.evaluation import (
+        DEFAULT_EVAL_CLIPS,
+        DEFAULT_EVAL_SEEDS,
+        choose_eval_set,
+        evaluate_weights,
+        score_real_voice,
+    )
     from voicetune.models.f5.spec import model_spec
     from voicetune.scoring import get_scorers
     from voicetune.synthesis.inference import load_trained_model
@@ -58,10 +64,13 @@ def main() -> None:
         tmp = Path(tmp)
         plan = DemoPlan(tmp)
         corpus = write_ljspeech_corpus(tmp / "corpus", n_items=plan.clips, sample_rate=plan.sample_rate)
-        print(f"f5-tiny, demo corpus of {plan.clips} espeak-ng clips, batches of {batch_frames} frames; "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-        updates_per_s, _ = run_ours(corpus, tmp / "run", args.updates, batch_frames, args.skip,
-                                    weights_milestone_at=args.updates)
+        print(
+            f"f5-tiny, demo corpus of {plan.clips} espeak-ng clips, batches of {batch_frames} frames; "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        )
+        updates_per_s, _ = run_ours(
+            corpus, tmp / "run", args.updates, batch_frames, args.skip, weights_milestone_at=args.updates
+        )
         trained = load_trained_model(tmp / "run", weights="raw")
         loaded = load_checkpoint(trained.checkpoint, components=[keys.MODEL, keys.EMA_FILE])
         raw, ema = loaded.tensors[keys.MODEL], loaded.tensors[keys.EMA_FILE]
@@ -85,17 +94,23 @@ def main() -> None:
             results = evaluate()
             seconds[label] = min(seconds.get(label, float("inf")), time.perf_counter() - started)
     print(f"training: {updates_per_s:.3f} updates/s")
-    print(f"evaluation set: {len(eval_set.texts)} sentences; once per session before the first milestone: "
-          f"{setup:.1f} s (models, ceiling); scores now: " + ", ".join(f"{k} {r.score} (spread {r.score_spread})"
-                                                                     for k, r in results.items()))
-    print(f"one milestone evaluation, before (EMA weights, 1 seed): {seconds['before']:.1f} s; after (EMA and raw "
-          f"weights, {seeds} seeds): {seconds['after']:.1f} s = {seconds['after'] / seconds['before']:.2f}x (best of two each)")
+    print(
+        f"evaluation set: {len(eval_set.texts)} sentences; once per session before the first milestone: "
+        f"{setup:.1f} s (models, ceiling); scores now: "
+        + ", ".join(f"{k} {r.score} (spread {r.score_spread})" for k, r in results.items())
+    )
+    print(
+        f"one milestone evaluation, before (EMA weights, 1 seed): {seconds['before']:.1f} s; after (EMA and raw "
+        f"weights, {seeds} seeds): {seconds['after']:.1f} s = {seconds['after'] / seconds['before']:.2f}x (best of two each)"
+    )
     for label, save_every in (("demo (save_every 80)", DEMO_SAVE_EVERY), ("f5-tiny at save_every 1000", F5_SAVE_EVERY)):
         between = save_every / updates_per_s
         ratios = {k: v / between for k, v in seconds.items()}
         verdict = "ok" if ratios["after"] <= GOAL else f"ABOVE the goal {GOAL}"
-        print(f"{label}: evaluation / training between milestones ({between:.0f} s): before {ratios['before']:.3f}, "
-              f"after {ratios['after']:.3f} ({verdict})")
+        print(
+            f"{label}: evaluation / training between milestones ({between:.0f} s): before {ratios['before']:.3f}, "
+            f"after {ratios['after']:.3f} ({verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def voicetune(*args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "voicetune", *map(str, args)], env=env(**extra), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "voicetune", *map(str, args)],
+        env=env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def check(name: str, ok: bool, detail: str) -> None:
@@ -64,26 +69,61 @@ def metrics(run: Path) -> list[dict]:
 
 def speed_and_memory(out: Path, model: str, precision: str, frames: int, updates: int, clips: int) -> None:
     print(f"\n== 1. speed: {model} {precision}, {frames}-frame batches, ours / upstream Trainer", flush=True)
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "train_step.py"), "--model", model,
-                             "--mixed-precision", precision, "--batch-frames", str(frames), "--updates", str(updates),
-                             "--clips", str(clips), "--out", str(out / "speed")],
-                            env=env(), capture_output=True, text=True, timeout=420)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "train_step.py"),
+            "--model",
+            model,
+            "--mixed-precision",
+            precision,
+            "--batch-frames",
+            str(frames),
+            "--updates",
+            str(updates),
+            "--clips",
+            str(clips),
+            "--out",
+            str(out / "speed"),
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     print(result.stdout[-2500:], flush=True)
-    check("speed bench ran", result.returncode == 0, result.stderr[-800:] if result.returncode else "see the table above")
+    check(
+        "speed bench ran", result.returncode == 0, result.stderr[-800:] if result.returncode else "see the table above"
+    )
 
-    print(f"\n== 2. memory: peak of that run against voicetune plan", flush=True)
+    print("\n== 2. memory: peak of that run against voicetune plan", flush=True)
     ours = out / "speed" / "ours0"
     peaks = [r["perf/gpu_memory_gib"] for r in metrics(ours) if "perf/gpu_memory_gib" in r]
     corpus = out / "speed" / "corpus"
-    common = ["--model", model, "--pretrained", "none", "--data", corpus, "--batch-frames", str(frames),
-              "--mixed-precision", precision, "--json"]
+    common = [
+        "--model",
+        model,
+        "--pretrained",
+        "none",
+        "--data",
+        corpus,
+        "--batch-frames",
+        str(frames),
+        "--mixed-precision",
+        precision,
+        "--json",
+    ]
     formula = voicetune("plan", *common, "--no-probe")
     measured = voicetune("plan", *common, "--probe", timeout=300)
     for name, result in (("formula", formula), ("probe", measured)):
         if result.returncode != 0:
             check(f"plan ({name})", False, result.stderr[-500:])
     if not peaks or formula.returncode or measured.returncode:
-        check("peak memory against the plan", False, "no GPU memory figures (is this a GPU?)" if not peaks else "plan failed")
+        check(
+            "peak memory against the plan",
+            False,
+            "no GPU memory figures (is this a GPU?)" if not peaks else "plan failed",
+        )
         return
     peak = max(peaks) * GIB
     for result in (formula, measured):
@@ -91,9 +131,12 @@ def speed_and_memory(out: Path, model: str, precision: str, frames: int, updates
         # The plan counts the CUDA context, which max_memory_allocated does not see.
         estimate = plan["peak_memory_bytes"] - plan["memory"]["parts"].get("cuda_context", 0)
         ratio = peak / estimate
-        check(f"peak / plan ({plan['estimate']})", 0.7 <= ratio <= 1.3,
-              f"measured {peak / GIB:.2f} GiB, plan {estimate / GIB:.2f} GiB, ratio {ratio:.2f} (goal 0.7-1.3); "
-              f"largest --batch-frames for {plan['gpu_memory_source']}: {plan.get('max_batch_frames')}")
+        check(
+            f"peak / plan ({plan['estimate']})",
+            0.7 <= ratio <= 1.3,
+            f"measured {peak / GIB:.2f} GiB, plan {estimate / GIB:.2f} GiB, ratio {ratio:.2f} (goal 0.7-1.3); "
+            f"largest --batch-frames for {plan['gpu_memory_source']}: {plan.get('max_batch_frames')}",
+        )
 
 
 # ---- 3: recovery from a real CUDA out-of-memory -----------------------------------------------
@@ -103,31 +146,81 @@ def oom_recovery(out: Path, model: str, precision: str, budget: str, frames: int
     print(f"\n== 3. out-of-memory: {model} held to --gpu-memory {budget}, {frames}-frame batches", flush=True)
     corpus = out / "speed" / "corpus"
     run = out / "oom"
-    result = voicetune("train", "--model", model, "--pretrained", "none", "--data", corpus, "--run", run,
-                       "--batch-frames", str(frames), "--gpu-memory", budget, "--mixed-precision", precision,
-                       "--max-updates", "4", "--save-every", "1000", "--last-every", "1000", "--workers", "2",
-                       "--set", "max_sample_prompts=0", "--set", "log_every=1", timeout=400)
+    result = voicetune(
+        "train",
+        "--model",
+        model,
+        "--pretrained",
+        "none",
+        "--data",
+        corpus,
+        "--run",
+        run,
+        "--batch-frames",
+        str(frames),
+        "--gpu-memory",
+        budget,
+        "--mixed-precision",
+        precision,
+        "--max-updates",
+        "4",
+        "--save-every",
+        "1000",
+        "--last-every",
+        "1000",
+        "--workers",
+        "2",
+        "--set",
+        "max_sample_prompts=0",
+        "--set",
+        "log_every=1",
+        timeout=400,
+    )
     lines = [line for line in result.stdout.splitlines() if "out of memory at step" in line]
     run_json = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     changes = run_json.get("memory_changes", [])
     done = [r["step"] for r in metrics(run)]
-    check("a real CUDA OOM was met and recovered", result.returncode == 0 and bool(lines) and bool(changes),
-          (lines[0] if lines else "no OOM line") + f"; exit {result.returncode}; updates logged {len(done)}; "
-          f"run.json memory_changes {changes}" + (f"\n{result.stderr[-1500:]}" if result.returncode else ""))
+    check(
+        "a real CUDA OOM was met and recovered",
+        result.returncode == 0 and bool(lines) and bool(changes),
+        (lines[0] if lines else "no OOM line") + f"; exit {result.returncode}; updates logged {len(done)}; "
+        f"run.json memory_changes {changes}" + (f"\n{result.stderr[-1500:]}" if result.returncode else ""),
+    )
     check("no update lost", done == list(range(1, 5)), f"steps {done}")
 
 
 # ---- 4: exact resume on the GPU ---------------------------------------------------------------
 
 
-def straight_and_resumed(out: Path, name: str, model: str, precision: str, updates: int, stop_at: int,
-                         extra: list[str]) -> tuple[Path, Path]:
+def straight_and_resumed(
+    out: Path, name: str, model: str, precision: str, updates: int, stop_at: int, extra: list[str]
+) -> tuple[Path, Path]:
     from support.harness import Training, cli_env, last_logged_step, wait_until
 
     corpus = out / "speed" / "corpus"
-    base = ["--model", model, "--pretrained", "none", "--data", str(corpus), "--max-updates", str(updates),
-            "--batch-frames", "700", "--save-every", "10", "--last-every", "5", "--workers", "1",
-            "--mixed-precision", precision, "--set", "max_sample_prompts=0", *extra]
+    base = [
+        "--model",
+        model,
+        "--pretrained",
+        "none",
+        "--data",
+        str(corpus),
+        "--max-updates",
+        str(updates),
+        "--batch-frames",
+        "700",
+        "--save-every",
+        "10",
+        "--last-every",
+        "5",
+        "--workers",
+        "1",
+        "--mixed-precision",
+        precision,
+        "--set",
+        "max_sample_prompts=0",
+        *extra,
+    ]
     straight, run = out / f"{name}_straight", out / f"{name}_resumed"
     result = voicetune("train", *base, "--run", straight)
     if result.returncode != 0:
@@ -161,8 +254,9 @@ def weight_distance(a: Path, b: Path) -> tuple[bool, float]:
 def exact_resume(out: Path, precision: str) -> None:
     print(f"\n== 4. exact resume: f5-tiny {precision}, SIGTERM at step >= 12 of 30, resumed", flush=True)
     try:
-        straight, run = straight_and_resumed(out, "deterministic", "f5-tiny", precision, 30, 12,
-                                             ["--set", "deterministic=true"])
+        straight, run = straight_and_resumed(
+            out, "deterministic", "f5-tiny", precision, 30, 12, ["--set", "deterministic=true"]
+        )
         equal, distance = weight_distance(straight, run)
         check("bit-equal with deterministic algorithms", equal, f"largest weight difference {distance:.3g}")
         straight, run = straight_and_resumed(out, "default", "f5-tiny", precision, 30, 12, [])
@@ -190,12 +284,17 @@ def main() -> None:
         if not torch.cuda.is_available():
             sys.exit("no CUDA GPU here: run with --cpu-dry-run to check the script itself")
         props = torch.cuda.get_device_properties(0)
-        print(f"{props.name}, {props.total_memory / GIB:.0f} GiB, torch {torch.__version__}; output in {out}", flush=True)
+        print(
+            f"{props.name}, {props.total_memory / GIB:.0f} GiB, torch {torch.__version__}; output in {out}", flush=True
+        )
         speed_and_memory(out, "f5-v1-base", "bf16", 3200, 30, 48)
         oom_recovery(out, "f5-v1-base", "bf16", "12G", 12000)
         exact_resume(out, "bf16")
-    print(f"\n{len(FAILED)} check(s) failed{': ' + ', '.join(FAILED) if FAILED else ''}; "
-          f"{time.monotonic() - started:.0f} s", flush=True)
+    print(
+        f"\n{len(FAILED)} check(s) failed{': ' + ', '.join(FAILED) if FAILED else ''}; "
+        f"{time.monotonic() - started:.0f} s",
+        flush=True,
+    )
     sys.exit(1 if FAILED else 0)
 
 

@@ -37,6 +37,7 @@ sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "data"), str(R
 
 from real_speech import build_real_corpus, words_for_wer  # noqa: E402
 from speech_corpus import word_edits  # noqa: E402
+
 from voicetune.data.ingest import load_source  # noqa: E402
 from voicetune.data.prepare import PrepareOptions, available_cores, prepare_dataset  # noqa: E402
 from voicetune.data.segment import ClipLimits, SpeechDetector, segment_speech  # noqa: E402
@@ -83,7 +84,9 @@ def time_pipeline(folder: Path, out: Path, model: str, **options) -> tuple[float
     started, cpu = time.perf_counter(), cpu_seconds()
     result = prepare_dataset([folder], out, PrepareOptions(whisper_model=model, **options), show_progress=False)
     elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    print(f"    ({result.clips} clips, {result.report['totals']['hours_kept'] * 60:.1f} min kept, {result.workers} worker(s))")
+    print(
+        f"    ({result.clips} clips, {result.report['totals']['hours_kept'] * 60:.1f} min kept, {result.workers} worker(s))"
+    )
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     return elapsed, cpu, manifest
 
@@ -93,14 +96,18 @@ def score(corpus: dict, manifest: list[dict], whole_words: dict) -> dict[str, tu
     speech prepare kept."""
     totals: dict[str, list[int]] = {}
     for name, recording in corpus.items():
-        clips = sorted((c for c in manifest if Path(c["source"]).resolve() == recording.path.resolve()),
-                       key=lambda c: c["start"])
+        clips = sorted(
+            (c for c in manifest if Path(c["source"]).resolve() == recording.path.resolve()), key=lambda c: c["start"]
+        )
         said = " ".join(recording.recording.text_between(c["start"], c["end"]) for c in clips)
         reference = words_for_wer(said, recording.language)
         ours = words_for_wer(" ".join(c["text"] for c in clips), recording.language)
-        theirs = words_for_wer("".join(w.word for w in whole_words[name]
-                                       if any(c["start"] <= (w.start + w.end) / 2 < c["end"] for c in clips)),
-                               recording.language)
+        theirs = words_for_wer(
+            "".join(
+                w.word for w in whole_words[name] if any(c["start"] <= (w.start + w.end) / 2 < c["end"] for c in clips)
+            ),
+            recording.language,
+        )
         row = totals.setdefault(recording.language, [0, 0, 0])
         row[0] += len(reference)
         row[1] += word_edits(reference, ours)
@@ -110,7 +117,9 @@ def score(corpus: dict, manifest: list[dict], whole_words: dict) -> dict[str, tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_model = os.environ.get("VOICETUNE_WHISPER_MODEL") or str(REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2")
+    default_model = os.environ.get("VOICETUNE_WHISPER_MODEL") or str(
+        REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2"
+    )
     parser.add_argument("--whisper-model", default=default_model)
     parser.add_argument("--variants", action="store_true", help="also time --beam-size 5 and --workers 1")
     args = parser.parse_args()
@@ -120,8 +129,10 @@ def main() -> None:
         corpus = build_real_corpus(folder)
         seconds = sum(recording.recording.duration for recording in corpus.values())
         cores = available_cores()
-        print(f"{seconds / 60:.1f} min of recorded speech (es, fr, it) in {len(corpus)} files; {cores} CPU cores; "
-              f"load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"{seconds / 60:.1f} min of recorded speech (es, fr, it) in {len(corpus)} files; {cores} CPU cores; "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         rows = [("segmentation (silero-vad + clip planning)", time_segmentation(corpus), None)]
         print("  running: whole-file whisper pass")
         whole_words, wall, cpu = whole_file_pass(corpus, args.whisper_model)
@@ -133,11 +144,15 @@ def main() -> None:
         pipeline_ratio = seconds / wall
         speedup = f"prepare's speed / the whole-file pass's, same run: {whole_wall / wall:.2f} (wall), {whole_cpu / cpu:.2f} (CPU)"
         if args.variants:
-            for label, options in [("whole pipeline, --beam-size 5", {"beam_size": 5}),
-                                   ("whole pipeline, --workers 1", {"workers": 1})]:
+            for label, options in [
+                ("whole pipeline, --beam-size 5", {"beam_size": 5}),
+                ("whole pipeline, --workers 1", {"workers": 1}),
+            ]:
                 print(f"  running: {label}")
                 rows.append((label, *time_pipeline(folder, Path(tmp) / "dataset", args.whisper_model, **options)[:2]))
-        print(f"\nload average now {os.getloadavg()[0]:.1f}: other processes on these cores slow the wall-clock figures;")
+        print(
+            f"\nload average now {os.getloadavg()[0]:.1f}: other processes on these cores slow the wall-clock figures;"
+        )
         print(f"the last column is what the CPU time allows on {cores} otherwise idle cores (audio / (CPU s / cores)).")
         print(f"{'stage':56s} {'wall s':>7s} {'x real time':>12s} {'CPU s':>7s} {'x if idle':>9s}")
         for label, wall, cpu_used in rows:

@@ -75,12 +75,21 @@ def make_checkpoint(root: Path, n_params: int) -> tuple[Path, int]:
     block = 1024 * 1024
     shapes = [(1024, 1024)] * (n_params // block) + [(max(1, n_params % block),)]
     model = {f"layer{i}.weight": torch.randn(*s, generator=gen) for i, s in enumerate(shapes)}
-    optimizer = {f"state/{i}/{m}": torch.randn(*s, generator=gen) for i, s in enumerate(shapes) for m in ("exp_avg", "exp_avg_sq")}
+    optimizer = {
+        f"state/{i}/{m}": torch.randn(*s, generator=gen)
+        for i, s in enumerate(shapes)
+        for m in ("exp_avg", "exp_avg_sq")
+    }
     store = CheckpointStore(root)
-    stored = store.commit(CheckpointPayload(step=1, role="rolling", kind="full",
-                                            tensor_files={"model": model, "ema": {k: v.clone() for k, v in model.items()},
-                                                          "optimizer": optimizer},
-                                            json_files={"loop": {"step": 1}}))
+    stored = store.commit(
+        CheckpointPayload(
+            step=1,
+            role="rolling",
+            kind="full",
+            tensor_files={"model": model, "ema": {k: v.clone() for k, v in model.items()}, "optimizer": optimizer},
+            json_files={"loop": {"step": 1}},
+        )
+    )
     return stored.path, stored.size_bytes
 
 
@@ -112,13 +121,17 @@ def main() -> None:
             for mode in runs:
                 runs[mode].append(load_in_child(mode, root))
         hash_s = statistics.median(hashes)
-        print(f"checkpoint: {size / 2**20:.0f} MiB in {len(list(ckpt.iterdir()))} files; sha256 of it once: {hash_s:.2f} s")
+        print(
+            f"checkpoint: {size / 2**20:.0f} MiB in {len(list(ckpt.iterdir()))} files; sha256 of it once: {hash_s:.2f} s"
+        )
         for mode, results in runs.items():
             seconds = statistics.median(r["seconds"] for r in results)
             extra = statistics.median(r["peak"] - r["loaded"] for r in results)
-            print(f"{mode:>10}: resume {seconds:.2f} s  resume time / hash once = {seconds / hash_s:.2f}  "
-                  f"extra memory / size = {extra / size:.2f}  (RSS {results[0]['before'] / 2**20:.0f} MiB before, "
-                  f"{results[0]['loaded'] / 2**20:.0f} MiB loaded, peak {results[0]['peak'] / 2**20:.0f} MiB)")
+            print(
+                f"{mode:>10}: resume {seconds:.2f} s  resume time / hash once = {seconds / hash_s:.2f}  "
+                f"extra memory / size = {extra / size:.2f}  (RSS {results[0]['before'] / 2**20:.0f} MiB before, "
+                f"{results[0]['loaded'] / 2**20:.0f} MiB loaded, peak {results[0]['peak'] / 2**20:.0f} MiB)"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

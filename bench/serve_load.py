@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +36,12 @@ def one_request(url: str, model: str, timeout: float = 600) -> tuple[int, float,
 
     start = time.perf_counter()
     first = None
-    with httpx.stream("POST", f"{url}/v1/audio/speech", timeout=timeout,
-                      json={"model": model, "input": TEXT, "voice": "default", "response_format": "wav"}) as response:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/audio/speech",
+        timeout=timeout,
+        json={"model": model, "input": TEXT, "voice": "default", "response_format": "wav"},
+    ) as response:
         for part in response.iter_bytes():
             if first is None and part:
                 first = time.perf_counter() - start
@@ -69,8 +72,22 @@ def main() -> None:
         run = train_tiny_f5(root)
         ref, ref_text = default_reference(next((run / "checkpoints").glob("step_*")), root / "corpus")
         start = time.perf_counter()
-        cold = run_cli("synthesize", "--checkpoint", run, "--text", TEXT, "--ref", ref, "--ref-text", ref_text,
-                       "--out", root / "cold.wav", "--nfe", str(args.nfe), timeout=1800)
+        cold = run_cli(
+            "synthesize",
+            "--checkpoint",
+            run,
+            "--text",
+            TEXT,
+            "--ref",
+            ref,
+            "--ref-text",
+            ref_text,
+            "--out",
+            root / "cold.wav",
+            "--nfe",
+            str(args.nfe),
+            timeout=1800,
+        )
         cold_seconds = time.perf_counter() - start
         assert cold.returncode == 0, cold.stderr
 
@@ -112,12 +129,16 @@ def main() -> None:
     errors = len(results) - len(ok) - refused
     latencies = [r[1] for r in ok]
     firsts = [r[2] for r in ok if r[2] is not None]
-    print(f"{args.clients} clients for {elapsed:.0f} s, f5-tiny at {args.nfe} steps: {len(ok)} requests "
-          f"({len(ok) / elapsed:.2f}/s); latency p50 {percentile(latencies, 0.5):.2f} s, p95 "
-          f"{percentile(latencies, 0.95):.2f} s; first audio byte p50 {percentile(firsts, 0.5):.2f} s")
+    print(
+        f"{args.clients} clients for {elapsed:.0f} s, f5-tiny at {args.nfe} steps: {len(ok)} requests "
+        f"({len(ok) / elapsed:.2f}/s); latency p50 {percentile(latencies, 0.5):.2f} s, p95 "
+        f"{percentile(latencies, 0.95):.2f} s; first audio byte p50 {percentile(firsts, 0.5):.2f} s"
+    )
     print(f"errors: {errors}; 429s: {refused}; server: {health['done']} done, {health['failed']} failed")
-    print(f"server RSS: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after "
-          f"({(rss_after - rss_before) / rss_before * 100:+.1f}%)")
+    print(
+        f"server RSS: {rss_before / 2**20:.0f} MiB before, {rss_after / 2**20:.0f} MiB after "
+        f"({(rss_after - rss_before) / rss_before * 100:+.1f}%)"
+    )
     print(f"warm request {warm:.2f} s; cold synthesize {cold_seconds:.2f} s")
     print(f"warm request / cold synthesize: {warm / cold_seconds:.2f}")
 

@@ -26,10 +26,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-TEXT = ("Glue the sheet to the dark blue background, and then wait until it dries completely. "
-        "It is easy to tell the depth of a well when you drop a small stone into it. "
-        "These days a chicken leg is a rare dish, and the farmers know it very well. "
-        "Rice is often served in round bowls, with a little salt and a few green leaves.")
+TEXT = (
+    "Glue the sheet to the dark blue background, and then wait until it dries completely. "
+    "It is easy to tell the depth of a well when you drop a small stone into it. "
+    "These days a chicken leg is a rare dish, and the farmers know it very well. "
+    "Rice is often served in round bowls, with a little salt and a few green leaves."
+)
 REF_TEXT = "The birch canoe slid on the smooth planks."
 
 
@@ -40,9 +42,11 @@ def random_vocos():
     from vocos.heads import ISTFTHead
     from vocos.models import VocosBackbone
 
-    return Vocos(MelSpectrogramFeatures(sample_rate=24000, n_fft=1024, hop_length=256, n_mels=100, padding="center"),
-                 VocosBackbone(input_channels=100, dim=512, intermediate_dim=1536, num_layers=8),
-                 ISTFTHead(dim=512, n_fft=1024, hop_length=256, padding="center")).eval()
+    return Vocos(
+        MelSpectrogramFeatures(sample_rate=24000, n_fft=1024, hop_length=256, n_mels=100, padding="center"),
+        VocosBackbone(input_channels=100, dim=512, intermediate_dim=1536, num_layers=8),
+        ISTFTHead(dim=512, n_fft=1024, hop_length=256, padding="center"),
+    ).eval()
 
 
 def engine_for(model_name: str, nfe: int, device: str):
@@ -87,8 +91,18 @@ def bench_f5(model_name: str, nfe: int, repeats: int, device: str, ref: Path, fe
 
     def upstream():
         with torch.inference_mode():
-            wave, rate, _ = infer_process(str(ref), REF_TEXT, TEXT, engine.model, vocos, mel_spec_type="vocos",
-                                          show_info=lambda *a: None, progress=None, nfe_step=nfe, device=device)
+            wave, rate, _ = infer_process(
+                str(ref),
+                REF_TEXT,
+                TEXT,
+                engine.model,
+                vocos,
+                mel_spec_type="vocos",
+                show_info=lambda *a: None,
+                progress=None,
+                nfe_step=nfe,
+                device=device,
+            )
         return wave, rate
 
     chunks = len(engine.plan(TEXT, voice).chunks)
@@ -105,13 +119,19 @@ def bench_f5(model_name: str, nfe: int, repeats: int, device: str, ref: Path, fe
                 rtfs[steps].append(median_rtf(ours, 1)[0])
         engine.adapter.nfe_steps = nfe
         slow, fast = statistics.median(rtfs[nfe]), statistics.median(rtfs[fewer])
-        print(f"{model_name}: engine RTF at {fewer} steps {fast:.3f}, at {nfe} steps {slow:.3f}: "
-              f"{fewer} / {nfe} steps: {fast / slow:.2f}", flush=True)
+        print(
+            f"{model_name}: engine RTF at {fewer} steps {fast:.3f}, at {nfe} steps {slow:.3f}: "
+            f"{fewer} / {nfe} steps: {fast / slow:.2f}",
+            flush=True,
+        )
     rtf_ours = statistics.median(r for r, _ in results["ours"])
     rtf_upstream = statistics.median(r for r, _ in results["upstream"])
-    print(f"{model_name} nfe {nfe} on {device}: {chunks} chunks, {results['ours'][0][1]:.1f} s of audio (ours), "
-          f"{results['upstream'][0][1]:.1f} s (upstream); RTF ours {rtf_ours:.3f}, upstream {rtf_upstream:.3f}, "
-          f"ratio {rtf_ours / rtf_upstream:.2f}", flush=True)
+    print(
+        f"{model_name} nfe {nfe} on {device}: {chunks} chunks, {results['ours'][0][1]:.1f} s of audio (ours), "
+        f"{results['upstream'][0][1]:.1f} s (upstream); RTF ours {rtf_ours:.3f}, upstream {rtf_upstream:.3f}, "
+        f"ratio {rtf_ours / rtf_upstream:.2f}",
+        flush=True,
+    )
     return rtf_ours / rtf_upstream
 
 
@@ -129,8 +149,11 @@ def bench_xtts_first_chunk(device: str, ref: Path) -> float:
         if first is None:
             first = time.perf_counter() - start
     total = time.perf_counter() - start
-    print(f"xtts-tiny on {device}: {len(plan.chunks)} chunks; first streamed chunk after {first:.2f} s of {total:.2f} s; "
-          f"first chunk / full synthesis: {first / total:.2f}", flush=True)
+    print(
+        f"xtts-tiny on {device}: {len(plan.chunks)} chunks; first streamed chunk after {first:.2f} s of {total:.2f} s; "
+        f"first chunk / full synthesis: {first / total:.2f}",
+        flush=True,
+    )
     return first / total
 
 

@@ -35,29 +35,83 @@ def env() -> dict[str, str]:
     return e
 
 
-def run_upstream(corpus: Path, out: Path, updates: int, batch_frames: int, skip: int, model: str = "f5-tiny",
-                 precision: str = "no") -> tuple[float, float]:
+def run_upstream(
+    corpus: Path, out: Path, updates: int, batch_frames: int, skip: int, model: str = "f5-tiny", precision: str = "no"
+) -> tuple[float, float]:
     """(updates/s, frames/s) of upstream's Trainer."""
-    result = subprocess.run([sys.executable, str(UPSTREAM_RUNNER), str(corpus), str(out), "--updates", str(updates),
-                             "--batch-frames", str(batch_frames), "--workers", "1", "--model", model,
-                             "--mixed-precision", precision],
-                            env=env(), capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(UPSTREAM_RUNNER),
+            str(corpus),
+            str(out),
+            "--updates",
+            str(updates),
+            "--batch-frames",
+            str(batch_frames),
+            "--workers",
+            "1",
+            "--model",
+            model,
+            "--mixed-precision",
+            precision,
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         sys.exit(f"upstream Trainer failed:\n{result.stderr[-3000:]}")
     run = json.loads(result.stdout.strip().splitlines()[-1])
     return run["updates_per_second"], run["updates_per_second"] * run["frames_per_update"]
 
 
-def run_ours(corpus: Path, run: Path, updates: int, batch_frames: int, skip: int,
-             weights_milestone_at: int | None = None, model: str = "f5-tiny", precision: str = "no") -> tuple[float, float]:
+def run_ours(
+    corpus: Path,
+    run: Path,
+    updates: int,
+    batch_frames: int,
+    skip: int,
+    weights_milestone_at: int | None = None,
+    model: str = "f5-tiny",
+    precision: str = "no",
+) -> tuple[float, float]:
     """(updates/s, frames/s) of `voicetune train`, from its per-update metrics."""
     save_every = weights_milestone_at or 10**6
     # Random weights, as upstream's Trainer here starts from (and no download).
-    args = [sys.executable, "-m", "voicetune", "train", "--model", model, "--pretrained", "none",
-            "--mixed-precision", precision, "--data", str(corpus), "--run", str(run),
-            "--max-updates", str(updates), "--batch-frames", str(batch_frames), "--workers", "1",
-            "--save-every", str(save_every), "--last-every", str(10**6), "--set", "log_every=1",
-            "--set", "milestone_state=weights", "--set", "max_sample_prompts=0"]
+    args = [
+        sys.executable,
+        "-m",
+        "voicetune",
+        "train",
+        "--model",
+        model,
+        "--pretrained",
+        "none",
+        "--mixed-precision",
+        precision,
+        "--data",
+        str(corpus),
+        "--run",
+        str(run),
+        "--max-updates",
+        str(updates),
+        "--batch-frames",
+        str(batch_frames),
+        "--workers",
+        "1",
+        "--save-every",
+        str(save_every),
+        "--last-every",
+        str(10**6),
+        "--set",
+        "log_every=1",
+        "--set",
+        "milestone_state=weights",
+        "--set",
+        "max_sample_prompts=0",
+    ]
     result = subprocess.run(args, env=env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"voicetune train failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -87,7 +141,9 @@ def main() -> None:
     parser.add_argument("--model", default="f5-tiny", help="f5-tiny | f5-v1-small | f5-v1-base (random weights)")
     parser.add_argument("--mixed-precision", default="no", help="no | bf16 | fp16 (GPU), the same for both")
     parser.add_argument("--clips", type=int, default=24, help="espeak-ng clips in the corpus")
-    parser.add_argument("--out", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="keep the corpus and runs here (default: a temporary folder)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / "src"))
     from voicetune.demo.corpus import write_ljspeech_corpus
@@ -96,29 +152,56 @@ def main() -> None:
         tmp = Path(args.out or tmp)
         tmp.mkdir(parents=True, exist_ok=True)
         corpus = write_ljspeech_corpus(tmp / "corpus", n_items=args.clips, sample_rate=24000)
-        print(f"{args.model} ({args.mixed_precision}), {args.updates} updates of {args.batch_frames} frames, corpus of "
-              f"{args.clips} espeak-ng clips; "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"{args.model} ({args.mixed_precision}), {args.updates} updates of {args.batch_frames} frames, corpus of "
+            f"{args.clips} espeak-ng clips; "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        )
         ours, theirs, sizes = [], [], {}
         for repeat in range(args.repeats):
-            theirs.append(run_upstream(corpus, tmp / f"upstream{repeat}", args.updates, args.batch_frames, args.skip,
-                                       args.model, args.mixed_precision))
+            theirs.append(
+                run_upstream(
+                    corpus,
+                    tmp / f"upstream{repeat}",
+                    args.updates,
+                    args.batch_frames,
+                    args.skip,
+                    args.model,
+                    args.mixed_precision,
+                )
+            )
             run = tmp / f"ours{repeat}"
-            ours.append(run_ours(corpus, run, args.updates, args.batch_frames, args.skip,
-                                 weights_milestone_at=args.updates // 2, model=args.model, precision=args.mixed_precision))
+            ours.append(
+                run_ours(
+                    corpus,
+                    run,
+                    args.updates,
+                    args.batch_frames,
+                    args.skip,
+                    weights_milestone_at=args.updates // 2,
+                    model=args.model,
+                    precision=args.mixed_precision,
+                )
+            )
             sizes = checkpoint_bytes(run)
             print(f"  round {repeat + 1}: upstream {theirs[-1][0]:.3f} updates/s, ours {ours[-1][0]:.3f} updates/s")
         mean = lambda values: sum(values) / len(values)  # noqa: E731
         ups_ratio = mean([o[0] for o in ours]) / mean([t[0] for t in theirs])
         fps_ratio = mean([o[1] for o in ours]) / mean([t[1] for t in theirs])
         print(f"\n{'measure':44s} {'ours':>10s} {'upstream':>10s} {'ratio':>7s}  goal")
-        print(f"{'updates/s (ours / upstream Trainer)':44s} {mean([o[0] for o in ours]):10.3f} "
-              f"{mean([t[0] for t in theirs]):10.3f} {ups_ratio:7.2f}  >= 1.0 {'met' if ups_ratio >= 1 else 'NOT met'}")
-        print(f"{'frames/s (ours / upstream Trainer)':44s} {mean([o[1] for o in ours]):10.0f} "
-              f"{mean([t[1] for t in theirs]):10.0f} {fps_ratio:7.2f}")
+        print(
+            f"{'updates/s (ours / upstream Trainer)':44s} {mean([o[0] for o in ours]):10.3f} "
+            f"{mean([t[0] for t in theirs]):10.3f} {ups_ratio:7.2f}  >= 1.0 {'met' if ups_ratio >= 1 else 'NOT met'}"
+        )
+        print(
+            f"{'frames/s (ours / upstream Trainer)':44s} {mean([o[1] for o in ours]):10.0f} "
+            f"{mean([t[1] for t in theirs]):10.0f} {fps_ratio:7.2f}"
+        )
         if "weights" in sizes and "full" in sizes:
-            print(f"{'bytes: weights-only milestone / full state':44s} {sizes['weights']:10d} {sizes['full']:10d} "
-                  f"{sizes['weights'] / sizes['full']:7.2f}")
+            print(
+                f"{'bytes: weights-only milestone / full state':44s} {sizes['weights']:10d} {sizes['full']:10d} "
+                f"{sizes['weights'] / sizes['full']:7.2f}"
+            )
         print(f"load average now {os.getloadavg()[0]:.1f} (other work on these cores makes both slower)")
 
 

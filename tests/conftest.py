@@ -30,15 +30,24 @@ SHARED_SETUP = {
 
 # The longest files and groups (a minute or more on 2 cores), handed out first so that the two
 # workers finish together; a stale list costs only balance.
-LONG_FIRST = ("tests/data/", "tests/models/test_xtts_adapter.py", "tests/models/test_lora.py", "tests/scoring/",
-              "tests/models/test_xtts_new_language.py",
-              "tests/models/test_f5_training.py", "tests/studio/test_studio_browser.py", "tests/train/test_resume.py",
-              "tests/train/test_ranks.py",
-              "tests/test_demo.py", "tests/test_docs_examples.py")
+LONG_FIRST = (
+    "tests/data/",
+    "tests/models/test_xtts_adapter.py",
+    "tests/models/test_lora.py",
+    "tests/scoring/",
+    "tests/models/test_xtts_new_language.py",
+    "tests/models/test_f5_training.py",
+    "tests/studio/test_studio_browser.py",
+    "tests/train/test_resume.py",
+    "tests/train/test_ranks.py",
+    "tests/test_demo.py",
+    "tests/test_docs_examples.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: the collections must match
+
         def rank(item) -> int:
             path = os.path.relpath(item.path, config.rootpath)
             return next((i for i, prefix in enumerate(LONG_FIRST) if path.startswith(prefix)), len(LONG_FIRST))
@@ -84,13 +93,23 @@ def tiny_full_run(xtts_corpus, tmp_path_factory) -> Path:
     """xtts-tiny with its whole GPT trained for 60 updates; one sample prompt at the final milestone.
     (Shared by the XTTS adapter and LoRA tests.)"""
     run = tmp_path_factory.mktemp("xtts_full") / "run"
-    result = run_cli("train", *xtts_args(xtts_corpus, run, "--save-every", str(XTTS_STEPS), "--last-every", "30",
-                                         "--set", "max_sample_prompts=1", max_updates=XTTS_STEPS))
+    result = run_cli(
+        "train",
+        *xtts_args(
+            xtts_corpus,
+            run,
+            "--save-every",
+            str(XTTS_STEPS),
+            "--last-every",
+            "30",
+            "--set",
+            "max_sample_prompts=1",
+            max_updates=XTTS_STEPS,
+        ),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (run / "stdout.txt").write_text(result.stdout)
     return run
-
-
 
 
 @pytest.fixture(scope="session")

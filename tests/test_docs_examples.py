@@ -56,7 +56,7 @@ def examples_in(page: Path) -> list[Example]:
             if marked_exit is not None:
                 if opening.group(2).strip() != "console":
                     raise ValueError(f"{page}:{i + 1}: a docs-test marker must precede a ```console block")
-                found.append(Example(i + 1, marked_exit, _commands(lines[i + 1:end])))
+                found.append(Example(i + 1, marked_exit, _commands(lines[i + 1 : end])))
             marked_exit, i = None, end + 1
             continue
         marker = MARKER.fullmatch(stripped)
@@ -98,8 +98,9 @@ def shows(expected: list[str], output: str) -> tuple[bool, str]:
     for want in expected:
         if want.strip() in ("", "..."):
             continue
-        pattern = re.compile(r"\s+".join(
-            ".*".join(re.escape(piece) for piece in word.split("...")) for word in want.split()))
+        pattern = re.compile(
+            r"\s+".join(".*".join(re.escape(piece) for piece in word.split("...")) for word in want.split())
+        )
         while at < len(lines) and not pattern.fullmatch(lines[at]):
             at += 1
         if at == len(lines):
@@ -114,20 +115,34 @@ def pages_with_examples() -> list[str]:
 
 def run_page(page: str, folder: Path, bin_dir: Path) -> None:
     env = dict(os.environ)
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", COLUMNS="100", LC_ALL="C", PYTHONUNBUFFERED="1",
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env['PATH']}",
+        COLUMNS="100",
+        LC_ALL="C",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     env.pop("VOICETUNE_EVALUATE", None)  # a reader's shell has none of the tests' settings
     examples = examples_in(DOCS / page)
     assert examples, f"{page} has no marked example"
     for example in examples:
         for number, command in enumerate(example.commands):
-            result = subprocess.run(["bash", "-c", command.text], cwd=folder, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, timeout=COMMAND_TIMEOUT)
+            result = subprocess.run(
+                ["bash", "-c", command.text],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+            )
             where = f"{page}, the example at line {example.line}: `{command.text}`"
             wanted_exit = example.exit_code if number == len(example.commands) - 1 else 0
             assert result.returncode == wanted_exit, (
-                f"{where} exited {result.returncode}, the page says {wanted_exit}:\n{result.stdout}")
+                f"{where} exited {result.returncode}, the page says {wanted_exit}:\n{result.stdout}"
+            )
             ok, missing = shows(command.expected, result.stdout)
             assert ok, f"{where} did not print what the page shows: {missing!r} is missing from\n{result.stdout}"
 
@@ -178,7 +193,8 @@ def test_examples_are_found_where_the_pages_mark_them(tmp_path):
         "```console\n$ not marked\n```\n\n"
         "````markdown\n<!-- docs-test -->\n```console\n$ inside another fence\n```\n````\n\n"
         "<!-- docs-test -->\nA paragraph between.\n```console\n$ not marked either\n```\n\n"
-        "<!-- docs-test: exit 3 -->\n\n```console\n$ exit 3\n```\n")
+        "<!-- docs-test: exit 3 -->\n\n```console\n$ exit 3\n```\n"
+    )
     found = examples_in(page)
     assert [(e.line, e.exit_code, [(c.text, c.expected) for c in e.commands]) for e in found] == [
         (2, 0, [("echo a \\\n    b", ["a b"]), ("true", [])]),

@@ -30,21 +30,23 @@ def test_a_new_top_level_page_is_listed_under_guides(hooks, tmp_path):
     nav = hooks.add_to_guides(nav, hooks.top_level_pages(tmp_path))
 
     # the known guides in their order first, then any other by name; a page the nav names stays put
-    assert nav[1] == {"Guides": [{"Preparing": "guides/prepare.md"}, "use-the-voice.md", "studio.md",
-                                 "zeta-notes.md"]}
+    assert nav[1] == {"Guides": [{"Preparing": "guides/prepare.md"}, "use-the-voice.md", "studio.md", "zeta-notes.md"]}
     assert nav[2] == {"Other": "named.md"}
 
 
 def test_without_a_guides_section_the_pages_get_one(hooks):
     assert hooks.add_to_guides([{"Home": "index.md"}], ["new-language.md"]) == [
-        {"Home": "index.md"}, {"Guides": ["new-language.md"]}]
+        {"Home": "index.md"},
+        {"Guides": ["new-language.md"]},
+    ]
     assert hooks.add_to_guides([{"Home": "index.md"}], []) == [{"Home": "index.md"}]
 
 
 def test_the_readme_links_into_docs_become_links_between_pages(hooks):
     readme = "[Memory](docs/guides/memory.md#voicetune-plan) ![x](docs/eval.png) [a](https://x.org/docs/y)"
     assert hooks.readme_as_front_page(readme) == (
-        "[Memory](guides/memory.md#voicetune-plan) ![x](eval.png) [a](https://x.org/docs/y)")
+        "[Memory](guides/memory.md#voicetune-plan) ![x](eval.png) [a](https://x.org/docs/y)"
+    )
 
 
 def test_the_cli_reference_has_every_command_and_its_options(hooks):
@@ -56,11 +58,11 @@ def test_the_cli_reference_has_every_command_and_its_options(hooks):
         assert title in titles
     for title in titles:
         assert f"# `{title}`\n" in page
-    prune = page[page.index("### `voicetune ckpt prune`"):page.index("### `voicetune ckpt export`")]
+    prune = page[page.index("### `voicetune ckpt prune`") : page.index("### `voicetune ckpt export`")]
     assert "voicetune ckpt prune [OPTIONS] RUN" in prune
     for option in ("`--keep-last`", "`--dry-run`", "`--abandoned`"):
         assert option in prune
-    train = page[page.index("## `voicetune train`"):]
+    train = page[page.index("## `voicetune train`") :]
     # defaults and metavars as `--help` gives them; a | inside a table cell is escaped
     assert "| `--keep-last` | `K` | newest milestones kept [default: 3] |" in train
     assert "`f5-tiny \\| f5-v1-small" not in train and "f5-tiny \\| f5-v1-small \\| f5-v1-base" in train

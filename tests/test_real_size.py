@@ -25,8 +25,22 @@ from voicetune.config import format_size
 pytestmark = pytest.mark.full
 
 UPDATES = 3  # SIGTERM during the 2nd update: 2 trained, stopped, then resumed to the 3rd
-COMMON = ["--max-updates", str(UPDATES), "--save-every", "1000", "--last-every", "1000", "--workers", "0",
-          "--set", "max_sample_prompts=0", "--set", "log_every=1", "--keep-last", "1"]
+COMMON = [
+    "--max-updates",
+    str(UPDATES),
+    "--save-every",
+    "1000",
+    "--last-every",
+    "1000",
+    "--workers",
+    "0",
+    "--set",
+    "max_sample_prompts=0",
+    "--set",
+    "log_every=1",
+    "--keep-last",
+    "1",
+]
 
 
 class Measured:
@@ -35,8 +49,13 @@ class Measured:
     def __init__(self, args: list[str], log: Path):
         self.log = log
         self.out = open(log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "voicetune", "train", *map(str, args)], env=cli_env(),
-                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voicetune", "train", *map(str, args)],
+            env=cli_env(),
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started = time.monotonic()
 
     def wait(self) -> tuple[int, int, float]:
@@ -70,10 +89,17 @@ def train_stop_resume(args: list[str], run: Path, tmp_path: Path) -> dict:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     full = max(checkpoints, key=lambda c: c.step)
     assert full.step == UPDATES and full.kind == "full"
-    figures = {"peak_rss": max(rss_first, rss_second), "seconds_per_update": 1 / min(rates),
-               "full_checkpoint_bytes": full.size_bytes, "stopped_at": stopped}
-    print(f"\n{run.name}: peak RSS {format_size(figures['peak_rss'])}, {figures['seconds_per_update']:.1f} s/update, "
-          f"full-state checkpoint {format_size(figures['full_checkpoint_bytes'])}", flush=True)
+    figures = {
+        "peak_rss": max(rss_first, rss_second),
+        "seconds_per_update": 1 / min(rates),
+        "full_checkpoint_bytes": full.size_bytes,
+        "stopped_at": stopped,
+    }
+    print(
+        f"\n{run.name}: peak RSS {format_size(figures['peak_rss'])}, {figures['seconds_per_update']:.1f} s/update, "
+        f"full-state checkpoint {format_size(figures['full_checkpoint_bytes'])}",
+        flush=True,
+    )
     return figures
 
 
@@ -96,8 +122,19 @@ def test_f5_v1_base_real_size_trains_stops_resumes_and_exports_for_upstream(toy_
     del model
 
     run = tmp_path / "f5-v1-base"
-    args = ["--model", "f5-v1-base", "--pretrained", released / "model.safetensors", "--data", toy_corpus,
-            "--run", run, "--batch-frames", "500", *COMMON]
+    args = [
+        "--model",
+        "f5-v1-base",
+        "--pretrained",
+        released / "model.safetensors",
+        "--data",
+        toy_corpus,
+        "--run",
+        run,
+        "--batch-frames",
+        "500",
+        *COMMON,
+    ]
     train_stop_resume(args, run, tmp_path)
 
     from f5_tts.infer.utils_infer import load_model
@@ -105,9 +142,10 @@ def test_f5_v1_base_real_size_trains_stops_resumes_and_exports_for_upstream(toy_
 
     ready = run / "ready"
     config = OmegaConf.load(ready / "model.yaml")
-    upstream = load_model(DiT, config.model.arch, str(ready / "model.safetensors"), vocab_file=str(ready / "vocab.txt"),
-                          device="cpu")  # upstream loads strictly: no missing or unexpected key
-    exported = {k[len("ema_model."):] for k in load_file(ready / "model.safetensors") if k.startswith("ema_model.")}
+    upstream = load_model(
+        DiT, config.model.arch, str(ready / "model.safetensors"), vocab_file=str(ready / "vocab.txt"), device="cpu"
+    )  # upstream loads strictly: no missing or unexpected key
+    exported = {k[len("ema_model.") :] for k in load_file(ready / "model.safetensors") if k.startswith("ema_model.")}
     assert exported == set(upstream.state_dict())
 
 
@@ -122,11 +160,22 @@ def write_random_xtts_v2(folder: Path) -> None:
     from voicetune.models import xtts_files as files
 
     config = XttsConfig()
-    v2_args = {"gpt_max_audio_tokens": 605, "gpt_max_text_tokens": 402, "gpt_max_prompt_tokens": 70,
-               "gpt_layers": 30, "gpt_n_model_channels": 1024, "gpt_n_heads": 16, "gpt_number_text_tokens": 6681,
-               "gpt_num_audio_tokens": 1026,
-               "gpt_start_audio_token": 1024, "gpt_stop_audio_token": 1025, "gpt_use_masking_gt_prompt_approach": True,
-               "gpt_use_perceiver_resampler": True, "decoder_input_dim": 1024, "d_vector_dim": 512}
+    v2_args = {
+        "gpt_max_audio_tokens": 605,
+        "gpt_max_text_tokens": 402,
+        "gpt_max_prompt_tokens": 70,
+        "gpt_layers": 30,
+        "gpt_n_model_channels": 1024,
+        "gpt_n_heads": 16,
+        "gpt_number_text_tokens": 6681,
+        "gpt_num_audio_tokens": 1026,
+        "gpt_start_audio_token": 1024,
+        "gpt_stop_audio_token": 1025,
+        "gpt_use_masking_gt_prompt_approach": True,
+        "gpt_use_perceiver_resampler": True,
+        "decoder_input_dim": 1024,
+        "d_vector_dim": 512,
+    }
     for key, value in v2_args.items():
         setattr(config.model_args, key, value)
     for key, value in files.INFERENCE_SETTINGS.items():
@@ -138,9 +187,20 @@ def write_random_xtts_v2(folder: Path) -> None:
         next_id += 1
     vocab_json = json.dumps(vocab, ensure_ascii=False)
     torch.manual_seed(0)
-    dvae = files.make_dvae({"channels": 80, "normalization": None, "positional_dims": 1, "num_tokens": 1024,
-                            "codebook_dim": 512, "hidden_dim": 512, "num_resnet_blocks": 3, "kernel_size": 3,
-                            "num_layers": 2, "use_transposed_convs": False})
+    dvae = files.make_dvae(
+        {
+            "channels": 80,
+            "normalization": None,
+            "positional_dims": 1,
+            "num_tokens": 1024,
+            "codebook_dim": 512,
+            "hidden_dim": 512,
+            "num_resnet_blocks": 3,
+            "kernel_size": 3,
+            "num_layers": 2,
+            "use_transposed_convs": False,
+        }
+    )
     parts = files.XttsParts(config, vocab_json, dvae, torch.ones(80), None, None, "random XTTS-v2")
     xtts = Xtts(config)
     xtts.tokenizer = parts.tokenizer()
@@ -156,8 +216,19 @@ def test_xtts_v2_real_size_trains_stops_resumes_and_exports_for_upstream(xtts_co
     released = tmp_path / "XTTS-v2"
     write_random_xtts_v2(released)
     run = tmp_path / "xtts-v2"
-    args = ["--model", "xtts-v2", "--pretrained", released, "--data", xtts_corpus, "--run", run,
-            "--batch-size", "2", *COMMON]
+    args = [
+        "--model",
+        "xtts-v2",
+        "--pretrained",
+        released,
+        "--data",
+        xtts_corpus,
+        "--run",
+        run,
+        "--batch-size",
+        "2",
+        *COMMON,
+    ]
     train_stop_resume(args, run, tmp_path)
 
     ready = run / "ready"

@@ -31,13 +31,15 @@ from voicetune.errors import UsageError
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
 
 # Variables voicetune reads outside the training settings: welcome in .env and the environment.
-OTHER_VARIABLES = frozenset({
-    "VOICETUNE_VOCOS",  # Vocos vocoder folder for F5 samples and synthesis
-    "VOICETUNE_WHISPER_MODEL",  # prepare's and the scorers' Whisper model
-    "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5 samples
-    "VOICETUNE_DEBUG",  # tracebacks on the terminal
-    "VOICETUNE_CRASH_AT",  # fault injection of the store's tests
-})
+OTHER_VARIABLES = frozenset(
+    {
+        "VOICETUNE_VOCOS",  # Vocos vocoder folder for F5 samples and synthesis
+        "VOICETUNE_WHISPER_MODEL",  # prepare's and the scorers' Whisper model
+        "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5 samples
+        "VOICETUNE_DEBUG",  # tracebacks on the terminal
+        "VOICETUNE_CRASH_AT",  # fault injection of the store's tests
+    }
+)
 
 
 class TrainDotEnv(DotEnvSettingsSource):
@@ -49,7 +51,8 @@ class TrainDotEnv(DotEnvSettingsSource):
         fields = TrainConfig.model_fields
         data = super().__call__()
         return {
-            key: value for key, value in data.items()
+            key: value
+            for key, value in data.items()
             if key in fields or (key.upper().startswith("VOICETUNE_") and key.upper() not in OTHER_VARIABLES)
         }
 
@@ -72,27 +75,38 @@ class TrainConfig(BaseSettings):
     # Where
     data: Path | None = Field(None, description="dataset folder (LJSpeech layout)")
     run: Path | None = Field(None, description="run folder: checkpoints, samples, logs")
-    model: str = Field("f5-tiny", description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2, or package.module:factory")
+    model: str = Field(
+        "f5-tiny", description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2, or package.module:factory"
+    )
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
-    language: str = Field("en", description="language of the dataset's text (XTTS speaks en es fr de it pt pl tr "
-                          "ru nl cs ar zh-cn hu ko ja hi; another code extends its tokenizer, docs/new-language.md)")
+    language: str = Field(
+        "en",
+        description="language of the dataset's text (XTTS speaks en es fr de it pt pl tr "
+        "ru nl cs ar zh-cn hu ko ja hi; another code extends its tokenizer, docs/new-language.md)",
+    )
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")
     data_changed: Literal["refuse", "restart-epoch"] = Field(
-        "refuse", description="a resume over a changed dataset: refuse (exit 2, naming what changed), or "
-        "restart-epoch (weights and optimizer kept, a fresh epoch over the new data)")
+        "refuse",
+        description="a resume over a changed dataset: refuse (exit 2, naming what changed), or "
+        "restart-epoch (weights and optimizer kept, a fresh epoch over the new data)",
+    )
 
     # How long and how much
     max_updates: int = Field(1000, ge=1, description="optimizer updates in the whole run (a resume continues to it)")
     batch_size: int = Field(8, ge=1, description="clips per batch when batch_frames is not set (XTTS)")
-    batch_frames: int | None = Field(None, ge=1, description="batch by total mel frames (F5's frame sampler); default: the model's")
+    batch_frames: int | None = Field(
+        None, ge=1, description="batch by total mel frames (F5's frame sampler); default: the model's"
+    )
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer update")
     seed: int = Field(0, description="seed of every random generator (weights, shuffling, noise)")
     workers: int | None = Field(None, ge=0, description="DataLoader workers; default cores-1, at most 8")
 
     # Optimizer and schedule (None: the model's own default)
-    lr: float | None = Field(None, gt=0, description="peak learning rate; default: the model's (F5 v1 1e-5, XTTS-v2 5e-6; higher with LoRA)")
+    lr: float | None = Field(
+        None, gt=0, description="peak learning rate; default: the model's (F5 v1 1e-5, XTTS-v2 5e-6; higher with LoRA)"
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_updates: int | None = Field(None, ge=0, description="linear warm-up updates; default: the model's")
     decay: Literal["linear", "cosine", "constant"] = Field("linear", description="learning-rate decay after warm-up")
@@ -101,13 +115,22 @@ class TrainConfig(BaseSettings):
     ema_decay: float = Field(0.9999, ge=0, lt=1, description="decay of the EMA weights used for samples and export")
     ema_update_every: int = Field(10, ge=1, description="update the EMA every N updates")
     ema_update_after: int = Field(100, ge=0, description="the EMA copies the weights until this update")
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto: bf16 on GPUs that have it, else fp16; no on CPU")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 on GPUs that have it, else fp16; no on CPU"
+    )
 
     # Memory levers (voicetune plan shows their effect)
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
-    optimizer: Literal["adamw", "adamw8bit"] = Field("adamw", description="adamw8bit: bitsandbytes 8-bit AdamW (GPU only)")
-    gpu_memory: str | None = Field(None, description="GPU memory this run may use, e.g. 12G: plan sizes the batch for it, "
-                                                     "train holds the process to it (default: the whole GPU)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward: less memory, ~30% slower"
+    )
+    optimizer: Literal["adamw", "adamw8bit"] = Field(
+        "adamw", description="adamw8bit: bitsandbytes 8-bit AdamW (GPU only)"
+    )
+    gpu_memory: str | None = Field(
+        None,
+        description="GPU memory this run may use, e.g. 12G: plan sizes the batch for it, "
+        "train holds the process to it (default: the whole GPU)",
+    )
     deterministic: bool = Field(False, description="deterministic GPU algorithms: bit-exact resume on a GPU, slower")
 
     # Checkpoints
@@ -116,9 +139,16 @@ class TrainConfig(BaseSettings):
     last_every_minutes: float | None = Field(None, gt=0, description="... or every N minutes")
     keep_last: int = Field(3, ge=1, description="newest milestones kept")
     keep_every: int | None = Field(None, ge=1, description="also keep every K-th milestone")
-    milestone_state: Literal["full", "weights"] = Field("full", description="what milestones hold: full state, or weights only (model + EMA) to save disk")
-    best_metric: str | None = Field(None, description="metric that picks the best checkpoint: score (default for models that synthesize), val_loss, or train_loss")
-    best_mode: Literal["min", "max"] | None = Field(None, description="whether the best metric is the lowest or the highest (default: max for score, else min)")
+    milestone_state: Literal["full", "weights"] = Field(
+        "full", description="what milestones hold: full state, or weights only (model + EMA) to save disk"
+    )
+    best_metric: str | None = Field(
+        None,
+        description="metric that picks the best checkpoint: score (default for models that synthesize), val_loss, or train_loss",
+    )
+    best_mode: Literal["min", "max"] | None = Field(
+        None, description="whether the best metric is the lowest or the highest (default: max for score, else min)"
+    )
     disk_budget: str | None = Field(None, description="most bytes the checkpoints may take, e.g. 20G")
     async_save: bool = Field(True, description="write checkpoints in a background thread")
 
@@ -128,30 +158,51 @@ class TrainConfig(BaseSettings):
     sample_text: list[str] = Field(default_factory=list, description="extra sentences synthesized at milestones")
     samples: bool = Field(True, description="synthesize audio samples at milestones")
     max_sample_prompts: int = Field(2, ge=0, description="validation sentences synthesized at each milestone")
-    sample_budget_seconds: float = Field(120.0, gt=0, description="most seconds a milestone spends on samples; prompts past it are left out")
+    sample_budget_seconds: float = Field(
+        120.0, gt=0, description="most seconds a milestone spends on samples; prompts past it are left out"
+    )
 
     # Scoring at milestones (voicetune.scoring): a fixed evaluation set synthesized with the EMA
     # and the raw weights and scored for WER/CER, speaker similarity and DNSMOS against the real voice
-    evaluate: bool = Field(True, description="score every milestone (WER, similarity, DNSMOS, score); needs a model that synthesizes")
+    evaluate: bool = Field(
+        True, description="score every milestone (WER, similarity, DNSMOS, score); needs a model that synthesizes"
+    )
     eval_text: list[str] = Field(default_factory=list, description="extra sentences in the evaluation set")
     eval_clips: int = Field(4, ge=1, description="held-out validation sentences in the evaluation set")
-    eval_seeds: int = Field(2, ge=1, description="seeds each evaluation sentence is said with: the score is their mean, "
-                                                 "with its spread (kept for the whole run: stored with the evaluation set)")
-    whisper_model: str = Field("small", description="whisper model name or local CTranslate2 folder for WER (env VOICETUNE_WHISPER_MODEL)")
+    eval_seeds: int = Field(
+        2,
+        ge=1,
+        description="seeds each evaluation sentence is said with: the score is their mean, "
+        "with its spread (kept for the whole run: stored with the evaluation set)",
+    )
+    whisper_model: str = Field(
+        "small", description="whisper model name or local CTranslate2 folder for WER (env VOICETUNE_WHISPER_MODEL)"
+    )
     early_stop: int | None = Field(None, ge=1, description="stop when the score has not improved for K milestones")
 
     # LoRA (rank None or 0: full fine-tune)
-    lora_rank: int | None = Field(None, ge=0, description="train LoRA adapters of this rank (0 or unset: full fine-tune)")
+    lora_rank: int | None = Field(
+        None, ge=0, description="train LoRA adapters of this rank (0 or unset: full fine-tune)"
+    )
     lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha; default 2 x rank")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
-    lora_targets: list[str] | None = Field(None, description="module names to adapt; default: attention and feed-forward layers")
+    lora_targets: list[str] | None = Field(
+        None, description="module names to adapt; default: attention and feed-forward layers"
+    )
 
     # Several processes (--processes N, torchrun, accelerate launch)
-    collective_timeout: str = Field("10m", description="the longest a rank may go without progress, e.g. waiting in a "
-                                    "collective for the others (90s, 10m, 1h): then every rank's stacks go to train.log "
-                                    "and the job ends (exit 1); longer than the slowest milestone phase")
-    stop_grace_seconds: float = Field(60.0, gt=0, description="after SIGTERM/Ctrl-C, the longest a rank of several may "
-                                      "go without progress (stuck in a collective) before it ends itself (exit 143/130)")
+    collective_timeout: str = Field(
+        "10m",
+        description="the longest a rank may go without progress, e.g. waiting in a "
+        "collective for the others (90s, 10m, 1h): then every rank's stacks go to train.log "
+        "and the job ends (exit 1); longer than the slowest milestone phase",
+    )
+    stop_grace_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="after SIGTERM/Ctrl-C, the longest a rank of several may "
+        "go without progress (stuck in a collective) before it ends itself (exit 143/130)",
+    )
 
     @field_validator("resume")
     @classmethod
@@ -189,7 +240,7 @@ class TrainConfig(BaseSettings):
         return tuple(sources)
 
     @classmethod
-    def resolve(cls, cli_flags: dict[str, Any] | None = None, toml_file: Path | None = None) -> "TrainConfig":
+    def resolve(cls, cli_flags: dict[str, Any] | None = None, toml_file: Path | None = None) -> TrainConfig:
         """Merge defaults < TOML < .env < VOICETUNE_* < CLI flags (flags given as None are ignored)."""
         flags = {k: v for k, v in (cli_flags or {}).items() if v is not None}
         if toml_file is not None and not Path(toml_file).is_file():
@@ -228,7 +279,9 @@ def setting_help(name: str) -> str:
     """A setting's meaning and default, for --help and `train --settings`."""
     field = TrainConfig.model_fields[name]
     default = setting_default(name)
-    shown = f" [default: {str(default).lower() if isinstance(default, bool) else default}]" if default is not None else ""
+    shown = (
+        f" [default: {str(default).lower() if isinstance(default, bool) else default}]" if default is not None else ""
+    )
     return f"{field.description or ''}{shown}"
 
 
@@ -241,8 +294,10 @@ def describe_validation_error(err: ValidationError, toml_file: Path | None) -> s
         env = "VOICETUNE_" + field.upper()
         given = problem.get("input")
         if problem["type"] == "extra_forbidden" and field.lower().startswith("voicetune_"):
-            lines.append(f"unknown variable {field.upper()} in .env (in {Path.cwd()}); `voicetune train --settings` "
-                         f"lists the settings (VOICETUNE_<KEY>)")
+            lines.append(
+                f"unknown variable {field.upper()} in .env (in {Path.cwd()}); `voicetune train --settings` "
+                f"lists the settings (VOICETUNE_<KEY>)"
+            )
             continue
         if problem["type"] == "extra_forbidden":
             where = f" in {toml_file}" if toml_file else ""

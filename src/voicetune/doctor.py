@@ -7,10 +7,23 @@ import os
 import shutil
 from dataclasses import dataclass
 
-PACKAGES = ("torch", "torchaudio", "torchcodec", "accelerate", "safetensors", "f5-tts", "coqui-tts",
-            "peft", "faster-whisper", "silero-vad", "transformers")
-TOOLS = {"ffmpeg": "decoding mp3/m4a/video (apt install ffmpeg)",
-         "espeak-ng": "the demo corpus and test speech (apt install espeak-ng)"}
+PACKAGES = (
+    "torch",
+    "torchaudio",
+    "torchcodec",
+    "accelerate",
+    "safetensors",
+    "f5-tts",
+    "coqui-tts",
+    "peft",
+    "faster-whisper",
+    "silero-vad",
+    "transformers",
+)
+TOOLS = {
+    "ffmpeg": "decoding mp3/m4a/video (apt install ffmpeg)",
+    "espeak-ng": "the demo corpus and test speech (apt install espeak-ng)",
+}
 
 
 @dataclass

@@ -28,8 +28,9 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from voicetune.faults import crash_point
 
@@ -270,8 +271,9 @@ def free_name(folder: Path, name: str) -> Path:
 # ---- content hashes ----------------------------------------------------------------------------
 
 
-def sha256_file(path: Path, chunk_bytes: int = 8 * 1024 * 1024,
-                on_chunk: Callable[[memoryview], None] | None = None) -> str:
+def sha256_file(
+    path: Path, chunk_bytes: int = 8 * 1024 * 1024, on_chunk: Callable[[memoryview], None] | None = None
+) -> str:
     """Hex sha256 of a file, read in chunks (constant memory whatever the file's size)."""
     digest = hashlib.sha256()
     buffer = bytearray(chunk_bytes)
@@ -294,7 +296,7 @@ def sha256_bytes(data: bytes | memoryview) -> str:
 # Record locks belong to a process, and closing ANY descriptor of the file drops them: a second
 # DirLock of the same file in the same process would silently release the first when closed.
 # This registry (by device and inode) refuses that instead.
-_held: dict[tuple[int, int], "DirLock"] = {}
+_held: dict[tuple[int, int], DirLock] = {}
 
 
 class LockedError(OSError):
@@ -329,7 +331,7 @@ class DirLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> "DirLock":
+    def acquire(self) -> DirLock:
         """Take the lock or raise LockedError naming the live holder. Never waits."""
         if self._fd is not None:
             return self
@@ -352,8 +354,12 @@ class DirLock:
         holder = _read_holder(fd)
         if holder.get("pid"):
             self.previous_holder = holder
-            log.warning("took over the lock %s left by pid %s on %s, which is no longer running",
-                        self.path, holder.get("pid"), holder.get("host"))
+            log.warning(
+                "took over the lock %s left by pid %s on %s, which is no longer running",
+                self.path,
+                holder.get("pid"),
+                holder.get("host"),
+            )
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode() + b"\n", 0)
@@ -374,7 +380,7 @@ class DirLock:
         os.close(self._fd)
         self._fd = self._key = None
 
-    def __enter__(self) -> "DirLock":
+    def __enter__(self) -> DirLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

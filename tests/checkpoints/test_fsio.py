@@ -65,7 +65,9 @@ def test_replacing_a_folder_never_leaves_it_missing(tmp_path, instant):
     target.mkdir()
     (target / "model.safetensors").write_text("old")
     env = cli_env(**({"VOICETUNE_CRASH_AT": instant} if instant else {}))
-    result = subprocess.run([sys.executable, "-c", REPLACE_SCRIPT, str(target)], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", REPLACE_SCRIPT, str(target)], env=env, capture_output=True, text=True
+    )
     assert result.returncode == (-9 if instant else 0), result.stderr
     # Killed after the swap: the new folder is in place and the old one waits under a temporary name.
     assert (target / "model.safetensors").read_text() == "new"
@@ -84,7 +86,11 @@ def test_move_refuses_to_overwrite(tmp_path):
 
 def test_no_hand_written_rename_outside_fsio():
     src = Path(__file__).resolve().parents[2] / "src" / "voicetune"
-    offenders = [f"{p.relative_to(src)}:{n}" for p in src.rglob("*.py") if p.name != "fsio.py"
-                 for n, line in enumerate(p.read_text().splitlines(), 1)
-                 if "os.replace(" in line or "os.rename(" in line or ".replace(path)" in line]
+    offenders = [
+        f"{p.relative_to(src)}:{n}"
+        for p in src.rglob("*.py")
+        if p.name != "fsio.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "os.replace(" in line or "os.rename(" in line or ".replace(path)" in line
+    ]
     assert offenders == []

@@ -56,8 +56,9 @@ HOLDER_WITH_CHILD = textwrap.dedent("""
 
 
 def test_a_forked_child_does_not_keep_the_lock_of_its_killed_parent(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER_WITH_CHILD, str(tmp_path)], env=cli_env(),
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_WITH_CHILD, str(tmp_path)], env=cli_env(), stdout=subprocess.PIPE, text=True
+    )
     child = int(holder.stdout.readline())
     try:
         with pytest.raises(LockedError) as held:
@@ -87,7 +88,9 @@ def test_restart_right_after_kill_9_of_a_trainer_with_live_workers_takes_the_loc
     run = tmp_path / "run"
     args = toy_args(toy_corpus, run, "--save-every", "20", "--last-every", "5", "--workers", "1", max_updates=10_000)
     training = Training(args, log=tmp_path / "log.txt")
-    assert wait_until(lambda: CheckpointStore(run).scan() and last_logged_step(run) >= 6, proc=training.proc), training.output()
+    assert wait_until(lambda: CheckpointStore(run).scan() and last_logged_step(run) >= 6, proc=training.proc), (
+        training.output()
+    )
     workers = [pid for pid in children_of(training.proc.pid) if alive(pid)]
     assert workers, "the trainer should have a live DataLoader worker"
     os.kill(training.proc.pid, signal.SIGKILL)  # the trainer only: its workers are orphaned, still running
@@ -114,8 +117,21 @@ def test_two_prepares_started_together_exactly_one_proceeds(toy_corpus, tmp_path
     dataset = tmp_path / "dataset"
     release = tmp_path / "go"
     env = cli_env(VOICETUNE_PAUSE_AT=f"prepare.locked:{release}")
-    cmd = [sys.executable, "-m", "voicetune", "prepare", str(toy_corpus / "wavs"), "--out", str(dataset),
-           "--transcriber", "none", "--min-seconds", "1", "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "voicetune",
+        "prepare",
+        str(toy_corpus / "wavs"),
+        "--out",
+        str(dataset),
+        "--transcriber",
+        "none",
+        "--min-seconds",
+        "1",
+        "--workers",
+        "1",
+    ]
     both = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         # The winner waits at the pause point (holding the lock) until the loser has finished.
@@ -140,7 +156,9 @@ def test_a_second_run_lock_names_the_holder(tmp_path):
     lock = RunLock(tmp_path).acquire()
     try:
         script = "import sys; from voicetune.checkpoints.lock import RunLock; RunLock(sys.argv[1]).acquire()"
-        result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=cli_env(), capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], env=cli_env(), capture_output=True, text=True
+        )
         assert result.returncode == 1
         assert f"in use by pid {os.getpid()}" in result.stderr and RunLockedError.__name__ in result.stderr
     finally:

@@ -19,9 +19,14 @@ from voicetune.errors import CheckpointError, UsageError
 
 def payload(step: int, metrics=None, role="milestone") -> CheckpointPayload:
     gen = torch.Generator().manual_seed(step)
-    return CheckpointPayload(step=step, role=role, kind="full", metrics=metrics or {"val_loss": 1.0 / step},
-                             tensor_files={"model": {"w": torch.randn(32, 32, generator=gen)}},
-                             json_files={"loop": {"step": step}})
+    return CheckpointPayload(
+        step=step,
+        role=role,
+        kind="full",
+        metrics=metrics or {"val_loss": 1.0 / step},
+        tensor_files={"model": {"w": torch.randn(32, 32, generator=gen)}},
+        json_files={"loop": {"step": step}},
+    )
 
 
 def run_with(tmp_path, steps=(10, 20, 30)) -> CheckpointManager:
@@ -34,7 +39,9 @@ def run_with(tmp_path, steps=(10, 20, 30)) -> CheckpointManager:
 def test_resuming_an_older_checkpoint_moves_its_future_aside(tmp_path):
     manager = run_with(tmp_path)
     start = manager.start(str(manager.store.dir / "step_00000010"), None)
-    assert start.resume_from.step == 10 and torch.equal(start.loaded.tensors["model"]["w"], payload(10).tensor_files["model"]["w"])
+    assert start.resume_from.step == 10 and torch.equal(
+        start.loaded.tensors["model"]["w"], payload(10).tensor_files["model"]["w"]
+    )
     assert [c.name for c in manager.store.scan()] == ["step_00000010"]
     assert sorted(c.name for c in manager.store.scan_abandoned()) == ["step_00000020", "step_00000030"]
     plan = json.loads((start.abandoned_to / "ABANDONED.json").read_text())
@@ -58,8 +65,12 @@ ABANDON_SCRIPT = textwrap.dedent("""
 
 def test_an_abandonment_killed_halfway_is_finished_at_the_next_start(tmp_path):
     manager = run_with(tmp_path, steps=(10, 20, 30, 40))
-    result = subprocess.run([sys.executable, "-c", ABANDON_SCRIPT, str(manager.run_dir), str(manager.store.dir / "step_00000010")],
-                            env=cli_env(VOICETUNE_CRASH_AT="abandon.moved_one"), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", ABANDON_SCRIPT, str(manager.run_dir), str(manager.store.dir / "step_00000010")],
+        env=cli_env(VOICETUNE_CRASH_AT="abandon.moved_one"),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == -9, result.stderr
     assert len(manager.store.scan()) == 3  # one of the three moved, then the kill
     start = CheckpointManager(manager.run_dir).start("auto", None)  # a plain restart
@@ -116,8 +127,9 @@ def test_a_failed_retention_is_reported_as_such_and_the_save_stands(tmp_path):
     if not shutil.which("chattr"):
         pytest.skip("chattr is needed to make a checkpoint undeletable")
     lines = []
-    manager = CheckpointManager(tmp_path / "run", CheckpointOptions(keep_last=1),
-                                say=lambda text, level: lines.append(text))
+    manager = CheckpointManager(
+        tmp_path / "run", CheckpointOptions(keep_last=1), say=lambda text, level: lines.append(text)
+    )
     manager.save(payload(10))
     manager.finish()
     old = manager.store.dir / "step_00000010"

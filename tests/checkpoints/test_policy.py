@@ -49,17 +49,31 @@ def test_weights_only_milestones_and_counts():
         # keep_last=2 newest milestones
         ([milestone(100), milestone(200), milestone(300)], set(), {"step_00000200", "step_00000300"}),
         # the best survives rotation even when old
-        ([milestone(100, 0.1), milestone(200, 0.5), milestone(300, 0.6), milestone(400, 0.7)], set(),
-         {"step_00000100", "step_00000300", "step_00000400"}),
+        (
+            [milestone(100, 0.1), milestone(200, 0.5), milestone(300, 0.6), milestone(400, 0.7)],
+            set(),
+            {"step_00000100", "step_00000300", "step_00000400"},
+        ),
         # the checkpoint the run resumed from survives
-        ([milestone(100), milestone(200), milestone(300)], {"step_00000100"},
-         {"step_00000100", "step_00000200", "step_00000300"}),
+        (
+            [milestone(100), milestone(200), milestone(300)],
+            {"step_00000100"},
+            {"step_00000100", "step_00000200", "step_00000300"},
+        ),
         # only the newest rolling one, and none once a newer full milestone exists
         ([milestone(100), rolling(150), rolling(175)], set(), {"step_00000100", "step_00000175"}),
         ([milestone(100), rolling(150), milestone(200)], set(), {"step_00000100", "step_00000200"}),
         # weights-only milestones never push out the newest full-state checkpoint
-        ([rolling(150), milestone(200, kind="weights"), milestone(300, kind="weights"), milestone(400, kind="weights")],
-         set(), {"step_00000150", "step_00000300", "step_00000400"}),
+        (
+            [
+                rolling(150),
+                milestone(200, kind="weights"),
+                milestone(300, kind="weights"),
+                milestone(400, kind="weights"),
+            ],
+            set(),
+            {"step_00000150", "step_00000300", "step_00000400"},
+        ),
     ],
 )
 def test_retention_keeps(infos, protected, kept):
@@ -79,8 +93,9 @@ def test_retention_keep_every_and_best_mode():
 
 
 def test_disk_guard_fits_without_pruning():
-    verdict = DiskGuard(margin_bytes=0).check(milestone(300), 10_000, 0, [milestone(100), milestone(200)],
-                                              RetentionPolicy(keep_last=2))
+    verdict = DiskGuard(margin_bytes=0).check(
+        milestone(300), 10_000, 0, [milestone(100), milestone(200)], RetentionPolicy(keep_last=2)
+    )
     assert verdict.fits and verdict.prune == ()
 
 
@@ -96,8 +111,14 @@ def test_disk_guard_never_prunes_the_best_the_resumed_or_the_only_full_state():
     guard = DiskGuard(budget_bytes=1000, margin_bytes=0)
     verdict = guard.check(rolling(175, size=400), 10**9, 800, infos, RetentionPolicy(keep_last=1))
     assert not verdict.fits and "budget" in verdict.reason
-    protected = guard.check(milestone(200, size=400), 10**9, 800, [milestone(100, size=400), rolling(150, size=400)],
-                            RetentionPolicy(keep_last=1), protected={"step_00000100"})
+    protected = guard.check(
+        milestone(200, size=400),
+        10**9,
+        800,
+        [milestone(100, size=400), rolling(150, size=400)],
+        RetentionPolicy(keep_last=1),
+        protected={"step_00000100"},
+    )
     assert not protected.fits
 
 
@@ -112,7 +133,9 @@ def test_projected_peak():
     retention = RetentionPolicy(keep_last=3)
     # 3 kept + best + rolling + one in flight
     assert projected_peak_bytes(10, 10, schedule, retention, 0, 1000) == 3 * 10 + 10 + 10 + 10
-    assert projected_peak_bytes(10, 2, SaveSchedule(save_every=100, milestone_kind="weights"), retention, 0, 150) == 2 + 10
+    assert (
+        projected_peak_bytes(10, 2, SaveSchedule(save_every=100, milestone_kind="weights"), retention, 0, 150) == 2 + 10
+    )
 
 
 def test_policies_do_not_import_torch():
@@ -159,8 +182,10 @@ def test_best_changes_only_beyond_the_spread(scores, best, tied, since):
 
 def test_best_by_lowest_value_uses_the_spread_too():
     policy = RetentionPolicy(best_metric="wer", best_mode="min")
-    infos = [CheckpointInfo(f"s{i}", i, "milestone", "full", 1, {"wer": w, "wer_spread": 0.05})
-             for i, w in enumerate([0.30, 0.27, 0.20])]
+    infos = [
+        CheckpointInfo(f"s{i}", i, "milestone", "full", 1, {"wer": w, "wer_spread": 0.05})
+        for i, w in enumerate([0.30, 0.27, 0.20])
+    ]
     assert policy.best(infos).step == 2  # 0.27 ties 0.30; 0.20 beats it by 0.10
 
 
@@ -184,14 +209,17 @@ def test_retention_keeps_what_keeps_the_best_the_same():
     assert policy.keep(later) == {"step_00000300", "step_00000400", "step_00000500", "step_00000600"}
 
 
-@pytest.mark.parametrize("ema, raw, chosen", [
-    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.45, "score_spread": 0.02}, "raw"),
-    ({"score": 0.40, "score_spread": 0.02}, {"score": 0.41, "score_spread": 0.02}, "ema"),  # a tie: upstream's EMA
-    ({"score": 0.40, "score_spread": 0.01}, {"score": 0.43, "score_spread": 0.04}, "ema"),
-    ({"score": 0.50, "score_spread": 0.0}, {"score": 0.30, "score_spread": 0.0}, "ema"),
-    ({"score": None}, {"score": 0.30}, "raw"),
-    ({"score": 0.30}, {}, "ema"),
-])
+@pytest.mark.parametrize(
+    "ema, raw, chosen",
+    [
+        ({"score": 0.40, "score_spread": 0.02}, {"score": 0.45, "score_spread": 0.02}, "raw"),
+        ({"score": 0.40, "score_spread": 0.02}, {"score": 0.41, "score_spread": 0.02}, "ema"),  # a tie: upstream's EMA
+        ({"score": 0.40, "score_spread": 0.01}, {"score": 0.43, "score_spread": 0.04}, "ema"),
+        ({"score": 0.50, "score_spread": 0.0}, {"score": 0.30, "score_spread": 0.0}, "ema"),
+        ({"score": None}, {"score": 0.30}, "raw"),
+        ({"score": 0.30}, {}, "ema"),
+    ],
+)
 def test_choose_weights(ema, raw, chosen):
     from voicetune.checkpoints.policy import choose_weights
 

@@ -33,8 +33,12 @@ def test_optimizer_state_round_trips_and_loads():
 
 
 def test_rng_states_round_trip():
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-             "odd": {"nan": float("nan"), "inf": float("-inf"), 3: (1, [2.5, None])}}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "odd": {"nan": float("nan"), "inf": float("-inf"), 3: (1, [2.5, None])},
+    }
     tree, tensors = split_tree(state)
     back = join_tree(json.loads(json_bytes(tree)), tensors)
     assert back["python"] == state["python"]
@@ -50,8 +54,12 @@ def test_unknown_objects_are_refused_rather_than_pickled():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.uint8, torch.bool])
 def test_streamed_safetensors_load_with_the_reference_library(tmp_path, dtype):
-    tensors = {"b": torch.arange(12).reshape(3, 4).to(dtype), "a": torch.ones(5).to(dtype), "empty": torch.zeros(0, 3).to(dtype),
-               "scalar": torch.tensor(1).to(dtype)}
+    tensors = {
+        "b": torch.arange(12).reshape(3, 4).to(dtype),
+        "a": torch.ones(5).to(dtype),
+        "empty": torch.zeros(0, 3).to(dtype),
+        "scalar": torch.tensor(1).to(dtype),
+    }
     path = tmp_path / "x.safetensors"
     with open(path, "wb") as fh:
         writer = HashingWriter(fh)

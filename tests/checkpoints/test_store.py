@@ -16,18 +16,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from support.harness import cli_env
 from voicetune.checkpoints.lock import RunLock
 from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore, load_checkpoint
 from voicetune.checkpoints.upstream import load_pickled_checkpoint
 from voicetune.errors import CheckpointError, RunLockedError
 
-from support.harness import cli_env
-
 
 def payload(step: int, role="milestone", kind="full", scale=1.0) -> CheckpointPayload:
     gen = torch.Generator().manual_seed(step)
     return CheckpointPayload(
-        step=step, role=role, kind=kind, metrics={"val_loss": 1.0 / step},
+        step=step,
+        role=role,
+        kind=kind,
+        metrics={"val_loss": 1.0 / step},
         tensor_files={"model": {"w": torch.randn(64, 64, generator=gen) * scale, "b": torch.zeros(64)}},
         json_files={"loop": {"step": step, "note": "x"}},
     )
@@ -71,8 +73,13 @@ DAMAGE = {
     "json-bit-flip": lambda d: flip_bit(d / "loop.json", 5),
 }
 EXPECTED_REASON = {
-    "truncated": "bytes", "zero-length": "bytes", "bit-flip": "sha256", "missing-file": "missing",
-    "missing-manifest": "manifest.json is missing", "garbage-manifest": "unreadable", "json-bit-flip": "sha256",
+    "truncated": "bytes",
+    "zero-length": "bytes",
+    "bit-flip": "sha256",
+    "missing-file": "missing",
+    "missing-manifest": "manifest.json is missing",
+    "garbage-manifest": "unreadable",
+    "json-bit-flip": "sha256",
 }
 
 
@@ -137,13 +144,18 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("instant, survives", [("commit.files_written", False), ("commit.manifest_written", False),
-                                               ("commit.renamed", True)])
+@pytest.mark.parametrize(
+    "instant, survives", [("commit.files_written", False), ("commit.manifest_written", False), ("commit.renamed", True)]
+)
 def test_kill_9_at_each_instant_of_a_commit(tmp_path, instant, survives):
     store = committed_store(tmp_path)
     before = {c.name for c in store.scan()}
-    result = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(store.run_dir)],
-                            env=cli_env(VOICETUNE_CRASH_AT=instant), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(store.run_dir)],
+        env=cli_env(VOICETUNE_CRASH_AT=instant),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == -9, result.stderr
     after = {c.name for c in store.scan()}
     assert after == (before | {"step_00000040"} if survives else before)
@@ -172,8 +184,9 @@ DISK_FULL_SCRIPT = textwrap.dedent("""
 
 def test_disk_filling_mid_write_leaves_earlier_checkpoints_and_no_temporary(tmp_path):
     store = committed_store(tmp_path)
-    result = subprocess.run([sys.executable, "-c", DISK_FULL_SCRIPT, str(store.run_dir)], env=cli_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_SCRIPT, str(store.run_dir)], env=cli_env(), capture_output=True, text=True
+    )
     assert f"errno {errno.EFBIG}" in result.stdout, result.stderr
     assert [c.name for c in store.scan()] == ["step_00000010", "step_00000020", "step_00000030"]
     assert all(store.verify(c).problem is None for c in store.scan())
@@ -195,7 +208,9 @@ LOCK_HOLDER = "import sys, time; from voicetune.checkpoints.lock import RunLock;
 
 
 def test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], env=cli_env(), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], env=cli_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):

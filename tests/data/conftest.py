@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from real_speech import RealRecording, build_real_corpus
 from speech_corpus import CorpusFile, build_corpus, require_tools
 
@@ -69,8 +68,9 @@ def prepared(tmp_path_factory, corpus, corpus_dir, whisper_model) -> Prepared:
     """The corpus prepared once with whisper-base (a real subprocess, default settings)."""
     dataset = tmp_path_factory.mktemp("prepared") / "dataset"
     started = time.perf_counter()
-    result = voicetune("prepare", corpus_dir, "--out", dataset, "--whisper-model", whisper_model,
-                       "--workers", WHISPER_WORKERS)
+    result = voicetune(
+        "prepare", corpus_dir, "--out", dataset, "--whisper-model", whisper_model, "--workers", WHISPER_WORKERS
+    )
     return Prepared(dataset, result, time.perf_counter() - started, corpus)
 
 
@@ -86,5 +86,7 @@ def real_prepared(tmp_path_factory, real_corpus, whisper_model) -> Prepared:
     folder = next(iter(real_corpus.values())).path.parents[1]
     dataset = tmp_path_factory.mktemp("real_prepared") / "dataset"
     started = time.perf_counter()
-    result = voicetune("prepare", folder, "--out", dataset, "--whisper-model", whisper_model, "--workers", WHISPER_WORKERS)
+    result = voicetune(
+        "prepare", folder, "--out", dataset, "--whisper-model", whisper_model, "--workers", WHISPER_WORKERS
+    )
     return Prepared(dataset, result, time.perf_counter() - started, {})

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from speech_corpus import word_edits
 
-from speech_corpus import word_edits  # noqa: F401  (WER helpers in one place)
 from voicetune.data.text import spell_out_numbers
 from voicetune.demo.recordings import Recording, SpokenStretch
 
@@ -35,7 +35,10 @@ MUSIC = Path("/usr/share/asterisk/moh")
 PROMPT_RATE = 8000  # every Asterisk prompt and hold-music file
 LANGUAGES = ("es", "fr", "it")
 RUSSIAN = "ru"  # a script F5-TTS v1 was not trained on (Cyrillic), for the new-language tests
-PACKAGES = [f"asterisk-core-sounds-{lang}{suffix}" for lang in (*LANGUAGES, RUSSIAN) for suffix in ("", "-wav")] + ["asterisk-moh-opsound-wav"]
+PACKAGES = [f"asterisk-core-sounds-{lang}{suffix}" for lang in (*LANGUAGES, RUSSIAN) for suffix in ("", "-wav")] + [
+    "asterisk-moh-opsound-wav"
+]
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -49,10 +52,15 @@ class Prompt:
 
 
 def require_packages(languages=LANGUAGES) -> None:
-    missing = [lang for lang in languages
-               if not Path(str(INDEX).format(language=lang)).is_file() or not (SOUNDS / lang).is_dir()]
+    missing = [
+        lang
+        for lang in languages
+        if not Path(str(INDEX).format(language=lang)).is_file() or not (SOUNDS / lang).is_dir()
+    ]
     if missing or not MUSIC.is_dir():
-        raise RuntimeError("the real-speech tests need the Debian packages " + " ".join(PACKAGES) + ": run `make install`")
+        raise RuntimeError(
+            "the real-speech tests need the Debian packages " + " ".join(PACKAGES) + ": run `make install`"
+        )
 
 
 def read_index(language: str) -> dict[str, str]:
@@ -91,7 +99,9 @@ def load_prompts(language: str) -> list[Prompt]:
     return prompts
 
 
-def music(seconds: float, piece: str = "macroform-the_simplicity", offset: float = 30.0, gain: float = 0.5) -> np.ndarray:
+def music(
+    seconds: float, piece: str = "macroform-the_simplicity", offset: float = 30.0, gain: float = 0.5
+) -> np.ndarray:
     samples, _ = sf.read(MUSIC / f"{piece}.wav", dtype="float32")
     start = int(offset * PROMPT_RATE)
     return gain * samples[start : start + int(seconds * PROMPT_RATE)]
@@ -110,8 +120,14 @@ class RealRecording:
         return self.recording.text
 
 
-def build_real_recording(prompts: list[Prompt], pauses: list[float], language: str, path: Path,
-                         music_after: dict[int, float] | None = None, lead_in: float = 0.6) -> RealRecording:
+def build_real_recording(
+    prompts: list[Prompt],
+    pauses: list[float],
+    language: str,
+    path: Path,
+    music_after: dict[int, float] | None = None,
+    lead_in: float = 0.6,
+) -> RealRecording:
     """The prompts one after another at 8 kHz (to be written to `path`), each followed by the next
     pause of `pauses` (in turn), and by `music_after[i]` seconds of hold music (a second of silence around it) after
     prompt i."""
@@ -120,7 +136,9 @@ def build_real_recording(prompts: list[Prompt], pauses: list[float], language: s
     position = len(parts[0])
     stretches = []
     for index, prompt in enumerate(prompts):
-        stretches.append(SpokenStretch(prompt.text, position / PROMPT_RATE, (position + len(prompt.samples)) / PROMPT_RATE, False))
+        stretches.append(
+            SpokenStretch(prompt.text, position / PROMPT_RATE, (position + len(prompt.samples)) / PROMPT_RATE, False)
+        )
         gap = np.zeros(int(pauses[index % len(pauses)] * PROMPT_RATE), np.float32)
         parts += [prompt.samples, gap]
         position += len(prompt.samples) + len(gap)
@@ -134,7 +152,11 @@ def build_real_recording(prompts: list[Prompt], pauses: list[float], language: s
 
 def _save(recording: RealRecording, path: Path, rate: int, *codec: str) -> None:
     """Write at `rate`, through ffmpeg when `codec` arguments are given (lossy formats)."""
-    audio = soxr.resample(recording.recording.samples, PROMPT_RATE, rate) if rate != PROMPT_RATE else recording.recording.samples
+    audio = (
+        soxr.resample(recording.recording.samples, PROMPT_RATE, rate)
+        if rate != PROMPT_RATE
+        else recording.recording.samples
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not codec:
         sf.write(path, audio, rate, subtype="PCM_16")
@@ -193,9 +215,26 @@ def clips_wer(recording: RealRecording, clips: list[dict]) -> tuple[int, int]:
 
 # Turns of an interview: (language of the voice, prompts in the turn). Spanish is the target
 # voice (the host, who speaks most); the French and Italian voices are the guests.
-INTERVIEW_TURNS = [("es", 3), ("fr", 1), ("es", 2), ("it", 2), ("es", 1), ("fr", 2), ("es", 3), ("it", 1),
-                   ("es", 2), ("fr", 1), ("es", 2), ("it", 1), ("es", 3), ("fr", 2), ("es", 1), ("it", 1),
-                   ("es", 2), ("fr", 1)]
+INTERVIEW_TURNS = [
+    ("es", 3),
+    ("fr", 1),
+    ("es", 2),
+    ("it", 2),
+    ("es", 1),
+    ("fr", 2),
+    ("es", 3),
+    ("it", 1),
+    ("es", 2),
+    ("fr", 1),
+    ("es", 2),
+    ("it", 1),
+    ("es", 3),
+    ("fr", 2),
+    ("es", 1),
+    ("it", 1),
+    ("es", 2),
+    ("fr", 1),
+]
 INTERVIEW_PAUSES = [0.5, 1.0, 0.35, 1.4, 0.7, 2.0, 0.45]
 
 
@@ -208,12 +247,21 @@ class VoicesRecording:
 
     def voices_between(self, start: float, end: float) -> list[str]:
         """The voices of the prompts whose middle lies in [start, end), as `text_between` counts them."""
-        return [voice for stretch, voice in zip(self.recording.recording.stretches, self.voices)
-                if start <= (stretch.start + stretch.end) / 2 < end]
+        return [
+            voice
+            for stretch, voice in zip(self.recording.recording.stretches, self.voices)
+            if start <= (stretch.start + stretch.end) / 2 < end
+        ]
 
 
-def build_interview(path: Path, turns=INTERVIEW_TURNS, pauses=INTERVIEW_PAUSES, first: int = 0,
-                    music_every: int = 5, music_seconds: float = 6.0) -> VoicesRecording:
+def build_interview(
+    path: Path,
+    turns=INTERVIEW_TURNS,
+    pauses=INTERVIEW_PAUSES,
+    first: int = 0,
+    music_every: int = 5,
+    music_seconds: float = 6.0,
+) -> VoicesRecording:
     """An interview at 8 kHz written to `path` (wav): turns of the Spanish, French and Italian
     voices with pauses of varied length between prompts (some as short as a speaker change without a
     pause), and hold music after every `music_every`-th turn."""

@@ -14,8 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from voicetune.scoring.text import edit_distance, words_for_scoring
 from voicetune.demo.recordings import Recording, RunOn, Sentence, build_recording, pause_free_sentences, talk_plan
+from voicetune.scoring.text import edit_distance, words_for_scoring
 
 
 @dataclass
@@ -40,7 +40,11 @@ def _ffmpeg(*args: str) -> None:
 
 
 def _write(recording: Recording, path: Path, rate: int, channels: int = 1, subtype: str = "PCM_16") -> None:
-    audio = soxr.resample(recording.samples, recording.sample_rate, rate) if rate != recording.sample_rate else recording.samples
+    audio = (
+        soxr.resample(recording.samples, recording.sample_rate, rate)
+        if rate != recording.sample_rate
+        else recording.samples
+    )
     if channels == 2:  # a quieter right channel: mixing must average, not pick one side
         audio = np.stack([audio, 0.5 * audio], axis=1)
     sf.write(path, audio, rate, subtype=subtype)

@@ -43,8 +43,17 @@ def test_a_good_dataset_passes(tmp_path):
 
 
 def test_every_kind_of_breakage_is_found(tmp_path):
-    dataset = make_dataset(tmp_path / "broken", {"a": "Fine text.", "b": "Missing wav.", "c": "Stereo.", "d": "Other rate.",
-                                                 "e": "Same audio as a.", "f": "Too long a clip."})
+    dataset = make_dataset(
+        tmp_path / "broken",
+        {
+            "a": "Fine text.",
+            "b": "Missing wav.",
+            "c": "Stereo.",
+            "d": "Other rate.",
+            "e": "Same audio as a.",
+            "f": "Too long a clip.",
+        },
+    )
     (dataset / "wavs" / "b.wav").unlink()
     sf.write(dataset / "wavs" / "c.wav", tone(3, channels=2), RATE)
     sf.write(dataset / "wavs" / "d.wav", tone(3, rate=16000), 16000)
@@ -62,12 +71,24 @@ def test_every_kind_of_breakage_is_found(tmp_path):
     (dataset / "metadata_train.csv").write_text("a|x\nc|x\nzzz|x\n")
     (dataset / "metadata_val.csv").write_text("a|x\n")
     vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,!? 0123456789"))) + "\n")
+    vocab.write_text(
+        "\n".join(sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,!? 0123456789"))) + "\n"
+    )
     report = check_dataset(dataset, read_vocabulary(vocab))
     assert codes(report) >= {
-        "error:missing_wav", "error:not_mono", "error:sample_rate", "error:empty_text", "error:duplicate_id",
-        "error:unreadable_wav", "error:out_of_vocabulary", "error:split_unknown_id", "error:split_overlap",
-        "warning:duplicate_audio", "warning:duration_out_of_range", "warning:extra_wav", "warning:not_in_split",
+        "error:missing_wav",
+        "error:not_mono",
+        "error:sample_rate",
+        "error:empty_text",
+        "error:duplicate_id",
+        "error:unreadable_wav",
+        "error:out_of_vocabulary",
+        "error:split_unknown_id",
+        "error:split_overlap",
+        "warning:duplicate_audio",
+        "warning:duration_out_of_range",
+        "warning:extra_wav",
+        "warning:not_in_split",
     }
     oov = next(i for i in report.issues if i.code == "out_of_vocabulary")
     assert oov.item_id == "h" and set("áç€") <= set(oov.message)
@@ -92,8 +113,19 @@ def test_not_a_dataset_is_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_the_prepared_dataset_checks_clean(prepared):
-    result = voicetune("dataset", "check", prepared.dataset, "--json", "--sample-rate", "24000",
-                       "--min-seconds", "5", "--max-seconds", "15", check_exit=0)
+    result = voicetune(
+        "dataset",
+        "check",
+        prepared.dataset,
+        "--json",
+        "--sample-rate",
+        "24000",
+        "--min-seconds",
+        "5",
+        "--max-seconds",
+        "15",
+        check_exit=0,
+    )
     report = json.loads(result.stdout)
     assert report["errors"] == 0 and report["warnings"] == 0
     assert report["stats"]["rows"] == len(prepared.manifest())

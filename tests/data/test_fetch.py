@@ -47,7 +47,9 @@ def test_fetch_can_extract_the_audio_track(tmp_path, media_server, corpus):
     voicetune("fetch", f"{media_server}/interview.mp4", "--out", out, "--audio-format", "m4a", check_exit=0)
     [audio] = find_sources([out]).audio_files
     assert audio.suffix == ".m4a"
-    assert load_source(audio, 24000, -23.0).duration == pytest.approx(corpus["interview.mp4"].recording.duration, abs=0.05)
+    assert load_source(audio, 24000, -23.0).duration == pytest.approx(
+        corpus["interview.mp4"].recording.duration, abs=0.05
+    )
 
 
 def test_a_failing_url_is_named_and_the_others_still_download(tmp_path, media_server):

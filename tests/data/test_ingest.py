@@ -9,7 +9,9 @@ import soundfile as sf
 from voicetune.data.ingest import SourceRejected, find_sources, load_source, measure_loudness
 
 
-@pytest.mark.parametrize("name", ["talk.mp3", "run_on.flac", "phone/call.wav", "studio.wav", "interview.mp4", "note.opus"])
+@pytest.mark.parametrize(
+    "name", ["talk.mp3", "run_on.flac", "phone/call.wav", "studio.wav", "interview.mp4", "note.opus"]
+)
 def test_every_format_decodes_to_mono_at_the_target_rate_in_time(corpus, name):
     corpus_file = corpus[name]
     audio = load_source(corpus_file.path, 24000, -23.0)
@@ -72,7 +74,7 @@ def test_the_peak_guard_holds_back_the_loudness_gain(tmp_path):
 def test_clipping_is_found(tmp_path):
     t = np.arange(24000 * 3) / 24000
     audio = np.clip(1.5 * np.sin(2 * np.pi * 200 * t), -1, 1)
-    audio[: 24000] *= 0.5  # the first second is clean
+    audio[:24000] *= 0.5  # the first second is clean
     sf.write(tmp_path / "hot.wav", audio, 24000)
     loaded = load_source(tmp_path / "hot.wav", 24000, -23.0)
     assert loaded.clipped and loaded.clipped[0][0] == pytest.approx(1.0, abs=0.01)
@@ -92,8 +94,21 @@ def test_empty_wav_and_video_without_sound(tmp_path):
     with pytest.raises(SourceRejected) as rejected:
         load_source(tmp_path / "empty.wav", 24000, -23.0)
     assert rejected.value.reason == "empty"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=1",
-                    "-c:v", "mpeg4", str(tmp_path / "mute.mp4")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x64:rate=5:duration=1",
+            "-c:v",
+            "mpeg4",
+            str(tmp_path / "mute.mp4"),
+        ],
+        check=True,
+    )
     with pytest.raises(SourceRejected) as rejected:
         load_source(tmp_path / "mute.mp4", 24000, -23.0)
     assert rejected.value.reason == "no_audio_track"

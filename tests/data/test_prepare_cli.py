@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from speech_corpus import word_edits, words_for_wer
 
 from support.harness import REPO_ROOT, WHISPER_WORKERS, voicetune
-from speech_corpus import word_edits, words_for_wer
 
 # Measured with whisper-base int8 on this corpus (espeak-ng speech, an 8 kHz phone recording
 # among it): about 0.15 over all clips. The bound leaves room for thread-count differences
@@ -26,8 +26,11 @@ CUT_TOLERANCE = 0.02  # seconds: where a word starts or ends is known to a few m
 
 
 def tree_bytes(folder: Path, skip=(".voicetune/last_run.json",)) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and str(p.relative_to(folder)) not in skip}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and str(p.relative_to(folder)) not in skip
+    }
 
 
 @pytest.mark.slow
@@ -92,8 +95,20 @@ def test_dataset_files_are_complete_and_consistent(prepared):
     for clip in manifest:
         info = sf.info(dataset / "wavs" / f"{clip['id']}.wav")
         assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
-        assert set(clip) >= {"id", "source", "start", "end", "duration", "text", "asr_confidence", "loudness_lufs", "flags"}
-        assert abs(clip["loudness_lufs"] - (-23.0)) < 1.0 or clip["peak_dbfs"] > -1.1  # on target, or held by the peak guard
+        assert set(clip) >= {
+            "id",
+            "source",
+            "start",
+            "end",
+            "duration",
+            "text",
+            "asr_confidence",
+            "loudness_lufs",
+            "flags",
+        }
+        assert (
+            abs(clip["loudness_lufs"] - (-23.0)) < 1.0 or clip["peak_dbfs"] > -1.1
+        )  # on target, or held by the peak guard
         assert 0 < clip["asr_confidence"] <= 1
     assert sorted(p.stem for p in (dataset / "wavs").glob("*.wav")) == sorted(ids)
     assert (dataset / "durations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -118,8 +133,17 @@ def test_bad_files_are_reported_with_reasons(prepared):
 @pytest.mark.slow
 def test_rerun_changes_nothing(prepared, corpus_dir, whisper_model):
     before = tree_bytes(prepared.dataset)
-    result = voicetune("prepare", corpus_dir, "--out", prepared.dataset, "--whisper-model", whisper_model,
-                       "--workers", WHISPER_WORKERS, check_exit=0)
+    result = voicetune(
+        "prepare",
+        corpus_dir,
+        "--out",
+        prepared.dataset,
+        "--whisper-model",
+        whisper_model,
+        "--workers",
+        WHISPER_WORKERS,
+        check_exit=0,
+    )
     assert tree_bytes(prepared.dataset) == before
     last_run = json.loads((prepared.dataset / ".voicetune" / "last_run.json").read_text())
     # Only the corrupt file is tried again (a decoder might have been installed since).
@@ -141,8 +165,9 @@ def test_new_recording_is_added_without_touching_the_others(prepared, corpus, wh
     recording = build_recording(talk_plan(4, [0.5], first=7), cache_dir=espeak_cache)
     sf.write(new, recording.samples, recording.sample_rate)
     inputs = [f.path for f in corpus.values()] + [new]
-    result = voicetune("prepare", *inputs, "--out", dataset, "--whisper-model", whisper_model, "--workers", "1",
-                       check_exit=0)
+    result = voicetune(
+        "prepare", *inputs, "--out", dataset, "--whisper-model", whisper_model, "--workers", "1", check_exit=0
+    )
     last_run = json.loads((dataset / ".voicetune" / "last_run.json").read_text())
     assert last_run["processed_sources"] == 2  # the new take, and the corrupt file tried again
     after = tree_bytes(dataset / "wavs")
@@ -161,9 +186,25 @@ def test_killed_run_resumes_to_the_same_dataset(prepared, corpus, whisper_model,
     inputs = [corpus[name].path for name in ("studio.wav", "note.opus", "interview.mp4")]
     dataset = tmp_path / "dataset"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
-    process = subprocess.Popen([sys.executable, "-m", "voicetune", "prepare", *map(str, inputs), "--out", str(dataset),
-                                "--whisper-model", str(whisper_model), "--workers", WHISPER_WORKERS],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voicetune",
+            "prepare",
+            *map(str, inputs),
+            "--out",
+            str(dataset),
+            "--whisper-model",
+            str(whisper_model),
+            "--workers",
+            WHISPER_WORKERS,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     records = dataset / ".voicetune" / "sources"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (records.is_dir() and any(records.glob("*.json"))):
@@ -172,12 +213,24 @@ def test_killed_run_resumes_to_the_same_dataset(prepared, corpus, whisper_model,
     process.wait()
     done_before_kill = len(list(records.glob("*.json")))
     assert 1 <= done_before_kill < 3, "the kill should land between the first and the last source"
-    result = voicetune("prepare", *inputs, "--out", dataset, "--whisper-model", whisper_model, "--workers", WHISPER_WORKERS,
-                       check_exit=0)
+    result = voicetune(
+        "prepare",
+        *inputs,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        "--workers",
+        WHISPER_WORKERS,
+        check_exit=0,
+    )
     assert f"skipped {done_before_kill} already done" in result.stdout
     resumed = tree_bytes(dataset / "wavs")
-    reference = {name: data for name, data in tree_bytes(prepared.dataset / "wavs").items()
-                 if name.startswith(("studio_", "note_", "interview_"))}
+    reference = {
+        name: data
+        for name, data in tree_bytes(prepared.dataset / "wavs").items()
+        if name.startswith(("studio_", "note_", "interview_"))
+    }
     assert resumed == reference
     assert not list(dataset.rglob(".tmp-*"))
 
@@ -191,8 +244,14 @@ def test_ctrl_c_stops_the_files_in_progress_and_the_same_command_finishes(real_c
     dataset = tmp_path / "dataset"
     command = ["prepare", str(folder), "--out", str(dataset), "--whisper-model", str(whisper_model), "--workers", "2"]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
-    process = subprocess.Popen([sys.executable, "-m", "voicetune", *command], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicetune", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     records = dataset / ".voicetune" / "sources"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (records.is_dir() and any(records.glob("*.json"))):
@@ -213,8 +272,17 @@ def test_ctrl_c_stops_the_files_in_progress_and_the_same_command_finishes(real_c
 def test_other_settings_on_an_existing_dataset_is_exit_2(tmp_path, corpus, whisper_model):
     dataset = tmp_path / "dataset"
     voicetune("prepare", corpus["silence.wav"].path, "--out", dataset, "--whisper-model", whisper_model, check_exit=1)
-    result = voicetune("prepare", corpus["silence.wav"].path, "--out", dataset, "--whisper-model", whisper_model,
-                       "--sample-rate", "22050", check_exit=2)
+    result = voicetune(
+        "prepare",
+        corpus["silence.wav"].path,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        "--sample-rate",
+        "22050",
+        check_exit=2,
+    )
     assert "--sample-rate 24000 (now 22050)" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -222,47 +290,89 @@ def test_other_settings_on_an_existing_dataset_is_exit_2(tmp_path, corpus, whisp
 def test_out_folder_with_other_files_is_exit_2(tmp_path, corpus, whisper_model):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"cat")
-    result = voicetune("prepare", corpus["silence.wav"].path, "--out", tmp_path / "photos", "--whisper-model", whisper_model,
-                       check_exit=2)
+    result = voicetune(
+        "prepare",
+        corpus["silence.wav"].path,
+        "--out",
+        tmp_path / "photos",
+        "--whisper-model",
+        whisper_model,
+        check_exit=2,
+    )
     assert "not a voicetune dataset" in result.stderr
 
 
 def test_nothing_kept_is_exit_1_with_reasons(tmp_path, corpus, whisper_model):
     dataset = tmp_path / "dataset"
-    result = voicetune("prepare", corpus["silence.wav"].path, corpus["corrupt.mp3"].path, "--out", dataset,
-                       "--whisper-model", whisper_model, check_exit=1)
+    result = voicetune(
+        "prepare",
+        corpus["silence.wav"].path,
+        corpus["corrupt.mp3"].path,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        check_exit=1,
+    )
     assert "no clip kept" in result.stderr
     reasons = {r["reason"] for r in json.loads((dataset / "report.json").read_text())["rejections"]}
     assert reasons == {"silent", "unreadable"}
 
 
 def test_missing_input_is_exit_2(tmp_path, whisper_model):
-    result = voicetune("prepare", tmp_path / "nope.wav", "--out", tmp_path / "dataset", "--whisper-model", whisper_model,
-                       check_exit=2)
+    result = voicetune(
+        "prepare", tmp_path / "nope.wav", "--out", tmp_path / "dataset", "--whisper-model", whisper_model, check_exit=2
+    )
     assert "nope.wav" in result.stderr and "no such file" in result.stderr
 
 
 def test_whisper_model_name_offline_is_exit_2_asking_for_a_local_path(tmp_path, corpus):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop("VOICETUNE_WHISPER_MODEL", None)
-    result = voicetune("prepare", corpus["note.opus"].path, "--out", tmp_path / "dataset", "--whisper-model", "base",
-                       env=env, check_exit=2)
+    result = voicetune(
+        "prepare",
+        corpus["note.opus"].path,
+        "--out",
+        tmp_path / "dataset",
+        "--whisper-model",
+        "base",
+        env=env,
+        check_exit=2,
+    )
     assert "--whisper-model base" in result.stderr and "local" in result.stderr
     assert not (tmp_path / "dataset").exists()
 
 
 def test_more_workers_than_cores_are_lowered_with_a_warning(tmp_path, corpus, whisper_model):
-    result = voicetune("prepare", corpus["silence.wav"].path, "--out", tmp_path / "dataset", "--whisper-model", whisper_model,
-                       "--workers", "512", check_exit=1)
+    result = voicetune(
+        "prepare",
+        corpus["silence.wav"].path,
+        "--out",
+        tmp_path / "dataset",
+        "--whisper-model",
+        whisper_model,
+        "--workers",
+        "512",
+        check_exit=1,
+    )
     assert "--workers 512 is more than the" in result.stderr
 
 
 def test_bad_flag_values_are_exit_2(tmp_path, corpus, whisper_model):
-    for flags, flag in ((["--min-seconds", "9", "--max-seconds", "6"], "--min-seconds"),
-                        (["--transcriber", "magic"], "--transcriber"),
-                        (["--max-seconds", "40", "--min-seconds", "10"], "--max-seconds"),
-                        (["--val-fraction", "1.5"], "--val-fraction")):
-        result = voicetune("prepare", corpus["silence.wav"].path, "--out", tmp_path / "d", "--whisper-model", whisper_model,
-                           *flags, check_exit=2)
+    for flags, flag in (
+        (["--min-seconds", "9", "--max-seconds", "6"], "--min-seconds"),
+        (["--transcriber", "magic"], "--transcriber"),
+        (["--max-seconds", "40", "--min-seconds", "10"], "--max-seconds"),
+        (["--val-fraction", "1.5"], "--val-fraction"),
+    ):
+        result = voicetune(
+            "prepare",
+            corpus["silence.wav"].path,
+            "--out",
+            tmp_path / "d",
+            "--whisper-model",
+            whisper_model,
+            *flags,
+            check_exit=2,
+        )
         assert flag in result.stderr, result.stderr
-

@@ -23,8 +23,23 @@ def finite_metric_rows(run):
 def test_f5_uses_every_clip_prepare_makes_and_validates(prepared, tmp_path):
     assert prepared.result.returncode == 0, prepared.result.stderr
     run = tmp_path / "f5"
-    result = run_cli("train", "--data", prepared.dataset, "--run", run, "--model", "f5-tiny", "--max-updates", "3",
-                     "--save-every", "3", "--workers", "0", "--set", "samples=false")
+    result = run_cli(
+        "train",
+        "--data",
+        prepared.dataset,
+        "--run",
+        run,
+        "--model",
+        "f5-tiny",
+        "--max-updates",
+        "3",
+        "--save-every",
+        "3",
+        "--workers",
+        "0",
+        "--set",
+        "samples=false",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "never used" not in result.stdout  # the default frame budget holds the longest clip
     val = [row["val/loss"] for row in finite_metric_rows(run) if "val/loss" in row]
@@ -36,8 +51,9 @@ def test_xtts_trains_on_prepare_defaults_and_names_the_fix(prepared, tmp_path):
     too_long = [clip for clip in prepared.manifest() if clip["duration"] > XTTS_LIMIT_SECONDS]
     assert too_long, "prepare's defaults make clips longer than XTTS takes: the case under test"
     run = tmp_path / "xtts"
-    result = run_cli("train", *xtts_args(prepared.dataset, run, "--save-every", "3", "--set", "samples=false",
-                                         max_updates=3))
+    result = run_cli(
+        "train", *xtts_args(prepared.dataset, run, "--save-every", "3", "--set", "samples=false", max_updates=3)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"XTTS leaves out {len(too_long)} of" in result.stdout and "--for xtts" in result.stdout
     finite_metric_rows(run)
@@ -48,8 +64,9 @@ def test_xtts_trains_on_prepare_defaults_and_names_the_fix(prepared, tmp_path):
 @pytest.mark.slow
 def test_prepare_for_xtts_makes_clips_xtts_takes(corpus, tmp_path):
     dataset = tmp_path / "for_xtts"
-    result = run_cli("prepare", corpus["talk.mp3"].path, "--out", dataset, "--for", "xtts",
-                     "--transcriber", "pocketsphinx")
+    result = run_cli(
+        "prepare", corpus["talk.mp3"].path, "--out", dataset, "--for", "xtts", "--transcriber", "pocketsphinx"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     durations = [json.loads(line)["duration"] for line in (dataset / "manifest.jsonl").read_text().splitlines()]
     assert durations and all(4.0 - 1e-3 <= d <= 11.5 + 1e-3 for d in durations), durations

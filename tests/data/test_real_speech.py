@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from real_speech import clips_wer
+
 from support.harness import WHISPER_WORKERS, voicetune
 
 # whisper-base int8, measured on these recordings: 0.055 on the Spanish ones (one pass over each
@@ -39,7 +39,11 @@ def test_real_speech_transcripts_match_the_index_texts(real_prepared, real_corpu
         totals[recording.language][1] += words
     wer = {language: edits / words for language, (edits, words) in totals.items()}
     overall = sum(e for e, _ in totals.values()) / sum(w for _, w in totals.values())
-    print("\nwhisper-base WER on real speech: " + ", ".join(f"{k} {v:.3f}" for k, v in wer.items()) + f", all {overall:.3f}")
+    print(
+        "\nwhisper-base WER on real speech: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in wer.items())
+        + f", all {overall:.3f}"
+    )
     assert wer["es"] <= MAX_SPANISH_WER
     assert overall <= MAX_WER
 
@@ -64,8 +68,20 @@ def test_no_clip_is_hold_music_alone(real_prepared, real_corpus):
 def test_language_flag_es_on_a_spanish_phone_recording(tmp_path, real_corpus, whisper_model):
     recording = real_corpus["es/llamada.wav"]
     dataset = tmp_path / "dataset"
-    voicetune("prepare", recording.path, "--out", dataset, "--whisper-model", whisper_model, "--language", "es",
-              "--numbers-to-words", "--workers", WHISPER_WORKERS, check_exit=0)
+    voicetune(
+        "prepare",
+        recording.path,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        "--language",
+        "es",
+        "--numbers-to-words",
+        "--workers",
+        WHISPER_WORKERS,
+        check_exit=0,
+    )
     manifest = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     assert manifest and {clip["language"] for clip in manifest} == {"es"}
     edits, words = clips_wer(recording, manifest)

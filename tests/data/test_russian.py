@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from real_speech import PROMPT_RATE, RUSSIAN, _save, build_real_recording, clips_wer, load_prompts, require_packages
+
 from support.harness import WHISPER_WORKERS, run_cli, voicetune
 
 MAX_RUSSIAN_WER = 0.2  # measured 0.10; above 0.2 words are lost or garbled, not a word more or less
@@ -23,11 +23,25 @@ ENGLISH_LETTERS = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'-
 def russian(tmp_path_factory, whisper_model):
     require_packages((RUSSIAN,))
     folder = tmp_path_factory.mktemp("russian")
-    recording = build_real_recording(load_prompts(RUSSIAN)[:16], [0.6, 1.0, 0.4, 1.3], RUSSIAN, folder / "calls" / "zvonok.wav")
+    recording = build_real_recording(
+        load_prompts(RUSSIAN)[:16], [0.6, 1.0, 0.4, 1.3], RUSSIAN, folder / "calls" / "zvonok.wav"
+    )
     _save(recording, recording.path, PROMPT_RATE)
     dataset = folder / "dataset"
-    voicetune("prepare", recording.path.parent, "--out", dataset, "--whisper-model", whisper_model, "--language", RUSSIAN,
-              "--numbers-to-words", "--workers", WHISPER_WORKERS, check_exit=0)
+    voicetune(
+        "prepare",
+        recording.path.parent,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        "--language",
+        RUSSIAN,
+        "--numbers-to-words",
+        "--workers",
+        WHISPER_WORKERS,
+        check_exit=0,
+    )
     manifest = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     return recording, dataset, manifest
 
@@ -54,8 +68,25 @@ def test_f5_learns_the_cyrillic_letters_and_upstream_loads_the_export(russian, t
     letters = sorted({c for clip in manifest for c in clip["normalized_text"]} - set(ENGLISH_LETTERS))
     assert sum("\u0400" <= c <= "\u04ff" for c in letters) >= 20  # (and any punctuation English lacks)
     run = tmp_path / "run"
-    trained = run_cli("train", "--data", dataset, "--run", run, "--model", "f5-tiny", "--vocab", english, "--max-updates", "2",
-                      "--save-every", "2", "--workers", "0", "--set", "samples=false")
+    trained = run_cli(
+        "train",
+        "--data",
+        dataset,
+        "--run",
+        run,
+        "--model",
+        "f5-tiny",
+        "--vocab",
+        english,
+        "--max-updates",
+        "2",
+        "--save-every",
+        "2",
+        "--workers",
+        "0",
+        "--set",
+        "samples=false",
+    )
     assert trained.returncode == 0, trained.stdout + trained.stderr
     said = " ".join(trained.stdout.split())
     assert f"{len(letters)} characters of the dataset are not in" in said and "added as new tokens" in said
@@ -65,9 +96,10 @@ def test_f5_learns_the_cyrillic_letters_and_upstream_loads_the_export(russian, t
     exported = run_cli("ckpt", "export", run, "--format", "f5", "--out", export)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     vocab = (export / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    assert vocab[len(ENGLISH_LETTERS):len(ENGLISH_LETTERS) + len(letters)] == letters
+    assert vocab[len(ENGLISH_LETTERS) : len(ENGLISH_LETTERS) + len(letters)] == letters
     config = OmegaConf.load(export / "model.yaml")
-    upstream = load_model(DiT, config.model.arch, str(export / "model.safetensors"), vocab_file=str(export / "vocab.txt"),
-                          device="cpu")  # a strict load: the text embedding has a row per Cyrillic letter
+    upstream = load_model(
+        DiT, config.model.arch, str(export / "model.safetensors"), vocab_file=str(export / "vocab.txt"), device="cpu"
+    )  # a strict load: the text embedding has a row per Cyrillic letter
     rows = upstream.transformer.text_embed.text_embed.weight.shape[0]
     assert rows == len(ENGLISH_LETTERS) + len(letters) + 1  # and upstream's filler token

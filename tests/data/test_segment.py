@@ -36,7 +36,9 @@ def assert_valid(plan, spans, limits=LIMITS):
     for a, b in zip(plan.clips, plan.clips[1:]):
         assert a.end <= b.start + 1e-9
     # every bit of speech is in a clip or reported dropped
-    covered = sum(min(c.end, e) - max(c.start, s) for c in plan.clips for s, e in spans if min(c.end, e) > max(c.start, s))
+    covered = sum(
+        min(c.end, e) - max(c.start, s) for c in plan.clips for s, e in spans if min(c.end, e) > max(c.start, s)
+    )
     dropped = sum(e - s for s, e in plan.dropped)
     assert covered + dropped == pytest.approx(sum(e - s for s, e in spans), abs=1e-6)
 

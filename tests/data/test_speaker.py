@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-
 from real_speech import PROMPT_RATE, build_interview, load_prompts, write_prompts
+
 from support.harness import WHISPER_WORKERS, voicetune
 from voicetune.data import speaker
 from voicetune.data.segment import ClipLimits, SpeechDetector
@@ -28,13 +28,28 @@ MIN_RECALL = 0.9
 @pytest.fixture(scope="module")
 def interview(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voices")
-    return build_interview(folder / "recordings" / "interview.wav"), write_prompts(folder / "host.wav", "es", 120, 3).path
+    return build_interview(folder / "recordings" / "interview.wav"), write_prompts(
+        folder / "host.wav", "es", 120, 3
+    ).path
 
 
 def _prepare(interview, whisper_model, out: Path, voice: str):
     recording, _ = interview
-    result = voicetune("prepare", recording.recording.path.parent, "--out", out, "--whisper-model", whisper_model,
-                       "--language", "es", "--speaker", voice, "--workers", WHISPER_WORKERS, check_exit=0)
+    result = voicetune(
+        "prepare",
+        recording.recording.path.parent,
+        "--out",
+        out,
+        "--whisper-model",
+        whisper_model,
+        "--language",
+        "es",
+        "--speaker",
+        voice,
+        "--workers",
+        WHISPER_WORKERS,
+        check_exit=0,
+    )
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     return result, manifest, json.loads((out / "report.json").read_text(encoding="utf-8"))
 
@@ -93,15 +108,29 @@ def test_dataset_check_shows_what_was_left_out(with_reference, tmp_path):
     shown = voicetune("dataset", "check", dataset, check_exit=0)
     assert "left out by prepare" in shown.stdout and "other_speaker" in shown.stdout
     as_json = json.loads(voicetune("dataset", "check", dataset, "--json", check_exit=0).stdout)
-    assert as_json["stats"]["left_out"]["other_speaker"]["count"] == with_reference[2]["rejections_by_reason"]["other_speaker"]["count"]
+    assert (
+        as_json["stats"]["left_out"]["other_speaker"]["count"]
+        == with_reference[2]["rejections_by_reason"]["other_speaker"]["count"]
+    )
 
 
 @pytest.mark.slow
 def test_another_speaker_setting_on_the_dataset_is_exit_2(with_reference, whisper_model, interview):
     recording, _ = interview
     dataset = Path(with_reference[2]["check"]["dataset"])
-    result = voicetune("prepare", recording.recording.path.parent, "--out", dataset, "--whisper-model", whisper_model,
-                       "--language", "es", "--speaker", "auto", check_exit=2)
+    result = voicetune(
+        "prepare",
+        recording.recording.path.parent,
+        "--out",
+        dataset,
+        "--whisper-model",
+        whisper_model,
+        "--language",
+        "es",
+        "--speaker",
+        "auto",
+        check_exit=2,
+    )
     assert "--speaker" in result.stderr
 
 
@@ -119,11 +148,24 @@ def host_voice(interview):
 def test_a_voice_change_without_a_pause_leaves_the_clip_out(host_voice):
     es, fr = load_prompts("es"), load_prompts("fr")
     # The host's third prompt runs straight into a guest's answer: one stretch of speech, two voices.
-    audio = _speech(0.5, es[0].samples, 0.8, es[1].samples, 1.0, es[2].samples, fr[0].samples, 1.0,
-                    es[3].samples, 0.7, es[4].samples, 0.5)
+    audio = _speech(
+        0.5,
+        es[0].samples,
+        0.8,
+        es[1].samples,
+        1.0,
+        es[2].samples,
+        fr[0].samples,
+        1.0,
+        es[3].samples,
+        0.7,
+        es[4].samples,
+        0.5,
+    )
     change_at = (0.5 + 0.8 + 1.0) + sum(p.duration for p in es[:3])
-    plan, _, left = speaker.segment_target_voice(audio, SpeechDetector(), ClipLimits(5, 15), host_voice,
-                                                 speaker.encoder(), "talk.wav")
+    plan, _, left = speaker.segment_target_voice(
+        audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "talk.wav"
+    )
     assert [r["reason"] for r in left] == ["speaker_change"]
     assert left[0]["start"] < change_at < left[0]["end"]
     assert not any(c.start < change_at < c.end for c in plan.clips)
@@ -132,19 +174,33 @@ def test_a_voice_change_without_a_pause_leaves_the_clip_out(host_voice):
 
 def test_one_voice_loses_nothing(host_voice):
     es = load_prompts("es")
-    audio = _speech(0.5, es[5].samples, 0.6, es[6].samples, 1.2, es[7].samples, 0.4, es[8].samples, 0.9, es[9].samples, 0.5)
-    plan, _, left = speaker.segment_target_voice(audio, SpeechDetector(), ClipLimits(5, 15), host_voice,
-                                                 speaker.encoder(), "host.wav")
+    audio = _speech(
+        0.5, es[5].samples, 0.6, es[6].samples, 1.2, es[7].samples, 0.4, es[8].samples, 0.9, es[9].samples, 0.5
+    )
+    plan, _, left = speaker.segment_target_voice(
+        audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "host.wav"
+    )
     assert left == []
     assert sum(c.speech_end - c.speech_start for c in plan.clips) >= 0.95 * sum(p.duration for p in es[5:10])
 
 
 def test_bad_speaker_values_are_exit_2(tmp_path, interview, whisper_model):
     folder = interview[0].recording.path.parent
-    missing = voicetune("prepare", folder, "--out", tmp_path / "a", "--speaker", tmp_path / "nobody.wav",
-                        "--whisper-model", whisper_model, check_exit=2)
+    missing = voicetune(
+        "prepare",
+        folder,
+        "--out",
+        tmp_path / "a",
+        "--speaker",
+        tmp_path / "nobody.wav",
+        "--whisper-model",
+        whisper_model,
+        check_exit=2,
+    )
     assert "--speaker" in missing.stderr and "nobody.wav" in missing.stderr
-    whole_files = voicetune("prepare", folder, "--out", tmp_path / "b", "--speaker", "auto", "--transcriber", "none", check_exit=2)
+    whole_files = voicetune(
+        "prepare", folder, "--out", tmp_path / "b", "--speaker", "auto", "--transcriber", "none", check_exit=2
+    )
     assert "--speaker" in whole_files.stderr and "--transcriber" in whole_files.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -157,15 +213,20 @@ def test_studio_data_page_shows_the_voices_left_out(with_reference):
     page = _report_markdown(report)
     closest = report["speaker"]["most_like_the_voice_kept"][0]
     assert "voice kept:** the voice of host.wav" in page
-    assert f"{closest['start']:.1f}-{closest['end']:.1f} s: other_speaker, similarity {closest['similarity']:.2f}" in page
+    assert (
+        f"{closest['start']:.1f}-{closest['end']:.1f} s: other_speaker, similarity {closest['similarity']:.2f}" in page
+    )
 
 
 def test_a_file_without_the_voice_gives_no_clip(host_voice):
     """A file where only a guest speaks (one voice, but not the host's) is all left out."""
     fr = load_prompts("fr")
-    audio = _speech(0.5, fr[20].samples, 0.7, fr[21].samples, 0.7, fr[22].samples, 0.7, fr[23].samples, 0.7, fr[24].samples, 0.5)
-    plan, _, left = speaker.segment_target_voice(audio, SpeechDetector(), ClipLimits(5, 15), host_voice,
-                                                 speaker.encoder(), "guest.wav")
+    audio = _speech(
+        0.5, fr[20].samples, 0.7, fr[21].samples, 0.7, fr[22].samples, 0.7, fr[23].samples, 0.7, fr[24].samples, 0.5
+    )
+    plan, _, left = speaker.segment_target_voice(
+        audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "guest.wav"
+    )
     assert plan.clips == []
     assert len(left) == 5 and {r["reason"] for r in left} == {"other_speaker"}
 
@@ -175,7 +236,9 @@ def test_auto_takes_the_voice_that_speaks_most_over_all_files():
     and in the second file it is the host's stretches that are kept."""
     es, fr = load_prompts("es"), load_prompts("fr")
     embed, detector = speaker.encoder(), SpeechDetector()
-    first = _speech(0.5, es[40].samples, 0.8, es[41].samples, 0.8, fr[40].samples, 0.8, es[42].samples, 0.8, es[43].samples, 0.5)
+    first = _speech(
+        0.5, es[40].samples, 0.8, es[41].samples, 0.8, fr[40].samples, 0.8, es[42].samples, 0.8, es[43].samples, 0.5
+    )
     second = _speech(0.5, fr[41].samples, 0.8, fr[42].samples, 0.8, es[44].samples, 0.8, fr[43].samples, 0.5)
     files = [speaker.file_stretches(audio, detector, embed) for audio in (first, second)]
     target = speaker.main_voice(files)

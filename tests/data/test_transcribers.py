@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from speech_corpus import word_edits, words_for_wer
 
 from support.harness import voicetune
-from speech_corpus import word_edits, words_for_wer
-from voicetune.data.segment import PlannedClip
 from voicetune.data.ingest import load_source
-from voicetune.data.segment import ClipLimits, SpeechDetector, segment_speech
+from voicetune.data.segment import ClipLimits, PlannedClip, SpeechDetector, segment_speech
 from voicetune.data.transcribe import (
     BATCH_WINDOWS,
     BLOCK_SECONDS,
@@ -57,6 +56,7 @@ def test_a_decoding_loop_is_told_from_speech():
     """Whisper's loop test (text that gzip shrinks more than 2.4 times), which decides which
     windows are read again in a full window: it catches the loops whisper gave on short windows
     (a word or a sentence over and over), not real sentences, even with repeated words in them."""
+
     def words(text: str) -> list[Word]:
         return [Word(i, i + 0.5, " " + w) for i, w in enumerate(text.split())]
 
@@ -124,7 +124,9 @@ def test_pocketsphinx_files_side_by_side_get_what_one_at_a_time_gets(tmp_path, c
     texts = {}
     for workers in ("1", "2"):
         dataset = tmp_path / f"workers{workers}"
-        voicetune("prepare", *inputs, "--out", dataset, "--transcriber", "pocketsphinx", "--workers", workers, check_exit=0)
+        voicetune(
+            "prepare", *inputs, "--out", dataset, "--transcriber", "pocketsphinx", "--workers", workers, check_exit=0
+        )
         manifest = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
         texts[workers] = {clip["id"]: clip["text"] for clip in manifest}
     assert len({clip_id.rsplit("_", 2)[0] for clip_id in texts["1"]}) == 2
@@ -142,11 +144,26 @@ def test_transcriber_none_keeps_existing_transcripts(tmp_path, espeak_cache):
         spoken[name.rsplit("/", 1)[-1]] = recording.text
     (inputs / "take1.txt").write_text(spoken["take1"] + " It took 2 tries.\n", encoding="utf-8")
     (inputs / "take2.lab").write_text(spoken["take2"], encoding="utf-8")
-    (inputs / "ljs" / "metadata.csv").write_text(f"item_a|{spoken['item_a']}|{spoken['item_a'].lower()}\n", encoding="utf-8")
+    (inputs / "ljs" / "metadata.csv").write_text(
+        f"item_a|{spoken['item_a']}|{spoken['item_a'].lower()}\n", encoding="utf-8"
+    )
     dataset = tmp_path / "dataset"
-    result = voicetune("prepare", inputs, "--out", dataset, "--transcriber", "none", "--numbers-to-words",
-                       "--language", "en", check_exit=0)
-    manifest = {row["id"].rsplit("_", 2)[0]: row for row in map(json.loads, (dataset / "manifest.jsonl").read_text().splitlines())}
+    result = voicetune(
+        "prepare",
+        inputs,
+        "--out",
+        dataset,
+        "--transcriber",
+        "none",
+        "--numbers-to-words",
+        "--language",
+        "en",
+        check_exit=0,
+    )
+    manifest = {
+        row["id"].rsplit("_", 2)[0]: row
+        for row in map(json.loads, (dataset / "manifest.jsonl").read_text().splitlines())
+    }
     assert set(manifest) == {"take1", "take2", "item_a"}
     assert manifest["take1"]["text"].endswith("It took 2 tries.")
     assert manifest["take1"]["normalized_text"].endswith("It took two tries.")

@@ -16,13 +16,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support.*
 
-from voicetune.config import TrainConfig  # noqa: E402
-from voicetune.errors import CheckpointError, UsageError, VoicetuneError  # noqa: E402
-from voicetune.models.f5 import F5Adapter  # noqa: E402
-from voicetune.models.f5.spec import read_upstream_config  # noqa: E402
-from voicetune.models.f5.vocab import UPSTREAM_VOCAB, read_vocab  # noqa: E402
-from voicetune.models.f5.weights import NEW_ROWS_SEED, TEXT_EMBED_KEY  # noqa: E402
-from voicetune.models.registry import create_adapter, model_names  # noqa: E402
+from voicetune.config import TrainConfig
+from voicetune.errors import CheckpointError, UsageError, VoicetuneError
+from voicetune.models.f5 import F5Adapter
+from voicetune.models.f5.spec import read_upstream_config
+from voicetune.models.f5.vocab import UPSTREAM_VOCAB, read_vocab
+from voicetune.models.f5.weights import NEW_ROWS_SEED, TEXT_EMBED_KEY
+from voicetune.models.registry import create_adapter, model_names
 
 N_CLIPS = 16
 NEW_CHAR = "þ"  # not in upstream's vocab.txt (its capital Þ is)
@@ -95,9 +95,18 @@ def test_model_names_and_upstream_architectures():
     for name, upstream in (("f5-v1-small", "F5TTS_v1_Small.yaml"), ("f5-v1-base", "F5TTS_v1_Base.yaml")):
         adapter = make_adapter(None, model=name)
         assert adapter.spec.arch == read_upstream_config(upstream)["model"]["arch"]
-        assert adapter.spec.mel == {"target_sample_rate": 24000, "n_mel_channels": 100, "hop_length": 256,
-                                    "win_length": 1024, "n_fft": 1024, "mel_spec_type": "vocos"}
-    assert make_adapter(None, model="f5-v1-base").pretrained == "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+        assert adapter.spec.mel == {
+            "target_sample_rate": 24000,
+            "n_mel_channels": 100,
+            "hop_length": 256,
+            "win_length": 1024,
+            "n_fft": 1024,
+            "mel_spec_type": "vocos",
+        }
+    assert (
+        make_adapter(None, model="f5-v1-base").pretrained
+        == "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+    )
     assert make_adapter(None, model="f5-v1-base", pretrained="none").pretrained is None
     model = make_adapter(None).build_model()
     assert type(model).__name__ == "CFM" and type(model.transformer).__name__ == "DiT"
@@ -290,12 +299,17 @@ def test_vocab_extension_reports_the_spanish_and_portuguese_letters_it_adds(tmp_
 
     letters = set("áéíóúñüãõâêôçà")
     english = tmp_path / "vocab_en.txt"
-    english.write_text("".join(c + "\n" for c in " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'-\""),
-                       encoding="utf-8")
+    english.write_text(
+        "".join(c + "\n" for c in " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'-\""), encoding="utf-8"
+    )
     data = tmp_path / "es_pt"
     (data / "wavs").mkdir(parents=True)
-    rows = ["¿Qué opinión tiene usted? ¡Sí, señor! Un pingüino", "Está aquí, más allá del río; útil",
-            "A canção do coração: não, pões, você, avô, pôr, à tarde", "Preço, pêssego, metrô, órgão, câmara"]
+    rows = [
+        "¿Qué opinión tiene usted? ¡Sí, señor! Un pingüino",
+        "Está aquí, más allá del río; útil",
+        "A canção do coração: não, pões, você, avô, pôr, à tarde",
+        "Preço, pêssego, metrô, órgão, câmara",
+    ]
     rows[1] = unicodedata.normalize("NFD", rows[1])
     (data / "metadata.csv").write_text("".join(f"clip_{i}|{t}|{t}\n" for i, t in enumerate(rows)), encoding="utf-8")
     for i in range(len(rows)):
@@ -349,7 +363,9 @@ def test_loads_upstream_trainer_checkpoint_preferring_ema(upstream_checkpoint):
     adapter = make_adapter(None)
     model = adapter.build_model()
     adapter.load_upstream_weights(model, upstream_checkpoint)
-    ema = {k[len("ema_model."):]: v for k, v in checkpoint["ema_model_state_dict"].items() if k.startswith("ema_model.")}
+    ema = {
+        k[len("ema_model.") :]: v for k, v in checkpoint["ema_model_state_dict"].items() if k.startswith("ema_model.")
+    }
     differs = 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, ema[key]), key
@@ -419,8 +435,9 @@ def test_export_loads_in_upstream_inference_with_same_output(tiny, tmp_path):
     export = tmp_path / "export"
     assert (export / "vocab.txt").read_text(encoding="utf-8") == UPSTREAM_VOCAB.read_text(encoding="utf-8")
     config = OmegaConf.load(export / "model.yaml")
-    upstream = load_model(DiT, config.model.arch, str(export / "model.safetensors"),
-                          vocab_file=str(export / "vocab.txt"), device="cpu").eval()  # strict load inside
+    upstream = load_model(
+        DiT, config.model.arch, str(export / "model.safetensors"), vocab_file=str(export / "vocab.txt"), device="cpu"
+    ).eval()  # strict load inside
     assert set(upstream.state_dict()) == set(model.state_dict())
     # Upstream's Trainer loads it strictly into its EMA (as pretrained_*.safetensors for fine-tuning).
     EMA(upstream, include_online_model=False).load_state_dict(load_file(export / "model.safetensors"))

@@ -27,8 +27,18 @@ from voicetune.train.reporting import read_metrics
 N = 30
 STOP_AFTER = 12
 # Small frame batches keep an update under a second on 2 cores; lr 1e-3 is f5-tiny's default.
-CADENCE = ["--save-every", "10", "--last-every", "5", "--batch-frames", "700", "--workers", "1",
-           "--sample-text", "A short test sentence."]
+CADENCE = [
+    "--save-every",
+    "10",
+    "--last-every",
+    "5",
+    "--batch-frames",
+    "700",
+    "--workers",
+    "1",
+    "--sample-text",
+    "A short test sentence.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +50,20 @@ def f5_corpus(tmp_path_factory) -> Path:
 
 
 def f5_args(data: Path, run: Path, *extra: str, max_updates: int = N) -> list[str]:
-    return ["--data", str(data), "--run", str(run), "--model", "f5-tiny", "--max-updates", str(max_updates),
-            "--set", "log_every=1", *CADENCE, *extra]
+    return [
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--model",
+        "f5-tiny",
+        "--max-updates",
+        str(max_updates),
+        "--set",
+        "log_every=1",
+        *CADENCE,
+        *extra,
+    ]
 
 
 def checkpoint_at(run: Path, step: int) -> Path:
@@ -131,9 +153,22 @@ def test_synthesize_and_export_of_the_trained_run(straight, f5_corpus, tmp_path)
     reference = sorted((f5_corpus / "wavs").glob("*.wav"))[0]
     ref_text = (f5_corpus / "metadata.csv").read_text().splitlines()[0].split("|")[1]
     out = tmp_path / "out.wav"
-    result = run_cli("synthesize", "--checkpoint", str(straight), "--text", "Hello there. This is a second sentence.",
-                     "--ref", str(reference), "--ref-text", ref_text, "--seed", "1",
-                     "--out", str(out), timeout=600)
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        str(straight),
+        "--text",
+        "Hello there. This is a second sentence.",
+        "--ref",
+        str(reference),
+        "--ref-text",
+        ref_text,
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     info = sf.info(out)
     assert info.samplerate == 24000 and info.duration > 0.5
@@ -153,8 +188,9 @@ def test_synthesize_and_export_of_the_trained_run(straight, f5_corpus, tmp_path)
     from voicetune.models.f5.spec import model_spec
 
     spec = model_spec("f5-tiny")
-    model = load_model(DiT, spec.arch, str(weights), mel_spec_type="vocos", vocab_file=str(exported / "vocab.txt"),
-                       device="cpu")
+    model = load_model(
+        DiT, spec.arch, str(weights), mel_spec_type="vocos", vocab_file=str(exported / "vocab.txt"), device="cpu"
+    )
     # ...and speaks through upstream's own inference code (Griffin-Lim stands in for Vocos, whose
     # weights cannot be downloaded here; upstream calls vocoder.decode(mel)).
     from f5_tts.infer.utils_infer import infer_process
@@ -169,8 +205,17 @@ def test_synthesize_and_export_of_the_trained_run(straight, f5_corpus, tmp_path)
             return self.griffin_lim(mel)
 
     torch.manual_seed(0)
-    wave, rate, _ = infer_process(str(reference), ref_text, "Hello there.", model, Decoder(), mel_spec_type="vocos",
-                                  nfe_step=8, device="cpu", show_info=lambda *_: None)
+    wave, rate, _ = infer_process(
+        str(reference),
+        ref_text,
+        "Hello there.",
+        model,
+        Decoder(),
+        mel_spec_type="vocos",
+        nfe_step=8,
+        device="cpu",
+        show_info=lambda *_: None,
+    )
     assert rate == 24000 and wave.ndim == 1 and len(wave) > 0.3 * rate and float(abs(wave).max()) > 0.01
 
 
@@ -180,8 +225,11 @@ def test_f5_lora_on_a_pretrained_export_trains_only_adapters_and_exports_merged(
 
     run = tmp_path / "lora"
     pretrained = straight / "ready" / "model.safetensors"
-    result = run_cli("train", *f5_args(f5_corpus, run, "--pretrained", str(pretrained), "--lora-rank", "4",
-                                       max_updates=10), timeout=600)
+    result = run_cli(
+        "train",
+        *f5_args(f5_corpus, run, "--pretrained", str(pretrained), "--lora-rank", "4", max_updates=10),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lora_params = int(result.stdout.split("model f5-tiny: ")[1].split(" trainable")[0].replace(",", ""))
     final = checkpoint_at(run, 10)
@@ -194,8 +242,10 @@ def test_f5_lora_on_a_pretrained_export_trains_only_adapters_and_exports_merged(
     full = checkpoint_at(straight, N)
     size = lambda folder: sum(f.stat().st_size for f in folder.iterdir())  # noqa: E731
     with capsys.disabled():
-        print(f"\nf5-tiny LoRA rank 4 / full checkpoint: {size(final):,} / {size(full):,} bytes = "
-              f"{size(final) / size(full):.3f}")
+        print(
+            f"\nf5-tiny LoRA rank 4 / full checkpoint: {size(final):,} / {size(full):,} bytes = "
+            f"{size(final) / size(full):.3f}"
+        )
     assert size(final) < 0.5 * size(full)
     losses = [m["train/loss"] for _, m in sorted(read_metrics(run / "metrics.jsonl").items()) if "train/loss" in m]
     # metrics.jsonl writes a NaN or inf loss as a string: isinstance catches that as well.
@@ -208,8 +258,13 @@ def test_f5_lora_on_a_pretrained_export_trains_only_adapters_and_exports_merged(
 
     from voicetune.models.f5.spec import model_spec
 
-    model = load_model(DiT, model_spec("f5-tiny").arch, str(exported / "model.safetensors"),
-                       vocab_file=str(exported / "vocab.txt"), device="cpu")
+    model = load_model(
+        DiT,
+        model_spec("f5-tiny").arch,
+        str(exported / "model.safetensors"),
+        vocab_file=str(exported / "vocab.txt"),
+        device="cpu",
+    )
     assert not any("lora" in k for k in model.state_dict())
     base = {k.removeprefix("ema_model."): v for k, v in load_tensors(pretrained).items() if k.startswith("ema_model.")}
     merged = model.state_dict()

@@ -84,7 +84,10 @@ def test_lora_sigterm_and_resume_equal_a_straight_run(xtts_corpus, straight_lora
     assert weights and all(".lora_A." in k or ".lora_B." in k for k in weights)
     assert sum(t.numel() for t in weights.values()) == LORA_PARAMS
     assert json.loads((a / "loop.json").read_text())["architecture"]["lora"] == {
-        "rank": 4, "alpha": 8.0, "targets": ["c_attn", "c_proj", "c_fc"]}
+        "rank": 4,
+        "alpha": 8.0,
+        "targets": ["c_attn", "c_proj", "c_fc"],
+    }
 
 
 def test_lora_checkpoints_are_a_small_fraction_of_full_ones(straight_lora_run, tiny_full_run, capsys):
@@ -92,8 +95,10 @@ def test_lora_checkpoints_are_a_small_fraction_of_full_ones(straight_lora_run, t
     ratio_model = (lora / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
     ratio_all = dir_bytes(lora) / dir_bytes(full)
     with capsys.disabled():
-        print(f"\nLoRA rank 4 / full fine-tune checkpoint of xtts-tiny: model {ratio_model:.4f}, "
-              f"whole checkpoint {dir_bytes(lora):,} / {dir_bytes(full):,} bytes = {ratio_all:.4f}")
+        print(
+            f"\nLoRA rank 4 / full fine-tune checkpoint of xtts-tiny: model {ratio_model:.4f}, "
+            f"whole checkpoint {dir_bytes(lora):,} / {dir_bytes(full):,} bytes = {ratio_all:.4f}"
+        )
     assert ratio_model < 0.02 and ratio_all < 0.05
 
 
@@ -165,10 +170,17 @@ def test_lora_on_a_real_f5_dit_trains_only_adapters_and_merges_to_the_same_outpu
 
     torch.manual_seed(0)
     model = CFM(
-        transformer=DiT(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, mel_dim=32, text_num_embeds=40,
-                        text_dim=32, conv_layers=1),
-        mel_spec_kwargs=dict(n_mel_channels=32, target_sample_rate=24000, hop_length=256, win_length=1024,
-                             n_fft=1024, mel_spec_type="vocos"),
+        transformer=DiT(
+            dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, mel_dim=32, text_num_embeds=40, text_dim=32, conv_layers=1
+        ),
+        mel_spec_kwargs=dict(
+            n_mel_channels=32,
+            target_sample_rate=24000,
+            hop_length=256,
+            win_length=1024,
+            n_fft=1024,
+            mel_spec_type="vocos",
+        ),
     )
     # A fresh DiT zero-initializes its adaLN gates and output projection, so with them frozen no
     # gradient would reach the attention: give them values first, as pretrained weights have.
@@ -206,5 +218,7 @@ def test_lora_on_a_real_f5_dit_trains_only_adapters_and_merges_to_the_same_outpu
         assert set(merged.state_dict()) == original_keys
         out = merged.transformer(x, cond, text, time, drop_audio_cond=False, drop_text=False)
     assert torch.allclose(out, adapted, atol=1e-5)
-    assert not torch.allclose(merged.state_dict()["transformer.transformer_blocks.0.attn.to_q.weight"],
-                              base_before["transformer.transformer_blocks.0.attn.to_q.base_layer.weight"])
+    assert not torch.allclose(
+        merged.state_dict()["transformer.transformer_blocks.0.attn.to_q.weight"],
+        base_before["transformer.transformer_blocks.0.attn.to_q.base_layer.weight"],
+    )

@@ -94,9 +94,13 @@ def test_export_loads_in_upstream_xtts_and_speaks(trained, exported, xtts_corpus
     upstream = Xtts.init_from_config(config)
     upstream.load_checkpoint(config, checkpoint_dir=str(out), eval=True)  # strict: every key fits
     for name, tensor in adapter.checkpoint_weights(model).items():
-        assert torch.equal(upstream.state_dict()[name[len("xtts."):]], tensor), name
-    result = upstream.synthesize("the birch canoe slid on the smooth planks.", speaker_wav=str(
-        xtts_corpus / "wavs" / "espeak_0001.wav"), language="en", max_new_tokens=20)
+        assert torch.equal(upstream.state_dict()[name[len("xtts.") :]], tensor), name
+    result = upstream.synthesize(
+        "the birch canoe slid on the smooth planks.",
+        speaker_wav=str(xtts_corpus / "wavs" / "espeak_0001.wav"),
+        language="en",
+        max_new_tokens=20,
+    )
     wav = np.asarray(result["wav"])
     assert wav.ndim == 1 and 0 < len(wav) <= 21 * 1024 * 24000 / 22050 + 1 and np.isfinite(wav).all()
 
@@ -106,8 +110,7 @@ def test_export_loads_in_upstream_xtts_and_speaks(trained, exported, xtts_corpus
         adapter.export(model, tmp_path / "other", "f5")
 
 
-def test_a_coqui_xtts_folder_loads_as_pretrained_including_the_original_pickled_model_pth(trained, exported,
-                                                                                           tmp_path):
+def test_a_coqui_xtts_folder_loads_as_pretrained_including_the_original_pickled_model_pth(trained, exported, tmp_path):
     """The released model.pth pickles coqui's config classes (under an old module path): it loads
     through load_pickled_checkpoint with just those classes allowed, and the weights arrive."""
     import shutil
@@ -211,8 +214,13 @@ def test_load_data_resamples_caches_codes_and_honours_a_given_split(toy_corpus, 
 
 
 def test_xtts_v2_offline_says_how_to_pass_a_local_folder(xtts_corpus, tmp_path):
-    result = run_cli("train", *xtts_args(xtts_corpus, tmp_path / "run", max_updates=1)[:4], "--model", "xtts-v2",
-                     env=cli_env(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf")))
+    result = run_cli(
+        "train",
+        *xtts_args(xtts_corpus, tmp_path / "run", max_updates=1)[:4],
+        "--model",
+        "xtts-v2",
+        env=cli_env(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf")),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
     assert "cannot download coqui/XTTS-v2" in message and "--pretrained FOLDER" in message
@@ -229,8 +237,19 @@ def test_synthesize_and_export_commands_on_the_xtts_run(tiny_full_run, xtts_corp
     import soundfile as sf
 
     out = tmp_path / "hello.wav"
-    result = run_cli("synthesize", "--checkpoint", str(tiny_full_run), "--ref", str(xtts_corpus / "wavs" / "espeak_0001.wav"),
-                     "--text", "Go now. Run!", "--seed", "3", "--out", str(out))
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        str(tiny_full_run),
+        "--ref",
+        str(xtts_corpus / "wavs" / "espeak_0001.wav"),
+        "--text",
+        "Go now. Run!",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     audio, rate = sf.read(out)
     assert rate == 24000 and len(audio) > 0 and np.isfinite(audio).all()

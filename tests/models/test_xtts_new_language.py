@@ -19,10 +19,18 @@ from voicetune.errors import UsageError
 from voicetune.models import xtts_language
 
 GEORGIAN = [
-    "გამარჯობა, მე მქვია ნინო.", "საქართველო ლამაზი ქვეყანაა.", "დღეს კარგი ამინდია.",
-    "თბილისი საქართველოს დედაქალაქია.", "მე მიყვარს ქართული სიმღერები.", "ბავშვები ეზოში თამაშობენ.",
-    "ჩვენ ხვალ ზღვაზე წავალთ.", "ეს წიგნი ძალიან საინტერესოა.", "მთებში თოვლი მოვიდა.",
-    "დედამ გემრიელი პური გამოაცხო.", "მატარებელი შვიდ საათზე გადის.", "ძაღლი ბაღში ზის.",
+    "გამარჯობა, მე მქვია ნინო.",
+    "საქართველო ლამაზი ქვეყანაა.",
+    "დღეს კარგი ამინდია.",
+    "თბილისი საქართველოს დედაქალაქია.",
+    "მე მიყვარს ქართული სიმღერები.",
+    "ბავშვები ეზოში თამაშობენ.",
+    "ჩვენ ხვალ ზღვაზე წავალთ.",
+    "ეს წიგნი ძალიან საინტერესოა.",
+    "მთებში თოვლი მოვიდა.",
+    "დედამ გემრიელი პური გამოაცხო.",
+    "მატარებელი შვიდ საათზე გადის.",
+    "ძაღლი ბაღში ზის.",
 ]
 SENTENCE = "გამარჯობა, თბილისი ლამაზი ქალაქია."  # not in the corpus; its letters are
 STEPS = 12
@@ -39,15 +47,28 @@ def tiny_adapter(**settings):
 def georgian_corpus(tmp_path_factory) -> Path:
     from voicetune.demo.corpus import write_ljspeech_corpus
 
-    return write_ljspeech_corpus(tmp_path_factory.mktemp("ka_corpus"), n_items=len(GEORGIAN), sample_rate=22050,
-                                 voice="ka", sentences=GEORGIAN)
+    return write_ljspeech_corpus(
+        tmp_path_factory.mktemp("ka_corpus"), n_items=len(GEORGIAN), sample_rate=22050, voice="ka", sentences=GEORGIAN
+    )
 
 
 @pytest.fixture(scope="module")
 def georgian_run(georgian_corpus, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ka_run") / "run"
-    result = run_cli("train", *xtts_args(georgian_corpus, run, "--language", "ka", "--save-every", str(STEPS),
-                                         "--set", "max_sample_prompts=1", max_updates=STEPS))
+    result = run_cli(
+        "train",
+        *xtts_args(
+            georgian_corpus,
+            run,
+            "--language",
+            "ka",
+            "--save-every",
+            str(STEPS),
+            "--set",
+            "max_sample_prompts=1",
+            max_updates=STEPS,
+        ),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (run / "stdout.txt").write_text(result.stdout)
     return run
@@ -111,14 +132,36 @@ def test_synthesize_speaks_georgian_and_refuses_a_language_the_model_lacks(georg
 
     ref = georgian_corpus / "wavs" / "espeak_0001.wav"
     out = tmp_path / "ka.wav"
-    result = run_cli("synthesize", "--checkpoint", str(georgian_run), "--text", SENTENCE, "--ref", str(ref),
-                     "--out", str(out), "--language", "ka")
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        str(georgian_run),
+        "--text",
+        SENTENCE,
+        "--ref",
+        str(ref),
+        "--out",
+        str(out),
+        "--language",
+        "ka",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     audio, rate = sf.read(out)
     assert rate == 24000 and len(audio) > 0 and np.isfinite(audio).all()
 
-    result = run_cli("synthesize", "--checkpoint", str(georgian_run), "--text", "xin chào", "--ref", str(ref),
-                     "--out", str(tmp_path / "vi.wav"), "--language", "vi")
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        str(georgian_run),
+        "--text",
+        "xin chào",
+        "--ref",
+        str(ref),
+        "--out",
+        str(tmp_path / "vi.wav"),
+        "--language",
+        "vi",
+    )
     assert result.returncode == 2
     assert "--language vi: this model speaks" in result.stdout + result.stderr and "ka" in result.stdout + result.stderr
 
@@ -144,9 +187,22 @@ def test_a_resume_keeps_the_vocabulary_the_run_started_with(georgian_run, georgi
     shutil.copyfile(data / "wavs" / "espeak_0000.wav", data / "wavs" / "added.wav")
     with (data / "metadata.csv").open("a", encoding="utf-8") as metadata:
         metadata.write("added|ფოსტა დაიკეტა.|ფოსტა დაიკეტა.\n")
-    result = run_cli("train", *xtts_args(data, run, "--language", "ka", "--save-every", str(STEPS), "--set",
-                                         "max_sample_prompts=0", "--data-changed", "restart-epoch",
-                                         max_updates=STEPS + 1))
+    result = run_cli(
+        "train",
+        *xtts_args(
+            data,
+            run,
+            "--language",
+            "ka",
+            "--save-every",
+            str(STEPS),
+            "--set",
+            "max_sample_prompts=0",
+            "--data-changed",
+            "restart-epoch",
+            max_updates=STEPS + 1,
+        ),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"resuming from {run / 'checkpoints' / f'step_{STEPS:08d}'}" in result.stdout
     assert "is new to xtts-tiny" not in result.stdout
@@ -165,9 +221,15 @@ def test_the_extension_is_learnt_deterministically_and_leaves_other_languages_al
     assert extension == xtts_language.learn_extension(base, "ka", GEORGIAN)
     json.dumps(extension)  # plain JSON: it travels in the checkpoint's loop.json
     old, new = VoiceBpeTokenizer(), VoiceBpeTokenizer()
-    old.tokenizer, new.tokenizer = Tokenizer.from_str(base), Tokenizer.from_str(xtts_language.apply_extension(base, extension))
-    for text, language in (("the birch canoe slid on the smooth planks.", "en"), ("Привет, как дела?", "ru"),
-                           ("¿Dónde está la biblioteca?", "es")):
+    old.tokenizer, new.tokenizer = (
+        Tokenizer.from_str(base),
+        Tokenizer.from_str(xtts_language.apply_extension(base, extension)),
+    )
+    for text, language in (
+        ("the birch canoe slid on the smooth planks.", "en"),
+        ("Привет, как дела?", "ru"),
+        ("¿Dónde está la biblioteca?", "es"),
+    ):
         assert new.encode(text, language) == old.encode(text, language)
 
 

@@ -57,9 +57,28 @@ def f5_corpus(tmp_path_factory) -> Path:
 
 def f5_train_args(corpus: Path, run: Path, max_updates: int, save_every: int, *extra: str) -> list:
     """f5-tiny with small frame batches (an update in about a second on 2 cores)."""
-    return ["train", "--data", corpus, "--run", run, "--model", "f5-tiny", "--max-updates", str(max_updates),
-            "--save-every", str(save_every), "--last-every", str(save_every), "--batch-frames", "700", "--workers", "1",
-            "--set", "max_sample_prompts=0", *extra]
+    return [
+        "train",
+        "--data",
+        corpus,
+        "--run",
+        run,
+        "--model",
+        "f5-tiny",
+        "--max-updates",
+        str(max_updates),
+        "--save-every",
+        str(save_every),
+        "--last-every",
+        str(save_every),
+        "--batch-frames",
+        "700",
+        "--workers",
+        "1",
+        "--set",
+        "max_sample_prompts=0",
+        *extra,
+    ]
 
 
 def scoring_env(**extra: str) -> dict[str, str]:

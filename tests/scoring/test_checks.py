@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoring.conftest import speak  # noqa: F401  (tests/ is on sys.path)
+from scoring.conftest import speak
 from voicetune.scoring import SCORING_RATE
 from voicetune.scoring.checks import check_take, speaking_rate
 

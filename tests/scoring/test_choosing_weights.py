@@ -31,8 +31,12 @@ def listed(run: Path) -> dict[int, dict]:
 def raw_ahead(f5_corpus, tmp_path_factory) -> Path:
     """40 updates at lr 2e-3: the raw weights have learned something; the EMA is still the start."""
     run = tmp_path_factory.mktemp("raw_ahead") / "run"
-    voicetune(*f5_train_args(f5_corpus, run, 40, 40, *ONE_SENTENCE, *SLOW_EMA, "--lr", "2e-3"),
-              env=scoring_env(), check_exit=0, timeout=900)
+    voicetune(
+        *f5_train_args(f5_corpus, run, 40, 40, *ONE_SENTENCE, *SLOW_EMA, "--lr", "2e-3"),
+        env=scoring_env(),
+        check_exit=0,
+        timeout=900,
+    )
     return run
 
 
@@ -61,16 +65,39 @@ def test_the_chosen_raw_weights_are_exported_and_spoken(raw_ahead, tmp_path):
 
     assert exported()[differing].equal(raw[differing])  # what the score chose
     assert exported("--weights", "ema")[differing].equal(ema[differing])  # what the user names
-    refused = voicetune("ckpt", "export", raw_ahead, "--format", "safetensors", "--out", tmp_path / "x",
-                        "--weights", "best", check_exit=2)
+    refused = voicetune(
+        "ckpt",
+        "export",
+        raw_ahead,
+        "--format",
+        "safetensors",
+        "--out",
+        tmp_path / "x",
+        "--weights",
+        "best",
+        check_exit=2,
+    )
     assert "--weights best: choose ema or raw" in refused.stderr and not (tmp_path / "x").exists()
 
     eval_set = json.loads((raw_ahead / "run.json").read_text())["eval_set"]["set"]
     said = {}
     for weights in ((), ("--weights", "raw"), ("--weights", "ema")):
         out = tmp_path / f"said{len(said)}.wav"
-        voicetune("synthesize", "--checkpoint", raw_ahead, "--text", "One two three.", "--ref", eval_set["ref_audio"],
-                  "--ref-text", eval_set["ref_text"], "--out", out, *weights, check_exit=0)
+        voicetune(
+            "synthesize",
+            "--checkpoint",
+            raw_ahead,
+            "--text",
+            "One two three.",
+            "--ref",
+            eval_set["ref_audio"],
+            "--ref-text",
+            eval_set["ref_text"],
+            "--out",
+            out,
+            *weights,
+            check_exit=0,
+        )
         said[weights] = out.read_bytes()
     assert said[()] == said[("--weights", "raw")] != said[("--weights", "ema")]
 
@@ -81,8 +108,14 @@ def test_a_tie_within_the_spread_keeps_the_earlier_best(f5_corpus, tmp_path):
     # milestones differ by far less than what another seed changes (the spread). The EMA copies
     # the weights at every update (ema_update_every=1, within ema_update_after), so the milestone's
     # score is the weights' that move.
-    voicetune(*f5_train_args(f5_corpus, run, 3, 1, *ONE_SENTENCE, "--lr", "1e-6", "--set", "keep_last=5",
-                             "--set", "ema_update_every=1"), env=scoring_env(), check_exit=0, timeout=900)
+    voicetune(
+        *f5_train_args(
+            f5_corpus, run, 3, 1, *ONE_SENTENCE, "--lr", "1e-6", "--set", "keep_last=5", "--set", "ema_update_every=1"
+        ),
+        env=scoring_env(),
+        check_exit=0,
+        timeout=900,
+    )
     rows = read_eval_rows(run / "eval.jsonl")
     first, later = rows[0], rows[1:]
     higher = [r for r in later if r["score"] > first["score"]]

@@ -14,7 +14,11 @@ from conftest import VOICE_B, speak
 from support.harness import voicetune, whisper_model_path
 from voicetune.demo.corpus import HARVARD_SENTENCES, write_ljspeech_corpus
 
-PLANTED = {"planted_other_voice": "other_speaker", "planted_noisy": "low_quality", "planted_wrong_text": "transcript_mismatch"}
+PLANTED = {
+    "planted_other_voice": "other_speaker",
+    "planted_noisy": "low_quality",
+    "planted_wrong_text": "transcript_mismatch",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +26,11 @@ def planted_dataset(tmp_path_factory) -> Path:
     """Nine good clips of one espeak-ng voice, two sentences each, and the three planted clips."""
     import soundfile as sf
 
-    dataset = write_ljspeech_corpus(tmp_path_factory.mktemp("planted") / "dataset", n_items=9, sample_rate=16000,
-                                    sentences_per_item=2)
+    dataset = write_ljspeech_corpus(
+        tmp_path_factory.mktemp("planted") / "dataset", n_items=9, sample_rate=16000, sentences_per_item=2
+    )
     scratch = dataset.parent / "scratch"
-    said = {name: " ".join(HARVARD_SENTENCES[30 + 2 * i: 32 + 2 * i]) for i, name in enumerate(PLANTED)}
+    said = {name: " ".join(HARVARD_SENTENCES[30 + 2 * i : 32 + 2 * i]) for i, name in enumerate(PLANTED)}
     other = speak(said["planted_other_voice"], scratch, "other", VOICE_B)
     noisy = speak(said["planted_noisy"], scratch, "noisy", ("en-us", 50))
     noise = np.random.default_rng(1).standard_normal(len(noisy)).astype(np.float32)
@@ -44,8 +49,17 @@ def planted_dataset(tmp_path_factory) -> Path:
 
 def test_dataset_score_flags_the_planted_clips_worst_first(planted_dataset, tmp_path):
     report_path = tmp_path / "score.json"
-    result = voicetune("dataset", "score", planted_dataset, "--whisper-model", whisper_model_path(), "--json",
-                       "--out", report_path, check_exit=0)
+    result = voicetune(
+        "dataset",
+        "score",
+        planted_dataset,
+        "--whisper-model",
+        whisper_model_path(),
+        "--json",
+        "--out",
+        report_path,
+        check_exit=0,
+    )
     clips = json.loads(result.stdout)
     print("\n" + "\n".join(json.dumps(c) for c in clips))
     assert len(clips) == 12 and set(clips[0]) == {"id", "wer", "dnsmos", "similarity", "flags"}
@@ -62,11 +76,31 @@ def test_dataset_score_flags_the_planted_clips_worst_first(planted_dataset, tmp_
 
 def test_prepare_score_lists_flagged_clips_in_report(planted_dataset, tmp_path):
     out = tmp_path / "prepared"
-    result = voicetune("prepare", planted_dataset, "--out", out, "--transcriber", "none", "--language", "en",
-                       "--min-seconds", "1", "--max-seconds", "20", "--workers", "1", "--score",
-                       "--whisper-model", whisper_model_path(), check_exit=0)
+    result = voicetune(
+        "prepare",
+        planted_dataset,
+        "--out",
+        out,
+        "--transcriber",
+        "none",
+        "--language",
+        "en",
+        "--min-seconds",
+        "1",
+        "--max-seconds",
+        "20",
+        "--workers",
+        "1",
+        "--score",
+        "--whisper-model",
+        whisper_model_path(),
+        check_exit=0,
+    )
     score = json.loads((out / "report.json").read_text())["score"]
-    manifest = {row["id"]: Path(row["source"]).stem for row in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    manifest = {
+        row["id"]: Path(row["source"]).stem
+        for row in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())
+    }
     flagged = {manifest[c["id"]]: c["flags"] for c in score["flagged_clips"]}
     assert set(flagged) == set(PLANTED), result.stdout
     for name, reason in PLANTED.items():

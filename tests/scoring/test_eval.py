@@ -34,8 +34,21 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     # Each clip's take check: a model 4 updates old says no word of its text, and the check says so.
     assert all(len(r["clips"]) == 2 and all("wer" in c["flags"] for c in r["clips"]) for r in rows)
     step4 = run / "checkpoints" / "step_00000004"
-    second = voicetune("eval", step4, run / "ready" / "model.safetensors", "--model", "f5-tiny", "--data", corpus,
-                       "--whisper-model", whisper, "--json", "--plot", tmp_path / "two.png", check_exit=0)
+    second = voicetune(
+        "eval",
+        step4,
+        run / "ready" / "model.safetensors",
+        "--model",
+        "f5-tiny",
+        "--data",
+        corpus,
+        "--whisper-model",
+        whisper,
+        "--json",
+        "--plot",
+        tmp_path / "two.png",
+        check_exit=0,
+    )
     upstream, again = json.loads(second.stdout)
     assert upstream["step"] == 0 and upstream["checkpoint"].endswith("model.safetensors") and set(upstream) == KEYS
     assert again == rows[1]  # another process, the same numbers
@@ -45,8 +58,14 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
 def test_eval_table_and_bad_targets(f5_run, tmp_path):
     corpus, run = f5_run
     # No --plot: the picture goes beside what was scored, not into the directory eval runs in.
-    table = run_cli("eval", run / "checkpoints" / "step_00000002", "--whisper-model", whisper_model_path(),
-                    env=cli_env(COLUMNS="200"), cwd=tmp_path)
+    table = run_cli(
+        "eval",
+        run / "checkpoints" / "step_00000002",
+        "--whisper-model",
+        whisper_model_path(),
+        env=cli_env(COLUMNS="200"),
+        cwd=tmp_path,
+    )
     assert table.returncode == 0, table.stdout + table.stderr
     assert "real voice" in table.stdout and "step_00000002" in table.stdout
     assert (run / "eval-cli.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "eval-cli.png" in table.stdout

@@ -17,11 +17,19 @@ from support.harness import REPO_ROOT, TESTS_DIR
 
 def probe(folder, *flags: str) -> dict:
     folder.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     out = folder / "probe.json"
-    result = subprocess.run([sys.executable, "-m", "support.eval_probe", str(out), *flags], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "support.eval_probe", str(out), *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(out.read_text())
 

@@ -9,7 +9,7 @@ from conftest import VOICE_A, VOICE_B, speak
 from voicetune.demo.corpus import HARVARD_SENTENCES
 from voicetune.scoring import Scorers, Summary, composite_score, error_rates, summarize, words_for_scoring
 
-TEXTS = [" ".join(HARVARD_SENTENCES[i:i + 2]) for i in (0, 4, 8)]
+TEXTS = [" ".join(HARVARD_SENTENCES[i : i + 2]) for i in (0, 4, 8)]
 
 
 def test_text_is_normalized_alike_on_both_sides():
@@ -38,8 +38,10 @@ def test_wer_is_low_on_clean_speech_and_high_on_reversed(scorers, speech_dir):
     reversed_ = [clip[::-1].copy() for clip in clean]
     scores = scorers.score(clean + reversed_, TEXTS + TEXTS, "en")
     clean_summary, reversed_summary = summarize(scores[:3]), summarize(scores[3:])
-    print(f"\nclean WER {clean_summary.wer:.3f} CER {clean_summary.cer:.3f}; "
-          f"reversed WER {reversed_summary.wer:.3f} CER {reversed_summary.cer:.3f}")
+    print(
+        f"\nclean WER {clean_summary.wer:.3f} CER {clean_summary.cer:.3f}; "
+        f"reversed WER {reversed_summary.wer:.3f} CER {reversed_summary.cer:.3f}"
+    )
     # whisper-base hears espeak-ng at about 0.2-0.3 WER; reversed speech has no words in it.
     assert clean_summary.wer <= 0.45 and clean_summary.cer <= 0.25
     assert reversed_summary.wer >= 0.8 and reversed_summary.cer >= 0.5
@@ -65,13 +67,16 @@ def test_a_scorer_that_cannot_load_is_a_note_not_a_crash(tmp_path, speech_dir):
     assert len(notes) == 1 and notes[0].startswith("WER/CER not measured:") and "--whisper-model" in notes[0]
 
 
-@pytest.mark.parametrize("measured, expected", [
-    (Summary(wer=0.1, similarity=0.9, dnsmos=3.0), 1.0),  # the real voice's own numbers
-    (Summary(wer=1.0, similarity=0.5, dnsmos=1.0), 0.0),  # nothing of it
-    (Summary(wer=0.55, similarity=0.7, dnsmos=2.0), 0.5),  # half way on each part
-    (Summary(wer=0.0, similarity=0.95, dnsmos=4.0), 1.0),  # better than real counts as real
-    (Summary(wer=0.55), 0.5),  # measures that were not taken are left out
-])
+@pytest.mark.parametrize(
+    "measured, expected",
+    [
+        (Summary(wer=0.1, similarity=0.9, dnsmos=3.0), 1.0),  # the real voice's own numbers
+        (Summary(wer=1.0, similarity=0.5, dnsmos=1.0), 0.0),  # nothing of it
+        (Summary(wer=0.55, similarity=0.7, dnsmos=2.0), 0.5),  # half way on each part
+        (Summary(wer=0.0, similarity=0.95, dnsmos=4.0), 1.0),  # better than real counts as real
+        (Summary(wer=0.55), 0.5),  # measures that were not taken are left out
+    ],
+)
 def test_composite_score_is_relative_to_the_ceiling(measured, expected):
     ceiling = Summary(wer=0.1, similarity=0.9, dnsmos=3.0)
     assert composite_score(measured, ceiling) == pytest.approx(expected)

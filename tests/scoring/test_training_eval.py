@@ -23,7 +23,9 @@ ONE_SENTENCE = ("--set", "eval_clips=1")  # one held-out sentence per milestone 
 @pytest.fixture(scope="module")
 def straight(f5_corpus, tmp_path_factory) -> tuple[Path, str]:
     run = tmp_path_factory.mktemp("scored_straight") / "run"
-    result = voicetune(*f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
+    result = voicetune(
+        *f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900
+    )
     return run, result.stdout
 
 
@@ -70,8 +72,12 @@ def test_a_resumed_run_scores_the_same_checkpoint_identically(straight, f5_corpu
     run, _ = straight
     resumed = tmp_path / "run"
     voicetune(*f5_train_args(f5_corpus, resumed, 2, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
-    second = voicetune(*f5_train_args(f5_corpus, resumed, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900)
-    assert "resuming from" in second.stdout and "the real voice scores" not in second.stdout  # the ceiling: once per run
+    second = voicetune(
+        *f5_train_args(f5_corpus, resumed, 4, 2, *ONE_SENTENCE), env=scoring_env(), check_exit=0, timeout=900
+    )
+    assert (
+        "resuming from" in second.stdout and "the real voice scores" not in second.stdout
+    )  # the ceiling: once per run
     assert read_eval_rows(resumed / "eval.jsonl") == read_eval_rows(run / "eval.jsonl")
     # Scoring a milestone changes nothing in the training that follows: the same weights at step 4
     # (it once left the process on another number of torch threads; see test_identical_scores.py).
@@ -86,8 +92,12 @@ def weight_hashes(run: Path, step: int) -> dict[str, str]:
 def test_early_stop_ends_a_run_whose_score_stalls(f5_corpus, tmp_path):
     run = tmp_path / "run"
     # A learning rate of 1e-12 leaves the weights as they are: every milestone scores the same.
-    result = voicetune(*f5_train_args(f5_corpus, run, 20, 1, *ONE_SENTENCE, "--lr", "1e-12", "--early-stop", "2"),
-                       env=scoring_env(), check_exit=0, timeout=900)
+    result = voicetune(
+        *f5_train_args(f5_corpus, run, 20, 1, *ONE_SENTENCE, "--lr", "1e-12", "--early-stop", "2"),
+        env=scoring_env(),
+        check_exit=0,
+        timeout=900,
+    )
     assert "early stop at step 3: the score has not improved for 2 milestones" in result.stdout, result.stdout
     rows = read_eval_rows(run / "eval.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]

@@ -21,9 +21,15 @@ def second_voice(f5_voice_run) -> tuple[Path, str]:
 def server(f5_voice_run, second_voice, tmp_path_factory):
     """One request at a time and none waiting (--queue 0): a second request while one runs is a 429."""
     clip, text = second_voice
-    srv = SpeechServer(f5_voice_run, "--nfe", NFE, "--queue", "0", "--voice", f"other={clip}:{text}",
-                       log=tmp_path_factory.mktemp("serve") / "server.log")
+    srv = SpeechServer(
+        f5_voice_run,
+        "--nfe",
+        NFE,
+        "--queue",
+        "0",
+        "--voice",
+        f"other={clip}:{text}",
+        log=tmp_path_factory.mktemp("serve") / "server.log",
+    )
     yield srv
     srv.stop()
-
-

@@ -24,8 +24,15 @@ def curl_examples() -> list[str]:
 def test_the_guide_has_curl_examples_of_each_kind():
     text = " ".join(curl_examples())
     assert len(curl_examples()) >= 6
-    for part in ("/v1/audio/speech", '"stream_format": "sse"', "-N", "/v1/models", "/v1/voices", "/health",
-                 "Authorization: Bearer"):
+    for part in (
+        "/v1/audio/speech",
+        '"stream_format": "sse"',
+        "-N",
+        "/v1/models",
+        "/v1/voices",
+        "/health",
+        "Authorization: Bearer",
+    ):
         assert part in text, part
 
 
@@ -34,13 +41,34 @@ def test_curl_example_works_as_written(command, server, tmp_path):
     address = server.url.removeprefix("http://")
     assert DOC_ADDRESS in command
     env = {**os.environ, "VOICETUNE_API_KEY": "a-key-the-server-does-not-ask-for"}
-    result = subprocess.run(["bash", "-c", command.replace(DOC_ADDRESS, address)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["bash", "-c", command.replace(DOC_ADDRESS, address)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     written = re.findall(r"-o (\S+)", command)
     for name in written:  # each file it writes is audio of some length (ffmpeg decodes it)
-        decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / shlex.split(name)[0]), "-f", "s16le",
-                                  "-ac", "1", "-ar", "24000", "pipe:1"], capture_output=True)
+        decoded = subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-i",
+                str(tmp_path / shlex.split(name)[0]),
+                "-f",
+                "s16le",
+                "-ac",
+                "1",
+                "-ar",
+                "24000",
+                "pipe:1",
+            ],
+            capture_output=True,
+        )
         assert decoded.returncode == 0, decoded.stderr.decode()
         assert len(decoded.stdout) / 2 / 24000 > 0.3
     if not written:  # what it prints: JSON, or SSE events of JSON ending with speech.audio.done

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import threading
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,16 +20,19 @@ from support.speech_server import MODEL, NFE, SpeechServer
 
 SHORT = "The birch canoe slid on the smooth planks."
 # Several of F5's chunks (each at most ~22 s of speech at the reference's pace).
-LONG = " ".join([
-    "Glue the sheet to the dark blue background, and then wait until it dries completely.",
-    "It is easy to tell the depth of a well when you drop a small stone into it.",
-    "These days a chicken leg is a rare dish, and the farmers know it very well.",
-    "Rice is often served in round bowls, with a little salt and a few green leaves.",
-    "The juice of lemons makes fine punch, and the boys drank it on the porch all day.",
-    "The box was thrown beside the parked truck, and nobody came to pick it up again.",
-    "The hogs were fed chopped corn and garbage, and they grew fat before the winter.",
-    "Four hours of steady work faced us, and we started early in the cold morning.",
-] * 2)
+LONG = " ".join(
+    [
+        "Glue the sheet to the dark blue background, and then wait until it dries completely.",
+        "It is easy to tell the depth of a well when you drop a small stone into it.",
+        "These days a chicken leg is a rare dish, and the farmers know it very well.",
+        "Rice is often served in round bowls, with a little salt and a few green leaves.",
+        "The juice of lemons makes fine punch, and the boys drank it on the porch all day.",
+        "The box was thrown beside the parked truck, and nobody came to pick it up again.",
+        "The hogs were fed chopped corn and garbage, and they grew fat before the winter.",
+        "Four hours of steady work faced us, and we started early in the cold morning.",
+    ]
+    * 2
+)
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:
@@ -40,8 +42,27 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 
 def ffmpeg_decode(data: bytes, fmt: str) -> np.ndarray:
     """Any format ffmpeg reads, as 16-bit samples at 24 kHz."""
-    result = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", fmt, "-i", "pipe:0",
-                             "-f", "s16le", "-ar", "24000", "-ac", "1", "pipe:1"], input=data, capture_output=True)
+    result = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            fmt,
+            "-i",
+            "pipe:0",
+            "-f",
+            "s16le",
+            "-ar",
+            "24000",
+            "-ac",
+            "1",
+            "pipe:1",
+        ],
+        input=data,
+        capture_output=True,
+    )
     assert result.returncode == 0, result.stderr.decode()
     return np.frombuffer(result.stdout, dtype="<i2")
 
@@ -63,18 +84,35 @@ def test_openai_client_gets_what_voicetune_synthesize_writes(plain_wav, f5_voice
     audio, rate = decode(plain_wav)
     assert rate == 24000 and len(audio) > rate // 2
     # The same engine behind both faces: the same text, voice and seed give the same samples.
-    ref, ref_text = default_reference(next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus")
+    ref, ref_text = default_reference(
+        next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus"
+    )
     out = tmp_path / "synth.wav"
-    result = run_cli("synthesize", "--checkpoint", f5_voice_run, "--text", SHORT, "--ref", ref, "--ref-text", ref_text,
-                     "--out", out, "--nfe", NFE, timeout=600)
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        f5_voice_run,
+        "--text",
+        SHORT,
+        "--ref",
+        ref,
+        "--ref-text",
+        ref_text,
+        "--out",
+        out,
+        "--nfe",
+        NFE,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     written, _ = sf.read(out, dtype="int16")
     np.testing.assert_array_equal(audio, written)
 
 
 def test_stream_sends_the_first_sentences_before_the_rest_is_synthesized(client, server, plain_wav):
-    with client.audio.speech.with_streaming_response.create(model=MODEL, voice="default", input=LONG,
-                                                            response_format="wav") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model=MODEL, voice="default", input=LONG, response_format="wav"
+    ) as response:
         chunks = int(response.headers["x-voicetune-chunks"])
         assert chunks >= 3
         parts = response.iter_bytes()
@@ -91,17 +129,26 @@ def test_stream_sends_the_first_sentences_before_the_rest_is_synthesized(client,
 
 
 def test_sse_deltas_carry_the_audio_of_a_plain_request(client, plain_wav):
-    with client.audio.speech.with_streaming_response.create(model=MODEL, voice="default", input=SHORT,
-                                                            response_format="wav", stream_format="sse") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model=MODEL, voice="default", input=SHORT, response_format="wav", stream_format="sse"
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+        events = [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")]
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
     assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["input_tokens"] > 0
     assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == plain_wav
 
 
-@pytest.mark.parametrize("fmt, container, lossless", [
-    ("pcm", "s16le", True), ("flac", "flac", True), ("mp3", "mp3", False), ("opus", "ogg", False), ("aac", "aac", False)])
+@pytest.mark.parametrize(
+    "fmt, container, lossless",
+    [
+        ("pcm", "s16le", True),
+        ("flac", "flac", True),
+        ("mp3", "mp3", False),
+        ("opus", "ogg", False),
+        ("aac", "aac", False),
+    ],
+)
 def test_response_formats_hold_the_same_speech(client, plain_wav, fmt, container, lossless):
     data = client.audio.speech.create(model=MODEL, voice="default", input=SHORT, response_format=fmt).content
     expected, _ = decode(plain_wav)
@@ -122,30 +169,37 @@ def test_models_and_voices_are_listed_and_each_voice_sounds_different(client, se
     other = client.audio.speech.create(model=MODEL, voice="other", input=SHORT, response_format="wav").content
     assert other != plain_wav
     # OpenAI's model names reach the first model, so that tools with "tts-1" built in work.
-    assert client.audio.speech.create(model="tts-1", voice="default", input=SHORT, response_format="wav").content == plain_wav
+    assert (
+        client.audio.speech.create(model="tts-1", voice="default", input=SHORT, response_format="wav").content
+        == plain_wav
+    )
 
 
 def speech_json(**fields) -> dict:
     return {"model": MODEL, "input": SHORT, "voice": "default", **fields}
 
 
-@pytest.mark.parametrize("body, status, param, code", [
-    (speech_json(model="nobody"), 404, "model", "model_not_found"),
-    (speech_json(voice="alloy"), 400, "voice", "voice_not_found"),
-    (speech_json(voice="/etc/passwd"), 400, "voice", "voice_not_found"),
-    (speech_json(voice="../anna/checkpoints"), 400, "voice", "voice_not_found"),
-    (speech_json(input=""), 400, "input", "invalid_value"),
-    (speech_json(input="   "), 400, "input", "invalid_value"),
-    (speech_json(input="a" * 4097), 400, "input", "invalid_value"),
-    (speech_json(response_format="ogg"), 400, "response_format", "invalid_value"),
-    (speech_json(speed=0.2), 400, "speed", "invalid_value"),
-    (speech_json(speed=4.5), 400, "speed", "invalid_value"),
-    (speech_json(speed="fast"), 400, "speed", "invalid_type"),
-    (speech_json(input=["a list"]), 400, "input", "invalid_type"),
-    (speech_json(stream_format="websocket"), 400, "stream_format", "invalid_value"),
-    ({"model": MODEL, "voice": "default"}, 400, "input", "missing_required_parameter"),
-    ([1, 2], 400, None, "invalid_json"),
-], ids=lambda v: v if isinstance(v, (int, str)) else None)
+@pytest.mark.parametrize(
+    "body, status, param, code",
+    [
+        (speech_json(model="nobody"), 404, "model", "model_not_found"),
+        (speech_json(voice="alloy"), 400, "voice", "voice_not_found"),
+        (speech_json(voice="/etc/passwd"), 400, "voice", "voice_not_found"),
+        (speech_json(voice="../anna/checkpoints"), 400, "voice", "voice_not_found"),
+        (speech_json(input=""), 400, "input", "invalid_value"),
+        (speech_json(input="   "), 400, "input", "invalid_value"),
+        (speech_json(input="a" * 4097), 400, "input", "invalid_value"),
+        (speech_json(response_format="ogg"), 400, "response_format", "invalid_value"),
+        (speech_json(speed=0.2), 400, "speed", "invalid_value"),
+        (speech_json(speed=4.5), 400, "speed", "invalid_value"),
+        (speech_json(speed="fast"), 400, "speed", "invalid_type"),
+        (speech_json(input=["a list"]), 400, "input", "invalid_type"),
+        (speech_json(stream_format="websocket"), 400, "stream_format", "invalid_value"),
+        ({"model": MODEL, "voice": "default"}, 400, "input", "missing_required_parameter"),
+        ([1, 2], 400, None, "invalid_json"),
+    ],
+    ids=lambda v: v if isinstance(v, (int, str)) else None,
+)
 def test_bad_requests_get_openai_errors(server, body, status, param, code):
     response = httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=60)
     assert response.status_code == status, response.text
@@ -180,8 +234,9 @@ def first_audio(response: httpx.Response) -> bytes:
 
 
 def test_full_queue_is_429_with_retry_after(server, client):
-    with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"),
-                      timeout=600) as running:
+    with httpx.stream(
+        "POST", f"{server.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"), timeout=600
+    ) as running:
         first_audio(running)
         with pytest.raises(openai.RateLimitError) as refused:
             client.audio.speech.create(model=MODEL, voice="default", input=SHORT)
@@ -192,8 +247,9 @@ def test_full_queue_is_429_with_retry_after(server, client):
 
 def test_a_client_that_leaves_mid_stream_cancels_its_work(server):
     before = server.health()
-    with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"),
-                      timeout=600) as response:
+    with httpx.stream(
+        "POST", f"{server.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"), timeout=600
+    ) as response:
         first_audio(response)
     # The connection is closed with most of the text unspoken: the job must end as cancelled.
     assert wait_until(lambda: server.health()["cancelled"] == before["cancelled"] + 1, timeout=300)
@@ -204,8 +260,14 @@ def test_a_client_that_leaves_mid_stream_cancels_its_work(server):
 @pytest.fixture(scope="module")
 def strict_server(f5_voice_run, tmp_path_factory):
     """An API key and a time limit of 1 s (at 32 sampling steps a chunk takes longer on any CPU)."""
-    srv = SpeechServer(f5_voice_run, "--api-key", "test-key-0123456789", "--timeout", "1",
-                       log=tmp_path_factory.mktemp("serve_strict") / "server.log")
+    srv = SpeechServer(
+        f5_voice_run,
+        "--api-key",
+        "test-key-0123456789",
+        "--timeout",
+        "1",
+        log=tmp_path_factory.mktemp("serve_strict") / "server.log",
+    )
     yield srv
     srv.stop()
 
@@ -222,8 +284,9 @@ def test_api_key_is_required_and_checked(strict_server):
 
 
 def test_request_past_its_time_limit_is_504_and_its_work_stops(strict_server):
-    client = openai.OpenAI(base_url=f"{strict_server.url}/v1", api_key="test-key-0123456789", max_retries=0,
-                           timeout=600)
+    client = openai.OpenAI(
+        base_url=f"{strict_server.url}/v1", api_key="test-key-0123456789", max_retries=0, timeout=600
+    )
     with pytest.raises(openai.APIStatusError) as raised:
         client.audio.speech.create(model=MODEL, voice="default", input=LONG, response_format="wav")
     assert raised.value.status_code == 504 and raised.value.body["code"] == "timeout"
@@ -260,7 +323,8 @@ def test_concurrent_clients_all_get_audio_or_a_429(server, client):
 
 
 def test_characters_the_model_cannot_say_are_named_in_a_header(client):
-    with client.audio.speech.with_streaming_response.create(model=MODEL, voice="default", input="Good news \U0001F600!",
-                                                            response_format="pcm") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model=MODEL, voice="default", input="Good news \U0001f600!", response_format="pcm"
+    ) as response:
         assert response.headers["x-voicetune-unsayable"] == "U+1F600"
         assert len(response.read()) > 0

@@ -30,8 +30,16 @@ import pytest
 from support.harness import REPO_ROOT, cli_env, wait_until, whisper_model_path
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 UPDATES = 12
 EDITED = "The studio corrected this transcript."
 SENTENCE = "A voice made in the studio."
@@ -66,11 +74,18 @@ def studio(tmp_path):
     env = cli_env(GRADIO_ANALYTICS_ENABLED="False", VOICETUNE_EVALUATE="true")
     env.pop("VOICETUNE_WHISPER_MODEL", None)
     log = open(tmp_path / "studio.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "voicetune", "studio", "--workspace", str(workspace), "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicetune", "studio", "--workspace", str(workspace), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
-        assert wait_until(lambda: _answers(url), timeout=180, interval=0.25, proc=proc), (tmp_path / "studio.log").read_text()
+        assert wait_until(lambda: _answers(url), timeout=180, interval=0.25, proc=proc), (
+            tmp_path / "studio.log"
+        ).read_text()
         yield url, workspace, env
     finally:
         proc.send_signal(signal.SIGINT)
@@ -131,11 +146,18 @@ def _resume_hint_works(page, env: dict, run: Path) -> None:
     argv = shlex.split(hint)
     log_path = run.parent / "hint.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "voicetune", *argv[1:]], env=env, cwd=run, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voicetune", *argv[1:]],
+            env=env,
+            cwd=run,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            assert wait_until(lambda: "resuming from" in log_path.read_text(errors="replace"), timeout=180, proc=proc), \
-                f"the resume hint `{hint}` did not resume (exit {proc.poll()}):\n{log_path.read_text(errors='replace')}"
+            assert wait_until(
+                lambda: "resuming from" in log_path.read_text(errors="replace"), timeout=180, proc=proc
+            ), f"the resume hint `{hint}` did not resume (exit {proc.poll()}):\n{log_path.read_text(errors='replace')}"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(180) == 143, log_path.read_text(errors="replace")
         finally:
@@ -169,7 +191,8 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     _textbox(page, "data-folder").fill("recordings/inner")
     page.locator("#data-prepare").click()
     expect(page.locator("#data-message")).to_contain_text(
-        f"recordings/inner/outside.wav in the folder is a symlink to {recordings[0]}, outside the workspace")
+        f"recordings/inner/outside.wav in the folder is a symlink to {recordings[0]}, outside the workspace"
+    )
     assert not (ws / "datasets" / "voice").exists()
     for path in recordings:  # the refusal is said once, in the message: the uploads stay, with no error badge
         expect(page.locator("#data-upload").get_by_role("cell", name=path.name)).to_be_visible()
@@ -193,8 +216,12 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#data-message")).to_contain_text(f"saved {clip_id}; dataset check: ok")
     rows = dict(line.split("|")[:2] for line in (dataset / "metadata.csv").read_text().splitlines())
     assert rows[clip_id] == EDITED
-    split_rows = [line for name in ("metadata_train.csv", "metadata_val.csv")
-                  for line in (dataset / name).read_text().splitlines() if line.startswith(clip_id + "|")]
+    split_rows = [
+        line
+        for name in ("metadata_train.csv", "metadata_val.csv")
+        for line in (dataset / name).read_text().splitlines()
+        if line.startswith(clip_id + "|")
+    ]
     assert split_rows and split_rows[0].split("|")[1] == EDITED
     page.screenshot(path=str(shots / "studio-data.png"), full_page=True)
     _textbox(page, "data-name").fill("another")  # a new name shows its own (missing) report, not the last one
@@ -209,7 +236,12 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#train-data input")).to_have_value("voice")
     expect(_textbox(page, "train-whisper")).to_have_value(str(whisper_model_path()))  # the Data page's choice
     _textbox(page, "train-run").fill("run1")
-    for elem_id, value in (("train-updates", UPDATES), ("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
+    for elem_id, value in (
+        ("train-updates", UPDATES),
+        ("train-batch", 4),
+        ("train-save-every", 4),
+        ("train-last-every", 2),
+    ):
         _number(page, elem_id).fill(str(value))
     page.locator("#train-auto").click()
     expect(page.locator("#train-plan")).to_contain_text("auto settings for")  # its answer, not a field's plan
@@ -220,7 +252,8 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#train-status")).to_contain_text("running (pid", timeout=120_000)
     # A milestone's scoring holds the updates still: the status line says what it does meanwhile.
     expect(page.locator("#train-status")).to_contain_text(
-        re.compile(r"milestone work for \d+ s: step 4: .*scoring"), timeout=240_000)
+        re.compile(r"milestone work for \d+ s: step 4: .*scoring"), timeout=240_000
+    )
     assert wait_until(lambda: any(run.glob("checkpoints/step_*/manifest.json")), timeout=180)
 
     second = context.new_page()  # a second tab (or the page reopened) finds the run through its LOCK
@@ -260,7 +293,13 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#ckpt-table")).to_contain_text(f"step_{UPDATES:08d}")
     last = scored[-1]
     last_row = page.locator("#ckpt-table").get_by_role("row").filter(has_text=f"step_{UPDATES:08d}")
-    for value in (f"{last['score']:.3f}", f"{last['wer']:.3f}", f"{last['similarity']:.3f}", f"{last['dnsmos']:.2f}", "ema"):
+    for value in (
+        f"{last['score']:.3f}",
+        f"{last['wer']:.3f}",
+        f"{last['similarity']:.3f}",
+        f"{last['dnsmos']:.2f}",
+        "ema",
+    ):
         expect(last_row).to_contain_text(value)
     expect(page.locator("#ckpt-eval-plot img")).to_be_visible()
     expect(page.locator("#ckpt-ab-a input")).to_have_value(re.compile(rf"^step {UPDATES} · score "))

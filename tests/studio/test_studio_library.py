@@ -13,8 +13,8 @@ import pytest
 from support.harness import TOY_MODEL, cli_env, run_cli, wait_until
 from voicetune.errors import RunLockedError, UsageError
 
-
 # ---- workspace confinement and bind safety --------------------------------------------------
+
 
 def test_paths_that_leave_the_workspace_are_refused(tmp_path):
     from voicetune.studio.workspace import Workspace
@@ -65,11 +65,13 @@ def test_studio_command_refuses_a_public_address_without_auth(tmp_path):
 
 # ---- dataset edits --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def prepared_once(recordings, tmp_path_factory) -> Path:
     dataset = tmp_path_factory.mktemp("prepared") / "dataset"
-    result = run_cli("prepare", *map(str, recordings), "--out", str(dataset), "--transcriber", "none",
-                     "--workers", "1", timeout=300)
+    result = run_cli(
+        "prepare", *map(str, recordings), "--out", str(dataset), "--transcriber", "none", "--workers", "1", timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return dataset
 
@@ -95,10 +97,14 @@ def test_transcript_edit_reaches_metadata_and_split_and_survives_prepare(prepare
     assert _metadata_texts(prepared / "metadata.csv")[clip.clip_id] == "The corrected words."
     splits = {**_metadata_texts(prepared / "metadata_train.csv"), **_metadata_texts(prepared / "metadata_val.csv")}
     assert splits[clip.clip_id] == "The corrected words."
-    manifest = {json.loads(line)["id"]: json.loads(line) for line in (prepared / "manifest.jsonl").read_text().splitlines()}
+    manifest = {
+        json.loads(line)["id"]: json.loads(line) for line in (prepared / "manifest.jsonl").read_text().splitlines()
+    }
     assert manifest[clip.clip_id]["text"] == "The corrected words."
     # prepare again over the same recordings: the records are the dataset, so the edit stays.
-    result = run_cli("prepare", *map(str, recordings), "--out", str(prepared), "--transcriber", "none", "--workers", "1")
+    result = run_cli(
+        "prepare", *map(str, recordings), "--out", str(prepared), "--transcriber", "none", "--workers", "1"
+    )
     assert result.returncode == 0, result.stderr
     assert _metadata_texts(prepared / "metadata.csv")[clip.clip_id] == "The corrected words."
 
@@ -147,14 +153,25 @@ def test_dataset_edit_commands(prepared):
 
 # ---- training as a process of its own -------------------------------------------------------
 
+
 def test_training_started_detached_is_found_by_its_lock_and_stopped_cleanly(toy_corpus, tmp_path, monkeypatch):
     from voicetune.train import control
 
     for key, value in cli_env().items():
         monkeypatch.setenv(key, value)
     run = tmp_path / "run"
-    pid = control.start_training(run, {"data": str(toy_corpus), "model": TOY_MODEL, "max_updates": 100000,
-                                       "batch_size": 4, "workers": 0, "save_every": 100000, "last_every": 100000})
+    pid = control.start_training(
+        run,
+        {
+            "data": str(toy_corpus),
+            "model": TOY_MODEL,
+            "max_updates": 100000,
+            "batch_size": 4,
+            "workers": 0,
+            "save_every": 100000,
+            "last_every": 100000,
+        },
+    )
     try:
         _follow_and_stop(control, run, pid, toy_corpus)
     finally:
@@ -195,8 +212,10 @@ def test_auto_settings_know_the_real_size_of_the_tiny_models():
 
     for name in ("f5-tiny", "xtts-tiny"):
         model = create_adapter(TrainConfig.resolve({"model": name})).build_model()
-        assert PARAMETERS[name] == (sum(p.numel() for p in model.parameters()),
-                                    sum(p.numel() for p in model.parameters() if p.requires_grad))
+        assert PARAMETERS[name] == (
+            sum(p.numel() for p in model.parameters()),
+            sum(p.numel() for p in model.parameters() if p.requires_grad),
+        )
 
 
 def test_dataset_score_flags_sort_the_clip_table_and_survive_an_edit(prepared):

@@ -14,6 +14,7 @@ from voicetune.errors import UsageError
 
 # ---- the workspace ------------------------------------------------------------------------------
 
+
 def test_a_symlink_inside_a_folder_that_leads_out_is_refused_by_name(tmp_path, recordings):
     from voicetune.studio.workspace import Workspace
 
@@ -24,7 +25,9 @@ def test_a_symlink_inside_a_folder_that_leads_out_is_refused_by_name(tmp_path, r
     (inner / "also_mine.wav").symlink_to(inner / "mine.wav")  # a link that stays inside is fine
     assert ws.folder_inside("recordings/inner") == inner
     (inner / "outside.wav").symlink_to(recordings[1])  # recordings live outside the workspace
-    with pytest.raises(UsageError, match=r"recordings/inner/outside.wav in the folder is a symlink to .*outside the workspace"):
+    with pytest.raises(
+        UsageError, match=r"recordings/inner/outside.wav in the folder is a symlink to .*outside the workspace"
+    ):
         ws.folder_inside("recordings/inner")
     (inner / "outside.wav").unlink()
     (inner / "deeper").symlink_to(recordings[1].parent, target_is_directory=True)
@@ -46,24 +49,38 @@ def test_the_whisper_model_is_kept_per_workspace(tmp_path, monkeypatch):
 def test_a_studio_open_to_other_machines_refuses_urls_of_this_machine_and_private_networks():
     from voicetune.studio.workspace import check_urls
 
-    inner = ["http://127.0.0.1:8000/a.mp3", "http://localhost/a.mp3", "http://10.1.2.3/a.mp3",
-             "http://192.168.1.20/a.mp3", "http://169.254.169.254/latest/meta-data", "http://[::1]/a.mp3"]
+    inner = [
+        "http://127.0.0.1:8000/a.mp3",
+        "http://localhost/a.mp3",
+        "http://10.1.2.3/a.mp3",
+        "http://192.168.1.20/a.mp3",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/a.mp3",
+    ]
     for url in inner:
         assert check_urls([url], reachable_from_others=False) == [url]  # on loopback: the user's own machine
         with pytest.raises(UsageError, match="public addresses only"):
             check_urls([url], reachable_from_others=True)
-    assert check_urls(["https://93.184.215.14/talk.mp3"], reachable_from_others=True) == ["https://93.184.215.14/talk.mp3"]
+    assert check_urls(["https://93.184.215.14/talk.mp3"], reachable_from_others=True) == [
+        "https://93.184.215.14/talk.mp3"
+    ]
     with pytest.raises(UsageError, match="http:// or https://"):
         check_urls(["file:///etc/passwd"], reachable_from_others=False)
 
 
 # ---- checkpoints and their scores -----------------------------------------------------------------
 
+
 def _row(name: str, step: int, best: bool = False, **extra):
     from voicetune.checkpoints.maintenance import CheckpointRow
 
-    metrics = {"val_loss": 1.25, **{k: v for k, v in extra.items() if k in ("wer", "cer", "similarity", "dnsmos", "score")}}
-    row = CheckpointRow(name, f"/run/checkpoints/{name}", step, "milestone", "full", 5_000_000, metrics, None, best, "unverified")
+    metrics = {
+        "val_loss": 1.25,
+        **{k: v for k, v in extra.items() if k in ("wer", "cer", "similarity", "dnsmos", "score")},
+    }
+    row = CheckpointRow(
+        name, f"/run/checkpoints/{name}", step, "milestone", "full", 5_000_000, metrics, None, best, "unverified"
+    )
     for key, value in extra.items():
         if key not in metrics:
             setattr(row, key, value)  # fields that later rows carry (weights, score_spread, flags, tie)
@@ -73,10 +90,23 @@ def _row(name: str, step: int, best: bool = False, **extra):
 def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not_named():
     from voicetune.studio.views import CKPT_COLUMNS, checkpoint_table
 
-    rows = [_row("step_00000004", 4, wer=0.5, similarity=0.61, dnsmos=2.345, score=0.4321),
-            _row("step_00000008", 8, best=True, wer=0.25, similarity=0.7, dnsmos=2.5, score=0.61, weights="raw",
-                 score_spread=0.02, flags=["repeated_words"], tie="tie with step_00000004"),
-            _row("step_00000010", 10)]
+    rows = [
+        _row("step_00000004", 4, wer=0.5, similarity=0.61, dnsmos=2.345, score=0.4321),
+        _row(
+            "step_00000008",
+            8,
+            best=True,
+            wer=0.25,
+            similarity=0.7,
+            dnsmos=2.5,
+            score=0.61,
+            weights="raw",
+            score_spread=0.02,
+            flags=["repeated_words"],
+            tie="tie with step_00000004",
+        ),
+        _row("step_00000010", 10),
+    ]
     table = [dict(zip(CKPT_COLUMNS, r)) for r in checkpoint_table(rows)]
     assert [t["score"] for t in table] == ["0.432", "0.610", ""]
     assert [t["WER"] for t in table] == ["0.500", "0.250", ""]
@@ -92,14 +122,21 @@ def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not
 def test_the_export_picker_names_the_best_and_each_checkpoint_with_its_scores():
     from voicetune.studio.views import export_choices
 
-    choices = export_choices([_row("step_00000004", 4, wer=0.5, similarity=0.61, dnsmos=2.3, score=0.43),
-                              _row("step_00000008", 8, best=True, wer=0.25, similarity=0.7, dnsmos=2.5, score=0.61)])
-    assert choices == [("the best (step_00000008 · score 0.610 · WER 0.250 · similarity 0.700 · DNSMOS 2.50 · ema)", ""),
-                       ("step_00000004 · score 0.430 · WER 0.500 · similarity 0.610 · DNSMOS 2.30 · ema", "step_00000004"),
-                       ("step_00000008 · score 0.610 · WER 0.250 · similarity 0.700 · DNSMOS 2.50 · ema", "step_00000008")]
+    choices = export_choices(
+        [
+            _row("step_00000004", 4, wer=0.5, similarity=0.61, dnsmos=2.3, score=0.43),
+            _row("step_00000008", 8, best=True, wer=0.25, similarity=0.7, dnsmos=2.5, score=0.61),
+        ]
+    )
+    assert choices == [
+        ("the best (step_00000008 · score 0.610 · WER 0.250 · similarity 0.700 · DNSMOS 2.50 · ema)", ""),
+        ("step_00000004 · score 0.430 · WER 0.500 · similarity 0.610 · DNSMOS 2.30 · ema", "step_00000004"),
+        ("step_00000008 · score 0.610 · WER 0.250 · similarity 0.700 · DNSMOS 2.50 · ema", "step_00000008"),
+    ]
 
 
 # ---- the kept evaluation sentences and the A/B view ----------------------------------------------
+
 
 def _kept_milestone(ws, recordings, step: int, gain: float, real_clips: list[str]):
     """A milestone's evaluation as the evaluator keeps it: two sentences (the recordings, quieter
@@ -111,11 +148,25 @@ def _kept_milestone(ws, recordings, step: int, gain: float, real_clips: list[str
     from voicetune.scoring import Summary
 
     audio = [sf.read(p, dtype="float32")[0] * gain for p in recordings[:2]]
-    eval_set = EvalSet(["The first sentence.", "The second sentence."], real_clips, ["The first sentence."],
-                       str(recordings[2]), "ref", "en")
-    result = EvalResult(Summary(0.25, 0.1, 0.7, 2.5, 2), 0.6, ["the first sentence", "the second sentence"], audio,
-                        22050, [{"wer": 0.0, "cer": 0.0, "similarity": 0.71 * gain, "dnsmos": 2.4},
-                                {"wer": 0.5, "cer": 0.2, "similarity": 0.69, "dnsmos": 2.6}])
+    eval_set = EvalSet(
+        ["The first sentence.", "The second sentence."],
+        real_clips,
+        ["The first sentence."],
+        str(recordings[2]),
+        "ref",
+        "en",
+    )
+    result = EvalResult(
+        Summary(0.25, 0.1, 0.7, 2.5, 2),
+        0.6,
+        ["the first sentence", "the second sentence"],
+        audio,
+        22050,
+        [
+            {"wer": 0.0, "cer": 0.0, "similarity": 0.71 * gain, "dnsmos": 2.4},
+            {"wer": 0.5, "cer": 0.2, "similarity": 0.69, "dnsmos": 2.6},
+        ],
+    )
     return keep_eval_audio(ws.root / "runs" / "voice", step, result, eval_set), audio
 
 
@@ -144,7 +195,10 @@ def test_each_milestone_keeps_its_evaluation_sentences_small_and_the_ab_view_pai
     assert view.sentences[0].real_clip == real and view.sentences[1].real_clip is None  # an extra text: no recording
     assert view.sentences[0].a.audio == ws.root / "runs/voice/eval/step_00000008/sentence_00.ogg"
     assert view.sentences[0].b.audio == ws.root / "runs/voice/eval/step_00000004/sentence_00.ogg"
-    assert views.sentence_scores(view.sentences[0].b) == 'WER 0.000 · similarity 0.355 · DNSMOS 2.40 · heard: "the first sentence"'
+    assert (
+        views.sentence_scores(view.sentences[0].b)
+        == 'WER 0.000 · similarity 0.355 · DNSMOS 2.40 · heard: "the first sentence"'
+    )
     with pytest.raises(UsageError, match="step 12 has no kept evaluation"):
         views.ab_view(ws, "voice", 8, 12)
 
@@ -160,6 +214,7 @@ def test_a_real_clip_outside_the_workspace_is_not_offered_in_the_ab_view(tmp_pat
 
 
 # ---- milestone work, warnings, eval's picture ---------------------------------------------------------
+
 
 def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path):
     from voicetune.train.control import training_progress
@@ -228,4 +283,7 @@ def test_eval_draws_beside_what_was_scored(tmp_path):
     assert default_plot_path([Target("r", 4, run / "checkpoints" / "step_00000004")]) == run / "eval-cli.png"
     assert default_plot_path([Target("r", 4, run)]) == run / "eval-cli.png"
     weights = tmp_path / "models" / "model_1250000.safetensors"
-    assert default_plot_path([Target("w", 0, weights, upstream=True)]) == weights.parent / "model_1250000.safetensors.eval.png"
+    assert (
+        default_plot_path([Target("w", 0, weights, upstream=True)])
+        == weights.parent / "model_1250000.safetensors.eval.png"
+    )

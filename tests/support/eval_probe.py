@@ -43,11 +43,18 @@ def main(out: Path, score_first: bool) -> None:
     eval_set = EvalSet([text], [], [], str(ref), "The birch canoe slid on the smooth planks.", "en")
     (audio,) = synthesize_eval_set(adapter, model, eval_set)
     (score,) = scorers.score([to_scoring_rate(audio, adapter.sample_rate)], [text], "en")
-    out.write_text(json.dumps({
-        "audio_sha256": hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(),
-        "heard": score.transcript, "wer": score.wer, "cer": score.cer, "dnsmos": score.dnsmos,
-        "torch_threads_after": torch.get_num_threads(),
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "audio_sha256": hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest(),
+                "heard": score.transcript,
+                "wer": score.wer,
+                "cer": score.cer,
+                "dnsmos": score.dnsmos,
+                "torch_threads_after": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

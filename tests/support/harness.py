@@ -26,7 +26,9 @@ def whisper_model_path() -> Path:
     return Path(override) if override else REPO_ROOT.parent / "shared" / "models" / "whisper-base-ct2"
 
 
-def voicetune(*args, env: dict | None = None, timeout: float = 600, check_exit: int | None = None) -> subprocess.CompletedProcess:
+def voicetune(
+    *args, env: dict | None = None, timeout: float = 600, check_exit: int | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m voicetune ARGS` with this checkout's code first on the path."""
     full_env = dict(os.environ if env is None else env)
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), full_env.get("PYTHONPATH", "")]))
@@ -35,15 +37,30 @@ def voicetune(*args, env: dict | None = None, timeout: float = 600, check_exit: 
     full_env.setdefault("VOICETUNE_EVALUATE", "false")  # see cli_env
     result = run_cli(*args, env=full_env, timeout=timeout)
     if check_exit is not None:
-        assert result.returncode == check_exit, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        assert result.returncode == check_exit, (
+            f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return result
 
 
 def xtts_args(data: Path, run: Path, *extra: str, max_updates: int) -> list[str]:
     # --workers 0: clips are read in the training process; a new worker every epoch (3 batches
     # here) costs more than the reading on 2 cores.
-    return ["--data", str(data), "--run", str(run), "--model", "xtts-tiny", "--max-updates", str(max_updates),
-            "--batch-size", "4", "--workers", "0", *extra]
+    return [
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--model",
+        "xtts-tiny",
+        "--max-updates",
+        str(max_updates),
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        *extra,
+    ]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -58,11 +75,19 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None,
-            preexec_fn=None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None, preexec_fn=None
+) -> subprocess.CompletedProcess:
     """Run `python -m voicetune ARGS` to completion."""
-    return subprocess.run([sys.executable, "-m", "voicetune", *map(str, args)], env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [sys.executable, "-m", "voicetune", *map(str, args)],
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        preexec_fn=preexec_fn,
+    )
 
 
 class Training:
@@ -72,9 +97,13 @@ class Training:
         self.args = [str(a) for a in args]
         self.log = log
         self._out = open(log, "ab") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "voicetune", "train", *self.args],
-                                     env=env or cli_env(), stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voicetune", "train", *self.args],
+            env=env or cli_env(),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait(self, timeout: float = 300) -> int:
         try:
@@ -116,8 +145,21 @@ def last_logged_step(run: Path) -> int:
 
 
 def toy_args(data: Path, run: Path, *extra: str, max_updates: int = 60) -> list[str]:
-    return ["--data", str(data), "--run", str(run), "--model", TOY_MODEL, "--max-updates", str(max_updates),
-            "--batch-size", "4", "--workers", "1", *extra]
+    return [
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--model",
+        TOY_MODEL,
+        "--max-updates",
+        str(max_updates),
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        *extra,
+    ]
 
 
 def load_tensors(path: Path):
@@ -158,5 +200,5 @@ def printed_resume_command(output: str) -> list[str]:
     lines = output.splitlines()
     at = next(i for i, line in enumerate(lines) if "to resume, " in line)
     command = shlex.split(lines[at + 1])
-    assert command[:2] == ["voicetune", "train"], lines[at: at + 2]
+    assert command[:2] == ["voicetune", "train"], lines[at : at + 2]
     return command[1:]

@@ -24,7 +24,8 @@ class MemoryBudgetToyAdapter(ToyAdapter):
         frames = batch["mel"].shape[0] * batch["mel"].shape[1]  # padded: what memory holds
         if self.budget is not None and model.training and frames > self.budget:
             raise torch.OutOfMemoryError(
-                f"CUDA out of memory. Tried to allocate {frames} frames; the pretend GPU holds {self.budget}")
+                f"CUDA out of memory. Tried to allocate {frames} frames; the pretend GPU holds {self.budget}"
+            )
         return loss
 
 

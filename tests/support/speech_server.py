@@ -25,9 +25,28 @@ def train_tiny_f5(root: Path) -> Path:
     (corpus / "metadata_train.csv").write_text("\n".join(rows[:-2]) + "\n")
     (corpus / "metadata_val.csv").write_text("\n".join(rows[-2:]) + "\n")
     run = root / MODEL  # served as the model "anna", the name the guide's examples use
-    result = run_cli("train", "--data", corpus, "--run", run, "--model", "f5-tiny", "--max-updates", "2",
-                     "--save-every", "2", "--last-every", "2", "--batch-frames", "700", "--workers", "1",
-                     "--set", "max_sample_prompts=0", timeout=600)
+    result = run_cli(
+        "train",
+        "--data",
+        corpus,
+        "--run",
+        run,
+        "--model",
+        "f5-tiny",
+        "--max-updates",
+        "2",
+        "--save-every",
+        "2",
+        "--last-every",
+        "2",
+        "--batch-frames",
+        "700",
+        "--workers",
+        "1",
+        "--set",
+        "max_sample_prompts=0",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return run
 
@@ -48,7 +67,11 @@ class SpeechServer:
         self._out = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voicetune", "serve", *map(str, args), "--port", str(self.port)],
-            env=env or cli_env(), stdout=subprocess.PIPE, stderr=self._out, start_new_session=True)
+            env=env or cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=self._out,
+            start_new_session=True,
+        )
         for line in self.proc.stdout:  # the address line is printed once the first model is loaded
             self._out.write(line)
             if line.startswith(b"voicetune serve:"):

@@ -32,8 +32,12 @@ class ToyDenoiser(torch.nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(N_MELS + 1, hidden), torch.nn.GELU(), torch.nn.Dropout(0.1),
-            torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, N_MELS),
+            torch.nn.Linear(N_MELS + 1, hidden),
+            torch.nn.GELU(),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.GELU(),
+            torch.nn.Linear(hidden, N_MELS),
         )
         # A buffer, as real models have (F5's rotary frequencies): DistributedDataParallel
         # broadcasts buffers at every forward, a collective that tests of several processes need.
@@ -90,9 +94,14 @@ class ToyAdapter(BaseAdapter):
             mels.append(torch.log(mel_fn(wave).clamp(min=1e-5)).T.contiguous() / 5)
         val = max(1, len(mels) // 8)
         train_mels, val_mels = mels[val:], mels[:val]
-        return DataSplits(MelItems(train_mels), MelItems(val_mels), [m.shape[0] for m in train_mels],
-                          [m.shape[0] for m in val_mels], digest.hexdigest()[:16],
-                          f"{len(train_mels)} train / {len(val_mels)} val clips")
+        return DataSplits(
+            MelItems(train_mels),
+            MelItems(val_mels),
+            [m.shape[0] for m in train_mels],
+            [m.shape[0] for m in val_mels],
+            digest.hexdigest()[:16],
+            f"{len(train_mels)} train / {len(val_mels)} val clips",
+        )
 
     def collate(self, items):
         longest = max(m.shape[0] for m in items)
@@ -108,8 +117,9 @@ class ToyAdapter(BaseAdapter):
 
     def sample_prompts(self, splits, extra_texts, limit):
         mel = splits.val[0].numpy()
-        return ([SamplePrompt("val_0000", "denoise", mel, "")][:limit]
-                + [SamplePrompt(f"text_{i}", text, mel, "") for i, text in enumerate(extra_texts, start=1)])
+        return [SamplePrompt("val_0000", "denoise", mel, "")][:limit] + [
+            SamplePrompt(f"text_{i}", text, mel, "") for i, text in enumerate(extra_texts, start=1)
+        ]
 
     def synthesize_samples(self, model, prompts):
         slow = os.environ.get("VOICETUNE_TOY_SLOW_SAMPLES")

@@ -61,17 +61,31 @@ def prepare_upstream_dataset(corpus: Path, out_dir: Path) -> tuple[list[dict], l
     train, val = dataset_rows(corpus)
     rows = sorted(train + val, key=lambda r: r.id)
     texts = convert_char_to_pinyin([r.text for r in rows], polyphone=True)
-    result = [{"audio_path": str(r.wav.resolve()), "text": t, "duration": sf.info(r.wav).duration}
-              for r, t in zip(rows, texts)]
+    result = [
+        {"audio_path": str(r.wav.resolve()), "text": t, "duration": sf.info(r.wav).duration}
+        for r, t in zip(rows, texts)
+    ]
     durations = [r["duration"] for r in result]
     save_prepped_dataset(out_dir, result, durations, set(), is_finetune=False)
     return result, durations
 
 
-def run_upstream_trainer(corpus: Path, out_dir: Path, *, updates: int = 2, model: str = "f5-tiny",
-                         batch_size: int = 4, batch_frames: int | None = None, max_samples: int = 64,
-                         lr: float = 1e-4, warmup_updates: int = 1, seed: int = 0, num_workers: int = 1,
-                         skip: int = 2, mixed_precision: str = "no") -> UpstreamRun:
+def run_upstream_trainer(
+    corpus: Path,
+    out_dir: Path,
+    *,
+    updates: int = 2,
+    model: str = "f5-tiny",
+    batch_size: int = 4,
+    batch_frames: int | None = None,
+    max_samples: int = 64,
+    lr: float = 1e-4,
+    warmup_updates: int = 1,
+    seed: int = 0,
+    num_workers: int = 1,
+    skip: int = 2,
+    mixed_precision: str = "no",
+) -> UpstreamRun:
     """Train `model` for exactly `updates` updates with upstream's Trainer; see the module docstring."""
     import torch
     from datasets import Dataset
@@ -96,8 +110,14 @@ def run_upstream_trainer(corpus: Path, out_dir: Path, *, updates: int = 2, model
         epochs, batch_type, batch_per_gpu, expected = 1, "sample", batch_size, updates
     else:
         train_dataset = CustomDataset(raw, durations=durations, **spec.mel)
-        per_epoch = len(DynamicBatchSampler(torch.utils.data.SequentialSampler(train_dataset), batch_frames,
-                                            max_samples=max_samples, random_seed=666))
+        per_epoch = len(
+            DynamicBatchSampler(
+                torch.utils.data.SequentialSampler(train_dataset),
+                batch_frames,
+                max_samples=max_samples,
+                random_seed=666,
+            )
+        )
         epochs, batch_type, batch_per_gpu = -(-updates // per_epoch), "frame", batch_frames
         expected = epochs * per_epoch
     frames = sum(train_dataset.get_frame_len(i) for i in range(len(train_dataset)))
@@ -105,14 +125,27 @@ def run_upstream_trainer(corpus: Path, out_dir: Path, *, updates: int = 2, model
 
     vocab_char_map, vocab_size = get_tokenizer(str(UPSTREAM_VOCAB), "custom")
     torch.manual_seed(seed)
-    cfm = CFM(transformer=DiT(**spec.arch, text_num_embeds=vocab_size, mel_dim=spec.mel["n_mel_channels"]),
-              mel_spec_kwargs=spec.mel, vocab_char_map=vocab_char_map)
+    cfm = CFM(
+        transformer=DiT(**spec.arch, text_num_embeds=vocab_size, mel_dim=spec.mel["n_mel_channels"]),
+        mel_spec_kwargs=spec.mel,
+        vocab_char_map=vocab_char_map,
+    )
     trainer = Trainer(
-        cfm, epochs=epochs, learning_rate=lr, num_warmup_updates=warmup_updates,
-        save_per_updates=10**9, last_per_updates=10**9, checkpoint_path=str(ckpt_dir),
-        batch_size_per_gpu=batch_per_gpu, batch_size_type=batch_type, max_samples=max_samples,
-        grad_accumulation_steps=1, max_grad_norm=1.0,
-        logger=None, log_samples=False, mel_spec_type=spec.mel["mel_spec_type"],
+        cfm,
+        epochs=epochs,
+        learning_rate=lr,
+        num_warmup_updates=warmup_updates,
+        save_per_updates=10**9,
+        last_per_updates=10**9,
+        checkpoint_path=str(ckpt_dir),
+        batch_size_per_gpu=batch_per_gpu,
+        batch_size_type=batch_type,
+        max_samples=max_samples,
+        grad_accumulation_steps=1,
+        max_grad_norm=1.0,
+        logger=None,
+        log_samples=False,
+        mel_spec_type=spec.mel["mel_spec_type"],
         accelerate_kwargs={"mixed_precision": mixed_precision},
     )
     stamps: list[float] = []
@@ -143,9 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--mixed-precision", default="no", help="no | bf16 | fp16 (accelerate's, on a GPU)")
     args = parser.parse_args(argv)
-    run = run_upstream_trainer(args.corpus, args.out, updates=args.updates, model=args.model,
-                               batch_size=args.batch_size, batch_frames=args.batch_frames, lr=args.lr,
-                               num_workers=args.workers, mixed_precision=args.mixed_precision)
+    run = run_upstream_trainer(
+        args.corpus,
+        args.out,
+        updates=args.updates,
+        model=args.model,
+        batch_size=args.batch_size,
+        batch_frames=args.batch_frames,
+        lr=args.lr,
+        num_workers=args.workers,
+        mixed_precision=args.mixed_precision,
+    )
     print(json.dumps({**asdict(run), "checkpoint": str(run.checkpoint)}))
 
 

@@ -13,10 +13,12 @@ from support.harness import cli_env, run_cli
 from support.speech_server import NFE
 
 NFE_STEPS = int(NFE)
-TEXT = ("On the 4th of July 2024 we counted 23 boats in the harbour, and the wind was calm. "
-        "Glue the sheet to the dark blue background, and then wait until it dries completely. "
-        "It is easy to tell the depth of a well when you drop a small stone into it. "
-        "These days a chicken leg is a rare dish, and the farmers know it very well.")
+TEXT = (
+    "On the 4th of July 2024 we counted 23 boats in the harbour, and the wind was calm. "
+    "Glue the sheet to the dark blue background, and then wait until it dries completely. "
+    "It is easy to tell the depth of a well when you drop a small stone into it. "
+    "These days a chicken leg is a rare dish, and the farmers know it very well."
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,10 @@ def test_same_request_same_audio_and_the_stream_is_the_whole(engine, voice):
     np.testing.assert_array_equal(alone, pieces[1])
 
 
-@pytest.mark.parametrize("lengths, overlap", [([5000, 7000, 3000], 3600), ([100, 5000], 3600), ([4000], 3600),
-                                              ([3000, 50, 3000], 200), ([1000, 1000], 0)])
+@pytest.mark.parametrize(
+    "lengths, overlap",
+    [([5000, 7000, 3000], 3600), ([100, 5000], 3600), ([4000], 3600), ([3000, 50, 3000], 200), ([1000, 1000], 0)],
+)
 def test_cross_fader_streams_exactly_what_cross_fade_joins(lengths, overlap):
     from voicetune.models.base import CrossFader, cross_fade
 
@@ -116,16 +120,35 @@ def test_pool_keeps_models_loaded_and_unloads_the_least_recently_used(f5_voice_r
 def test_synthesize_names_characters_the_model_cannot_say_and_says_notices_once(f5_voice_run, tmp_path):
     from voicetune.synthesis.engine import default_reference
 
-    ref, ref_text = default_reference(next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus")
-    result = run_cli("synthesize", "--checkpoint", f5_voice_run, "--text", "Hello \U0001F600 there.", "--ref", ref,
-                     "--ref-text", ref_text, "--out", tmp_path / "out.wav", "--nfe", NFE, timeout=600)
+    ref, ref_text = default_reference(
+        next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus"
+    )
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        f5_voice_run,
+        "--text",
+        "Hello \U0001f600 there.",
+        "--ref",
+        ref,
+        "--ref-text",
+        ref_text,
+        "--out",
+        tmp_path / "out.wav",
+        "--nfe",
+        NFE,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "U+1F600" in result.stdout and "no sound for" in result.stdout
     # Two models loaded by one process (eval loads one per checkpoint): the vocoder is said once.
-    code = ("import sys; from pathlib import Path; from voicetune.synthesis.engine import Engine\n"
-            f"[Engine.load(Path({str(f5_voice_run)!r}), nfe=n).synthesize('Hi there.', None or "
-            "Engine.load(Path(sys.argv[1]), nfe=n).default_voice()) for n in (2, 3)]\n")
-    out = subprocess.run([sys.executable, "-c", code, str(f5_voice_run)], env=cli_env(), capture_output=True,
-                         text=True, timeout=600)
+    code = (
+        "import sys; from pathlib import Path; from voicetune.synthesis.engine import Engine\n"
+        f"[Engine.load(Path({str(f5_voice_run)!r}), nfe=n).synthesize('Hi there.', None or "
+        "Engine.load(Path(sys.argv[1]), nfe=n).default_voice()) for n in (2, 3)]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(f5_voice_run)], env=cli_env(), capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("vocoder:") == 1, out.stdout

@@ -10,16 +10,18 @@ import sys
 from support.harness import cli_env, run_cli, wait_until, whisper_model_path
 from support.speech_server import NFE
 
-CHAPTER = " ".join([
-    "Glue the sheet to the dark blue background, and then wait until it dries completely.",
-    "It is easy to tell the depth of a well when you drop a small stone into it.",
-    "These days a chicken leg is a rare dish, and the farmers know it very well.",
-    "Rice is often served in round bowls, with a little salt and a few green leaves.",
-    "The juice of lemons makes fine punch, and the boys drank it on the porch all day.",
-    "The box was thrown beside the parked truck, and nobody came to pick it up again.",
-    "The hogs were fed chopped corn and garbage, and they grew fat before the winter.",
-    "Four hours of steady work faced us, and we started early in the cold morning.",
-])
+CHAPTER = " ".join(
+    [
+        "Glue the sheet to the dark blue background, and then wait until it dries completely.",
+        "It is easy to tell the depth of a well when you drop a small stone into it.",
+        "These days a chicken leg is a rare dish, and the farmers know it very well.",
+        "Rice is often served in round bowls, with a little salt and a few green leaves.",
+        "The juice of lemons makes fine punch, and the boys drank it on the porch all day.",
+        "The box was thrown beside the parked truck, and nobody came to pick it up again.",
+        "The hogs were fed chopped corn and garbage, and they grew fat before the winter.",
+        "Four hours of steady work faced us, and we started early in the cold morning.",
+    ]
+)
 
 
 def narrate_args(run, text_file, out, *extra):
@@ -35,8 +37,12 @@ def test_a_narration_killed_mid_way_resumes_to_the_same_bytes(f5_voice_run, tmp_
     assert len(chunks) >= 3
 
     out = tmp_path / "killed.wav"
-    proc = subprocess.Popen([sys.executable, "-m", "voicetune", *map(str, narrate_args(f5_voice_run, book, out, "--no-check"))],
-                            env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicetune", *map(str, narrate_args(f5_voice_run, book, out, "--no-check"))],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     parts = tmp_path / "killed.wav.parts"
     assert wait_until(lambda: len(list(parts.glob("chunk_*.json"))) >= 1, timeout=600, proc=proc)
     proc.send_signal(signal.SIGKILL)
@@ -60,8 +66,22 @@ def test_takes_that_fail_the_check_are_retaken_and_reported(f5_voice_run, tmp_pa
     clip, wrong = corpus / "wavs" / f"{rows[3][0]}.wav", rows[9][1]
     book = tmp_path / "short.txt"
     book.write_text("The juice of lemons makes fine punch.", encoding="utf-8")
-    result = run_cli(*narrate_args(f5_voice_run, book, tmp_path / "short.wav", "--ref", clip, "--ref-text", wrong,
-                                   "--retakes", "1", "--whisper-model", whisper_model_path()), timeout=900)
+    result = run_cli(
+        *narrate_args(
+            f5_voice_run,
+            book,
+            tmp_path / "short.wav",
+            "--ref",
+            clip,
+            "--ref-text",
+            wrong,
+            "--retakes",
+            "1",
+            "--whisper-model",
+            whisper_model_path(),
+        ),
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "short.json").read_text())
     (chunk,) = report["chunks"]

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import assert_ranks_agree, assert_same_tensors, cli_env, last_logged_step, load_tensors, toy_args, wait_until
+from support.harness import (
+    assert_ranks_agree,
+    assert_same_tensors,
+    cli_env,
+    last_logged_step,
+    load_tensors,
+    toy_args,
+    wait_until,
+)
 from voicetune.checkpoints.store import CheckpointStore
 from voicetune.train.reporting import read_metrics
 
@@ -37,17 +45,40 @@ def train_args(corpus: Path, run: Path, max_updates: int = N, *extra: str) -> li
     return ["--run-dir" if a == "--run" else a for a in args]
 
 
-def torchrun_nodes(corpus: Path, run: Path, logs: Path, max_updates: int = N, *extra: str,
-                   env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+def torchrun_nodes(
+    corpus: Path, run: Path, logs: Path, max_updates: int = N, *extra: str, env: dict[str, str] | None = None
+) -> list[subprocess.Popen]:
     """Two torchrun 'nodes' of one process each, as two machines would start them."""
     port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-         "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
-         "-m", "voicetune", "train", *train_args(corpus, run, max_updates, *extra)],
-        env=env or cli_env(), stdout=open(logs / f"node{rank}.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        for rank in range(2)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "-m",
+                "voicetune",
+                "train",
+                *train_args(corpus, run, max_updates, *extra),
+            ],
+            env=env or cli_env(),
+            stdout=open(logs / f"node{rank}.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for rank in range(2)
+    ]
 
 
 def wait_all(nodes: list[subprocess.Popen], timeout: float = 600) -> list[int]:
@@ -61,8 +92,9 @@ def final_dir(run: Path) -> Path:
 @pytest.mark.slow
 def test_two_torchrun_nodes_train_stop_on_sigterm_and_resume_exactly(toy_corpus, tmp_path):
     straight = tmp_path / "straight"
-    assert wait_all(torchrun_nodes(toy_corpus, straight, tmp_path / "straight_logs")) == [0, 0], \
-        (tmp_path / "straight_logs" / "node0.log").read_text()[-3000:]
+    assert wait_all(torchrun_nodes(toy_corpus, straight, tmp_path / "straight_logs")) == [0, 0], (
+        tmp_path / "straight_logs" / "node0.log"
+    ).read_text()[-3000:]
     rng = json.loads((final_dir(straight) / "rng.json").read_text())
     assert rng.keys() == {"rank0", "rank1"}  # one job of two ranks, rank 0 of the whole job wrote
     assert (straight / "train.rank1.log").is_file() and not (straight / "train.rank0.log").exists()
@@ -103,9 +135,9 @@ def test_a_stalled_node_ends_the_job_through_the_watchdog_and_the_same_commands_
     assert all(code != 0 for code in wait_all(nodes)), (logs / "node0.log").read_text()[-3000:]
     log = (run / "train.log").read_text()
     for rank in (0, 1):
-        header = log[log.index(f"==== rank {rank} of 2"):].splitlines()[0]
+        header = log[log.index(f"==== rank {rank} of 2") :].splitlines()[0]
         assert "phase 'validation' at step 20" in header
-    assert "in pause_point" in log[log.index("==== rank 1 of 2"):].split("==== end of rank 1")[0]
+    assert "in pause_point" in log[log.index("==== rank 1 of 2") :].split("==== end of rank 1")[0]
     assert final_dir(run).name == "step_00000015"  # the last rolling checkpoint stands
 
     assert wait_all(torchrun_nodes(toy_corpus, run, logs, 20, "--collective-timeout", "10s")) == [0, 0]
@@ -117,12 +149,38 @@ def test_a_stalled_node_ends_the_job_through_the_watchdog_and_the_same_commands_
 def test_two_accelerate_launch_nodes_train_one_job(toy_corpus, tmp_path):
     run, port = tmp_path / "run", free_port()
     accelerate = Path(sys.executable).with_name("accelerate")
-    nodes = [subprocess.Popen(
-        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "2",
-         "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-         "--mixed_precision", "no", "--dynamo_backend", "no",
-         "-m", "voicetune", "train", *train_args(toy_corpus, run, max_updates=10)],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    nodes = [
+        subprocess.Popen(
+            [
+                str(accelerate),
+                "launch",
+                "--multi_gpu",
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                str(port),
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "-m",
+                "voicetune",
+                "train",
+                *train_args(toy_corpus, run, max_updates=10),
+            ],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:]
     assert json.loads((final_dir(run) / "rng.json").read_text()).keys() == {"rank0", "rank1"}

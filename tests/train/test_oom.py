@@ -135,7 +135,8 @@ def test_training_recovers_from_out_of_memory_and_resumes_exactly(toy_corpus, tm
     resumed = run_cli("train", *args, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "memory settings from the checkpoint" in resumed.stdout and "out of memory" not in resumed.stdout.replace(
-        "memory settings from the checkpoint (out-of-memory recovery)", "")
+        "memory settings from the checkpoint (out-of-memory recovery)", ""
+    )
     a = max(CheckpointStore(straight).scan(), key=lambda c: c.step).path
     b = max(CheckpointStore(run).scan(), key=lambda c: c.step).path
     for component in ("model", "ema", "optimizer", "rng"):

@@ -17,13 +17,20 @@ BIG = {"VOICETUNE_TOY_HIDDEN": "512"}  # checkpoints of megabytes: JSON side fil
 
 def test_plan_json_predicts_the_checkpoints_and_train_prints_the_same_plan(toy_corpus, tmp_path):
     run = tmp_path / "run"
-    args = toy_args(toy_corpus, run, "--save-every", "4", "--last-every", "3", "--milestone-state", "weights",
-                    max_updates=6)
+    args = toy_args(
+        toy_corpus, run, "--save-every", "4", "--last-every", "3", "--milestone-state", "weights", max_updates=6
+    )
     planned = run_cli("plan", *args, "--json", env=cli_env(**BIG))
     assert planned.returncode == 0, planned.stderr
     plan = json.loads(planned.stdout)
-    assert {"parameters", "trainable_parameters", "checkpoint_bytes", "projected_disk_bytes", "peak_memory_bytes",
-            "estimate"} <= plan.keys()
+    assert {
+        "parameters",
+        "trainable_parameters",
+        "checkpoint_bytes",
+        "projected_disk_bytes",
+        "peak_memory_bytes",
+        "estimate",
+    } <= plan.keys()
     assert not (run / "checkpoints").exists(), "plan must not train or write checkpoints"
 
     trained = run_cli("train", *args, env=cli_env(**BIG))
@@ -40,6 +47,7 @@ def test_plan_json_predicts_the_checkpoints_and_train_prints_the_same_plan(toy_c
 @pytest.fixture(scope="module")
 def f5_plans():
     """f5-tiny planned for a 1 GiB card with and without each memory lever."""
+
     def plan(**settings):
         budget = parse_size("1G")
         return make_plan(TrainConfig.resolve({"model": "f5-tiny", "max_updates": 100, **settings}), gpu_memory=budget)
@@ -102,8 +110,9 @@ def test_plan_of_f5_v1_base_needs_no_weights_and_says_where_they_come_from(tmp_p
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join([" ", *"abcdefghijklmnopqrstuvwxyz"]) + "\n", encoding="utf-8")
-    small = run_cli("plan", "--model", "f5-v1-base", "--vocab", str(vocab), "--pretrained", str(tmp_path / "mine.pt"),
-                    env=env)
+    small = run_cli(
+        "plan", "--model", "f5-v1-base", "--vocab", str(vocab), "--pretrained", str(tmp_path / "mine.pt"), env=env
+    )
     assert small.returncode == 0, small.stderr
     assert f"weights: {tmp_path / 'mine.pt'} (no such file: `voicetune train` will need it)" in small.stdout
     count = int(small.stdout.split(" trainable parameters")[0].split(": ")[-1].replace(",", ""))

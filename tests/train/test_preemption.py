@@ -13,8 +13,16 @@ import signal
 import time
 from pathlib import Path
 
-from support.harness import (Training, assert_same_tensors, cli_env, load_tensors, printed_resume_command, run_cli,
-                             toy_args, wait_until)
+from support.harness import (
+    Training,
+    assert_same_tensors,
+    cli_env,
+    load_tensors,
+    printed_resume_command,
+    run_cli,
+    toy_args,
+    wait_until,
+)
 from voicetune.checkpoints.store import CheckpointStore
 
 N = 20
@@ -32,8 +40,11 @@ def test_sigterm_during_samples_commits_within_seconds_and_resumes_exactly(toy_c
 
     run = tmp_path / "run"
     marker = tmp_path / "synthesizing"
-    training = Training(toy_args(toy_corpus, run, *CADENCE, max_updates=N),
-                        env=cli_env(VOICETUNE_TOY_SLOW_SAMPLES=str(marker)), log=tmp_path / "log.txt")
+    training = Training(
+        toy_args(toy_corpus, run, *CADENCE, max_updates=N),
+        env=cli_env(VOICETUNE_TOY_SLOW_SAMPLES=str(marker)),
+        log=tmp_path / "log.txt",
+    )
     assert wait_until(marker.exists, interval=0.01, proc=training.proc), training.output()
     training.signal(signal.SIGTERM)
     signalled = time.monotonic()
@@ -50,8 +61,10 @@ def test_sigterm_during_samples_commits_within_seconds_and_resumes_exactly(toy_c
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {stopped.path} at step 10" in resumed.stdout
     for component in ("model", "ema", "optimizer", "rng"):
-        assert_same_tensors(load_tensors(final(straight, N) / f"{component}.safetensors"),
-                            load_tensors(final(run, N) / f"{component}.safetensors"))
+        assert_same_tensors(
+            load_tensors(final(straight, N) / f"{component}.safetensors"),
+            load_tensors(final(run, N) / f"{component}.safetensors"),
+        )
 
 
 def test_the_printed_resume_command_of_a_run_started_with_resume_never_resumes(toy_corpus, tmp_path):

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import (TOY_MODEL, Training, assert_ranks_agree, cli_env, printed_resume_command, run_cli,
-                             wait_until, whisper_model_path)
+from support.harness import (
+    TOY_MODEL,
+    Training,
+    assert_ranks_agree,
+    cli_env,
+    printed_resume_command,
+    run_cli,
+    wait_until,
+    whisper_model_path,
+)
 from voicetune.checkpoints.store import CheckpointStore
 
 
@@ -30,8 +38,25 @@ def corpus24(tmp_path_factory) -> Path:
 
 
 def args(data: Path, run: Path, *extra: str, updates: int = 4) -> list[str]:
-    return ["--data", str(data), "--run", str(run), "--model", TOY_MODEL, "--max-updates", str(updates),
-            "--save-every", "2", "--last-every", "1", "--workers", "0", "--processes", "2", *extra]
+    return [
+        "--data",
+        str(data),
+        "--run",
+        str(run),
+        "--model",
+        TOY_MODEL,
+        "--max-updates",
+        str(updates),
+        "--save-every",
+        "2",
+        "--last-every",
+        "1",
+        "--workers",
+        "0",
+        "--processes",
+        "2",
+        *extra,
+    ]
 
 
 def manifests(run: Path) -> list[dict]:
@@ -39,11 +64,14 @@ def manifests(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_size, corpus, split, samples", [
-    ("4", "toy_corpus", "14 train / 2 val clips", "true"),  # as reported: one validation batch, the defaults
-    ("1", "toy_corpus", "14 train / 2 val clips", "false"),  # two batches
-    ("1", "corpus24", "21 train / 3 val clips", "true"),  # three batches: one rank takes two
-])
+@pytest.mark.parametrize(
+    "batch_size, corpus, split, samples",
+    [
+        ("4", "toy_corpus", "14 train / 2 val clips", "true"),  # as reported: one validation batch, the defaults
+        ("1", "toy_corpus", "14 train / 2 val clips", "false"),  # two batches
+        ("1", "corpus24", "21 train / 3 val clips", "true"),  # three batches: one rank takes two
+    ],
+)
 def test_two_processes_validate_any_number_of_batches(batch_size, corpus, split, samples, request, tmp_path):
     data, run = request.getfixturevalue(corpus), tmp_path / "run"
     result = run_cli("train", *args(data, run, "--batch-size", batch_size, "--set", f"samples={samples}"), timeout=600)
@@ -99,12 +127,12 @@ def test_a_stalled_rank_ends_the_job_through_the_watchdog_with_every_ranks_stack
     assert stalled.returncode == 1, stalled.stdout + stalled.stderr
     assert "phase 'validation' at step 2" in stalled.stderr
     log = (run / "train.log").read_text()
-    rank1 = log[log.index("==== rank 1 of 2"):].split("==== end of rank 1")[0]
+    rank1 = log[log.index("==== rank 1 of 2") :].split("==== end of rank 1")[0]
     assert "past --collective-timeout 10s" in rank1.splitlines()[0]
     assert "in pause_point" in rank1 and "in validate" in rank1  # where it stalled, every thread's stack
     # Rank 0 waited in validation's reduction: its watchdog ended it, or rank 1's exit failed the
     # collective; either way its stacks are there, naming the phase.
-    rank0_header = log[log.index("==== rank 0 of 2"):].splitlines()[0]
+    rank0_header = log[log.index("==== rank 0 of 2") :].splitlines()[0]
     assert "phase 'validation' at step 2" in rank0_header
     assert "all_reduce" in log
     assert [m["step"] for m in manifests(run)] == [1]  # the milestone never came; step 1 stands

@@ -103,7 +103,10 @@ def test_sigterm_resume_and_fallback_past_a_damaged_checkpoint_equal_a_straight_
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert f"{final[0].name} failed verification" in resumed.stdout
     assert (run / "quarantine" / final[0].name / "REASON.txt").read_text().count("sha256") == 1
-    assert "resuming from" in resumed.stdout and final[0].name not in resumed.stdout.split("resuming from")[1].split("\n")[0]
+    assert (
+        "resuming from" in resumed.stdout
+        and final[0].name not in resumed.stdout.split("resuming from")[1].split("\n")[0]
+    )
     assert_same_run(straight_run, run)
     # Samples appear right after the resume too, not only at milestones.
     resumed_step = int(resumed.stdout.split("resuming from")[1].split("at step ")[1].split(" ")[0])
@@ -144,7 +147,9 @@ def test_sigterm_during_a_save_waits_for_it_then_saves_and_exits_143(toy_corpus,
     args = toy_args(toy_corpus, run, *CADENCE, max_updates=N)
     training = Training(args, env=cli_env(**BIG), log=tmp_path / "log.txt")
     in_flight = []
-    assert wait_until(lambda: in_flight.append(save_in_flight(run)) or in_flight[-1], interval=0.001, proc=training.proc)
+    assert wait_until(
+        lambda: in_flight.append(save_in_flight(run)) or in_flight[-1], interval=0.001, proc=training.proc
+    )
     training.signal(signal.SIGTERM)
     assert training.wait() == 143, training.output()
     store = CheckpointStore(run)
@@ -175,8 +180,9 @@ def test_an_error_in_a_background_save_surfaces_and_loses_nothing(toy_corpus, tm
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    args = toy_args(toy_corpus, run, "--save-every", "10", "--last-every", "5", "--milestone-state", "weights",
-                    max_updates=22)
+    args = toy_args(
+        toy_corpus, run, "--save-every", "10", "--last-every", "5", "--milestone-state", "weights", max_updates=22
+    )
     result = run_cli("train", *args, env=cli_env(VOICETUNE_TOY_HIDDEN="768"), preexec_fn=small_disk)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
@@ -193,8 +199,19 @@ def test_disk_budget_skips_saves_loudly_while_training_goes_on(toy_corpus, tmp_p
     retention may remove neither, so every later save is skipped with an error line; training
     still runs to the end, and since the last step has no checkpoint the run exits 1."""
     run = tmp_path / "run"
-    args = toy_args(toy_corpus, run, "--save-every", "5", "--last-every", "2", "--keep-last", "3",
-                    "--disk-budget", "420K", max_updates=30)
+    args = toy_args(
+        toy_corpus,
+        run,
+        "--save-every",
+        "5",
+        "--last-every",
+        "2",
+        "--keep-last",
+        "3",
+        "--disk-budget",
+        "420K",
+        max_updates=30,
+    )
     result = run_cli("train", *args)
     assert result.returncode == 1, result.stderr + result.stdout
     assert "projected peak disk use" in result.stdout

@@ -16,7 +16,7 @@ from voicetune.errors import UsageError
 def test_config_precedence_defaults_toml_dotenv_env_flags(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     toml = tmp_path / "train.toml"
-    toml.write_text('max_updates = 111\nsave_every = 11\nkeep_last = 5\nlr = 0.5\n')
+    toml.write_text("max_updates = 111\nsave_every = 11\nkeep_last = 5\nlr = 0.5\n")
     (tmp_path / ".env").write_text("VOICETUNE_SAVE_EVERY=22\nVOICETUNE_KEEP_LAST=6\n")
     monkeypatch.setenv("VOICETUNE_KEEP_LAST", "7")
     config = TrainConfig.resolve({"lr": 0.25, "seed": None}, toml_file=toml)
@@ -28,11 +28,14 @@ def test_config_precedence_defaults_toml_dotenv_env_flags(tmp_path, monkeypatch)
     assert config.last_every == 100  # default
 
 
-@pytest.mark.parametrize("flags, words", [
-    ({"mixed_precision": "fp8"}, ["mixed_precision", "--mixed-precision", "'auto'", "'bf16'", "fp8"]),
-    ({"keep_last": 0}, ["keep_last", "greater than or equal to 1"]),
-    ({"disk_budget": "lots"}, ["disk_budget", "500M"]),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ({"mixed_precision": "fp8"}, ["mixed_precision", "--mixed-precision", "'auto'", "'bf16'", "fp8"]),
+        ({"keep_last": 0}, ["keep_last", "greater than or equal to 1"]),
+        ({"disk_budget": "lots"}, ["disk_budget", "500M"]),
+    ],
+)
 def test_a_wrong_value_names_the_field_and_what_is_allowed(flags, words):
     with pytest.raises(UsageError) as err:
         TrainConfig.resolve(flags)
@@ -62,8 +65,10 @@ def test_cli_errors_exit_2_without_traceback(toy_corpus, tmp_path):
 @pytest.fixture(scope="module")
 def short_run(toy_corpus, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("short") / "run"
-    result = run_cli("train", *toy_args(toy_corpus, run, "--save-every", "10", "--last-every", "5", "--keep-last", "2",
-                                        max_updates=30))
+    result = run_cli(
+        "train",
+        *toy_args(toy_corpus, run, "--save-every", "10", "--last-every", "5", "--keep-last", "2", max_updates=30),
+    )
     assert result.returncode == 0, result.stderr
     return run
 
@@ -84,8 +89,22 @@ def test_resume_from_an_explicit_older_checkpoint_protects_it_from_retention(toy
     run = tmp_path / "run"
     shutil.copytree(short_run, run)
     oldest = min(CheckpointStore(run).scan(), key=lambda c: c.step)
-    result = run_cli("train", *toy_args(toy_corpus, run, "--save-every", "10", "--last-every", "5", "--keep-last", "1",
-                                        "--resume", oldest.path, max_updates=50))
+    result = run_cli(
+        "train",
+        *toy_args(
+            toy_corpus,
+            run,
+            "--save-every",
+            "10",
+            "--last-every",
+            "5",
+            "--keep-last",
+            "1",
+            "--resume",
+            oldest.path,
+            max_updates=50,
+        ),
+    )
     assert result.returncode == 0, result.stderr
     assert f"resuming from {oldest.path} at step {oldest.step}" in result.stdout
     assert oldest.name in {c.name for c in CheckpointStore(run).scan()}
@@ -103,8 +122,11 @@ def test_init_from_starts_at_zero_with_lineage_and_checks_architecture(toy_corpu
     # Rerunning the same command resumes the child run instead of starting over.
     again = run_cli("train", *toy_args(toy_corpus, run, "--init-from", short_run, max_updates=8))
     assert "resuming from" in again.stdout and again.returncode == 0
-    wide = run_cli("train", *toy_args(toy_corpus, tmp_path / "wide", "--init-from", short_run, max_updates=5),
-                   env=cli_env(VOICETUNE_TOY_HIDDEN="32"))
+    wide = run_cli(
+        "train",
+        *toy_args(toy_corpus, tmp_path / "wide", "--init-from", short_run, max_updates=5),
+        env=cli_env(VOICETUNE_TOY_HIDDEN="32"),
+    )
     assert wide.returncode == 2 and "architecture differs in hidden" in wide.stderr  # bad input
     assert not (tmp_path / "wide").exists()  # a refused command leaves nothing behind
 

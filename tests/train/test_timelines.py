@@ -33,10 +33,12 @@ def test_a_crash_after_going_back_resumes_the_new_branch_not_the_abandoned_futur
 
     # Back to step 10 with another learning rate; killed (-9) once the branch has saved step 15.
     back = run / "checkpoints" / "step_00000010"
-    branch = Training(toy_args(toy_corpus, run, *SCHEDULE, *BRANCH_LR, "--resume", back, max_updates=30),
-                      log=tmp_path / "branch.log")
-    assert wait_until(lambda: any(c.step == 15 for c in CheckpointStore(run).scan()), interval=0.005,
-                      proc=branch.proc), branch.output()
+    branch = Training(
+        toy_args(toy_corpus, run, *SCHEDULE, *BRANCH_LR, "--resume", back, max_updates=30), log=tmp_path / "branch.log"
+    )
+    assert wait_until(
+        lambda: any(c.step == 15 for c in CheckpointStore(run).scan()), interval=0.005, proc=branch.proc
+    ), branch.output()
     branch.kill_group()
     store = CheckpointStore(run)
     saved15 = next(c for c in store.scan() if c.step == 15)
@@ -59,8 +61,10 @@ def test_a_crash_after_going_back_resumes_the_new_branch_not_the_abandoned_futur
     assert straight.returncode == 0, straight.stderr
     assert not (fresh / "abandoned").exists()
     for component in ("model", "ema", "optimizer", "rng"):
-        assert_same_tensors(load_tensors(final(fresh, 30) / f"{component}.safetensors"),
-                            load_tensors(final(run, 30) / f"{component}.safetensors"))
+        assert_same_tensors(
+            load_tensors(final(fresh, 30) / f"{component}.safetensors"),
+            load_tensors(final(run, 30) / f"{component}.safetensors"),
+        )
 
     pruned = run_cli("ckpt", "prune", run, "--abandoned")
     assert pruned.returncode == 0 and "step_00000030" in pruned.stdout
@@ -84,7 +88,9 @@ def test_a_changed_dataset_is_refused_with_the_two_ways_on(toy_corpus, tmp_path)
     assert "--data-changed restart-epoch" in message and "--init-from" in message
     assert [c.step for c in CheckpointStore(run).scan()] == [5, 10]  # nothing written
 
-    going_on = run_cli("train", *toy_args(data, run, "--save-every", "5", "--data-changed", "restart-epoch", max_updates=15))
+    going_on = run_cli(
+        "train", *toy_args(data, run, "--save-every", "5", "--data-changed", "restart-epoch", max_updates=15)
+    )
     assert going_on.returncode == 0, going_on.stderr
     epoch = saved["state"]["epoch"] + 1
     assert f"epoch {epoch} starts over the new data" in going_on.stdout

@@ -12,7 +12,6 @@ import soundfile as sf
 
 from support.harness import cli_env, run_cli, toy_args, xtts_args
 
-
 FINISHED_CADENCE = ["--save-every", "5", "--last-every", "5"]
 
 
@@ -26,6 +25,7 @@ def finished_run(toy_corpus, tmp_path_factory) -> Path:
 
 def strict_json(path: Path):
     """Parse as JSON that has no NaN or Infinity (what other tools, and the manifest writer, require)."""
+
     def refuse(constant):
         raise AssertionError(f"{path} holds {constant}")
 
@@ -89,8 +89,11 @@ def test_run_whose_final_save_is_skipped_exits_non_zero_and_says_so(toy_corpus, 
     # Room for two and a half checkpoints, and retention told to keep every milestone: the third
     # save (the final one) cannot fit.
     budget = f"{least * 5 // 4}K"
-    result = run_cli("train", *toy_args(toy_corpus, run, "--disk-budget", budget, "--save-every", "4",
-                                        "--keep-last", "50", max_updates=12), env=cli_env())
+    result = run_cli(
+        "train",
+        *toy_args(toy_corpus, run, "--disk-budget", budget, "--save-every", "4", "--keep-last", "50", max_updates=12),
+        env=cli_env(),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "final step 12 was NOT saved" in result.stderr and "step_00000008" in result.stderr
     assert "done:" not in result.stdout
@@ -119,6 +122,7 @@ def test_an_unexpected_error_lands_in_the_run_log(toy_corpus, tmp_path):
 def test_train_help_shows_defaults_required_options_and_no_type_tags():
     text = run_cli("train", "--help", env=cli_env(COLUMNS="250")).stdout
     assert "<str>" not in text and "<bool>" not in text and "<int>" not in text
+
     def line(flag):
         return next(row for row in text.splitlines() if f" {flag} " in row or f" {flag}," in row)
 
@@ -139,8 +143,19 @@ def test_train_settings_lists_every_key_and_unknown_keys_point_there(toy_corpus,
 
 
 def test_vocab_flag_reaches_the_model(toy_corpus, tmp_path):
-    result = run_cli("train", "--data", toy_corpus, "--run", tmp_path / "run", "--model", "f5-tiny",
-                     "--vocab", tmp_path / "missing_vocab.txt", "--max-updates", "1")
+    result = run_cli(
+        "train",
+        "--data",
+        toy_corpus,
+        "--run",
+        tmp_path / "run",
+        "--model",
+        "f5-tiny",
+        "--vocab",
+        tmp_path / "missing_vocab.txt",
+        "--max-updates",
+        "1",
+    )
     assert result.returncode == 2 and f"--vocab {tmp_path / 'missing_vocab.txt'}: no such file" in result.stderr
 
 
@@ -191,16 +206,35 @@ def test_synthesize_checks_its_arguments_before_loading_a_model(finished_run, tm
     shutil.copytree(finished_run, damaged)
     for weights in (damaged / "checkpoints").glob("*/model.safetensors"):
         weights.write_bytes(b"")  # loading would fail on these: the --ref error must come first
-    result = run_cli("synthesize", "--checkpoint", damaged, "--text", "Hello.", "--ref", tmp_path / "missing.wav",
-                     "--out", tmp_path / "out.wav")
+    result = run_cli(
+        "synthesize",
+        "--checkpoint",
+        damaged,
+        "--text",
+        "Hello.",
+        "--ref",
+        tmp_path / "missing.wav",
+        "--out",
+        tmp_path / "out.wav",
+    )
     assert result.returncode == 2 and "--ref" in result.stderr and "missing.wav" in result.stderr
     assert "checkpoint" not in result.stderr.split("--ref", 1)[0]
 
 
 def test_unreachable_hub_fails_in_one_line(toy_corpus, tmp_path):
     # Nothing listens on port 9 of this machine: the hub is unreachable, as on an offline box.
-    result = run_cli("train", "--data", toy_corpus, "--run", tmp_path / "run", "--model", "f5-v1-base",
-                     "--max-updates", "1", env=cli_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf")))
+    result = run_cli(
+        "train",
+        "--data",
+        toy_corpus,
+        "--run",
+        tmp_path / "run",
+        "--model",
+        "f5-v1-base",
+        "--max-updates",
+        "1",
+        env=cli_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf")),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot be reached" in lines[0] and "hf download SWivid/F5-TTS" in lines[0]
@@ -235,10 +269,24 @@ def test_eta_counts_milestones_apart():
 
 
 def test_every_commit_is_shown_and_samples_keep_to_their_budget(toy_corpus, tmp_path):
-    result = run_cli("train", *toy_args(toy_corpus, tmp_path / "run", "--save-every", "3", "--sample-text",
-                                        "a second prompt", "--set", "sample_budget_seconds=0.001", max_updates=6))
+    result = run_cli(
+        "train",
+        *toy_args(
+            toy_corpus,
+            tmp_path / "run",
+            "--save-every",
+            "3",
+            "--sample-text",
+            "a second prompt",
+            "--set",
+            "sample_budget_seconds=0.001",
+            max_updates=6,
+        ),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "checkpoint step_00000003 committed" in result.stdout and "checkpoint step_00000006 committed" in result.stdout
+    assert (
+        "checkpoint step_00000003 committed" in result.stdout and "checkpoint step_00000006 committed" in result.stdout
+    )
     assert "samples of step 3: 1 of 2 prompts left out after 0 s" in result.stdout
     assert "milestone validation and samples took" in result.stdout
 
@@ -267,8 +315,7 @@ def test_third_party_hints_are_silenced_in_the_cli():
     import sys
 
     emit = "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('Failed to load CPU gemm_4bit_forward')"
-    inside = ("import logging; from voicetune import cli; "
-              f"cli.app.command('emit')(lambda: {emit}); cli.main(['emit'])")
+    inside = f"import logging; from voicetune import cli; cli.app.command('emit')(lambda: {emit}); cli.main(['emit'])"
     outside = f"import logging; {emit}"
     shown = subprocess.run([sys.executable, "-c", outside], env=cli_env(), capture_output=True, text=True)
     assert "gemm_4bit_forward" in shown.stderr

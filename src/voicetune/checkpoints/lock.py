@@ -18,7 +18,7 @@ class RunLock(DirLock):
     def __init__(self, run_dir: Path):
         super().__init__(Path(run_dir), LOCK_FILE)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         try:
             super().acquire()
         except LockedError as err:

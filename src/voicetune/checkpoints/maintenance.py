@@ -51,9 +51,20 @@ def _row(ckpt: StoredCheckpoint, standing: Standing, verified: bool) -> Checkpoi
     status = "ok" if verified and ckpt.problem is None else ("unverified" if ckpt.problem is None else "invalid")
     best = standing.best
     tied = best is not None and any(t.name == ckpt.name for t in standing.tied)
-    return CheckpointRow(ckpt.name, str(ckpt.path), m.get("step"), m.get("role", "?"), m.get("kind", "?"), ckpt.size_bytes,
-                         dict(m.get("metrics", {})), m.get("created"), best is not None and ckpt.name == best.name, status,
-                         ckpt.problem, best.step if tied and best is not None else None)
+    return CheckpointRow(
+        ckpt.name,
+        str(ckpt.path),
+        m.get("step"),
+        m.get("role", "?"),
+        m.get("kind", "?"),
+        ckpt.size_bytes,
+        dict(m.get("metrics", {})),
+        m.get("created"),
+        best is not None and ckpt.name == best.name,
+        status,
+        ckpt.problem,
+        best.step if tied and best is not None else None,
+    )
 
 
 def list_checkpoints(run: Path, include_abandoned: bool = False) -> tuple[list[CheckpointRow], list[str]]:

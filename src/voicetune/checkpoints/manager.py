@@ -25,9 +25,10 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from voicetune import fsio
 from voicetune.checkpoints.policy import (
@@ -76,7 +77,7 @@ class CheckpointOptions:
     async_save: bool = True
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **overrides: Any) -> "CheckpointOptions":
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> CheckpointOptions:
         """From a config's fields (a TrainConfig's flag_dict(), or run.json's "config")."""
         known = {k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None}
         if config.get("disk_budget"):
@@ -86,7 +87,7 @@ class CheckpointOptions:
         return cls(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod
-    def of_run(cls, run_dir: Path, **overrides: Any) -> "CheckpointOptions":
+    def of_run(cls, run_dir: Path, **overrides: Any) -> CheckpointOptions:
         """The options a run was trained with (run.json), for commands that inspect it."""
         path = Path(run_dir) / RUN_JSON
         config: dict[str, Any] = {}
@@ -115,10 +116,11 @@ class Start:
     quarantined: tuple[str, ...] = ()  # what was moved aside on the way
     abandoned_to: Path | None = None  # where the future after an older resumed checkpoint went
 
-    def without_loaded(self) -> "Start":
+    def without_loaded(self) -> Start:
         """A copy small enough to broadcast to the other ranks (which load for themselves)."""
-        return Start(self.resume_from, None, self.init_from, self.init_is_upstream_file, self.quarantined,
-                     self.abandoned_to)
+        return Start(
+            self.resume_from, None, self.init_from, self.init_is_upstream_file, self.quarantined, self.abandoned_to
+        )
 
 
 def _log_line(message: str, level: int = logging.INFO) -> None:
@@ -128,8 +130,13 @@ def _log_line(message: str, level: int = logging.INFO) -> None:
 class CheckpointManager:
     """The checkpoints of one run folder (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, options: CheckpointOptions | None = None, session: str | None = None,
-                 say: Callable[[str, int], None] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        options: CheckpointOptions | None = None,
+        session: str | None = None,
+        say: Callable[[str, int], None] | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.store = CheckpointStore(self.run_dir)
         self.configure(options or CheckpointOptions.of_run(self.run_dir))
@@ -168,16 +175,22 @@ class CheckpointManager:
         found = None
         if resume == "never":
             if self.store.scan():
-                raise UsageError(f"--resume never: {self.store.dir} already holds checkpoints; "
-                                 "use a new --run folder, or --resume auto to continue this run")
+                raise UsageError(
+                    f"--resume never: {self.store.dir} already holds checkpoints; "
+                    "use a new --run folder, or --resume auto to continue this run"
+                )
         else:
             found = self.store.load_latest(require_full=True, on_quarantine=note)
             if found is None and resume == "latest":
-                raise UsageError(f"--resume latest: no valid full-state checkpoint in {self.store.dir}; "
-                                 "use --resume auto to start fresh")
+                raise UsageError(
+                    f"--resume latest: no valid full-state checkpoint in {self.store.dir}; "
+                    "use --resume auto to start fresh"
+                )
         if found is not None:
             if init_from:
-                log.info("--init-from %s ignored: the run continues from its own checkpoint %s", init_from, found[0].name)
+                log.info(
+                    "--init-from %s ignored: the run continues from its own checkpoint %s", init_from, found[0].name
+                )
             return self._begin(Start(found[0], found[1], quarantined=tuple(quarantined)))
         if init_from:
             path, upstream = resolve_init_from(init_from)
@@ -199,8 +212,10 @@ class CheckpointManager:
         if not path.is_dir():
             raise UsageError(f"--resume {path}: no such checkpoint directory; `voicetune ckpt list RUN` lists them")
         if self.store.abandoned_dir.resolve() in path.resolve().parents:
-            raise UsageError(f"--resume {path}: this checkpoint belongs to an abandoned timeline and is never resumed; "
-                             f"start a new run from its weights with --init-from {path}")
+            raise UsageError(
+                f"--resume {path}: this checkpoint belongs to an abandoned timeline and is never resumed; "
+                f"start a new run from its weights with --init-from {path}"
+            )
         ckpt = read_checkpoint_dir(path)
         if ckpt.too_new:
             raise CheckpointError(f"--resume {path}: {ckpt.problem}")
@@ -215,8 +230,10 @@ class CheckpointManager:
                 note(ckpt, self.store.quarantine(ckpt, ckpt.problem))
             raise CheckpointError(f"--resume {path}: invalid checkpoint: {ckpt.problem}")
         if loaded is None:
-            raise UsageError(f"--resume {path}: a weights-only milestone cannot resume training (no optimizer state); "
-                             f"use --init-from {path} to start a new run from its weights")
+            raise UsageError(
+                f"--resume {path}: a weights-only milestone cannot resume training (no optimizer state); "
+                f"use --init-from {path} to start a new run from its weights"
+            )
         return ckpt, loaded
 
     def _in_run(self, path: Path) -> bool:
@@ -239,8 +256,9 @@ class CheckpointManager:
             return False
         payload.session = self.session
         if self._saver is None:
-            self._saver = BackgroundSaver(self.store, self._after_commit, self.options.async_save,
-                                          before_commit=self._before_commit)
+            self._saver = BackgroundSaver(
+                self.store, self._after_commit, self.options.async_save, before_commit=self._before_commit
+            )
         self._saver.submit(payload)
         if payload.kind == "full":
             self._last_full_save = time.monotonic()
@@ -274,25 +292,44 @@ class CheckpointManager:
             self._failures += 1
             self._say(f"{failed}; earlier checkpoints are intact", logging.ERROR)
             if self._failures >= MAX_CONSECUTIVE_SAVE_FAILURES:
-                raise VoicetuneError(f"{self._failures} checkpoints in a row failed, the last: {failed}. "
-                                     f"Free disk space in {self.run_dir} and rerun the same command to resume") from None
+                raise VoicetuneError(
+                    f"{self._failures} checkpoints in a row failed, the last: {failed}. "
+                    f"Free disk space in {self.run_dir} and rerun the same command to resume"
+                ) from None
 
     def _fits(self, payload: CheckpointPayload) -> bool:
         """Disk guard: prune what retention allows, or skip this save with a loud line."""
         infos = self.store.valid_infos()
-        planned = CheckpointInfo(f"step_{payload.step:08d}", payload.step, payload.role, payload.kind,
-                                 payload.estimated_bytes(), payload.metrics)
+        planned = CheckpointInfo(
+            f"step_{payload.step:08d}",
+            payload.step,
+            payload.role,
+            payload.kind,
+            payload.estimated_bytes(),
+            payload.metrics,
+        )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        verdict = self.guard.check(planned, shutil.disk_usage(self.run_dir).free, sum(i.size_bytes for i in infos),
-                                   infos, self.retention, protected=self._protected_names())
+        verdict = self.guard.check(
+            planned,
+            shutil.disk_usage(self.run_dir).free,
+            sum(i.size_bytes for i in infos),
+            infos,
+            self.retention,
+            protected=self._protected_names(),
+        )
         if not verdict.fits:
-            self._say(f"SKIPPED the checkpoint of step {payload.step}: {verdict.reason}. Training goes on; "
-                      f"free disk space or raise --disk-budget", logging.ERROR)
+            self._say(
+                f"SKIPPED the checkpoint of step {payload.step}: {verdict.reason}. Training goes on; "
+                f"free disk space or raise --disk-budget",
+                logging.ERROR,
+            )
             return False
         for name in verdict.prune:
             self.store.remove(name)
-            self._say(f"disk guard: removed {name} early to make room (retention would remove it after this save)",
-                      logging.INFO)
+            self._say(
+                f"disk guard: removed {name} early to make room (retention would remove it after this save)",
+                logging.INFO,
+            )
         return True
 
     def _protected_names(self) -> set[str]:
@@ -306,15 +343,21 @@ class CheckpointManager:
         # In the saver thread, after a successful commit only. A failure here is a retention
         # failure: the checkpoint is committed and stays valid.
         self._parent = stored.name
-        self._say(f"checkpoint {stored.name} committed ({stored.role}, {stored.kind} state, "
-                  f"{format_size(stored.size_bytes)})", logging.INFO)
+        self._say(
+            f"checkpoint {stored.name} committed ({stored.role}, {stored.kind} state, "
+            f"{format_size(stored.size_bytes)})",
+            logging.INFO,
+        )
         try:
             removed = self.store.apply_retention(self.retention, protected={*self._protected_names(), stored.name})
-        except Exception as err:  # noqa: BLE001 - reported, never raised as a failed save
+        except Exception as err:
             log.exception("retention after %s failed", stored.name)
-            self._say(f"RETENTION FAILED after committing {stored.name} (the checkpoint is safe): "
-                      f"{type(err).__name__}: {err}; old checkpoints were not removed, run `voicetune ckpt prune "
-                      f"{self.run_dir}` once the cause is fixed", logging.ERROR)
+            self._say(
+                f"RETENTION FAILED after committing {stored.name} (the checkpoint is safe): "
+                f"{type(err).__name__}: {err}; old checkpoints were not removed, run `voicetune ckpt prune "
+                f"{self.run_dir}` once the cause is fixed",
+                logging.ERROR,
+            )
             return
         if removed:
             log.info("retention removed %s", ", ".join(removed))
@@ -358,8 +401,9 @@ class CheckpointManager:
         source = self.best_checkpoint()
         with fsio.atomic_dir(self.run_dir / READY_DIR) as tmp:
             files = export(source.path, tmp)
-            (tmp / "SOURCE.txt").write_text(f"{source.path}\nstep {source.step}\nweights {weights_of(source.metrics)}\n",
-                                             encoding="utf-8")
+            (tmp / "SOURCE.txt").write_text(
+                f"{source.path}\nstep {source.step}\nweights {weights_of(source.metrics)}\n", encoding="utf-8"
+            )
         return source, [self.run_dir / READY_DIR / p.name for p in files]
 
 

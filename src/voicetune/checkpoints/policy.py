@@ -13,8 +13,9 @@ after a successful commit (the store's caller enforces the ordering; these objec
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 ROUNDING = 1e-9  # scores are stored rounded: 0.52 - 0.50 is "exactly the spread 0.02", not a hair above it
 Role = Literal["milestone", "rolling"]
@@ -144,8 +145,9 @@ class RetentionPolicy:
         `<metric>_spread`, what a different seed alone can change). A checkpoint within the spread
         of the best is a tie, and the earlier checkpoint stays best. Without spreads: strictly
         better wins, equal stays."""
-        measured = sorted((i for i in infos if self.best_metric and i.measured(self.best_metric) is not None),
-                          key=lambda i: i.step)
+        measured = sorted(
+            (i for i in infos if self.best_metric and i.measured(self.best_metric) is not None), key=lambda i: i.step
+        )
         if not measured:
             return Standing(None)
         best = measured[0]
@@ -169,8 +171,9 @@ class RetentionPolicy:
         # later one beat could hand the title to a checkpoint that only tied that earlier best.
         # Such earlier checkpoints stay (nearest first) until the remaining ones choose the same best.
         best = self.best(infos)
-        dropped = sorted((i for i in infos if i.name not in kept and best is not None and i.step < best.step),
-                         key=lambda i: -i.step)
+        dropped = sorted(
+            (i for i in infos if i.name not in kept and best is not None and i.step < best.step), key=lambda i: -i.step
+        )
         while dropped and _name(self.best([i for i in infos if i.name in kept])) != _name(best):
             kept.add(dropped.pop(0).name)
         return kept
@@ -254,7 +257,11 @@ class DiskGuard:
             if planned.size_bytes <= room:
                 return DiskVerdict(True, tuple(prune), planned.size_bytes, room)
         room = self._room(free, used)
-        limit = "the disk budget" if self.budget_bytes is not None and self.budget_bytes - used < free else "free disk space"
+        limit = (
+            "the disk budget"
+            if self.budget_bytes is not None and self.budget_bytes - used < free
+            else "free disk space"
+        )
         return DiskVerdict(
             False, (), planned.size_bytes, room, f"needs {planned.size_bytes} bytes but {limit} leaves {max(room, 0)}"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from voicetune.checkpoints.store import CheckpointPayload, CheckpointStore, StoredCheckpoint
 
@@ -26,8 +26,13 @@ class SaveFailed(Exception):
 
 
 class BackgroundSaver:
-    def __init__(self, store: CheckpointStore, after_commit: Callable[[StoredCheckpoint], None], enabled: bool = True,
-                 before_commit: Callable[[CheckpointPayload], None] = lambda payload: None):
+    def __init__(
+        self,
+        store: CheckpointStore,
+        after_commit: Callable[[StoredCheckpoint], None],
+        enabled: bool = True,
+        before_commit: Callable[[CheckpointPayload], None] = lambda payload: None,
+    ):
         self.store = store
         self.before_commit = before_commit  # fills in what is known only now (the parent checkpoint)
         self.after_commit = after_commit  # retention and bookkeeping, run in the worker after a commit
@@ -57,7 +62,9 @@ class BackgroundSaver:
             self._write(payload)
             self.wait()
             return
-        self._thread = threading.Thread(target=self._write, args=(payload,), name=f"save-step-{payload.step}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._write, args=(payload,), name=f"save-step-{payload.step}", daemon=True
+        )
         self._thread.start()
 
     def _write(self, payload: CheckpointPayload) -> None:
@@ -66,7 +73,7 @@ class BackgroundSaver:
             self.before_commit(payload)
             stored = self.store.commit(payload)
             self.last_committed = stored
-        except BaseException as err:  # noqa: BLE001 - handed to the training thread
+        except BaseException as err:
             log.exception("checkpoint of step %d failed", payload.step)
             self._error = SaveFailed(payload.step, err)
             return

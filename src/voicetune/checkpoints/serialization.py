@@ -67,7 +67,11 @@ def split_tree(tree: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor
         if isinstance(node, dict):
             if all(isinstance(k, str) and k not in _MARKERS for k in node):
                 return {k: encode(v, f"{path}/{k}") for k, v in node.items()}
-            return {_DICT: [[encode(k, f"{path}/key{i}"), encode(v, f"{path}/{k}")] for i, (k, v) in enumerate(node.items())]}
+            return {
+                _DICT: [
+                    [encode(k, f"{path}/key{i}"), encode(v, f"{path}/{k}")] for i, (k, v) in enumerate(node.items())
+                ]
+            }
         raise TypeError(f"cannot store {type(node).__name__} at {path or '/'} without pickle")
 
     return encode(tree, prefix), tensors
@@ -82,7 +86,7 @@ def join_tree(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, value), = node.items()
+            ((key, value),) = node.items()
             if key == _TENSOR:
                 return tensors[value]
             if key == _ARRAY:
@@ -112,7 +116,9 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(t.view(torch.uint8).numpy()).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers; numpy's stubs do not say so
 
 
-def safetensors_header(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> tuple[bytes, list[str]]:
+def safetensors_header(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> tuple[bytes, list[str]]:
     """The 8-byte length + JSON header, and the order in which tensor data follows it."""
     order = sorted(tensors)
     header: dict[str, Any] = {}
@@ -124,7 +130,11 @@ def safetensors_header(tensors: dict[str, torch.Tensor], metadata: dict[str, str
         if t.dtype not in SAFETENSORS_DTYPES:
             raise TypeError(f"tensor {name}: dtype {t.dtype} has no safetensors code")
         nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the reference writer aligns tensor data to 8 bytes
@@ -162,7 +172,9 @@ class HashingWriter:
         self.size += len(data)
 
 
-def write_safetensors(writer: HashingWriter, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(
+    writer: HashingWriter, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Stream `tensors` in safetensors format through `writer`."""
     header, order = safetensors_header(tensors, metadata)
     writer.write(header)
@@ -197,5 +209,7 @@ def safetensors_views(data: memoryview) -> dict[str, torch.Tensor]:
             chunk = bytearray(data[start + begin : start + end])
             tensors[name] = torch.frombuffer(chunk, dtype=dtype).reshape(info["shape"])
         else:
-            tensors[name] = torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin).reshape(info["shape"])
+            tensors[name] = torch.frombuffer(data, dtype=dtype, count=count, offset=start + begin).reshape(
+                info["shape"]
+            )
     return tensors

@@ -14,17 +14,18 @@ safetensors, the rest as JSON) plus a manifest. The rules (DESIGN.md):
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import logging
 import os
 import shutil
 import socket
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -167,13 +168,16 @@ class CheckpointStore:
             try:
                 for component, tensors in payload.tensor_files.items():
                     name = f"{component}.safetensors"
-                    files[name], synced = _write_file(tmp / name, functools.partial(_write_tensors, tensors=tensors),
-                                                      hasher, syncer)
+                    files[name], synced = _write_file(
+                        tmp / name, functools.partial(_write_tensors, tensors=tensors), hasher, syncer
+                    )
                     pending.append(synced)
                 for component, obj in payload.json_files.items():
                     name = f"{component}.json"
                     data = ser.json_bytes(obj)
-                    files[name], synced = _write_file(tmp / name, functools.partial(_write_bytes, data=data), hasher, syncer)
+                    files[name], synced = _write_file(
+                        tmp / name, functools.partial(_write_bytes, data=data), hasher, syncer
+                    )
                     pending.append(synced)
                 for synced in pending:
                     synced.result()  # raises the fsync's error, if any
@@ -235,9 +239,11 @@ class CheckpointStore:
         """Move an invalid checkpoint out of the way, with REASON.txt. Never deletes it."""
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         target = fsio.move(checkpoint.path, fsio.free_name(self.quarantine_dir, checkpoint.name))
-        fsio.atomic_write_text(target / "REASON.txt",
-                               f"quarantined {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()} on "
-                               f"{socket.gethostname()}\nreason: {reason}\n")
+        fsio.atomic_write_text(
+            target / "REASON.txt",
+            f"quarantined {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()} on "
+            f"{socket.gethostname()}\nreason: {reason}\n",
+        )
         log.warning("quarantined %s: %s", checkpoint.name, reason)
         return target
 
@@ -273,8 +279,9 @@ class CheckpointStore:
                 self._quarantine_reporting(ckpt, ckpt.problem, on_quarantine)
         return None
 
-    def candidates(self, require_full: bool = True,
-                   on_quarantine: Callable[[StoredCheckpoint, Path], None] | None = None) -> list[StoredCheckpoint]:
+    def candidates(
+        self, require_full: bool = True, on_quarantine: Callable[[StoredCheckpoint, Path], None] | None = None
+    ) -> list[StoredCheckpoint]:
         """Checkpoints whose manifest reads, newest first (unhashed). Directories whose manifest
         is missing or unreadable are quarantined, since no step can be trusted for them; one
         written by a newer voicetune stops everything (its run has moved past this version)."""
@@ -304,13 +311,19 @@ class CheckpointStore:
         last: a crash in between is finished by `finish_abandoning` at the next start, before
         anything else reads the checkpoints.
         """
-        later = sorted((c.name for c in self.scan() if c.manifest is not None and c.step > resumed.step))
+        later = sorted(c.name for c in self.scan() if c.manifest is not None and c.step > resumed.step)
         if not later:
             return None
         folder = fsio.free_name(self.abandoned_dir, time.strftime("%Y%m%d-%H%M%S"))
         folder.mkdir(parents=True)
-        plan = {"resumed_from": resumed.name, "resumed_step": resumed.step, "session": session,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checkpoints": later, "complete": False}
+        plan = {
+            "resumed_from": resumed.name,
+            "resumed_step": resumed.step,
+            "session": session,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "checkpoints": later,
+            "complete": False,
+        }
         fsio.atomic_write_json(folder / ABANDON_PLAN, plan)
         fsio.fsync_dir(self.abandoned_dir)
         self._carry_out(folder, plan)
@@ -388,8 +401,12 @@ def read_checkpoint_dir(path: Path) -> StoredCheckpoint:
         return StoredCheckpoint(path, None, "manifest.json is not a voicetune checkpoint manifest")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         return StoredCheckpoint(
-            path, manifest, f"written by a newer voicetune (checkpoint format {manifest.get('format_version')}, this "
-            f"voicetune reads up to {FORMAT_VERSION}); upgrade voicetune to use it", too_new=True)
+            path,
+            manifest,
+            f"written by a newer voicetune (checkpoint format {manifest.get('format_version')}, this "
+            f"voicetune reads up to {FORMAT_VERSION}); upgrade voicetune to use it",
+            too_new=True,
+        )
     if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("step"), int):
         return StoredCheckpoint(path, None, "manifest.json lacks its step or file list")
     return StoredCheckpoint(path, manifest)
@@ -451,8 +468,9 @@ def _map_verified(file: Path, expected: dict[str, Any]) -> memoryview:
     with open(file, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size != int(expected["size"]):
-            raise CheckpointDamaged(f"{file}: {file.name} has {size} bytes, the manifest says {expected['size']} "
-                                    f"(truncated or overwritten)")
+            raise CheckpointDamaged(
+                f"{file}: {file.name} has {size} bytes, the manifest says {expected['size']} (truncated or overwritten)"
+            )
         if size == 0:
             view = memoryview(b"")
         else:
@@ -465,8 +483,9 @@ def _map_verified(file: Path, expected: dict[str, Any]) -> memoryview:
     for offset in range(0, size, HASH_CHUNK):
         digest.update(view[offset : offset + HASH_CHUNK])
     if digest.hexdigest() != expected["sha256"]:
-        raise CheckpointDamaged(f"{file}: {file.name} does not match its sha256 (the file is damaged); "
-                                f"run `voicetune ckpt verify`")
+        raise CheckpointDamaged(
+            f"{file}: {file.name} does not match its sha256 (the file is damaged); run `voicetune ckpt verify`"
+        )
     return view
 
 
@@ -478,8 +497,9 @@ def _write_bytes(writer: ser.HashingWriter, data: bytes) -> None:
     writer.write(data)
 
 
-def _write_file(path: Path, produce: Callable[[ser.HashingWriter], Any], hasher=None,
-                syncer=None) -> tuple[dict[str, Any], Future]:
+def _write_file(
+    path: Path, produce: Callable[[ser.HashingWriter], Any], hasher=None, syncer=None
+) -> tuple[dict[str, Any], Future]:
     """Create `path` and let `produce` write it through a hashing writer. Returns its size and
     sha256, and a future that completes once the file is fsynced and closed."""
     handle = open(path, "xb", buffering=1024 * 1024)

@@ -7,8 +7,9 @@ containers and refuses anything else; a refused file is reported, never retried 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

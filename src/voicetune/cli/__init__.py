@@ -10,32 +10,31 @@ from __future__ import annotations
 import logging
 import sys
 
-from voicetune.cli.root import app
-from voicetune.errors import StoppedBySignal, VoicetuneError
-
 # Sub-apps and commands register themselves on import; keep these imports light (no torch at
 # module level) so that `voicetune --help` stays fast.
-from voicetune.cli import ckpt as _ckpt  # noqa: E402,F401
-from voicetune.cli import train as _train  # noqa: E402,F401
-from voicetune.cli import plan as _plan  # noqa: E402,F401
-from voicetune.cli import doctor as _doctor  # noqa: E402,F401
-from voicetune.cli import demo as _demo  # noqa: E402,F401
-from voicetune.cli import synthesize as _synthesize  # noqa: E402,F401
-from voicetune.cli import prepare as _prepare  # noqa: E402,F401
-from voicetune.cli import dataset as _dataset  # noqa: E402,F401
-from voicetune.cli import fetch as _fetch  # noqa: E402,F401
-from voicetune.cli import eval as _eval  # noqa: E402,F401
-from voicetune.cli import studio as _studio  # noqa: E402,F401
-from voicetune.cli import serve as _serve  # noqa: E402,F401
-from voicetune.cli import narrate as _narrate  # noqa: E402,F401
+from voicetune.cli import ckpt as _ckpt  # noqa: F401
+from voicetune.cli import dataset as _dataset  # noqa: F401
+from voicetune.cli import demo as _demo  # noqa: F401
+from voicetune.cli import doctor as _doctor  # noqa: F401
+from voicetune.cli import eval as _eval  # noqa: F401
+from voicetune.cli import fetch as _fetch  # noqa: F401
+from voicetune.cli import narrate as _narrate  # noqa: F401
+from voicetune.cli import plan as _plan  # noqa: F401
+from voicetune.cli import prepare as _prepare  # noqa: F401
+from voicetune.cli import serve as _serve  # noqa: F401
+from voicetune.cli import studio as _studio  # noqa: F401
+from voicetune.cli import synthesize as _synthesize  # noqa: F401
+from voicetune.cli import train as _train  # noqa: F401
+from voicetune.cli.root import app
+from voicetune.errors import StoppedBySignal, VoicetuneError
 
 log = logging.getLogger("voicetune")
 log.addHandler(logging.NullHandler())  # tracebacks go to log files, never to the terminal
 
 
 def _user_log_path():
-    from pathlib import Path
     import os
+    from pathlib import Path
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "voicetune" / "voicetune.log"
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         error_console.print("aborted")
         sys.exit(130)
     except Exception as err:  # a real bug: one line here, the traceback in the log
-        log.error("unexpected error", exc_info=True)
+        log.exception("unexpected error")
         if _debug():
             raise
         error_console.print(

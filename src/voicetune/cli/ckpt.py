@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,11 @@ app.add_typer(ckpt_app, name="ckpt")
 
 
 @ckpt_app.command("list")
-def list_(run: Path, as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-          all_: bool = typer.Option(False, "--all", help="also the checkpoints of abandoned timelines (RUN/abandoned/)")) -> None:
+def list_(
+    run: Path,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    all_: bool = typer.Option(False, "--all", help="also the checkpoints of abandoned timelines (RUN/abandoned/)"),
+) -> None:
     """The checkpoints of RUN (from manifests; `verify` hashes them)."""
     from voicetune.checkpoints.maintenance import list_checkpoints
     from voicetune.cli.tables import print_checkpoint_table
@@ -46,9 +48,12 @@ def verify(target: Path, as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @ckpt_app.command()
-def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
-          abandoned: bool = typer.Option(False, "--abandoned", help="also delete the abandoned timelines (RUN/abandoned/)")) -> None:
+def prune(
+    run: Path,
+    keep_last: int | None = typer.Option(None, "--keep-last"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
+    abandoned: bool = typer.Option(False, "--abandoned", help="also delete the abandoned timelines (RUN/abandoned/)"),
+) -> None:
     """Apply retention now (never removes the best or the newest full-state checkpoint)."""
     from voicetune.checkpoints.maintenance import prune_run
 
@@ -58,10 +63,14 @@ def prune(run: Path, keep_last: Optional[int] = typer.Option(None, "--keep-last"
 
 
 @ckpt_app.command()
-def export(target: Path, fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
-           out: Path = typer.Option(..., "--out", help="folder to write"),
-           weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
-           ) -> None:
+def export(
+    target: Path,
+    fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
+    out: Path = typer.Option(..., "--out", help="folder to write"),
+    weights: str | None = typer.Option(
+        None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
+    ),
+) -> None:
     """Export a checkpoint (or a run's best) in an upstream format, the weights its score chose, LoRA merged."""
     from voicetune.synthesis.inference import export_trained
 

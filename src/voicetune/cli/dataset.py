@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,8 +17,8 @@ app.add_typer(dataset_app, name="dataset")
 def check(
     dataset: Path = typer.Argument(..., help="folder with metadata.csv and wavs/"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    vocab: Optional[Path] = typer.Option(None, help="vocabulary file (one character per line, like F5's vocab.txt)"),
-    sample_rate: Optional[int] = typer.Option(None, help="expected sample rate; default: the most common one"),
+    vocab: Path | None = typer.Option(None, help="vocabulary file (one character per line, like F5's vocab.txt)"),
+    sample_rate: int | None = typer.Option(None, help="expected sample rate; default: the most common one"),
     min_seconds: float = typer.Option(1.0, help="shorter clips are warned about"),
     max_seconds: float = typer.Option(30.0, help="longer clips are warned about"),
 ) -> None:
@@ -35,10 +34,18 @@ def check(
 @dataset_app.command("score")
 def score(
     dataset: Path = typer.Argument(..., help="folder with metadata.csv and wavs/"),
-    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
-    language: Optional[str] = typer.Option(None, help="language of the clips; default: the one prepare recorded, else detected"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list of clips {id, wer, dnsmos, similarity, flags}, worst first"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the full report (thresholds, transcriptions) as JSON here"),
+    whisper_model: str = typer.Option(
+        "small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"
+    ),
+    language: str | None = typer.Option(
+        None, help="language of the clips; default: the one prepare recorded, else detected"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print a JSON list of clips {id, wer, dnsmos, similarity, flags}, worst first"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="also write the full report (thresholds, transcriptions) as JSON here"
+    ),
 ) -> None:
     """Score every clip: transcript mismatch (WER), noise (DNSMOS), another speaker (similarity); flag outliers."""
     from voicetune.console import console
@@ -55,15 +62,16 @@ def score(
         console.print(f"report: {out}")
 
 
-def score_with_progress(dataset: Path, whisper_model: str, language: Optional[str], show: bool = True):
+def score_with_progress(dataset: Path, whisper_model: str, language: str | None, show: bool = True):
     """`score_dataset` under a progress bar (clips done, ETA)."""
     from voicetune.console import progress_bar
     from voicetune.scoring.dataset import score_dataset
 
     with progress_bar(transient=True, disable=not show) as bar:
         task = bar.add_task("scoring clips", total=None, status="")
-        return score_dataset(dataset, whisper_model, language,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+        return score_dataset(
+            dataset, whisper_model, language, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
 
 
 def print_dataset_score(result, console) -> None:
@@ -72,11 +80,15 @@ def print_dataset_score(result, console) -> None:
     from rich.table import Table
 
     t = result.thresholds
-    bounds = [f"WER > {t.wer:.2f}" if t.wer is not None else "WER not measured",
-              f"DNSMOS < {t.dnsmos:.2f}" if t.dnsmos is not None else "DNSMOS not measured",
-              f"similarity < {t.similarity:.3f}" if t.similarity is not None else "similarity not measured"]
-    console.print(f"[bold]{escape(str(result.dataset))}[/]: {len(result.flagged)} of {len(result.clips)} clips flagged "
-                  f"({', '.join(bounds)})")
+    bounds = [
+        f"WER > {t.wer:.2f}" if t.wer is not None else "WER not measured",
+        f"DNSMOS < {t.dnsmos:.2f}" if t.dnsmos is not None else "DNSMOS not measured",
+        f"similarity < {t.similarity:.3f}" if t.similarity is not None else "similarity not measured",
+    ]
+    console.print(
+        f"[bold]{escape(str(result.dataset))}[/]: {len(result.flagged)} of {len(result.clips)} clips flagged "
+        f"({', '.join(bounds)})"
+    )
     if not result.flagged:
         return
     table = Table(show_edge=False)
@@ -87,7 +99,9 @@ def print_dataset_score(result, console) -> None:
         return "" if value is None else f"{value:.{digits}f}"
 
     for clip in result.flagged:
-        table.add_row(escape(clip.id), cell(clip.wer, 2), cell(clip.dnsmos, 2), cell(clip.similarity, 3), ", ".join(clip.flags))
+        table.add_row(
+            escape(clip.id), cell(clip.wer, 2), cell(clip.dnsmos, 2), cell(clip.similarity, 3), ", ".join(clip.flags)
+        )
     console.print(table)
 
 
@@ -121,6 +135,8 @@ def restore(dataset: Path = typer.Argument(...), clip: str = typer.Argument(...,
 
 def _print_verdict(done: str, report: dict) -> None:
     check = report["check"]
-    typer.echo(f"{done}; {report['totals']['clips']} clips; dataset check: "
-               f"{'ok' if check['ok'] else 'ERRORS'} ({check['errors']} errors, {check['warnings']} warnings)")
+    typer.echo(
+        f"{done}; {report['totals']['clips']} clips; dataset check: "
+        f"{'ok' if check['ok'] else 'ERRORS'} ({check['errors']} errors, {check['warnings']} warnings)"
+    )
     raise typer.Exit(0 if check["ok"] else 1)

@@ -22,5 +22,12 @@ def demo(
 
     if kill_at_step >= max_updates:
         raise UsageError(f"--kill-at-step {kill_at_step}: must be below --max-updates {max_updates}")
-    run_demo(DemoPlan(out=out, model=model, max_updates=max_updates, save_every=max(1, max_updates // 3),
-                      kill_at_step=kill_at_step))
+    run_demo(
+        DemoPlan(
+            out=out,
+            model=model,
+            max_updates=max_updates,
+            save_every=max(1, max_updates // 3),
+            kill_at_step=kill_at_step,
+        )
+    )

@@ -8,6 +8,6 @@ from voicetune.cli.root import app
 @app.command()
 def doctor() -> None:
     """Check the Python packages, ffmpeg, espeak-ng, GPU and free disk space."""
-    from voicetune.doctor import run_checks, print_report
+    from voicetune.doctor import print_report, run_checks
 
     print_report(run_checks())

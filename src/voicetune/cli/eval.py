@@ -6,7 +6,6 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,17 +14,37 @@ from voicetune.cli.root import app
 
 @app.command("eval")
 def eval_(
-    targets: list[Path] = typer.Argument(..., metavar="TARGET...", help="run folders (every kept checkpoint), checkpoint directories, upstream weight files (step 0)"),
-    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score, score_spread, weights, scores}"),
+    targets: list[Path] = typer.Argument(
+        ...,
+        metavar="TARGET...",
+        help="run folders (every kept checkpoint), checkpoint directories, upstream weight files (step 0)",
+    ),
+    whisper_model: str = typer.Option(
+        "small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score, score_spread, weights, scores}",
+    ),
     text: list[str] = typer.Option([], "--text", help="a sentence to say besides the held-out ones (repeatable)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset whose held-out clips are said and compared with; default: the run's"),
-    model: Optional[str] = typer.Option(None, "--model", help="architecture of upstream weight files (f5-v1-base, xtts-v2, ...)"),
-    clips: int = typer.Option(4, "--clips", min=1, help="held-out clips in a set chosen here (a run's stored set is used as it is)"),
-    language: Optional[str] = typer.Option(None, "--language", help="language of the texts; default: the run's"),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="voice prompt to use instead of the set's reference clip"),
-    ref_text: Optional[str] = typer.Option(None, "--ref-text", help="transcript of --ref"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="where to write the picture of the scores over steps; default: beside what was scored (RUN/eval-cli.png, FILE.eval.png)"),
+    data: Path | None = typer.Option(
+        None, "--data", help="dataset whose held-out clips are said and compared with; default: the run's"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="architecture of upstream weight files (f5-v1-base, xtts-v2, ...)"
+    ),
+    clips: int = typer.Option(
+        4, "--clips", min=1, help="held-out clips in a set chosen here (a run's stored set is used as it is)"
+    ),
+    language: str | None = typer.Option(None, "--language", help="language of the texts; default: the run's"),
+    ref: Path | None = typer.Option(None, "--ref", help="voice prompt to use instead of the set's reference clip"),
+    ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref"),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="where to write the picture of the scores over steps; default: beside what was scored (RUN/eval-cli.png, FILE.eval.png)",
+    ),
 ) -> None:
     """Score TARGETs: intelligibility (WER/CER), speaker similarity, DNSMOS, and the score relative to the real voice."""
     from voicetune.console import console, progress_bar
@@ -36,7 +55,15 @@ def eval_(
     with quiet, progress_bar(transient=True, disable=as_json) as bar:
         task = bar.add_task("scoring checkpoints", total=None, status="")
         report = evaluate_targets(
-            targets, whisper_model, text, data, model, clips, language, ref, ref_text,
+            targets,
+            whisper_model,
+            text,
+            data,
+            model,
+            clips,
+            language,
+            ref,
+            ref_text,
             progress=lambda done, total, label: bar.update(task, completed=done, total=total, status=Path(label).name),
         )
     rows = [row.to_json() for row in report.rows]
@@ -64,9 +91,28 @@ def print_eval_table(rows: list[dict], ceiling, best: dict | None, console) -> N
     for column in ("checkpoint", "step", "WER", "CER", "similarity", "DNSMOS", "score", "spread", "weights", "best"):
         table.add_column(column, justify="left" if column in ("checkpoint", "weights", "best") else "right")
     for r in rows:
-        table.add_row(escape(r["checkpoint"]), str(r["step"]), cell(r["wer"], 3), cell(r["cer"], 3), cell(r["similarity"], 3),
-                      cell(r["dnsmos"], 2), cell(r["score"], 3), cell(r.get("score_spread"), 3), weights_cell(r),
-                      "[bold yellow]*[/]" if r is best else "")
-    table.add_row("[green]real voice[/]", "", cell(ceiling.wer, 3), cell(ceiling.cer, 3), cell(ceiling.similarity, 3),
-                  cell(ceiling.dnsmos, 2), "1.000", "", "", "")
+        table.add_row(
+            escape(r["checkpoint"]),
+            str(r["step"]),
+            cell(r["wer"], 3),
+            cell(r["cer"], 3),
+            cell(r["similarity"], 3),
+            cell(r["dnsmos"], 2),
+            cell(r["score"], 3),
+            cell(r.get("score_spread"), 3),
+            weights_cell(r),
+            "[bold yellow]*[/]" if r is best else "",
+        )
+    table.add_row(
+        "[green]real voice[/]",
+        "",
+        cell(ceiling.wer, 3),
+        cell(ceiling.cer, 3),
+        cell(ceiling.similarity, 3),
+        cell(ceiling.dnsmos, 2),
+        "1.000",
+        "",
+        "",
+        "",
+    )
     console.print(table)

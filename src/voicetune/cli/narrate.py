@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,17 +13,26 @@ from voicetune.cli.root import app
 def narrate(
     text_file: Path = typer.Argument(..., help="UTF-8 text to read (a chapter, an article)"),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="a run (its best checkpoint), a checkpoint or RUN/ready"),
-    out: Path = typer.Option(..., "--out", help="wav file to write; OUT.parts/ keeps finished chunks, OUT.json the report"),
-    voice: Optional[str] = typer.Option(None, "--voice", help="default: the run's own reference clip (the only named voice)"),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="a clip of the voice to use instead"),
-    ref_text: Optional[str] = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
+    out: Path = typer.Option(
+        ..., "--out", help="wav file to write; OUT.parts/ keeps finished chunks, OUT.json the report"
+    ),
+    voice: str | None = typer.Option(
+        None, "--voice", help="default: the run's own reference clip (the only named voice)"
+    ),
+    ref: Path | None = typer.Option(None, "--ref", help="a clip of the voice to use instead"),
+    ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
     check: bool = typer.Option(True, "--check/--no-check", help="transcribe each chunk and retake the ones that fail"),
     retakes: int = typer.Option(2, "--retakes", min=0, help="new takes of a chunk that fails the check"),
     seed: int = typer.Option(0, "--seed"),
-    nfe: Optional[int] = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
-    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL",
-                                      help="whisper model name (downloaded once) or local CTranslate2 folder, for --check"),
+    nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
+    weights: str | None = typer.Option(
+        None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
+    ),
+    whisper_model: str = typer.Option(
+        "small",
+        envvar="VOICETUNE_WHISPER_MODEL",
+        help="whisper model name (downloaded once) or local CTranslate2 folder, for --check",
+    ),
 ) -> None:
     """Narrate TEXT_FILE in a trained voice; a rerun after a kill redoes only the missing chunks."""
     from rich.markup import escape
@@ -42,7 +50,9 @@ def narrate(
     except UnicodeDecodeError:
         raise UsageError(f"{text_file}: not UTF-8 text; convert it (e.g. `iconv -f latin1 -t utf-8`)") from None
     if voice not in (None, "default"):
-        raise UsageError(f"--voice {voice}: narrate knows the run's own voice, 'default'; for another clip use --ref WAV --ref-text T")
+        raise UsageError(
+            f"--voice {voice}: narrate knows the run's own voice, 'default'; for another clip use --ref WAV --ref-text T"
+        )
     if voice and ref:
         raise UsageError("--voice and --ref: give one of them")
     if ref_text and not ref:
@@ -68,14 +78,22 @@ def narrate(
                 scores += f"  flags: {', '.join(chunk.check['flags'])}" if chunk.check["flags"] else "  ok"
             takes = f"  {chunk.takes} takes" if chunk.takes > 1 else ""
             state = "  (done before)" if chunk.resumed else ""
-            bar.console.print(f"chunk {chunk.index + 1}/{total}{scores}{takes}{state}  "
-                              f"{escape(chunk.text[:60])}{'...' if len(chunk.text) > 60 else ''}", highlight=False)
+            bar.console.print(
+                f"chunk {chunk.index + 1}/{total}{scores}{takes}{state}  "
+                f"{escape(chunk.text[:60])}{'...' if len(chunk.text) > 60 else ''}",
+                highlight=False,
+            )
 
-        narration = run_narration(engine, text, speaker, out, check, retakes, seed, whisper_model if check else None,
-                                  on_chunk=done)
+        narration = run_narration(
+            engine, text, speaker, out, check, retakes, seed, whisper_model if check else None, on_chunk=done
+        )
     retaken = sum(1 for c in narration.chunks if c.takes > 1)
-    console.print(f"wrote {narration.out} ({narration.seconds:.1f} s, {len(narration.chunks)} chunks, "
-                  f"{retaken} retaken); report: {narration.report_path}")
+    console.print(
+        f"wrote {narration.out} ({narration.seconds:.1f} s, {len(narration.chunks)} chunks, "
+        f"{retaken} retaken); report: {narration.report_path}"
+    )
     if narration.failed:
-        console.print(f"[yellow]{len(narration.failed)} chunks still fail the check after {retakes + 1} takes: "
-                      f"{', '.join(str(c.index + 1) for c in narration.failed)} (their best take is used; see the report)[/]")
+        console.print(
+            f"[yellow]{len(narration.failed)} chunks still fail the check after {retakes + 1} takes: "
+            f"{', '.join(str(c.index + 1) for c in narration.failed)} (their best take is used; see the report)[/]"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path  # noqa: F401 (train's annotations are resolved in this module)
-from typing import List, Optional  # noqa: F401
+from typing import List, Optional  # noqa: F401, UP035 - the names train's flag annotations (strings) use
 
 import typer
 
@@ -31,15 +31,27 @@ def plan(**options) -> None:
 
 
 # The same options as `train` (its signature, --processes and --settings aside), plus plan's own.
-_train_parameters = [p for name, p in inspect.signature(train_command).parameters.items() if name not in ("processes", "settings")]
+_train_parameters = [
+    p for name, p in inspect.signature(train_command).parameters.items() if name not in ("processes", "settings")
+]
 _own_parameters = [
-    inspect.Parameter("probe", inspect.Parameter.KEYWORD_ONLY, annotation="bool",
-                      default=typer.Option(True, "--probe/--no-probe", help="on a GPU, measure memory with a short probe")),
-    inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, annotation="bool",
-                      default=typer.Option(False, "--json", help="print one JSON object")),
+    inspect.Parameter(
+        "probe",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation="bool",
+        default=typer.Option(True, "--probe/--no-probe", help="on a GPU, measure memory with a short probe"),
+    ),
+    inspect.Parameter(
+        "json_out",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation="bool",
+        default=typer.Option(False, "--json", help="print one JSON object"),
+    ),
 ]
 # Typer reads the signature: train's flags and plan's own (mypy: a function has no __signature__ attribute).
-plan.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _train_parameters]  # type: ignore[attr-defined]
-                                       + _own_parameters)
+plan.__signature__ = inspect.Signature(
+    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _train_parameters]  # type: ignore[attr-defined]
+    + _own_parameters
+)
 plan.__annotations__ = {p.name: p.annotation for p in plan.__signature__.parameters.values()}  # type: ignore[attr-defined]
 app.command(name="plan")(plan)

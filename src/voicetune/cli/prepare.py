@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,41 +11,72 @@ from voicetune.cli.root import app
 
 @app.command()
 def prepare(
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="audio/video files or folders (searched recursively)"),
+    inputs: list[Path] = typer.Argument(
+        ..., metavar="INPUT...", help="audio/video files or folders (searched recursively)"
+    ),
     out: Path = typer.Option(..., "--out", help="dataset folder to create, resume or extend"),
-    language: Optional[str] = typer.Option(None, help="language code (en, pt, ...); default: detected per file"),
-    transcriber: str = typer.Option("whisper", help="whisper | pocketsphinx (offline, English) | none (keep .txt/.lab/metadata.csv)"),
-    whisper_model: str = typer.Option("small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"),
-    for_model: str = typer.Option("f5", "--for", help="the model the clips are for: f5 (5-15 s), xtts (4-11.5 s) or a model name"),
-    min_seconds: Optional[float] = typer.Option(None, help="shortest clip \\[default: from --for: 5 for f5, 4 for xtts]"),
-    max_seconds: Optional[float] = typer.Option(None, help="longest clip \\[default: from --for: 15 for f5, 11.5 for xtts]"),
+    language: str | None = typer.Option(None, help="language code (en, pt, ...); default: detected per file"),
+    transcriber: str = typer.Option(
+        "whisper", help="whisper | pocketsphinx (offline, English) | none (keep .txt/.lab/metadata.csv)"
+    ),
+    whisper_model: str = typer.Option(
+        "small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"
+    ),
+    for_model: str = typer.Option(
+        "f5", "--for", help="the model the clips are for: f5 (5-15 s), xtts (4-11.5 s) or a model name"
+    ),
+    min_seconds: float | None = typer.Option(None, help="shortest clip \\[default: from --for: 5 for f5, 4 for xtts]"),
+    max_seconds: float | None = typer.Option(
+        None, help="longest clip \\[default: from --for: 15 for f5, 11.5 for xtts]"
+    ),
     sample_rate: int = typer.Option(24000, help="sample rate of the clips (Hz)"),
     val_fraction: float = typer.Option(0.1, help="share of clips in metadata_val.csv"),
-    workers: Optional[int] = typer.Option(None, help="copies of whisper working side by side, one file each at a time; default: one per CPU core"),
+    workers: int | None = typer.Option(
+        None, help="copies of whisper working side by side, one file each at a time; default: one per CPU core"
+    ),
     loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
     numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
-    beam_size: int = typer.Option(3, help="whisper beam size (3 was as accurate as 5 on recorded speech and 7% faster; 1 is fastest)"),
-    speaker: Optional[str] = typer.Option(None, "--speaker", metavar="REF.wav|auto",
-                                          help="keep only one voice: the voice of a reference recording, or auto: the voice that speaks most"),
-    score: bool = typer.Option(False, "--score", help="then score every clip (`voicetune dataset score`); flagged clips go in report.json"),
+    beam_size: int = typer.Option(
+        3, help="whisper beam size (3 was as accurate as 5 on recorded speech and 7% faster; 1 is fastest)"
+    ),
+    speaker: str | None = typer.Option(
+        None,
+        "--speaker",
+        metavar="REF.wav|auto",
+        help="keep only one voice: the voice of a reference recording, or auto: the voice that speaks most",
+    ),
+    score: bool = typer.Option(
+        False, "--score", help="then score every clip (`voicetune dataset score`); flagged clips go in report.json"
+    ),
 ) -> None:
     """Turn raw recordings into a clean, transcribed training set (LJSpeech layout)."""
     from voicetune.console import console, error_console
     from voicetune.data.prepare import PrepareOptions, prepare_dataset
     from voicetune.data.report import print_prepare_summary
     from voicetune.errors import VoicetuneError
-
     from voicetune.models.registry import clip_bounds
 
     shortest, longest = clip_bounds(for_model)
-    options = PrepareOptions(sample_rate, shortest if min_seconds is None else min_seconds,
-                             longest if max_seconds is None else max_seconds, transcriber, whisper_model, language,
-                             numbers_to_words, loudness, val_fraction, workers, beam_size, speaker)
+    options = PrepareOptions(
+        sample_rate,
+        shortest if min_seconds is None else min_seconds,
+        longest if max_seconds is None else max_seconds,
+        transcriber,
+        whisper_model,
+        language,
+        numbers_to_words,
+        loudness,
+        val_fraction,
+        workers,
+        beam_size,
+        speaker,
+    )
     try:
         result = prepare_dataset(inputs, out, options)
     except KeyboardInterrupt:
-        error_console.print(f"interrupted: the files finished so far are kept in {out}; "
-                            "run the same command again to prepare the rest")
+        error_console.print(
+            f"interrupted: the files finished so far are kept in {out}; run the same command again to prepare the rest"
+        )
         raise typer.Exit(130) from None
     print_prepare_summary(result, console)
     if result.clips == 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,10 +11,12 @@ from voicetune.cli.root import app
 
 @app.command()
 def studio(
-    workspace: Path = typer.Option(Path("voicetune-workspace"), "--workspace", help="folder for recordings, datasets, runs and exports"),
+    workspace: Path = typer.Option(
+        Path("voicetune-workspace"), "--workspace", help="folder for recordings, datasets, runs and exports"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but loopback needs --auth"),
     port: int = typer.Option(7860, "--port", min=1, max=65535),
-    auth: Optional[str] = typer.Option(None, "--auth", help="USER:PASSWORD asked by the page"),
+    auth: str | None = typer.Option(None, "--auth", help="USER:PASSWORD asked by the page"),
     max_upload: str = typer.Option("2G", "--max-upload", help="largest file an upload may be"),
 ) -> None:
     """Serve the studio: prepare data, train, pick checkpoints and synthesize from a browser."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,12 +15,14 @@ def synthesize(
     text: str = typer.Option(..., "--text", help="what to say; long text is split into sentences"),
     ref: Path = typer.Option(..., "--ref", help="a few seconds of the voice to clone (wav, flac, mp3...)"),
     out: Path = typer.Option(..., "--out", help="wav file to write"),
-    ref_text: Optional[str] = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
+    ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
     seed: int = typer.Option(0, "--seed"),
     speed: float = typer.Option(1.0, "--speed", min=0.25, max=4.0),
-    language: Optional[str] = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"),
-    nfe: Optional[int] = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
+    language: str | None = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
+    weights: str | None = typer.Option(
+        None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
+    ),
+    nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
 ) -> None:
     """Synthesize TEXT in the voice of REF with a trained checkpoint."""
     from voicetune.synthesis.engine import synthesize_to_file

@@ -11,23 +11,57 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
 
     table = Table(title=title)
     scored = any("score" in r.metrics for r in rows)
-    measures = [("val_loss", "val_loss", 4)] + ([("wer", "WER", 3), ("cer", "CER", 3), ("similarity", "similarity", 3),
-                                                 ("dnsmos", "DNSMOS", 2), ("score", "score", 3), ("score_spread", "spread", 3)]
-                                                if scored else [])
-    for column in ("checkpoint", "step", "role", "state", "size", *(m[1] for m in measures),
-                   *(("weights",) if scored else ()), "best", "status"):
-        table.add_column(column, justify="left" if column in ("checkpoint", "role", "state", "best", "status", "weights")
-                         else "right", no_wrap=column != "status")
+    measures = [("val_loss", "val_loss", 4)] + (
+        [
+            ("wer", "WER", 3),
+            ("cer", "CER", 3),
+            ("similarity", "similarity", 3),
+            ("dnsmos", "DNSMOS", 2),
+            ("score", "score", 3),
+            ("score_spread", "spread", 3),
+        ]
+        if scored
+        else []
+    )
+    for column in (
+        "checkpoint",
+        "step",
+        "role",
+        "state",
+        "size",
+        *(m[1] for m in measures),
+        *(("weights",) if scored else ()),
+        "best",
+        "status",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in ("checkpoint", "role", "state", "best", "status", "weights") else "right",
+            no_wrap=column != "status",
+        )
     for r in rows:
-        status = {"ok": "[green]ok[/]", "unverified": "committed", "abandoned": "[dim]abandoned[/]"}.get(r.status, f"[red]{r.problem}[/]")
+        status = {"ok": "[green]ok[/]", "unverified": "committed", "abandoned": "[dim]abandoned[/]"}.get(
+            r.status, f"[red]{r.problem}[/]"
+        )
         values = [f"{r.metrics[key]:.{digits}f}" if _number(r.metrics.get(key)) else "" for key, _, digits in measures]
         best = "[bold yellow]* best[/]" if r.best else (f"tie with {r.tied_with}" if r.tie else "")
-        table.add_row(r.name, str(r.step if r.step is not None else "?"), r.role, r.kind, format_size(r.size_bytes),
-                      *values, *((weights_cell(r.metrics),) if scored else ()), best, status)
+        table.add_row(
+            r.name,
+            str(r.step if r.step is not None else "?"),
+            r.role,
+            r.kind,
+            format_size(r.size_bytes),
+            *values,
+            *((weights_cell(r.metrics),) if scored else ()),
+            best,
+            status,
+        )
     console.print(table)
     if any(r.tie for r in rows):
-        console.print("tie: a score within the spread of the best's, which other seeds alone could give; "
-                      "the earlier checkpoint stays best")
+        console.print(
+            "tie: a score within the spread of the best's, which other seeds alone could give; "
+            "the earlier checkpoint stays best"
+        )
     if quarantined:
         console.print(f"quarantined ({len(quarantined)}): {', '.join(quarantined)}")
 
@@ -41,6 +75,9 @@ def weights_cell(metrics: dict) -> str:
     chosen = metrics.get("weights")
     if not chosen:
         return ""
-    others = [f"{name} {scores['score']:.3f}" for name, scores in (metrics.get("scores") or {}).items()
-              if name != chosen and isinstance(scores, dict) and _number(scores.get("score"))]
+    others = [
+        f"{name} {scores['score']:.3f}"
+        for name, scores in (metrics.get("scores") or {}).items()
+        if name != chosen and isinstance(scores, dict) and _number(scores.get("score"))
+    ]
     return f"{chosen} ({', '.join(others)})" if others else chosen

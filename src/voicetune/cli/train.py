@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -17,57 +16,79 @@ def setting(name: str, *flags: str, metavar: str | None = None, help: str | None
 
     text = setting_help(name)
     if help:
-        text = f"{help}{text[text.index(' [default'):] if ' [default' in text else ''}"
+        text = f"{help}{text[text.index(' [default') :] if ' [default' in text else ''}"
     # "\\[" keeps rich from reading "[default: 8]" and "[required]" as markup.
-    return typer.Option(None, *(flags or ("--" + name.replace("_", "-"),)), metavar=metavar,
-                        help=text.replace("[", "\\["), show_default=False)
+    return typer.Option(
+        None,
+        *(flags or ("--" + name.replace("_", "-"),)),
+        metavar=metavar,
+        help=text.replace("[", "\\["),
+        show_default=False,
+    )
 
 
 @app.command()
 def train(
-    data: Optional[Path] = setting("data", metavar="DATASET", help="dataset folder (LJSpeech layout, e.g. from `voicetune prepare`) [required]"),
-    run: Optional[Path] = setting("run", "--run", "--run-dir", metavar="RUN", help="run folder: checkpoints, samples, TensorBoard, train.log [required]; --run-dir is the same (torchrun takes --run)"),
-    model: Optional[str] = setting("model", metavar="NAME"),
-    pretrained: Optional[str] = setting("pretrained", metavar="PATH|hf://REPO/FILE"),
-    vocab: Optional[str] = setting("vocab", metavar="FILE"),
-    language: Optional[str] = setting("language", metavar="CODE"),
-    resume: Optional[str] = setting("resume", metavar="MODE|CHECKPOINT"),
-    init_from: Optional[str] = setting("init_from", metavar="RUN|CHECKPOINT|FILE"),
-    data_changed: Optional[str] = setting("data_changed", metavar="refuse|restart-epoch"),
-    max_updates: Optional[int] = setting("max_updates", metavar="N"),
-    batch_size: Optional[int] = setting("batch_size", metavar="N"),
-    batch_frames: Optional[int] = setting("batch_frames", metavar="N"),
-    grad_accum: Optional[int] = setting("grad_accum", metavar="N"),
-    lr: Optional[float] = setting("lr", metavar="LR"),
-    warmup_updates: Optional[int] = setting("warmup_updates", metavar="N"),
-    save_every: Optional[int] = setting("save_every", metavar="N"),
-    last_every: Optional[int] = setting("last_every", metavar="N"),
-    last_every_minutes: Optional[float] = setting("last_every_minutes", metavar="MIN"),
-    keep_last: Optional[int] = setting("keep_last", metavar="K"),
-    keep_every: Optional[int] = setting("keep_every", metavar="K"),
-    milestone_state: Optional[str] = setting("milestone_state", metavar="full|weights"),
-    disk_budget: Optional[str] = setting("disk_budget", metavar="SIZE"),
-    seed: Optional[int] = setting("seed", metavar="S"),
-    workers: Optional[int] = setting("workers", metavar="N"),
-    mixed_precision: Optional[str] = setting("mixed_precision", metavar="auto|no|fp16|bf16"),
-    gradient_checkpointing: Optional[bool] = setting("gradient_checkpointing",
-                                                     "--gradient-checkpointing/--no-gradient-checkpointing"),
-    optimizer: Optional[str] = setting("optimizer", metavar="adamw|adamw8bit"),
-    gpu_memory: Optional[str] = setting("gpu_memory", metavar="SIZE"),
-    sample_text: Optional[List[str]] = setting("sample_text", metavar="TEXT"),
-    eval_text: Optional[List[str]] = setting("eval_text", metavar="TEXT"),
-    early_stop: Optional[int] = setting("early_stop", metavar="K"),
-    whisper_model: Optional[str] = setting("whisper_model", metavar="NAME|FOLDER"),
-    best_metric: Optional[str] = setting("best_metric", metavar="score|val_loss|train_loss"),
-    lora_rank: Optional[int] = setting("lora_rank", metavar="R"),
-    lora_alpha: Optional[float] = setting("lora_alpha", metavar="A"),
-    lora_dropout: Optional[float] = setting("lora_dropout", metavar="P"),
-    lora_targets: Optional[List[str]] = setting("lora_targets", metavar="NAME"),
-    collective_timeout: Optional[str] = setting("collective_timeout", metavar="DURATION"),
-    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML file of settings (below .env, VOICETUNE_* and flags)"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="any setting, e.g. --set ema_decay=0.999; `--settings` lists them"),
-    processes: int = typer.Option(1, "--processes", min=1, metavar="N", help="training processes on this machine (DDP), e.g. one per GPU"),
-    settings: bool = typer.Option(False, "--settings", help="print every setting with its default and meaning, then exit"),
+    data: Path | None = setting(
+        "data", metavar="DATASET", help="dataset folder (LJSpeech layout, e.g. from `voicetune prepare`) [required]"
+    ),
+    run: Path | None = setting(
+        "run",
+        "--run",
+        "--run-dir",
+        metavar="RUN",
+        help="run folder: checkpoints, samples, TensorBoard, train.log [required]; --run-dir is the same (torchrun takes --run)",
+    ),
+    model: str | None = setting("model", metavar="NAME"),
+    pretrained: str | None = setting("pretrained", metavar="PATH|hf://REPO/FILE"),
+    vocab: str | None = setting("vocab", metavar="FILE"),
+    language: str | None = setting("language", metavar="CODE"),
+    resume: str | None = setting("resume", metavar="MODE|CHECKPOINT"),
+    init_from: str | None = setting("init_from", metavar="RUN|CHECKPOINT|FILE"),
+    data_changed: str | None = setting("data_changed", metavar="refuse|restart-epoch"),
+    max_updates: int | None = setting("max_updates", metavar="N"),
+    batch_size: int | None = setting("batch_size", metavar="N"),
+    batch_frames: int | None = setting("batch_frames", metavar="N"),
+    grad_accum: int | None = setting("grad_accum", metavar="N"),
+    lr: float | None = setting("lr", metavar="LR"),
+    warmup_updates: int | None = setting("warmup_updates", metavar="N"),
+    save_every: int | None = setting("save_every", metavar="N"),
+    last_every: int | None = setting("last_every", metavar="N"),
+    last_every_minutes: float | None = setting("last_every_minutes", metavar="MIN"),
+    keep_last: int | None = setting("keep_last", metavar="K"),
+    keep_every: int | None = setting("keep_every", metavar="K"),
+    milestone_state: str | None = setting("milestone_state", metavar="full|weights"),
+    disk_budget: str | None = setting("disk_budget", metavar="SIZE"),
+    seed: int | None = setting("seed", metavar="S"),
+    workers: int | None = setting("workers", metavar="N"),
+    mixed_precision: str | None = setting("mixed_precision", metavar="auto|no|fp16|bf16"),
+    gradient_checkpointing: bool | None = setting(
+        "gradient_checkpointing", "--gradient-checkpointing/--no-gradient-checkpointing"
+    ),
+    optimizer: str | None = setting("optimizer", metavar="adamw|adamw8bit"),
+    gpu_memory: str | None = setting("gpu_memory", metavar="SIZE"),
+    sample_text: list[str] | None = setting("sample_text", metavar="TEXT"),
+    eval_text: list[str] | None = setting("eval_text", metavar="TEXT"),
+    early_stop: int | None = setting("early_stop", metavar="K"),
+    whisper_model: str | None = setting("whisper_model", metavar="NAME|FOLDER"),
+    best_metric: str | None = setting("best_metric", metavar="score|val_loss|train_loss"),
+    lora_rank: int | None = setting("lora_rank", metavar="R"),
+    lora_alpha: float | None = setting("lora_alpha", metavar="A"),
+    lora_dropout: float | None = setting("lora_dropout", metavar="P"),
+    lora_targets: list[str] | None = setting("lora_targets", metavar="NAME"),
+    collective_timeout: str | None = setting("collective_timeout", metavar="DURATION"),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE.toml", help="TOML file of settings (below .env, VOICETUNE_* and flags)"
+    ),
+    set_: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="any setting, e.g. --set ema_decay=0.999; `--settings` lists them"
+    ),
+    processes: int = typer.Option(
+        1, "--processes", min=1, metavar="N", help="training processes on this machine (DDP), e.g. one per GPU"
+    ),
+    settings: bool = typer.Option(
+        False, "--settings", help="print every setting with its default and meaning, then exit"
+    ),
 ) -> None:
     """Fine-tune; resumes automatically from the newest valid checkpoint of RUN."""
     options = dict(locals())

@@ -68,7 +68,9 @@ def set_transcript(dataset: Path, clip_id: str, text: str) -> dict:
         if clip is None:
             raise UsageError(f"{clip_id}: the clip is removed; restore it before editing its text")
         settings = _settings(out)
-        cleaned, normalized, text_flags = normalize_transcript(text, clip.get("language"), bool(settings.get("numbers_to_words")))
+        cleaned, normalized, text_flags = normalize_transcript(
+            text, clip.get("language"), bool(settings.get("numbers_to_words"))
+        )
         if not cleaned:
             raise UsageError(f"{clip_id}: the new transcript is empty; type what the clip says, or remove the clip")
         clip["text"], clip["normalized_text"] = cleaned, normalized
@@ -113,15 +115,24 @@ def _move_clip(out: OutputFolder, clip_id: str, from_key: str, to_key: str) -> d
 def _prepared(dataset: Path) -> OutputFolder:
     out = OutputFolder(Path(dataset))
     if not (out.state / "settings.json").is_file() or not out.sources.is_dir():
-        raise UsageError(f"{dataset}: not a dataset made by `voicetune prepare` (no {STATE_DIR}/settings.json); "
-                         "edit its metadata.csv directly, or prepare the recordings with voicetune")
+        raise UsageError(
+            f"{dataset}: not a dataset made by `voicetune prepare` (no {STATE_DIR}/settings.json); "
+            "edit its metadata.csv directly, or prepare the recordings with voicetune"
+        )
     return out
 
 
 def _entry(out: OutputFolder, clip: dict, removed: bool) -> ClipEntry:
     folder = out.state / REMOVED_DIR if removed else out.wavs
-    return ClipEntry(clip["id"], clip["text"], float(clip["duration"]), list(clip.get("flags", [])),
-                     clip.get("source", ""), removed, folder / f"{clip['id']}.wav")
+    return ClipEntry(
+        clip["id"],
+        clip["text"],
+        float(clip["duration"]),
+        list(clip.get("flags", [])),
+        clip.get("source", ""),
+        removed,
+        folder / f"{clip['id']}.wav",
+    )
 
 
 def _holds(record: dict, key: str, clip_id: str) -> bool:
@@ -150,17 +161,24 @@ def _rebuild(out: OutputFolder) -> dict:
     given = previous.get("settings", {})
     stored = _settings(out)
     options = PrepareOptions(
-        sample_rate=int(stored["sample_rate"]), min_seconds=float(stored["min_seconds"]),
-        max_seconds=float(stored["max_seconds"]), transcriber=stored["transcriber"],
-        whisper_model=given.get("whisper_model") or "small", language=given.get("language") if given.get("language") != "auto" else None,
-        numbers_to_words=bool(stored.get("numbers_to_words")), loudness_lufs=float(stored["loudness_lufs"]),
+        sample_rate=int(stored["sample_rate"]),
+        min_seconds=float(stored["min_seconds"]),
+        max_seconds=float(stored["max_seconds"]),
+        transcriber=stored["transcriber"],
+        whisper_model=given.get("whisper_model") or "small",
+        language=given.get("language") if given.get("language") != "auto" else None,
+        numbers_to_words=bool(stored.get("numbers_to_words")),
+        loudness_lufs=float(stored["loudness_lufs"]),
         val_fraction=float(given.get("val_fraction", 0.1)),
     )
     # Rejections of files that left no record (not audio, duplicates, unreadable) live only in the
     # previous report: carry them over, or the report would forget them.
     recorded = {r.get("path") for r in load_records(out.sources)}
-    transient = [Rejection(r["path"], r["reason"], r.get("detail", ""), r.get("seconds", 0.0), r.get("start"), r.get("end"))
-                 for r in previous.get("rejections", []) if r["path"] not in recorded]
+    transient = [
+        Rejection(r["path"], r["reason"], r.get("detail", ""), r.get("seconds", 0.0), r.get("start"), r.get("end"))
+        for r in previous.get("rejections", [])
+        if r["path"] not in recorded
+    ]
     last_run_path = out.state / "last_run.json"
     last_run = json.loads(last_run_path.read_text(encoding="utf-8")) if last_run_path.is_file() else {}
     return finish_dataset(out, options, transient, last_run)

@@ -62,7 +62,7 @@ class _QuietLogger:
 
 def _clean_error(message: str) -> str:
     message = message.strip()
-    return message[len("ERROR: "):] if message.startswith("ERROR: ") else message
+    return message[len("ERROR: ") :] if message.startswith("ERROR: ") else message
 
 
 def fetch_audio(urls: list[str], out_dir: Path, audio_format: str = "original") -> FetchResult:
@@ -81,12 +81,15 @@ def fetch_audio(urls: list[str], out_dir: Path, audio_format: str = "original") 
         "outtmpl": {"default": str(out / "%(title).80B [%(id)s].%(ext)s")},
         "windowsfilenames": True,
         "download_archive": str(out / ARCHIVE),
-        "quiet": True, "no_warnings": True, "noprogress": True,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
         "logger": logger,
-        "retries": 3, "socket_timeout": 30,
-        "postprocessors": [] if audio_format == "original" else [
-            {"key": "FFmpegExtractAudio", "preferredcodec": audio_format}
-        ],
+        "retries": 3,
+        "socket_timeout": 30,
+        "postprocessors": []
+        if audio_format == "original"
+        else [{"key": "FFmpegExtractAudio", "preferredcodec": audio_format}],
     }
     items = []
     with yt_dlp.YoutubeDL(options) as downloader:
@@ -133,5 +136,8 @@ def print_fetch_summary(result: FetchResult) -> None:
             for path in item.files:
                 console.print(f"fetched {item.url}{length} -> {path}", highlight=False, markup=False)
     done = sum(1 for item in result.items if item.status != "failed")
-    console.print(f"{done} of {len(result.items)} URLs in {result.out_dir}; next: voicetune prepare {result.out_dir} --out DATASET",
-                  highlight=False, markup=False)
+    console.print(
+        f"{done} of {len(result.items)} URLs in {result.out_dir}; next: voicetune prepare {result.out_dir} --out DATASET",
+        highlight=False,
+        markup=False,
+    )

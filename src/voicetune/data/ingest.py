@@ -95,7 +95,8 @@ def find_sources(inputs: Sequence[Path], exclude: Path | None = None) -> SourceS
             candidates = [given]
         else:
             candidates = sorted(
-                p for p in given.rglob("*")
+                p
+                for p in given.rglob("*")
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts)
             )
         for path in candidates:
@@ -107,7 +108,11 @@ def find_sources(inputs: Sequence[Path], exclude: Path | None = None) -> SourceS
             if suffix in AUDIO_EXTENSIONS:
                 audio.append(path)
             elif suffix not in COMPANION_EXTENSIONS or given.is_file():
-                not_audio.append(Rejection(str(path), "not_audio", f"'{suffix or path.name}' is not an audio or video format prepare reads"))
+                not_audio.append(
+                    Rejection(
+                        str(path), "not_audio", f"'{suffix or path.name}' is not an audio or video format prepare reads"
+                    )
+                )
     return SourceScan(audio, not_audio)
 
 
@@ -147,19 +152,34 @@ def open_audio(path: Path) -> DecodedStream:
 def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise UsageError(f"{tool} is not installed and is needed to decode mp3/m4a/video: run `sudo apt-get install ffmpeg`")
+        raise UsageError(
+            f"{tool} is not installed and is needed to decode mp3/m4a/video: run `sudo apt-get install ffmpeg`"
+        )
     return path
 
 
 def probe_audio_stream(path: Path) -> dict | None:
     """ffprobe's description of the first audio stream (sample_rate, channels, duration), or None."""
     result = subprocess.run(
-        [_require("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)],
-        capture_output=True, text=True,
+        [
+            _require("ffprobe"),
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels,duration:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
-        raise SourceRejected("unreadable", "ffprobe cannot read it: " + (_last_line(result.stderr) or f"exit {result.returncode}"))
+        raise SourceRejected(
+            "unreadable", "ffprobe cannot read it: " + (_last_line(result.stderr) or f"exit {result.returncode}")
+        )
     info = json.loads(result.stdout or "{}")
     streams = info.get("streams") or []
     if not streams:
@@ -182,8 +202,22 @@ def _open_with_ffmpeg(path: Path) -> DecodedStream:
     if rate <= 0 or channels <= 0:
         raise SourceRejected("unreadable", f"ffprobe reports {rate} Hz, {channels} channels")
     # Native rate and channel layout, as float32: mixing and resampling are ours (soxr).
-    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-               "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    command = [
+        _require("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "-",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr_pipe = process.stdout, process.stderr
     assert stdout is not None and stderr_pipe is not None  # both are pipes
@@ -253,7 +287,9 @@ class _Resampler:
     def __init__(self, in_rate: int, out_rate: int):
         import soxr
 
-        self.stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        self.stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        )
         self.parts: list[np.ndarray] = []
 
     def feed(self, mono: np.ndarray, last: bool = False) -> None:
@@ -332,15 +368,21 @@ def _k_weighting_response(rate: int) -> np.ndarray:
     """The impulse response of BS.1770's K-weighting (a high shelf, +4 dB above 1.5 kHz, then a
     38 Hz high pass: RBJ biquads, as pyloudnorm designs them), 0.25 s long: its slowest pole
     decays by e^-60 in that time, so the response is exact in float64."""
+
     def biquad_response(b: list[float], a: list[float], z: np.ndarray) -> np.ndarray:
         return (b[0] + b[1] / z + b[2] / z**2) / (a[0] + a[1] / z + a[2] / z**2)
 
     w_shelf, w_pass = 2 * np.pi * 1500.0 / rate, 2 * np.pi * 38.0 / rate
     gain, alpha_shelf, alpha_pass = 10 ** (4.0 / 40), np.sin(w_shelf) / (2 / np.sqrt(2)), np.sin(w_pass) / (2 * 0.5)
     c, root = np.cos(w_shelf), 2 * np.sqrt(gain) * alpha_shelf
-    shelf = ([gain * ((gain + 1) + (gain - 1) * c + root), -2 * gain * ((gain - 1) + (gain + 1) * c),
-              gain * ((gain + 1) + (gain - 1) * c - root)],
-             [(gain + 1) - (gain - 1) * c + root, 2 * ((gain - 1) - (gain + 1) * c), (gain + 1) - (gain - 1) * c - root])
+    shelf = (
+        [
+            gain * ((gain + 1) + (gain - 1) * c + root),
+            -2 * gain * ((gain - 1) + (gain + 1) * c),
+            gain * ((gain + 1) + (gain - 1) * c - root),
+        ],
+        [(gain + 1) - (gain - 1) * c + root, 2 * ((gain - 1) - (gain + 1) * c), (gain + 1) - (gain - 1) * c - root],
+    )
     c = np.cos(w_pass)
     high_pass = ([(1 + c) / 2, -(1 + c), (1 + c) / 2], [1 + alpha_pass, -2 * c, 1 - alpha_pass])
     length, n_fft = int(0.25 * rate), 1 << 18  # the response sampled on a grid long enough not to alias
@@ -356,8 +398,9 @@ def _fft_convolve(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
     out = np.zeros(len(signal) + len(response) - 1)
     for start in range(0, len(signal), step):
         piece = signal[start : start + step]
-        out[start : start + len(piece) + len(response) - 1] += np.fft.irfft(np.fft.rfft(piece, n_fft) * spectrum, n_fft)[
-            : len(piece) + len(response) - 1]
+        out[start : start + len(piece) + len(response) - 1] += np.fft.irfft(
+            np.fft.rfft(piece, n_fft) * spectrum, n_fft
+        )[: len(piece) + len(response) - 1]
     return out[: len(signal)]
 
 
@@ -416,9 +459,16 @@ def load_source(path: Path, sample_rate: int, target_lufs: float) -> SourceAudio
     samples *= scale
     analysis *= scale
     return SourceAudio(
-        path=path, samples=samples, sample_rate=sample_rate, analysis=analysis,
-        original_rate=stream.sample_rate, channels=stream.channels, decoder=stream.decoder,
-        loudness_lufs=round(loudness, 2), gain_db=round(gain_db, 2), clipped=merge_ranges(clipped),
+        path=path,
+        samples=samples,
+        sample_rate=sample_rate,
+        analysis=analysis,
+        original_rate=stream.sample_rate,
+        channels=stream.channels,
+        decoder=stream.decoder,
+        loudness_lufs=round(loudness, 2),
+        gain_db=round(gain_db, 2),
+        clipped=merge_ranges(clipped),
         decode_warnings=stream.warnings,
     )
 

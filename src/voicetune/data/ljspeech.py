@@ -111,8 +111,10 @@ def read_items(path: Path, data_dir: Path) -> list[Item]:
     from voicetune.errors import UsageError
 
     if not path.is_file():
-        raise UsageError(f"--data {data_dir}: no {path.name}; a dataset folder needs wavs/ and metadata.csv "
-                         "(`id|text`), e.g. from `voicetune prepare`")
+        raise UsageError(
+            f"--data {data_dir}: no {path.name}; a dataset folder needs wavs/ and metadata.csv "
+            "(`id|text`), e.g. from `voicetune prepare`"
+        )
     items = []
     for row in read_metadata(path):
         if row.columns < 2 or not row.item_id:

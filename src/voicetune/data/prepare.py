@@ -20,8 +20,8 @@ DATASET/
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import logging
 import math
 import os
@@ -95,17 +95,27 @@ class PrepareOptions:
     def check(self) -> None:
         """Raise UsageError, naming the flag, for values that cannot work."""
         if not 8000 <= self.sample_rate <= 96000:
-            raise UsageError(f"--sample-rate {self.sample_rate}: use a rate between 8000 and 96000 Hz (24000 for F5-TTS, 22050 for XTTS)")
+            raise UsageError(
+                f"--sample-rate {self.sample_rate}: use a rate between 8000 and 96000 Hz (24000 for F5-TTS, 22050 for XTTS)"
+            )
         if not 0.5 <= self.min_seconds < self.max_seconds:
-            raise UsageError(f"--min-seconds {self.min_seconds} / --max-seconds {self.max_seconds}: need 0.5 <= min < max")
+            raise UsageError(
+                f"--min-seconds {self.min_seconds} / --max-seconds {self.max_seconds}: need 0.5 <= min < max"
+            )
         if self.max_seconds < 2 * self.min_seconds:
-            raise UsageError(f"--max-seconds {self.max_seconds}: make it at least twice --min-seconds ({self.min_seconds}) so long speech can be split in clips that fit")
+            raise UsageError(
+                f"--max-seconds {self.max_seconds}: make it at least twice --min-seconds ({self.min_seconds}) so long speech can be split in clips that fit"
+            )
         if self.transcriber not in TRANSCRIBERS:
             raise UsageError(f"--transcriber {self.transcriber}: use one of {', '.join(TRANSCRIBERS)}")
         if self.transcriber == "whisper" and self.max_seconds > WINDOW_SECONDS:
-            raise UsageError(f"--max-seconds {self.max_seconds}: whisper reads at most {WINDOW_SECONDS:.0f} s at once; use --max-seconds {WINDOW_SECONDS:.0f} or less")
+            raise UsageError(
+                f"--max-seconds {self.max_seconds}: whisper reads at most {WINDOW_SECONDS:.0f} s at once; use --max-seconds {WINDOW_SECONDS:.0f} or less"
+            )
         if self.transcriber == "pocketsphinx" and self.language not in (None, "en"):
-            raise UsageError(f"--language {self.language}: the pocketsphinx fallback only knows English; use --transcriber whisper")
+            raise UsageError(
+                f"--language {self.language}: the pocketsphinx fallback only knows English; use --transcriber whisper"
+            )
         if not 0 <= self.val_fraction < 1:
             raise UsageError(f"--val-fraction {self.val_fraction}: use a fraction from 0 to below 1, e.g. 0.1")
         if not -40 <= self.loudness_lufs <= -5:
@@ -115,8 +125,10 @@ class PrepareOptions:
         if not 1 <= self.beam_size <= 10:
             raise UsageError(f"--beam-size {self.beam_size}: use 1 to 10")
         if self.speaker is not None and self.transcriber == "none":
-            raise UsageError(f"--speaker {self.speaker}: with --transcriber none each file is one clip, which the speaker "
-                             "filter cannot cut; use --transcriber whisper, or leave out the files of other voices yourself")
+            raise UsageError(
+                f"--speaker {self.speaker}: with --transcriber none each file is one clip, which the speaker "
+                "filter cannot cut; use --transcriber whisper, or leave out the files of other voices yourself"
+            )
 
     def limits(self) -> ClipLimits:
         return ClipLimits(self.min_seconds, self.max_seconds)
@@ -140,9 +152,15 @@ def dataset_settings(options: PrepareOptions, model_identity: str | None, speake
 
 
 SETTING_FLAGS = {
-    "sample_rate": "--sample-rate", "min_seconds": "--min-seconds", "max_seconds": "--max-seconds",
-    "loudness_lufs": "--loudness", "transcriber": "--transcriber", "whisper_model": "--whisper-model",
-    "language": "--language", "numbers_to_words": "--numbers-to-words", "format": "(voicetune version)",
+    "sample_rate": "--sample-rate",
+    "min_seconds": "--min-seconds",
+    "max_seconds": "--max-seconds",
+    "loudness_lufs": "--loudness",
+    "transcriber": "--transcriber",
+    "whisper_model": "--whisper-model",
+    "language": "--language",
+    "numbers_to_words": "--numbers-to-words",
+    "format": "(voicetune version)",
     "speaker": "--speaker",
 }
 
@@ -210,7 +228,8 @@ def check_output_folder(out: OutputFolder, settings: dict) -> None:
             stored = {}
         differences = [
             f"{SETTING_FLAGS.get(key, key)} {stored.get(key)!r} (now {settings.get(key)!r})"
-            for key in sorted(set(stored) | set(settings)) if stored.get(key) != settings.get(key)
+            for key in sorted(set(stored) | set(settings))
+            if stored.get(key) != settings.get(key)
         ]
         if differences:
             raise UsageError(
@@ -231,7 +250,7 @@ class OutputLock:
     def __init__(self, out: OutputFolder):
         self.lock = fsio.DirLock(out.state, "LOCK")
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         try:
             self.lock.acquire()
         except fsio.LockedError as err:
@@ -278,23 +297,45 @@ _loading = threading.Lock()
 def _models(context: WorkerContext):
     with _loading:
         if not _loaded:
-            _loaded.update(transcriber=load_transcriber(context.options.transcriber, context.whisper_model_path,
-                                                        context.threads, context.options.beam_size, context.replicas),
-                           detector=SpeechDetector(), transcripts_cache={})
+            _loaded.update(
+                transcriber=load_transcriber(
+                    context.options.transcriber,
+                    context.whisper_model_path,
+                    context.threads,
+                    context.options.beam_size,
+                    context.replicas,
+                ),
+                detector=SpeechDetector(),
+                transcripts_cache={},
+            )
     return _loaded["detector"], _loaded["transcriber"]
 
 
 def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[float], None] = lambda f: None) -> dict:
     """Prepare one source file: its clips in wavs/, then its record. Returns the record."""
     options, out = context.options, OutputFolder(Path(context.out_dir))
-    record: dict = {"format": FORMAT_VERSION, "sha256": job.sha256, "path": job.path, "status": "kept",
-                    "clips": [], "rejected": [], "transcribed_seconds": 0.0}
+    record: dict = {
+        "format": FORMAT_VERSION,
+        "sha256": job.sha256,
+        "path": job.path,
+        "status": "kept",
+        "clips": [],
+        "rejected": [],
+        "transcribed_seconds": 0.0,
+    }
     started = time.perf_counter()
     try:
         audio = load_source(Path(job.path), options.sample_rate, options.loudness_lufs)
-        record.update(duration=round(audio.duration, 3), original_rate=audio.original_rate, channels=audio.channels,
-                      decoder=audio.decoder, loudness_lufs=audio.loudness_lufs, gain_db=audio.gain_db,
-                      clipped_seconds=round(sum(b - a for a, b in audio.clipped), 3), decode_warnings=audio.decode_warnings)
+        record.update(
+            duration=round(audio.duration, 3),
+            original_rate=audio.original_rate,
+            channels=audio.channels,
+            decoder=audio.decoder,
+            loudness_lufs=audio.loudness_lufs,
+            gain_db=audio.gain_db,
+            clipped_seconds=round(sum(b - a for a, b in audio.clipped), 3),
+            decode_warnings=audio.decode_warnings,
+        )
         progress(0.1)
         detector, transcriber = _models(context)
         limits = options.limits()
@@ -306,15 +347,23 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
             if context.target_voice is None:
                 plan, energy = segment_speech(audio.analysis, detector, limits)
             else:
-                plan, energy, other_voices = speaker.segment_target_voice(audio.analysis, detector, limits, context.target_voice,
-                                                                          speaker.encoder(), job.path)
+                plan, energy, other_voices = speaker.segment_target_voice(
+                    audio.analysis, detector, limits, context.target_voice, speaker.encoder(), job.path
+                )
                 record["rejected"] += other_voices
             _reject_stretches(record, job, plan)
             if not plan.clips:
                 raise _no_clip_reason(plan, audio.duration, record)
             progress(0.2)
-            clips, transcripts, language = transcribe_source(plan.clips, audio.analysis, energy, transcriber, limits,
-                                                             options.language, progress=lambda f: progress(0.25 + 0.65 * f))
+            clips, transcripts, language = transcribe_source(
+                plan.clips,
+                audio.analysis,
+                energy,
+                transcriber,
+                limits,
+                options.language,
+                progress=lambda f: progress(0.25 + 0.65 * f),
+            )
             record["transcribed_seconds"] = round(sum(c.duration for c in clips), 3)
             planned = clips
             texts = [(t.text, None) for t in transcripts]
@@ -325,15 +374,27 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
             reasons = sorted({r["reason"] for r in record["rejected"]})
             raise SourceRejected("no_clip", "every clip was rejected: " + ", ".join(reasons))
     except SourceRejected as rejected:
-        record.update(status="rejected", reason=rejected.reason, detail=rejected.detail,
-                      seconds=round(rejected.seconds or record.get("duration", 0.0), 3), clips=[])
+        record.update(
+            status="rejected",
+            reason=rejected.reason,
+            detail=rejected.detail,
+            seconds=round(rejected.seconds or record.get("duration", 0.0), 3),
+            clips=[],
+        )
     except Exception as err:  # noqa: BLE001 - a bug, or a failure no stage expected: the run goes on without this file
-        record.update(status="rejected", reason="error", detail=f"{type(err).__name__}: {err}"[:500], clips=[],
-                      traceback=traceback.format_exc())
+        record.update(
+            status="rejected",
+            reason="error",
+            detail=f"{type(err).__name__}: {err}"[:500],
+            clips=[],
+            traceback=traceback.format_exc(),
+        )
     record["elapsed_seconds"] = round(time.perf_counter() - started, 3)
     if record.get("reason") not in TRANSIENT_REASONS:
         # Written after every clip: a run killed before this line redoes the whole file.
-        persisted = {k: v for k, v in record.items() if k not in ("elapsed_seconds", "transcribed_seconds", "traceback")}
+        persisted = {
+            k: v for k, v in record.items() if k not in ("elapsed_seconds", "transcribed_seconds", "traceback")
+        }
         files.atomic_write_text(out.record_path(job.sha256), json.dumps(persisted, indent=1, ensure_ascii=False) + "\n")
     progress(1.0)
     return record
@@ -344,16 +405,23 @@ def _no_clip_reason(plan: SegmentPlan, duration: float, record: dict) -> SourceR
         return SourceRejected("no_speech", "the voice activity detector found no speech", duration)
     other_voices = sum(r["seconds"] for r in record["rejected"] if r["reason"] in speaker.REASONS)
     if other_voices and not plan.dropped:
-        return SourceRejected("other_speaker", f"{other_voices:.1f} s of speech, none of it the voice kept (--speaker)", duration)
+        return SourceRejected(
+            "other_speaker", f"{other_voices:.1f} s of speech, none of it the voice kept (--speaker)", duration
+        )
     return SourceRejected(
-        "too_short", f"{plan.speech_seconds:.1f} s of speech in stretches that make no clip of the minimum length", duration
+        "too_short",
+        f"{plan.speech_seconds:.1f} s of speech in stretches that make no clip of the minimum length",
+        duration,
     )
 
 
 def _reject_stretches(record: dict, job: SourceJob, plan: SegmentPlan) -> None:
     for start, end in plan.dropped:
-        record["rejected"].append(Rejection(job.path, "too_short", "speech between long pauses, shorter than --min-seconds",
-                                            end - start, start, end).to_json())
+        record["rejected"].append(
+            Rejection(
+                job.path, "too_short", "speech between long pauses, shorter than --min-seconds", end - start, start, end
+            ).to_json()
+        )
 
 
 def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipLimits):
@@ -361,8 +429,12 @@ def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipL
     silence around the speech."""
     found = find_existing_transcript(audio.path, _loaded["transcripts_cache"])
     if found is None:
-        raise SourceRejected("no_transcript", f"no {audio.path.stem}.txt or .lab beside it and no row in a metadata.csv; "
-                                              "write one or use --transcriber whisper", audio.duration)
+        raise SourceRejected(
+            "no_transcript",
+            f"no {audio.path.stem}.txt or .lab beside it and no row in a metadata.csv; "
+            "write one or use --transcriber whisper",
+            audio.duration,
+        )
     spans = detector.speech_spans(audio.analysis)
     if not spans:
         raise SourceRejected("no_speech", "the voice activity detector found no speech", audio.duration)
@@ -370,14 +442,27 @@ def _whole_file_clip(audio: SourceAudio, detector: SpeechDetector, limits: ClipL
     end = min(audio.duration, spans[-1][1] + limits.pad_seconds)
     if not limits.fits(end - start):
         reason = "too_short" if end - start < limits.min_seconds else "too_long"
-        raise SourceRejected(reason, f"{end - start:.1f} s of speech with one transcript, which cannot be split; "
-                                     "adjust --min-seconds/--max-seconds", audio.duration)
+        raise SourceRejected(
+            reason,
+            f"{end - start:.1f} s of speech with one transcript, which cannot be split; "
+            "adjust --min-seconds/--max-seconds",
+            audio.duration,
+        )
     clip = PlannedClip(round(start, 4), round(end, 4), spans[0][0], spans[-1][1])
     return [clip], [found]
 
 
-def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], texts, confidences, language,
-                 job: SourceJob, options: PrepareOptions, out: OutputFolder) -> None:
+def _write_clips(
+    record: dict,
+    audio: SourceAudio,
+    planned: list[PlannedClip],
+    texts,
+    confidences,
+    language,
+    job: SourceJob,
+    options: PrepareOptions,
+    out: OutputFolder,
+) -> None:
     for clip, (raw_text, given_normalized), confidence in zip(planned, texts, confidences):
         text, normalized, text_flags = normalize_transcript(raw_text, language, options.numbers_to_words)
         if given_normalized and not options.numbers_to_words:
@@ -386,10 +471,18 @@ def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], t
         reason = None
         if not text:
             reason, detail = "no_text", "the transcriber heard no words"
-        elif not MIN_CHARS_PER_SECOND <= chars_per_second(text, speech) <= MAX_CHARS_PER_SECOND and options.transcriber != "none":
-            reason, detail = "text_mismatch", f"{chars_per_second(text, speech):.1f} characters per second of speech: {text[:80]!r}"
+        elif (
+            not MIN_CHARS_PER_SECOND <= chars_per_second(text, speech) <= MAX_CHARS_PER_SECOND
+            and options.transcriber != "none"
+        ):
+            reason, detail = (
+                "text_mismatch",
+                f"{chars_per_second(text, speech):.1f} characters per second of speech: {text[:80]!r}",
+            )
         if reason:
-            record["rejected"].append(Rejection(job.path, reason, detail, clip.duration, clip.start, clip.end).to_json())
+            record["rejected"].append(
+                Rejection(job.path, reason, detail, clip.duration, clip.start, clip.end).to_json()
+            )
             continue
         clip_id = f"{job.clip_prefix}_{len(record['clips']):03d}"
         flags = set(clip.flags) | set(text_flags)
@@ -399,22 +492,35 @@ def _write_clips(record: dict, audio: SourceAudio, planned: list[PlannedClip], t
             flags.add("clipped")
         if confidence is not None and confidence < LOW_CONFIDENCE:
             flags.add("low_confidence")
-        samples = audio.samples[int(round(clip.start * audio.sample_rate)) : int(round(clip.end * audio.sample_rate))].copy()
+        samples = audio.samples[
+            int(round(clip.start * audio.sample_rate)) : int(round(clip.end * audio.sample_rate))
+        ].copy()
         loudness = measure_loudness(samples, audio.sample_rate)
         peak = float(np.abs(samples).max()) if len(samples) else 0.0
         gain = loudness_gain_db(loudness, peak, options.loudness_lufs)
         samples *= np.float32(10 ** (gain / 20))
         data = files.write_wav_pcm16(out.wavs / f"{clip_id}.wav", samples, audio.sample_rate)
-        record["clips"].append({
-            "id": clip_id, "source": job.path, "source_sha256": job.sha256,
-            "start": round(clip.start, 3), "end": round(clip.end, 3), "duration": round(len(samples) / audio.sample_rate, 3),
-            "text": text, "normalized_text": normalized, "language": language,
-            "asr_confidence": None if confidence is None else round(confidence, 3),
-            "loudness_lufs": round(loudness + gain, 2) if math.isfinite(loudness) else None,
-            "peak_dbfs": round(20 * math.log10(max(peak * 10 ** (gain / 20), 1e-9)), 2),
-            "cut_before": clip.cut_before, "cut_after": clip.cut_after, "flags": sorted(flags),
-            "wav_bytes": len(data), "wav_sha256": fsio.sha256_bytes(data),
-        })
+        record["clips"].append(
+            {
+                "id": clip_id,
+                "source": job.path,
+                "source_sha256": job.sha256,
+                "start": round(clip.start, 3),
+                "end": round(clip.end, 3),
+                "duration": round(len(samples) / audio.sample_rate, 3),
+                "text": text,
+                "normalized_text": normalized,
+                "language": language,
+                "asr_confidence": None if confidence is None else round(confidence, 3),
+                "loudness_lufs": round(loudness + gain, 2) if math.isfinite(loudness) else None,
+                "peak_dbfs": round(20 * math.log10(max(peak * 10 ** (gain / 20), 1e-9)), 2),
+                "cut_before": clip.cut_before,
+                "cut_after": clip.cut_after,
+                "flags": sorted(flags),
+                "wav_bytes": len(data),
+                "wav_sha256": fsio.sha256_bytes(data),
+            }
+        )
 
 
 @dataclass
@@ -450,8 +556,13 @@ def _stable_done(out: OutputFolder, sha256: str) -> dict | None:
     return record
 
 
-def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptions, show_progress: bool = True,
-                    on_progress: Callable[[float, str], None] | None = None) -> PrepareResult:
+def prepare_dataset(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    options: PrepareOptions,
+    show_progress: bool = True,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> PrepareResult:
     """Prepare (or resume, or extend) the dataset in `out_dir` from the recordings in `inputs`.
 
     `on_progress(fraction, status)` is called as audio is processed (the studio's progress bar)."""
@@ -470,8 +581,10 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
     scan = find_sources(inputs, exclude=Path(out_dir))
     if not scan.audio_files and not (Path(out_dir) / "manifest.jsonl").is_file():
         shown = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
-        raise UsageError(f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
-                         f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}")
+        raise UsageError(
+            f"INPUT {shown}: found no audio or video file ({len(scan.not_audio)} other files); prepare reads "
+            f"{', '.join(sorted(s.lstrip('.') for s in AUDIO_EXTENSIONS))}"
+        )
     model = resolve_whisper_model(options.whisper_model) if options.transcriber == "whisper" else None
     speaker_setting = speaker.speaker_setting(options.speaker)
     settings = dataset_settings(options, model.identity if model else None, speaker_setting)
@@ -501,7 +614,9 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
                     record["path"] = str(path)
                     for clip in record["clips"]:
                         clip["source"] = str(path)
-                    files.atomic_write_text(out.record_path(sha), json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+                    files.atomic_write_text(
+                        out.record_path(sha), json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+                    )
                 continue
             out.record_path(sha).unlink(missing_ok=True)
             jobs.append(SourceJob(str(path), sha, f"{files.slugify(path.stem)}_{sha[:8]}", probe_duration(path)))
@@ -510,20 +625,32 @@ def prepare_dataset(inputs: Sequence[Path], out_dir: Path, options: PrepareOptio
         # One copy of whisper per worker; one file per worker at a time, so fewer files than
         # workers still keep every copy busy (a file's batches go to whichever copy is free).
         target = _target_voice(options, speaker_setting, out, jobs) if speaker_setting and jobs else None
-        context = WorkerContext(options, str(out.root), model.path if model else None, max(1, cores // workers), workers, target)
+        context = WorkerContext(
+            options, str(out.root), model.path if model else None, max(1, cores // workers), workers, target
+        )
         at_once = max(1, min(workers, len(jobs)))
         if workers > 1:
             preload_in_background()  # the report's histogram, drawn after the workers
-        records = _run_jobs(jobs, context, at_once, show_progress and is_interactive(), error_console, on_progress) if jobs else []
+        records = (
+            _run_jobs(jobs, context, at_once, show_progress and is_interactive(), error_console, on_progress)
+            if jobs
+            else []
+        )
         for record in records:
             if record.get("reason") in TRANSIENT_REASONS:
-                transient.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)))
+                transient.append(
+                    Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0))
+                )
                 if record.get("traceback"):
                     log.error("preparing %s failed:\n%s", record["path"], record["traceback"])
         elapsed = time.perf_counter() - started
-        last_run = {"processed_sources": len(jobs), "resumed_sources": resumed, "workers": workers,
-                    "transcribed_seconds": round(sum(r.get("transcribed_seconds", 0.0) for r in records), 3),
-                    "elapsed_seconds": round(elapsed, 3)}
+        last_run = {
+            "processed_sources": len(jobs),
+            "resumed_sources": resumed,
+            "workers": workers,
+            "transcribed_seconds": round(sum(r.get("transcribed_seconds", 0.0) for r in records), 3),
+            "elapsed_seconds": round(elapsed, 3),
+        }
         report = finish_dataset(out, options, transient, last_run)
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
@@ -541,7 +668,9 @@ def _target_voice(options: PrepareOptions, setting: str, out: OutputFolder, jobs
         target = speaker.reference_voice(Path(str(options.speaker)), embed)
         speaker.save_target(out.state, setting, target, str(options.speaker))
         return target
-    error_console.print(f"--speaker auto: finding the voice that speaks most in {len(jobs)} file(s)", highlight=False, markup=False)
+    error_console.print(
+        f"--speaker auto: finding the voice that speaks most in {len(jobs)} file(s)", highlight=False, markup=False
+    )
     detector, stretches = SpeechDetector(), []
     for job in jobs:
         try:
@@ -550,7 +679,9 @@ def _target_voice(options: PrepareOptions, setting: str, out: OutputFolder, jobs
             continue  # the file's own run reports why
         stretches.append(speaker.file_stretches(audio.analysis, detector, embed))
     if not any(s.spans for s in stretches):
-        raise VoicetuneError("--speaker auto: no speech in the files to prepare, so no voice to choose; check the INPUT files")
+        raise VoicetuneError(
+            "--speaker auto: no speech in the files to prepare, so no voice to choose; check the INPUT files"
+        )
     target = speaker.main_voice([s for s in stretches if s.spans])
     speaker.save_target(out.state, setting, target, "auto: " + ", ".join(job.path for job in jobs[:5]))
     return target
@@ -560,8 +691,14 @@ class _Stopped(BaseException):
     """Raised in a file's thread when the run is interrupted: not an error of that file."""
 
 
-def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, interactive: bool, error_console,
-              on_progress: Callable[[float, str], None] | None = None) -> list[dict]:
+def _run_jobs(
+    jobs: list[SourceJob],
+    context: WorkerContext,
+    at_once: int,
+    interactive: bool,
+    error_console,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> list[dict]:
     """Run the jobs one after the other, or `at_once` at a time in threads, with a progress bar by audio time."""
     from voicetune.console import progress_bar
 
@@ -583,7 +720,9 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
             if not interactive:
                 kept = len(record.get("clips", []))
                 what = f"{kept} clips" if record["status"] == "kept" else f"rejected: {record.get('reason')}"
-                error_console.print(f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False)
+                error_console.print(
+                    f"[{len(records)}/{len(jobs)}] {record['path']}: {what}", highlight=False, markup=False
+                )
 
         _loaded.clear()  # a fresh run: models follow this run's options
         if at_once == 1:
@@ -599,10 +738,13 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                 if stop.is_set():
                     raise _Stopped
                 events.put((index, fraction))
+
             return report
 
         with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="prepare") as pool:
-            pending = {pool.submit(prepare_source, job, context, reporter(index)): index for index, job in enumerate(jobs)}
+            pending = {
+                pool.submit(prepare_source, job, context, reporter(index)): index for index, job in enumerate(jobs)
+            }
             try:
                 while pending:
                     done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -613,12 +755,18 @@ def _run_jobs(jobs: list[SourceJob], context: WorkerContext, at_once: int, inter
                         try:
                             finished(future.result())
                         except Exception as err:  # noqa: BLE001 - prepare_source keeps its errors in the record; this is a bug
-                            finished({"path": jobs[index].path, "status": "rejected", "reason": "error",
-                                      "detail": f"{type(err).__name__}: {err}", "clips": []})
+                            finished(
+                                {
+                                    "path": jobs[index].path,
+                                    "status": "rejected",
+                                    "reason": "error",
+                                    "detail": f"{type(err).__name__}: {err}",
+                                    "clips": [],
+                                }
+                            )
                         advance(index, 1.0)
             except BaseException:  # Ctrl-C: each thread stops at its next progress point (a batch at most)
                 stop.set()  # and the lock is held until they have, so that no clip is written after it
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return records
-

@@ -52,14 +52,20 @@ def finish_dataset(out, options, transient: list[Rejection], last_run: dict) -> 
     files.atomic_write_text(out.root / ljspeech.METADATA_TRAIN, rows(train))
     files.atomic_write_text(out.root / ljspeech.METADATA_VAL, rows(val))
     manifest = "".join(
-        json.dumps({**clip, "split": "val" if clip["id"] in val_ids else "train"}, ensure_ascii=False, sort_keys=True) + "\n"
+        json.dumps({**clip, "split": "val" if clip["id"] in val_ids else "train"}, ensure_ascii=False, sort_keys=True)
+        + "\n"
         for clip in clips
     )
     files.atomic_write_text(out.root / MANIFEST, manifest)
     durations = [clip["duration"] for clip in clips]
     write_duration_histogram(durations, out.root / HISTOGRAM, options.min_seconds, options.max_seconds)
-    check = check_dataset(out.root, sample_rate=options.sample_rate, min_seconds=options.min_seconds,
-                          max_seconds=options.max_seconds, with_prepare_report=False)
+    check = check_dataset(
+        out.root,
+        sample_rate=options.sample_rate,
+        min_seconds=options.min_seconds,
+        max_seconds=options.max_seconds,
+        with_prepare_report=False,
+    )
     report = build_report(records, clips, transient, options, len(train), len(val), check)
     kept = {c["id"] for c in clips}
     previous = _previous_scores(out.root / REPORT)
@@ -88,13 +94,18 @@ def score_flags(dataset: Path) -> dict[str, list[str]]:
     return {c["id"]: list(c.get("flags", [])) for c in scores.get("flagged_clips", []) if "id" in c}
 
 
-def build_report(records: list[dict], clips: list[dict], transient: list[Rejection], options, n_train: int, n_val: int,
-                 check) -> dict:
+def build_report(
+    records: list[dict], clips: list[dict], transient: list[Rejection], options, n_train: int, n_val: int, check
+) -> dict:
     """report.json: what the dataset holds, what was left out and why, what to look at."""
     rejections = [r.to_json() for r in transient]
     for record in records:
         if record.get("status") == "rejected":
-            rejections.append(Rejection(record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)).to_json())
+            rejections.append(
+                Rejection(
+                    record["path"], record["reason"], record.get("detail", ""), record.get("seconds", 0.0)
+                ).to_json()
+            )
         rejections += record.get("rejected", [])
     rejections.sort(key=lambda r: (r["path"], r.get("start", -1.0), r["reason"]))
     by_reason: dict[str, dict] = {}
@@ -106,30 +117,48 @@ def build_report(records: list[dict], clips: list[dict], transient: list[Rejecti
     flags = collections.Counter(flag for clip in clips for flag in clip["flags"])
     languages = collections.Counter(clip["language"] or "unknown" for clip in clips)
     sources = [
-        {"path": r["path"], "sha256": r["sha256"], "status": r["status"], "reason": r.get("reason"),
-         "duration": r.get("duration"), "clips": len(r.get("clips", [])),
-         "seconds_kept": round(sum(c["duration"] for c in r.get("clips", [])), 3),
-         "language": r.get("language"), "loudness_lufs": r.get("loudness_lufs"), "gain_db": r.get("gain_db"),
-         "original_rate": r.get("original_rate"), "channels": r.get("channels"),
-         "clipped_seconds": r.get("clipped_seconds"), "decode_warnings": r.get("decode_warnings") or []}
+        {
+            "path": r["path"],
+            "sha256": r["sha256"],
+            "status": r["status"],
+            "reason": r.get("reason"),
+            "duration": r.get("duration"),
+            "clips": len(r.get("clips", [])),
+            "seconds_kept": round(sum(c["duration"] for c in r.get("clips", [])), 3),
+            "language": r.get("language"),
+            "loudness_lufs": r.get("loudness_lufs"),
+            "gain_db": r.get("gain_db"),
+            "original_rate": r.get("original_rate"),
+            "channels": r.get("channels"),
+            "clipped_seconds": r.get("clipped_seconds"),
+            "decode_warnings": r.get("decode_warnings") or [],
+        }
         for r in records
     ]
     kept = sum(durations)
     report = {
         "settings": {
-            "sample_rate": options.sample_rate, "min_seconds": options.min_seconds, "max_seconds": options.max_seconds,
-            "loudness_lufs": options.loudness_lufs, "transcriber": options.transcriber,
+            "sample_rate": options.sample_rate,
+            "min_seconds": options.min_seconds,
+            "max_seconds": options.max_seconds,
+            "loudness_lufs": options.loudness_lufs,
+            "transcriber": options.transcriber,
             "whisper_model": options.whisper_model if options.transcriber == "whisper" else None,
-            "language": options.language or "auto", "numbers_to_words": options.numbers_to_words,
-            "val_fraction": options.val_fraction, "speaker": options.speaker,
+            "language": options.language or "auto",
+            "numbers_to_words": options.numbers_to_words,
+            "val_fraction": options.val_fraction,
+            "speaker": options.speaker,
         },
         "totals": {
             "sources": len(records) + sum(1 for r in transient),
             "sources_with_clips": sum(1 for r in records if r.get("clips")),
             "sources_rejected": sum(1 for r in records if r.get("status") == "rejected") + len(transient),
             "source_seconds": round(sum(r.get("duration") or 0.0 for r in records), 3),
-            "clips": len(clips), "train_clips": n_train, "val_clips": n_val,
-            "seconds_kept": round(kept, 3), "hours_kept": round(kept / 3600, 4),
+            "clips": len(clips),
+            "train_clips": n_train,
+            "val_clips": n_val,
+            "seconds_kept": round(kept, 3),
+            "hours_kept": round(kept / 3600, 4),
             "seconds_rejected": round(sum(r["seconds"] for r in rejections), 3),
         },
         "clip_seconds": _duration_stats(durations),
@@ -152,10 +181,14 @@ def mixed_languages(languages: collections.Counter, records: list[dict]) -> dict
     majority (by clips), the files in the others, and how to keep one language."""
     majority = max(sorted(languages), key=lambda code: languages[code])
     others = sorted(r["path"] for r in records if r.get("clips") and r.get("language") != majority)
-    return {"languages": dict(sorted(languages.items())), "majority": majority, "other_language_sources": others,
-            "fix": f"a voice is trained on one language: rerun with --language {majority} and a new --out, "
-                   f"with the {len(others)} file(s) in other languages left out of INPUT (listed here), "
-                   "or prepare each language into its own dataset"}
+    return {
+        "languages": dict(sorted(languages.items())),
+        "majority": majority,
+        "other_language_sources": others,
+        "fix": f"a voice is trained on one language: rerun with --language {majority} and a new --out, "
+        f"with the {len(others)} file(s) in other languages left out of INPUT (listed here), "
+        "or prepare each language into its own dataset",
+    }
 
 
 def speaker_summary(voice: str, rejections: list[dict]) -> dict:
@@ -163,9 +196,14 @@ def speaker_summary(voice: str, rejections: list[dict]) -> dict:
     from voicetune.data import speaker
 
     left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
-    return {"voice": voice, "min_similarity": speaker.MIN_SIMILARITY, "same_voice": speaker.SAME_VOICE,
-            "left_out": len(left_out), "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
-            "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10]}
+    return {
+        "voice": voice,
+        "min_similarity": speaker.MIN_SIMILARITY,
+        "same_voice": speaker.SAME_VOICE,
+        "left_out": len(left_out),
+        "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
+        "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10],
+    }
 
 
 def _histogram(durations: list[float]) -> tuple[list[float], list[int]]:
@@ -184,9 +222,13 @@ def _duration_stats(durations: list[float]) -> dict:
     edges, counts = _histogram(durations)
     if not durations:
         return {"min": None, "max": None, "mean": None, "median": None, "histogram": {"edges": [], "counts": []}}
-    return {"min": round(min(durations), 3), "max": round(max(durations), 3),
-            "mean": round(statistics.fmean(durations), 3), "median": round(statistics.median(durations), 3),
-            "histogram": {"edges": edges, "counts": counts}}
+    return {
+        "min": round(min(durations), 3),
+        "max": round(max(durations), 3),
+        "mean": round(statistics.fmean(durations), 3),
+        "median": round(statistics.median(durations), 3),
+        "histogram": {"edges": edges, "counts": counts},
+    }
 
 
 def write_duration_histogram(durations: list[float], path: Path, min_seconds: float, max_seconds: float) -> None:
@@ -237,22 +279,40 @@ def print_prepare_summary(result, console) -> None:
         console.print(table)
         for rejection in report["rejections"][:10]:
             where = f" {rejection['start']:.1f}-{rejection['end']:.1f} s" if "start" in rejection else ""
-            console.print(f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})", highlight=False, markup=False)
+            console.print(
+                f"  {rejection['path']}{where}: {rejection['reason']} ({rejection['detail']})",
+                highlight=False,
+                markup=False,
+            )
         if len(report["rejections"]) > 10:
             console.print(f"  ... {len(report['rejections']) - 10} more in {REPORT}")
     if report.get("mixed_languages"):
         mixed = report["mixed_languages"]
-        console.print("warning: the clips are in " + str(len(mixed["languages"])) + " languages ("
-                      + ", ".join(f"{code} {n}" for code, n in mixed["languages"].items()) + f"); {mixed['fix']}",
-                      highlight=False, markup=False, style="yellow")
+        console.print(
+            "warning: the clips are in "
+            + str(len(mixed["languages"]))
+            + " languages ("
+            + ", ".join(f"{code} {n}" for code, n in mixed["languages"].items())
+            + f"); {mixed['fix']}",
+            highlight=False,
+            markup=False,
+            style="yellow",
+        )
     if report.get("speaker"):
         voice = report["speaker"]
-        console.print(f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
-                      f"left out {voice['left_out']} stretches of other voices or voice changes ({voice['seconds_left_out']:.1f} s), "
-                      f"each with its similarity in {REPORT}", highlight=False, markup=False)
+        console.print(
+            f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
+            f"left out {voice['left_out']} stretches of other voices or voice changes ({voice['seconds_left_out']:.1f} s), "
+            f"each with its similarity in {REPORT}",
+            highlight=False,
+            markup=False,
+        )
     if report["flags"]:
-        console.print("flags: " + ", ".join(f"{flag} {count}" for flag, count in report["flags"].items())
-                      + f" (per clip in {MANIFEST})")
+        console.print(
+            "flags: "
+            + ", ".join(f"{flag} {count}" for flag, count in report["flags"].items())
+            + f" (per clip in {MANIFEST})"
+        )
     check = report["check"]
     verdict = "[green]ok[/]" if check["ok"] else f"[red]{check['errors']} errors[/]"
     console.print(f"check: {verdict}, {check['warnings']} warnings; details in {escape(str(result.out_dir / REPORT))}")

@@ -188,7 +188,7 @@ class FrameEnergy:
                 self._floor = 0.0
             else:
                 background, loud = np.percentile(self.smoothed, [10, 99])
-                self._floor = float(max(background * 3.0, loud * 10 ** -4.5))
+                self._floor = float(max(background * 3.0, loud * 10**-4.5))
         return self._floor
 
     def level_at(self, time: float) -> float:
@@ -210,7 +210,9 @@ class FrameEnergy:
         return float(min(max((best + 0.5) * self.frame_seconds, lo), hi))
 
 
-def extend_to_quiet(spans: list[tuple[float, float]], energy: FrameEnergy, duration: float) -> list[tuple[float, float]]:
+def extend_to_quiet(
+    spans: list[tuple[float, float]], energy: FrameEnergy, duration: float
+) -> list[tuple[float, float]]:
     """Widen each speech stretch over its soft edges (silero tends to end speech before a fading
     consonant does) until the energy falls to the noise floor, then bridge gaps too short to cut in."""
     floor, fs, level = energy.noise_floor(), energy.frame_seconds, energy.smoothed
@@ -245,14 +247,22 @@ def _split_long_stretch(start: float, end: float, energy: FrameEnergy, limits: C
         ideal = previous + (end - previous) / (pieces - index + 1)
         # Room to move the cut while both sides still fit in a clip.
         slack = max(0.0, min(1.5, previous + usable - ideal, ideal - (end - usable * (pieces - index))))
-        cut = energy.quietest_point(max(previous + 0.5, ideal - slack), min(previous + usable, ideal + slack), prefer=ideal)
+        cut = energy.quietest_point(
+            max(previous + 0.5, ideal - slack), min(previous + usable, ideal + slack), prefer=ideal
+        )
         cuts.append(cut)
         previous = cut
     return cuts
 
 
-def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameEnergy, limits: ClipLimits,
-               start: float = 0.0, edge: str = CUT_EDGE) -> SegmentPlan:
+def plan_clips(
+    spans: list[tuple[float, float]],
+    duration: float,
+    energy: FrameEnergy,
+    limits: ClipLimits,
+    start: float = 0.0,
+    edge: str = CUT_EDGE,
+) -> SegmentPlan:
     """Group speech stretches into clips within the limits, cutting at the longest pauses.
 
     The clips lie in [start, duration): a part of the recording when `start` is given, whose
@@ -340,11 +350,16 @@ def plan_clips(spans: list[tuple[float, float]], duration: float, energy: FrameE
             dropped.append(units[i])
             continue
         first, last = span(i, j)
-        clips.append(PlannedClip(
-            start=round(first, 4), end=round(last, 4),
-            speech_start=units[i][0], speech_end=units[j][1],
-            cut_before=edge if i == 0 else kind(i - 1), cut_after=edge if j == n - 1 else kind(j),
-        ))
+        clips.append(
+            PlannedClip(
+                start=round(first, 4),
+                end=round(last, 4),
+                speech_start=units[i][0],
+                speech_end=units[j][1],
+                cut_before=edge if i == 0 else kind(i - 1),
+                cut_after=edge if j == n - 1 else kind(j),
+            )
+        )
     return SegmentPlan(clips, dropped, speech_seconds)
 
 
@@ -358,4 +373,3 @@ def segment_speech(audio: np.ndarray, detector: SpeechDetector, limits: ClipLimi
     """Find speech in 16 kHz audio and plan its clips (the segmentation stage on its own)."""
     spans, energy = find_speech(audio, detector)
     return plan_clips(spans, len(audio) / VAD_RATE, energy, limits), energy
-

@@ -64,7 +64,9 @@ def speaker_setting(speaker: str | None) -> str | None:
         return speaker
     path = Path(speaker)
     if not path.is_file():
-        raise UsageError(f"--speaker {speaker}: no such file; pass a recording of the voice to keep (10 s or more) or `auto`")
+        raise UsageError(
+            f"--speaker {speaker}: no such file; pass a recording of the voice to keep (10 s or more) or `auto`"
+        )
     return "ref:" + fsio.sha256_file(path)
 
 
@@ -91,8 +93,10 @@ def reference_voice(path: Path, embed: Embed) -> np.ndarray:
     if rate != ANALYSIS_RATE:
         audio = soxr.resample(audio, rate, ANALYSIS_RATE).astype(np.float32)
     if len(audio) < 2 * ANALYSIS_RATE or not np.abs(audio).max() > 1e-3:
-        raise UsageError(f"--speaker {path}: {len(audio) / ANALYSIS_RATE:.1f} s of audio with no voice to learn; "
-                         "pass a recording of the voice to keep, 10 s or more")
+        raise UsageError(
+            f"--speaker {path}: {len(audio) / ANALYSIS_RATE:.1f} s of audio with no voice to learn; "
+            "pass a recording of the voice to keep, 10 s or more"
+        )
     return embed([audio])[0]
 
 
@@ -113,7 +117,7 @@ def embed_stretches(audio: np.ndarray, spans: list[tuple[float, float]], embed: 
     judged = [i for i, (start, end) in enumerate(spans) if end - start >= MIN_JUDGED_SECONDS] or list(range(len(spans)))
     if not spans:
         return Stretches([], np.zeros((0, 256), np.float32))
-    pieces = [audio[int(spans[i][0] * ANALYSIS_RATE):int(spans[i][1] * ANALYSIS_RATE)] for i in judged]
+    pieces = [audio[int(spans[i][0] * ANALYSIS_RATE) : int(spans[i][1] * ANALYSIS_RATE)] for i in judged]
     own = embed(pieces)
     embeddings = np.zeros((len(spans), own.shape[1]), np.float32)
     middles = np.array([(spans[i][0] + spans[i][1]) / 2 for i in judged])
@@ -127,8 +131,12 @@ def _centroid(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
 
 
-def two_voices(embeddings: np.ndarray, weights: np.ndarray, first: np.ndarray, anchored: bool,
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def two_voices(
+    embeddings: np.ndarray,
+    weights: np.ndarray,
+    first: np.ndarray,
+    anchored: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Split embeddings two ways by 2-means on cosine, the first group starting at `first` (and
     staying there when `anchored`), the other at the embedding least like it. Returns (first
     centroid, other centroid, whether each embedding is in the first group); the other centroid is
@@ -150,8 +158,12 @@ def two_voices(embeddings: np.ndarray, weights: np.ndarray, first: np.ndarray, a
     return first, other, mine
 
 
-def split_voices(embeddings: np.ndarray, weights: np.ndarray, first: np.ndarray, anchored: bool,
-                 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def split_voices(
+    embeddings: np.ndarray,
+    weights: np.ndarray,
+    first: np.ndarray,
+    anchored: bool,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Split off other voices one at a time (`two_voices` on what is left of the first group) until
     what is left is one voice. Returns (its centroid, the other voices' centroids, whether each
     embedding is in it)."""
@@ -207,8 +219,15 @@ def judge(stretches: Stretches, target: np.ndarray) -> Judged:
     return Judged(target, others, similarity, mine & (similarity >= MIN_SIMILARITY))
 
 
-def plan_target_clips(audio: np.ndarray, stretches: Stretches, judged: Judged, energy: FrameEnergy,
-                      limits: ClipLimits, embed: Embed, path: str) -> tuple[SegmentPlan, list[dict]]:
+def plan_target_clips(
+    audio: np.ndarray,
+    stretches: Stretches,
+    judged: Judged,
+    energy: FrameEnergy,
+    limits: ClipLimits,
+    embed: Embed,
+    path: str,
+) -> tuple[SegmentPlan, list[dict]]:
     """Clips planned within each run of the target's stretches, and the clips whose halves agree
     with it; returns the plan and the rejections (report.json rows) of what was left out."""
     duration = len(audio) / ANALYSIS_RATE
@@ -230,23 +249,34 @@ def plan_target_clips(audio: np.ndarray, stretches: Stretches, judged: Judged, e
             continue
         close_run(start)
         run, run_start = [], end
-        left_out.append(_row(path, "other_speaker", f"another voice: similarity {similarity:.2f} to the voice kept",
-                             start, end, similarity))
+        left_out.append(
+            _row(
+                path,
+                "other_speaker",
+                f"another voice: similarity {similarity:.2f} to the voice kept",
+                start,
+                end,
+                similarity,
+            )
+        )
     close_run(duration)
     kept = _clips_whose_halves_agree(audio, clips, judged, embed, path, left_out)
     speech = float(stretches.seconds.sum()) if stretches.spans else 0.0
     return SegmentPlan(kept, dropped, speech), left_out
 
 
-def _clips_whose_halves_agree(audio, clips: list[PlannedClip], judged: Judged, embed: Embed, path: str,
-                              left_out: list[dict]) -> list[PlannedClip]:
+def _clips_whose_halves_agree(
+    audio, clips: list[PlannedClip], judged: Judged, embed: Embed, path: str, left_out: list[dict]
+) -> list[PlannedClip]:
     if not clips:
         return []
     halves = []
     for clip in clips:
         middle = (clip.speech_start + clip.speech_end) / 2
-        halves += [audio[int(clip.speech_start * ANALYSIS_RATE):int(middle * ANALYSIS_RATE)],
-                   audio[int(middle * ANALYSIS_RATE):int(clip.speech_end * ANALYSIS_RATE)]]
+        halves += [
+            audio[int(clip.speech_start * ANALYSIS_RATE) : int(middle * ANALYSIS_RATE)],
+            audio[int(middle * ANALYSIS_RATE) : int(clip.speech_end * ANALYSIS_RATE)],
+        ]
     embeddings = embed(halves)
     agree = judged.matches(embeddings).reshape(-1, 2)
     similarity = (embeddings @ judged.target).reshape(-1, 2)
@@ -255,13 +285,24 @@ def _clips_whose_halves_agree(audio, clips: list[PlannedClip], judged: Judged, e
         if first and second:
             kept.append(clip)
         else:
-            left_out.append(_row(path, "speaker_change", f"its halves are not one voice: similarity {a:.2f} and {b:.2f} "
-                                 "to the voice kept", clip.start, clip.end, min(a, b)))
+            left_out.append(
+                _row(
+                    path,
+                    "speaker_change",
+                    f"its halves are not one voice: similarity {a:.2f} and {b:.2f} to the voice kept",
+                    clip.start,
+                    clip.end,
+                    min(a, b),
+                )
+            )
     return kept
 
 
 def _row(path: str, reason: str, detail: str, start: float, end: float, similarity: float) -> dict:
-    return {**Rejection(path, reason, detail, end - start, start, end).to_json(), "similarity": round(float(similarity), 3)}
+    return {
+        **Rejection(path, reason, detail, end - start, start, end).to_json(),
+        "similarity": round(float(similarity), 3),
+    }
 
 
 def load_target(state_dir: Path, setting: str) -> np.ndarray | None:
@@ -280,8 +321,9 @@ def save_target(state_dir: Path, setting: str, embedding: np.ndarray, chosen_fro
     files.atomic_write_text(Path(state_dir) / TARGET_FILE, json.dumps(data) + "\n")
 
 
-def segment_target_voice(audio: np.ndarray, detector, limits: ClipLimits, target: np.ndarray, embed: Embed,
-                         path: str) -> tuple[SegmentPlan, FrameEnergy, list[dict]]:
+def segment_target_voice(
+    audio: np.ndarray, detector, limits: ClipLimits, target: np.ndarray, embed: Embed, path: str
+) -> tuple[SegmentPlan, FrameEnergy, list[dict]]:
     """The segmentation stage with the speaker filter: the clips of the target voice in 16 kHz
     `audio`, its energy, and the rejections of the other voices' stretches and of mixed clips."""
     from voicetune.data.segment import find_speech

@@ -26,8 +26,13 @@ import unicodedata
 NUM2WORDS_LANGUAGE = {"pt": "pt_BR", "no": "no", "nb": "no", "nn": "no"}
 
 PERCENT_WORD = {
-    "en": "percent", "pt": "por cento", "es": "por ciento", "fr": "pour cent", "it": "per cento",
-    "de": "Prozent", "nl": "procent",
+    "en": "percent",
+    "pt": "por cento",
+    "es": "por ciento",
+    "fr": "pour cent",
+    "it": "per cento",
+    "de": "Prozent",
+    "nl": "procent",
 }
 
 # Languages that group thousands with a space ("1 500", or a no-break or narrow no-break space).
@@ -36,11 +41,31 @@ _SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?:[ \u00a0\u202f]\d{3})+)(?!
 # Decimals read as a number after the comma's word (and "zero" per leading zero of the decimals).
 DECIMAL_WORDS = {"es": ("coma", "cero"), "fr": ("virgule", "zéro"), "it": ("virgola", "zero")}
 # Ordinal marks of French (feminine: 1re, 1ère; 2nd, 2nde: second, seconde) and Italian (° as º).
-FRENCH_ORDINAL = {"er": "m", "re": "f", "ère": "f", "e": "m", "è": "m", "ème": "m", "eme": "m", "nd": "second", "nde": "seconde"}
+FRENCH_ORDINAL = {
+    "er": "m",
+    "re": "f",
+    "ère": "f",
+    "e": "m",
+    "è": "m",
+    "ème": "m",
+    "eme": "m",
+    "nd": "second",
+    "nde": "seconde",
+}
 ITALIAN_ORDINAL = {"º": "m", "°": "m", "o": "m", "ª": "f", "a": "f"}
 # Russian ordinal endings after a hyphen: (gender, case) for num2words.
-RUSSIAN_ORDINAL = {"й": ("m", "n"), "ый": ("m", "n"), "ий": ("m", "n"), "ой": ("m", "n"), "я": ("f", "n"), "ая": ("f", "n"),
-                   "е": ("n", "n"), "ое": ("n", "n"), "го": ("m", "g"), "ого": ("m", "g")}
+RUSSIAN_ORDINAL = {
+    "й": ("m", "n"),
+    "ый": ("m", "n"),
+    "ий": ("m", "n"),
+    "ой": ("m", "n"),
+    "я": ("f", "n"),
+    "ая": ("f", "n"),
+    "е": ("n", "n"),
+    "ое": ("n", "n"),
+    "го": ("m", "g"),
+    "ого": ("m", "g"),
+}
 
 # Languages that write the decimal point as a point and group thousands with commas.
 POINT_DECIMAL_LANGUAGES = {"en", "ja", "ko", "he", "th", "zh"}
@@ -106,7 +131,7 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
         nonlocal left_digits
         digits, mark = match.group(1), match.group(2) or ""
         value = _parse_number(digits, base)
-        words = None if value is None else _number_words(value, digits, mark, base, code, match.string[match.end():])
+        words = None if value is None else _number_words(value, digits, mark, base, code, match.string[match.end() :])
         if words is None:
             left_digits = True
             return match.group(0)
@@ -161,7 +186,11 @@ def _ordinal_words(value: int | float, mark: str, base: str, code: str, rest: st
             gender, case = RUSSIAN_ORDINAL[mark[1:]]
             return num2words(value, lang=code, to="ordinal", gender=gender, case=case)
         spanish_mark = mark in {*SPANISH_MASCULINE, *SPANISH_FEMININE, "er"} - {"º", "ª", ".º", ".ª"}
-        if mark not in ORDINAL_MARKS or (spanish_mark and base != "es") or (mark in ("st", "nd", "rd", "th") and base != "en"):
+        if (
+            mark not in ORDINAL_MARKS
+            or (spanish_mark and base != "es")
+            or (mark in ("st", "nd", "rd", "th") and base != "en")
+        ):
             return None
         words = num2words(value, lang=code, to="ordinal")
     except (NotImplementedError, OverflowError, ValueError, TypeError):

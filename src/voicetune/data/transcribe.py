@@ -11,6 +11,7 @@ Where the plan had to cut running speech (no pause long enough), the cut is move
 boundary between words that keeps both clips within bounds (transcribe_source). The rare such cut
 that no block spans is checked by transcribing a few seconds around it first.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,14 +76,18 @@ def resolve_whisper_model(name_or_path: str) -> WhisperModelRef:
     candidate = Path(name_or_path).expanduser()
     looks_like_path = name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
     if looks_like_path and not candidate.exists():
-        raise UsageError(f"--whisper-model {name_or_path}: no such folder; pass a local model folder or a name such as 'small'")
+        raise UsageError(
+            f"--whisper-model {name_or_path}: no such folder; pass a local model folder or a name such as 'small'"
+        )
     if candidate.exists():
         if not (candidate / "model.bin").is_file():
             raise UsageError(
                 f"--whisper-model {name_or_path}: not a CTranslate2 whisper model folder (no model.bin); "
                 "pass a folder made by ct2-transformers-converter, or a model name such as 'small'"
             )
-        return WhisperModelRef(str(candidate.resolve()), f"{candidate.resolve().name}:{(candidate / 'model.bin').stat().st_size}")
+        return WhisperModelRef(
+            str(candidate.resolve()), f"{candidate.resolve().name}:{(candidate / 'model.bin').stat().st_size}"
+        )
     from faster_whisper.utils import download_model
 
     try:
@@ -134,21 +139,28 @@ class WhisperTranscriber:
 
     name = "whisper"
 
-    def __init__(self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = BATCH_WINDOWS,
-                 replicas: int = 1):
+    def __init__(
+        self, model_path: str, threads: int = 1, beam_size: int = 5, batch_size: int = BATCH_WINDOWS, replicas: int = 1
+    ):
         """`replicas` copies of the model, each on `threads` threads, decode batches side by side
         (CTranslate2's inter_threads); one is used at a time when 1."""
         from faster_whisper import WhisperModel
 
         device, compute_type = whisper_device()
-        self.model = WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=threads,
-                                  num_workers=replicas)
+        self.model = WhisperModel(
+            model_path, device=device, compute_type=compute_type, cpu_threads=threads, num_workers=replicas
+        )
         self.beam_size = beam_size
         self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(replicas, thread_name_prefix="whisper") if replicas > 1 else None
 
-    def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
-                         progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
+    def transcribe_spans(
+        self,
+        audio: np.ndarray,
+        spans: Sequence[tuple[float, float]],
+        language: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[list[Transcript], str | None]:
         """Transcribe the [start, end) spans (seconds, each at most WINDOW_SECONDS, none
         overlapping) of 16 kHz `audio`; returns one transcript per span, its words timed in seconds
         of `audio`, and the language (detected from the longest span when `language` is None).
@@ -166,18 +178,29 @@ class WhisperTranscriber:
         if language is None:
             language = self._language(longest)
         words_of: list[list[Word]] = [[] for _ in spans]
-        jobs = [(batch, encoder_frames(lengths[batch[0]], fps), longest if index == 0 else None)
-                for index, batch in enumerate(batches)]
+        jobs = [
+            (batch, encoder_frames(lengths[batch[0]], fps), longest if index == 0 else None)
+            for index, batch in enumerate(batches)
+        ]
         self._read(audio, spans, lengths, language, jobs, words_of, progress)
         looped = [i for i in order if _repeats_itself(words_of[i])]
         retries = [(batch, 30 * fps, None) for batch in _even_batches(looped, self.batch_size)]
         self._read(audio, spans, lengths, language, retries, words_of)
         return [_transcript(words) for words in words_of], language
 
-    def _read(self, audio, spans, lengths, language, jobs, words_of: list[list[Word]],
-              progress: ProgressCallback | None = None) -> None:
+    def _read(
+        self,
+        audio,
+        spans,
+        lengths,
+        language,
+        jobs,
+        words_of: list[list[Word]],
+        progress: ProgressCallback | None = None,
+    ) -> None:
         """Decode each (batch, frames, first encoding) job, on the replicas side by side, into
         `words_of`; `progress` is told as the batches come back, in order."""
+
         def run(job):
             batch, frames, first = job
             return batch, self._decode(audio, spans, lengths, batch, frames, language, first)
@@ -201,8 +224,16 @@ class WhisperTranscriber:
             return None
         return self.model.model.detect_language(ctranslate2.StorageView.from_array(encoded))[0][0][0][2:-2]  # "<|es|>"
 
-    def _decode(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], lengths: list[float], batch: list[int],
-                frames: int, language: str | None, first: np.ndarray | None = None) -> list[list[Word]]:
+    def _decode(
+        self,
+        audio: np.ndarray,
+        spans: Sequence[tuple[float, float]],
+        lengths: list[float],
+        batch: list[int],
+        frames: int,
+        language: str | None,
+        first: np.ndarray | None = None,
+    ) -> list[list[Word]]:
         """Encode the spans of `batch` at `frames` feature frames each (the first one's encoding
         given, or not), decode them together and time their words: one list of words per span."""
         import ctranslate2
@@ -212,21 +243,49 @@ class WhisperTranscriber:
         model = self.model
         fps = model.frames_per_second
         # One window at a time: on the CPU a batched encoder pass costs more than its windows one by one.
-        encoded = [first if first is not None and n == 0 else self._encode(audio, spans[i], frames)
-                   for n, i in enumerate(batch)]
+        encoded = [
+            first if first is not None and n == 0 else self._encode(audio, spans[i], frames)
+            for n, i in enumerate(batch)
+        ]
         encoder_output = ctranslate2.StorageView.from_array(np.concatenate(encoded))
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language or "en")
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language or "en"
+        )
         results = model.model.generate(
-            encoder_output, [model.get_prompt(tokenizer, [], without_timestamps=True) for _ in batch],
-            beam_size=self.beam_size, max_length=model.max_length, suppress_blank=True,
+            encoder_output,
+            [model.get_prompt(tokenizer, [], without_timestamps=True) for _ in batch],
+            beam_size=self.beam_size,
+            max_length=model.max_length,
+            suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )
-        segments = [[{"tokens": result.sequences_ids[0], "start": spans[i][0], "end": spans[i][0] + lengths[i],
-                      "seek": spans[i][0] * fps}] for i, result in zip(batch, results)]
-        model.add_word_timestamps(segments, tokenizer, encoder_output, [min(frames, math.ceil(lengths[i] * fps)) for i in batch],
-                                  PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0)
-        return [[Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in segment.get("words", [])]
-                for (segment,) in segments]
+        segments = [
+            [
+                {
+                    "tokens": result.sequences_ids[0],
+                    "start": spans[i][0],
+                    "end": spans[i][0] + lengths[i],
+                    "seek": spans[i][0] * fps,
+                }
+            ]
+            for i, result in zip(batch, results)
+        ]
+        model.add_word_timestamps(
+            segments,
+            tokenizer,
+            encoder_output,
+            [min(frames, math.ceil(lengths[i] * fps)) for i in batch],
+            PREPEND_PUNCTUATIONS,
+            APPEND_PUNCTUATIONS,
+            0.0,
+        )
+        return [
+            [
+                Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                for w in segment.get("words", [])
+            ]
+            for (segment,) in segments
+        ]
 
 
 def _even_batches(order: list[int], most: int) -> list[list[int]]:
@@ -285,7 +344,9 @@ def _span_of(spans: Sequence[tuple[float, float]], time: float) -> int:
 
 def _transcript(words: list[Word]) -> Transcript:
     probabilities = [w.probability for w in words if w.probability is not None]
-    return Transcript("".join(w.text for w in words).strip(), float(np.mean(probabilities)) if probabilities else None, words)
+    return Transcript(
+        "".join(w.text for w in words).strip(), float(np.mean(probabilities)) if probabilities else None, words
+    )
 
 
 class PocketsphinxTranscriber:
@@ -307,8 +368,13 @@ class PocketsphinxTranscriber:
             self._local.decoder = Decoder(samprate=VAD_RATE, loglevel="FATAL")
         return self._local.decoder
 
-    def transcribe_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], language: str | None = None,
-                         progress: ProgressCallback | None = None) -> tuple[list[Transcript], str | None]:
+    def transcribe_spans(
+        self,
+        audio: np.ndarray,
+        spans: Sequence[tuple[float, float]],
+        language: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[list[Transcript], str | None]:
         transcripts = []
         decoder = self._decoder()
         for index, (start, end) in enumerate(spans):
@@ -332,8 +398,9 @@ class PocketsphinxTranscriber:
 Transcriber = WhisperTranscriber | PocketsphinxTranscriber
 
 
-def load_transcriber(kind: str, whisper_model_path: str | None, threads: int, beam_size: int,
-                     replicas: int = 1) -> Transcriber | None:
+def load_transcriber(
+    kind: str, whisper_model_path: str | None, threads: int, beam_size: int, replicas: int = 1
+) -> Transcriber | None:
     """The transcriber `--transcriber` names, loaded (None for `none`)."""
     if kind == "whisper":
         if not whisper_model_path:
@@ -366,8 +433,11 @@ def _blocks(clips: list[PlannedClip]) -> list[list[int]]:
     window)."""
     blocks: list[list[int]] = []
     for index, clip in enumerate(clips):
-        if (blocks and clip.start - clips[index - 1].end <= MAX_BLOCK_GAP
-                and clip.end - clips[blocks[-1][0]].start <= BLOCK_SECONDS):
+        if (
+            blocks
+            and clip.start - clips[index - 1].end <= MAX_BLOCK_GAP
+            and clip.end - clips[blocks[-1][0]].start <= BLOCK_SECONDS
+        ):
             blocks[-1].append(index)
         else:
             blocks.append([index])
@@ -399,8 +469,15 @@ def _flag(clip: PlannedClip, flag: str) -> PlannedClip:
     return replace(clip, flags=tuple(sorted({*clip.flags, flag})))
 
 
-def _apply_cut(clips: list[PlannedClip], cut: _Cut, words: list[Word], energy: FrameEnergy, limits: ClipLimits,
-               lo: float, hi: float) -> None:
+def _apply_cut(
+    clips: list[PlannedClip],
+    cut: _Cut,
+    words: list[Word],
+    energy: FrameEnergy,
+    limits: ClipLimits,
+    lo: float,
+    hi: float,
+) -> None:
     """Move `cut` out of the word it falls in, if it does; flag its clips when it cannot move.
 
     A cut at a point as quiet as the recording's background is a pause between words however short,
@@ -422,8 +499,15 @@ def _apply_cut(clips: list[PlannedClip], cut: _Cut, words: list[Word], energy: F
             clips[index] = replace(clip, start=new_time, speech_start=max(clip.speech_start, new_time))
 
 
-def _nearest_word_boundary(cut: _Cut, clips: list[PlannedClip], words: list[Word], energy: FrameEnergy,
-                           limits: ClipLimits, lo: float, hi: float) -> float | None:
+def _nearest_word_boundary(
+    cut: _Cut,
+    clips: list[PlannedClip],
+    words: list[Word],
+    energy: FrameEnergy,
+    limits: ClipLimits,
+    lo: float,
+    hi: float,
+) -> float | None:
     """The boundary between two words nearest the cut that keeps the clips around it within bounds."""
     fitting = []
     for before, after in zip(words, words[1:]):
@@ -444,9 +528,15 @@ def _nearest_word_boundary(cut: _Cut, clips: list[PlannedClip], words: list[Word
     return round(nearest, 4)
 
 
-def transcribe_source(clips: list[PlannedClip], analysis: np.ndarray, energy: FrameEnergy, transcriber: Transcriber,
-                      limits: ClipLimits, language: str | None, progress: ProgressCallback | None = None,
-                      ) -> tuple[list[PlannedClip], list[Transcript], str | None]:
+def transcribe_source(
+    clips: list[PlannedClip],
+    analysis: np.ndarray,
+    energy: FrameEnergy,
+    transcriber: Transcriber,
+    limits: ClipLimits,
+    language: str | None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[PlannedClip], list[Transcript], str | None]:
     """Transcribe a source's clips in blocks of continuous audio, moving every cut made in running
     speech out of the word it falls in (word timestamps). Returns the clips (cuts moved, flags
     added), one transcript per clip, and the language.

@@ -43,10 +43,30 @@ class DemoPlan:
         return self.out / "run"
 
     def train_command(self) -> list[str]:
-        return [sys.executable, "-m", "voicetune", "train", "--data", str(self.data), "--run", str(self.run),
-                "--model", self.model, "--max-updates", str(self.max_updates), "--save-every", str(self.save_every),
-                "--last-every", str(self.last_every), "--keep-last", "2", "--set", "log_every=5",
-                "--sample-text", "A voice trained on a laptop, killed and resumed."]
+        return [
+            sys.executable,
+            "-m",
+            "voicetune",
+            "train",
+            "--data",
+            str(self.data),
+            "--run",
+            str(self.run),
+            "--model",
+            self.model,
+            "--max-updates",
+            str(self.max_updates),
+            "--save-every",
+            str(self.save_every),
+            "--last-every",
+            str(self.last_every),
+            "--keep-last",
+            "2",
+            "--set",
+            "log_every=5",
+            "--sample-text",
+            "A voice trained on a laptop, killed and resumed.",
+        ]
 
 
 def run_demo(plan: DemoPlan) -> None:
@@ -65,7 +85,9 @@ def run_demo(plan: DemoPlan) -> None:
     first = _start(command)
     killed_at = _wait_for_step(first, plan.run, plan.kill_at_step)
     if killed_at is None:
-        raise VoicetuneError(f"the demo's training stopped on its own (exit {first.returncode}); see {plan.run}/train.log")
+        raise VoicetuneError(
+            f"the demo's training stopped on its own (exit {first.returncode}); see {plan.run}/train.log"
+        )
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     console.print(f"[bold red]   killed -9 at step {killed_at}[/], in the middle of training")

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-
 from voicetune.errors import VoicetuneError
 
 HARVARD_SENTENCES = [

@@ -87,8 +87,9 @@ def _trimmed_speech(text: str, voice: str, cache: Path) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1] if len(loud) else audio[:0]
 
 
-def build_recording(plan: list[Sentence | RunOn], voice: str = "en-us", lead_in: float = 0.5,
-                    cache_dir: Path | None = None) -> Recording:
+def build_recording(
+    plan: list[Sentence | RunOn], voice: str = "en-us", lead_in: float = 0.5, cache_dir: Path | None = None
+) -> Recording:
     """Speak `plan` into one 22.05 kHz mono recording and note where everything is."""
     cache = Path(cache_dir or Path(tempfile.gettempdir()) / "voicetune-espeak-cache")
     cache.mkdir(parents=True, exist_ok=True)

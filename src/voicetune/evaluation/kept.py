@@ -48,10 +48,20 @@ def keep_eval_audio(run: Path, step: int, result, eval_set, weights: str = "ema"
             scores = result.clip_scores[index] if index < len(result.clip_scores) else {}
             heard = result.transcripts[index] if index < len(result.transcripts) else None
             real = eval_set.real_clips[index] if index < len(eval_set.real_clips) else None
-            sentences.append({"text": text, "file": name, "heard": heard, **scores,
-                              "real_clip": real, "seconds": round(len(audio) / rate, 2)})
-        fsio.atomic_write_json(folder / SENTENCES_JSON, {"step": step, "weights": weights,
-                                                         "measures": result.measures(), "sentences": sentences})
+            sentences.append(
+                {
+                    "text": text,
+                    "file": name,
+                    "heard": heard,
+                    **scores,
+                    "real_clip": real,
+                    "seconds": round(len(audio) / rate, 2),
+                }
+            )
+        fsio.atomic_write_json(
+            folder / SENTENCES_JSON,
+            {"step": step, "weights": weights, "measures": result.measures(), "sentences": sentences},
+        )
     return kept_dir(run, step)
 
 
@@ -80,11 +90,19 @@ def read_kept(run: Path, step: int) -> KeptEvaluation | None:
         data: dict[str, Any] = json.loads((folder / SENTENCES_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    sentences = [KeptSentence(s["text"], folder / s["file"], s.get("heard"),
-                              {k: s.get(k) for k in ("wer", "cer", "similarity", "dnsmos")},
-                              Path(s["real_clip"]) if s.get("real_clip") else None)
-                 for s in data.get("sentences", [])]
-    return KeptEvaluation(int(data.get("step", step)), data.get("weights") or "ema", data.get("measures", {}), sentences)
+    sentences = [
+        KeptSentence(
+            s["text"],
+            folder / s["file"],
+            s.get("heard"),
+            {k: s.get(k) for k in ("wer", "cer", "similarity", "dnsmos")},
+            Path(s["real_clip"]) if s.get("real_clip") else None,
+        )
+        for s in data.get("sentences", [])
+    ]
+    return KeptEvaluation(
+        int(data.get("step", step)), data.get("weights") or "ema", data.get("measures", {}), sentences
+    )
 
 
 def kept_steps(run: Path) -> list[int]:

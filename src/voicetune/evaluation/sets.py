@@ -19,17 +19,16 @@ here knows a model.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from voicetune.errors import UsageError
 from voicetune.scoring import Summary, composite_score, summarize
 from voicetune.scoring.composite import MEASURES
 
@@ -67,7 +66,7 @@ class EvalSet:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EvalSet":
+    def from_json(cls, data: dict[str, Any]) -> EvalSet:
         # A set stored before seeds existed was said once: its run keeps scoring it that way.
         return cls(**{"seeds": 1, **{k: data[k] for k in cls.__dataclass_fields__ if k in data}})
 
@@ -75,9 +74,15 @@ class EvalSet:
         return self.seed + text_index + SEED_STRIDE * seed_index
 
 
-def choose_eval_set(data_dir: Path, extra_texts: list[str] | None = None, clips: int = DEFAULT_EVAL_CLIPS,
-                    language: str | None = "en", seed: int = EVAL_SEED, val_fraction: float = 0.1,
-                    seeds: int = DEFAULT_EVAL_SEEDS) -> EvalSet:
+def choose_eval_set(
+    data_dir: Path,
+    extra_texts: list[str] | None = None,
+    clips: int = DEFAULT_EVAL_CLIPS,
+    language: str | None = "en",
+    seed: int = EVAL_SEED,
+    val_fraction: float = 0.1,
+    seeds: int = DEFAULT_EVAL_SEEDS,
+) -> EvalSet:
     """Held-out clips of a dataset (its validation split, never trained on) and a reference clip.
 
     The reference (the voice prompt) is the first training clip, by id, of 2 to 12 seconds, so that
@@ -104,8 +109,16 @@ def choose_eval_set(data_dir: Path, extra_texts: list[str] | None = None, clips:
         held_out = [i for i in pool if i is not ref]
     held_out = [i for i in held_out if i is not ref][:clips] or [ref]
     extra = [t.strip() for t in (extra_texts or []) if t and t.strip()]
-    return EvalSet([i.text for i in held_out] + extra, [str(i.audio_path.resolve()) for i in held_out],
-                   [i.text for i in held_out], str(ref.audio_path.resolve()), ref.text, language, seed, seeds)
+    return EvalSet(
+        [i.text for i in held_out] + extra,
+        [str(i.audio_path.resolve()) for i in held_out],
+        [i.text for i in held_out],
+        str(ref.audio_path.resolve()),
+        ref.text,
+        language,
+        seed,
+        seeds,
+    )
 
 
 @dataclass
@@ -131,7 +144,7 @@ def score_real_voice(eval_set: EvalSet, scorers) -> RealVoice:
         speaker = centroid(embeddings)
         for index, score in enumerate(scores):
             others = np.delete(embeddings, index, axis=0)
-            score.similarity = float(cosine(embeddings[index:index + 1], centroid(others))[0])
+            score.similarity = float(cosine(embeddings[index : index + 1], centroid(others))[0])
     return RealVoice(speaker, summarize(scores, digits=4))
 
 
@@ -151,7 +164,11 @@ class EvalResult:
 
     def measures(self) -> dict[str, float | None]:
         """{wer, cer, similarity, dnsmos, score, score_spread}."""
-        return {**{k: getattr(self.summary, k) for k in MEASURES}, "score": self.score, "score_spread": self.score_spread}
+        return {
+            **{k: getattr(self.summary, k) for k in MEASURES},
+            "score": self.score,
+            "score_spread": self.score_spread,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -162,8 +179,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def synthesize_eval_set(adapter, model, eval_set: EvalSet, seed_index: int = 0,
-                        progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
+def synthesize_eval_set(
+    adapter, model, eval_set: EvalSet, seed_index: int = 0, progress: Callable[[str], None] | None = None
+) -> list[np.ndarray]:
     """Every text of the set spoken by `model` in the reference's voice with seed `seed_index`;
     each sentence is seeded on its own (`EvalSet.seed_of`), so that it comes out the same whatever
     else is said, on SYNTHESIS_THREADS threads, so that it comes out the same whatever the process
@@ -190,15 +208,22 @@ def synthesize_eval_set(adapter, model, eval_set: EvalSet, seed_index: int = 0,
     return out
 
 
-def evaluate_model(adapter, model, eval_set: EvalSet, real: RealVoice, scorers,
-                   progress: Callable[[str], None] | None = None) -> EvalResult:
+def evaluate_model(
+    adapter, model, eval_set: EvalSet, real: RealVoice, scorers, progress: Callable[[str], None] | None = None
+) -> EvalResult:
     """Synthesize the set with `model` (weights as loaded) once per seed and score it."""
     return evaluate_weights(adapter, model, {"model": None}, eval_set, real, scorers, progress)["model"]
 
 
-def evaluate_weights(adapter, model, weight_sets: dict[str, dict[str, Any] | None], eval_set: EvalSet,
-                     real: RealVoice, scorers, progress: Callable[[str], None] | None = None,
-                     ) -> dict[str, EvalResult]:
+def evaluate_weights(
+    adapter,
+    model,
+    weight_sets: dict[str, dict[str, Any] | None],
+    eval_set: EvalSet,
+    real: RealVoice,
+    scorers,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, EvalResult]:
     """Score several weight sets of one model (EMA and raw): each set (checkpoint tensors, loaded
     into `model` with the adapter; None: the model as it is) says the evaluation set once per
     seed, and every clip is scored in one pass (whisper, the speaker encoder and DNSMOS batch
@@ -209,21 +234,24 @@ def evaluate_weights(adapter, model, weight_sets: dict[str, dict[str, Any] | Non
     said: dict[tuple[str, int], list[np.ndarray]] = {}
     same_as: dict[str, str] = {}
     for name, tensors in weight_sets.items():
-        twin = next((other for other in weight_sets if (other, 0) in said and _equal(weight_sets[other], tensors)), None)
+        twin = next(
+            (other for other in weight_sets if (other, 0) in said and _equal(weight_sets[other], tensors)), None
+        )
         if twin is not None:
             same_as[name] = twin
             continue
         if tensors is not None:
             adapter.load_checkpoint_weights(model, tensors)
         for seed_index in range(max(1, eval_set.seeds)):
-            said[name, seed_index] = synthesize_eval_set(adapter, model, eval_set, seed_index,
-                                                         _told(progress, name, seed_index, eval_set.seeds))
+            said[name, seed_index] = synthesize_eval_set(
+                adapter, model, eval_set, seed_index, _told(progress, name, seed_index, eval_set.seeds)
+            )
     keys = list(said)
     clips = [to_scoring_rate(a, adapter.sample_rate) for key in keys for a in said[key]]
     if progress:
         progress(f"scoring {len(clips)} sentences (WER, similarity, DNSMOS)")
     scores = scorers.score(clips, list(eval_set.texts) * len(keys), eval_set.language, speaker=real.speaker)
-    per_key = {key: scores[i * len(eval_set.texts):(i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
+    per_key = {key: scores[i * len(eval_set.texts) : (i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
     results = {}
     for name in weight_sets:
         source = same_as.get(name, name)
@@ -231,15 +259,25 @@ def evaluate_weights(adapter, model, weight_sets: dict[str, dict[str, Any] | Non
         values = [composite_score(d, real.ceiling) for d in draws]
         first = per_key[source, 0]
         at = keys.index((source, 0)) * len(eval_set.texts)
-        results[name] = EvalResult(mean_summary(draws), _mean_or_none(values, 6), _spread_or_none(values),
-                                   [s.transcript for s in first], said[source, 0], adapter.sample_rate,
-                                   [{k: getattr(s, k) for k in MEASURES} for s in first],
-                                   clip_flags(clips[at:at + len(eval_set.texts)], first, eval_set))
+        results[name] = EvalResult(
+            mean_summary(draws),
+            _mean_or_none(values, 6),
+            _spread_or_none(values),
+            [s.transcript for s in first],
+            said[source, 0],
+            adapter.sample_rate,
+            [{k: getattr(s, k) for k in MEASURES} for s in first],
+            clip_flags(clips[at : at + len(eval_set.texts)], first, eval_set),
+        )
     return results
 
 
-def _told(progress: Callable[[str], None] | None, name: str, seed_index: int, seeds: int,
-          ) -> Callable[[str], None] | None:
+def _told(
+    progress: Callable[[str], None] | None,
+    name: str,
+    seed_index: int,
+    seeds: int,
+) -> Callable[[str], None] | None:
     """`progress` with the weight set and the draw said first ("raw weights, draw 2 of 2: ...")."""
     if progress is None:
         return None
@@ -273,8 +311,9 @@ def _finite_or_none(value: Any) -> Any:
 
 def mean_summary(draws: list[Summary]) -> Summary:
     """The measures of several draws of the same clips, each the mean over the draws (4 digits)."""
-    return Summary(**{k: _mean_or_none([getattr(d, k) for d in draws], 4) for k in MEASURES},
-                   clips=sum(d.clips for d in draws))
+    return Summary(
+        **{k: _mean_or_none([getattr(d, k) for d in draws], 4) for k in MEASURES}, clips=sum(d.clips for d in draws)
+    )
 
 
 def _mean_or_none(values: list[float | None], digits: int) -> float | None:
@@ -295,15 +334,18 @@ def clip_flags(clips: list[np.ndarray], scores, eval_set: EvalSet) -> list[list[
     from voicetune.scoring.checks import check_take, speaking_rate
 
     rate = speaking_rate(load_audio(Path(eval_set.ref_audio), SCORING_RATE), eval_set.ref_text)
-    return [check_take(clip, text, score.heard, eval_set.language, rate).flags if score.heard is not None else []
-            for clip, text, score in zip(clips, eval_set.texts, scores)]
+    return [
+        check_take(clip, text, score.heard, eval_set.language, rate).flags if score.heard is not None else []
+        for clip, text, score in zip(clips, eval_set.texts, scores)
+    ]
 
 
 # ---- the picture ------------------------------------------------------------------------------
 
 
-def plot_eval(rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, best_step: int | None = None,
-              title: str = "") -> Path:
+def plot_eval(
+    rows: list[dict[str, Any]], ceiling: Summary | None, path: Path, best_step: int | None = None, title: str = ""
+) -> Path:
     """eval.png: each measure over steps (WER and CER, similarity, DNSMOS, score), the real voice's
     value as a dashed line, the best step marked; the score's spread over seeds as a band around it,
     and each weight set's score (EMA, raw) as faint marks."""
@@ -329,8 +371,12 @@ def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: 
 
     rows = sorted(rows, key=lambda r: r["step"])
     steps = [r["step"] for r in rows]
-    panels = [("WER / CER (lower is better)", ("wer", "cer")), ("speaker similarity", ("similarity",)),
-              ("DNSMOS (1-5)", ("dnsmos",)), ("score (1.0 = the real voice)", ("score",))]
+    panels = [
+        ("WER / CER (lower is better)", ("wer", "cer")),
+        ("speaker similarity", ("similarity",)),
+        ("DNSMOS (1-5)", ("dnsmos",)),
+        ("score (1.0 = the real voice)", ("score",)),
+    ]
     figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), dpi=100, sharex=True)
     for axis, (label, keys) in zip(axes.flat, panels):
         for key, style in zip(keys, ("-o", "--s")):
@@ -340,8 +386,9 @@ def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: 
                 axis.plot(*zip(*points), style, markersize=4, label=key)
             real = 1.0 if key == "score" else (getattr(ceiling, key, None) if ceiling else None)
             if real is not None:
-                axis.axhline(real, color="#55a868", linestyle=":", linewidth=1.5,
-                             label="real voice" if key == keys[0] else None)
+                axis.axhline(
+                    real, color="#55a868", linestyle=":", linewidth=1.5, label="real voice" if key == keys[0] else None
+                )
         if keys == ("score",):
             _plot_spread_and_weights(axis, rows)
         if best_step is not None and best_step in steps:
@@ -372,15 +419,35 @@ def eval_figure(rows: list[dict[str, Any]], ceiling: Summary | None, best_step: 
 def _plot_spread_and_weights(axis, rows: list[dict[str, Any]]) -> None:
     """The score's band (as wide as its spread over seeds, centred on the score: with two seeds,
     from the one to the other) and the score of each weight set, the chosen one being the line."""
-    banded = [(r["step"], r["score"], r["score_spread"]) for r in rows
-              if r.get("score") is not None and r.get("score_spread") is not None]
+    banded = [
+        (r["step"], r["score"], r["score_spread"])
+        for r in rows
+        if r.get("score") is not None and r.get("score_spread") is not None
+    ]
     if banded:
         steps, scores, spreads = zip(*banded)
-        axis.fill_between(steps, [s - d / 2 for s, d in zip(scores, spreads)], [s + d / 2 for s, d in zip(scores, spreads)],
-                          color="#4c72b0", alpha=0.2, linewidth=0, label="spread over seeds")
+        axis.fill_between(
+            steps,
+            [s - d / 2 for s, d in zip(scores, spreads)],
+            [s + d / 2 for s, d in zip(scores, spreads)],
+            color="#4c72b0",
+            alpha=0.2,
+            linewidth=0,
+            label="spread over seeds",
+        )
     for name, marker in (("ema", "^"), ("raw", "v")):
-        points = [(r["step"], r["scores"][name]["score"]) for r in rows
-                  if isinstance(r.get("scores"), dict) and (r["scores"].get(name) or {}).get("score") is not None]
+        points = [
+            (r["step"], r["scores"][name]["score"])
+            for r in rows
+            if isinstance(r.get("scores"), dict) and (r["scores"].get(name) or {}).get("score") is not None
+        ]
         if points:
-            axis.plot(*zip(*points), marker, color="#8172b3" if name == "raw" else "#937860", alpha=0.6, markersize=5,
-                      linestyle="none", label=f"{name} weights")
+            axis.plot(
+                *zip(*points),
+                marker,
+                color="#8172b3" if name == "raw" else "#937860",
+                alpha=0.6,
+                markersize=5,
+                linestyle="none",
+                label=f"{name} weights",
+            )

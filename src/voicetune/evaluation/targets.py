@@ -9,9 +9,10 @@ weight sets (EMA and raw), its score being the chosen set's as at a training mil
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from voicetune.errors import UsageError
 from voicetune.evaluation.sets import (
@@ -23,6 +24,7 @@ from voicetune.evaluation.sets import (
     scored_row,
 )
 from voicetune.scoring import Summary
+
 
 @dataclass
 class Target:
@@ -44,7 +46,10 @@ class EvalRow:
     flags: list[list[str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        clips = [{"text": t, "transcript": heard, "flags": f} for t, heard, f in zip(self.texts, self.transcripts, self.flags)]
+        clips = [
+            {"text": t, "transcript": heard, "flags": f}
+            for t, heard, f in zip(self.texts, self.transcripts, self.flags)
+        ]
         return {"checkpoint": self.checkpoint, "step": self.step, **self.measures, "clips": clips}
 
 
@@ -59,7 +64,9 @@ class EvalReport:
         more than the spread); upstream files (step 0) first."""
         from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
 
-        infos = [CheckpointInfo(str(i), row.step, "milestone", "full", 0, row.measures) for i, row in enumerate(self.rows)]
+        infos = [
+            CheckpointInfo(str(i), row.step, "milestone", "full", 0, row.measures) for i, row in enumerate(self.rows)
+        ]
         best = RetentionPolicy(best_metric="score", best_mode="max").best(infos)
         return self.rows[int(best.name)] if best is not None else None
 
@@ -120,8 +127,15 @@ def _run_eval_set(target: Target) -> EvalSet | None:
     return EvalSet.from_json(stored["set"]) if stored and stored.get("set") else None
 
 
-def eval_set_for(targets: list[Target], data: Path | None, texts: list[str], clips: int, language: str | None,
-                 ref: Path | None, ref_text: str | None) -> EvalSet:
+def eval_set_for(
+    targets: list[Target],
+    data: Path | None,
+    texts: list[str],
+    clips: int,
+    language: str | None,
+    ref: Path | None,
+    ref_text: str | None,
+) -> EvalSet:
     """--data's set, else the first run's stored set, else one chosen from the dataset a checkpoint
     was trained on; --text adds sentences, --ref replaces the voice prompt."""
     eval_set = None
@@ -131,8 +145,10 @@ def eval_set_for(targets: list[Target], data: Path | None, texts: list[str], cli
             data = next((Path(c["data"]) for c in map(_config_of, targets) if c and c.get("data")), None)
     if eval_set is None:
         if data is None or not Path(data).is_dir():
-            raise UsageError("--data DATASET: needed to choose what to say and the real voice to compare with "
-                             f"({'no dataset folder ' + str(data) if data else 'an upstream weight file names no dataset'})")
+            raise UsageError(
+                "--data DATASET: needed to choose what to say and the real voice to compare with "
+                f"({'no dataset folder ' + str(data) if data else 'an upstream weight file names no dataset'})"
+            )
         config_language = next((c.get("language") for c in map(_config_of, targets) if c and c.get("language")), None)
         eval_set = choose_eval_set(Path(data), None, clips, language or config_language or "en")
     if texts:
@@ -166,8 +182,9 @@ def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data:
     from voicetune.models.registry import create_adapter
 
     dataset = data or Path(eval_set.real_clips[0]).parent.parent
-    config = TrainConfig.resolve({"model": model_name, "pretrained": str(target.path), "data": dataset,
-                                  "language": eval_set.language or "en"})
+    config = TrainConfig.resolve(
+        {"model": model_name, "pretrained": str(target.path), "data": dataset, "language": eval_set.language or "en"}
+    )
     adapter = create_adapter(config)
     model = adapter.build_model()
     model.eval()
@@ -176,11 +193,19 @@ def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data:
     return adapter, model, {"model": None}
 
 
-def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[str] | None = None,
-                     data: Path | None = None, model_name: str | None = None, clips: int = DEFAULT_EVAL_CLIPS,
-                     language: str | None = None, ref: Path | None = None, ref_text: str | None = None,
-                     progress: Callable[[int, int, str], None] | None = None, note: Callable[[str], None] | None = None,
-                     ) -> EvalReport:
+def evaluate_targets(
+    paths: list[Path],
+    whisper_model: str | None,
+    texts: list[str] | None = None,
+    data: Path | None = None,
+    model_name: str | None = None,
+    clips: int = DEFAULT_EVAL_CLIPS,
+    language: str | None = None,
+    ref: Path | None = None,
+    ref_text: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> EvalReport:
     """Score every target on one evaluation set, against the ceiling of its real clips."""
     from voicetune.scoring import get_scorers
 
@@ -209,5 +234,3 @@ def evaluate_targets(paths: list[Path], whisper_model: str | None, texts: list[s
     if progress:
         progress(len(targets), len(targets), "")
     return EvalReport(rows, real.ceiling, eval_set)
-
-

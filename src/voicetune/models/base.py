@@ -18,9 +18,10 @@ Rules an adapter must keep so that resume is exact:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -133,8 +134,15 @@ class ModelAdapter(Protocol):
     def export(self, model: torch.nn.Module, out_dir: Path, fmt: str) -> list[Path]:
         """Write `model` (EMA weights loaded) in an upstream format, LoRA merged; returns the files."""
 
-    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None,
-                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+    def synthesize(
+        self,
+        model: torch.nn.Module,
+        text: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
         """Speak `text` in the voice of `ref_audio` (float32 mono at sample_rate); long text is split
         into sentences. Randomness comes from torch's global generator (the caller seeds it)."""
 
@@ -161,7 +169,7 @@ class BaseAdapter:
         when it initializes them (`voicetune plan` says it)."""
         return getattr(self, "pretrained", None)
 
-    def without_pretrained(self) -> "ModelAdapter | None":
+    def without_pretrained(self) -> ModelAdapter | None:
         """An adapter that builds the same architecture without reading `weights_source()` (for a
         plan: sizes need shapes, not values), or None when the architecture itself comes from
         downloaded files. This one needs no weights when it has none to read."""
@@ -202,13 +210,21 @@ class BaseAdapter:
 
     cross_fade_seconds = 0.0  # how much consecutive chunks overlap when joined (upstream's choice)
 
-    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
-                    language: str | None = None) -> list[str]:
+    def text_chunks(
+        self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0, language: str | None = None
+    ) -> list[str]:
         """`text` cut into the pieces one generation call speaks (upstream's limits)."""
         return [text]
 
-    def synthesize_chunk(self, model: torch.nn.Module, chunk: str, ref_audio: np.ndarray, ref_text: str | None,
-                         speed: float = 1.0, language: str | None = None) -> np.ndarray:
+    def synthesize_chunk(
+        self,
+        model: torch.nn.Module,
+        chunk: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
         """One piece of `text_chunks` spoken; randomness from torch's global generator."""
         return self.synthesize(model, chunk, ref_audio, ref_text, speed=speed, language=language)
 
@@ -239,8 +255,8 @@ class CrossFader:
                 faded = self._tail[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
                 joined = np.concatenate([self._tail[:-n], faded, wave[n:]])
         keep = min(self.overlap, len(joined))
-        self._tail = joined[len(joined) - keep:]
-        return joined[:len(joined) - keep].astype(np.float32)
+        self._tail = joined[len(joined) - keep :]
+        return joined[: len(joined) - keep].astype(np.float32)
 
     def finish(self) -> np.ndarray:
         """The held-back end of the last chunk."""

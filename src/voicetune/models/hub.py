@@ -37,14 +37,16 @@ def is_hub_spec(spec: str | os.PathLike) -> bool:
 
 def parse_hub_spec(spec: str, flag: str = "--pretrained") -> HubFile:
     """`hf://OWNER/REPO/PATH[@REVISION]` -> HubFile; a malformed spec is a UsageError naming `flag`."""
-    body = str(spec)[len(HF_PREFIX):]
+    body = str(spec)[len(HF_PREFIX) :]
     revision = None
     if "@" in body:
         body, revision = body.rsplit("@", 1)
     parts = [p for p in body.split("/") if p]
     if len(parts) < 3:
-        raise UsageError(f"{flag} {spec}: write hf://OWNER/REPO/PATH/IN/REPO, e.g. "
-                         "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors")
+        raise UsageError(
+            f"{flag} {spec}: write hf://OWNER/REPO/PATH/IN/REPO, e.g. "
+            "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"
+        )
     return HubFile("/".join(parts[:2]), "/".join(parts[2:]), revision or None)
 
 
@@ -84,23 +86,32 @@ def download_hub_file(file: HubFile, flag: str = "--pretrained") -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    fetch_hint = (f"on a machine with internet run `hf download {file.repo_id} {file.filename} --local-dir DIR`, "
-                  f"copy DIR here and pass {flag} DIR/{file.filename}")
+    fetch_hint = (
+        f"on a machine with internet run `hf download {file.repo_id} {file.filename} --local-dir DIR`, "
+        f"copy DIR here and pass {flag} DIR/{file.filename}"
+    )
     if hub_offline():
-        raise VoicetuneError(f"{flag} {file}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                             + fetch_hint)
+        raise VoicetuneError(
+            f"{flag} {file}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; " + fetch_hint
+        )
     if not hub_reachable():  # at once, not after huggingface_hub's half minute of retries
-        raise VoicetuneError(f"{flag} {file}: the Hugging Face Hub cannot be reached and the file is not in "
-                             f"the local cache; {fetch_hint}")
+        raise VoicetuneError(
+            f"{flag} {file}: the Hugging Face Hub cannot be reached and the file is not in "
+            f"the local cache; {fetch_hint}"
+        )
     log.info("downloading %s", file)
     try:
         path = hf_hub_download(file.repo_id, file.filename, revision=file.revision)
     except LocalEntryNotFoundError:  # the network failed and the cache has nothing
-        raise VoicetuneError(f"{flag} {file}: the Hugging Face Hub cannot be reached and the file is not in "
-                             f"the local cache; {fetch_hint}") from None
+        raise VoicetuneError(
+            f"{flag} {file}: the Hugging Face Hub cannot be reached and the file is not in "
+            f"the local cache; {fetch_hint}"
+        ) from None
     except (RepositoryNotFoundError, EntryNotFoundError) as err:
-        raise UsageError(f"{flag} {file}: no such file on the Hugging Face Hub ({type(err).__name__}); "
-                         "check the repository and path, or pass a local file") from None
+        raise UsageError(
+            f"{flag} {file}: no such file on the Hugging Face Hub ({type(err).__name__}); "
+            "check the repository and path, or pass a local file"
+        ) from None
     except OSError as err:  # other HTTP and disk errors
         said = " ".join(str(err).split())  # the hub's message whole, on one line
         raise VoicetuneError(f"{flag} {file}: download failed: {said}; {fetch_hint}") from None

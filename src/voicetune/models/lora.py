@@ -25,8 +25,9 @@ initial adapters before loading the checkpoint's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -45,7 +46,7 @@ class LoraSettings:
     targets: tuple[str, ...]
 
     @classmethod
-    def from_config(cls, config: Any, default_targets: Sequence[str]) -> "LoraSettings | None":
+    def from_config(cls, config: Any, default_targets: Sequence[str]) -> LoraSettings | None:
         """Read --lora-rank/--lora-alpha/--lora-dropout/--lora-targets; None when LoRA is off."""
         rank = getattr(config, "lora_rank", None) if config is not None else None
         if not rank:
@@ -65,8 +66,9 @@ class LoraSettings:
         return {"rank": self.rank, "alpha": self.alpha, "targets": list(self.targets)}
 
 
-def apply_lora(model: torch.nn.Module, targets: Sequence[str], rank: int, alpha: float | None = None,
-               dropout: float = 0.0) -> int:
+def apply_lora(
+    model: torch.nn.Module, targets: Sequence[str], rank: int, alpha: float | None = None, dropout: float = 0.0
+) -> int:
     """Inject LoRA adapters into every Linear/Conv1D of `model` whose name ends with a target.
 
     Targets follow peft's rule: a module matches when its dotted name equals the target or ends
@@ -85,8 +87,10 @@ def apply_lora(model: torch.nn.Module, targets: Sequence[str], rank: int, alpha:
         )
     unsupported = [name for name, module in matched if not _is_linear_like(module)]
     if unsupported:
-        raise UsageError(f"--lora-targets: {unsupported[0]} is a {type(dict(matched)[unsupported[0]]).__name__}; "
-                         "LoRA adapts Linear (and GPT-2 Conv1D) layers only")
+        raise UsageError(
+            f"--lora-targets: {unsupported[0]} is a {type(dict(matched)[unsupported[0]]).__name__}; "
+            "LoRA adapts Linear (and GPT-2 Conv1D) layers only"
+        )
     # GPT-2's Conv1D stores its weight transposed (fan_in, fan_out); peft needs to be told.
     conv1d = any(_is_hf_conv1d(module) for _, module in matched)
     config = LoraConfig(

@@ -8,7 +8,8 @@ models, and how a user can train an architecture voicetune does not ship).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from voicetune.errors import UsageError
 
@@ -50,7 +51,7 @@ def model_names() -> list[str]:
     return sorted(BUILTIN_MODELS)
 
 
-def create_adapter(config: "TrainConfig") -> "ModelAdapter":
+def create_adapter(config: TrainConfig) -> ModelAdapter:
     """Build the adapter named by `config.model`."""
     target = BUILTIN_MODELS.get(config.model, config.model)
     if ":" not in target:
@@ -60,7 +61,7 @@ def create_adapter(config: "TrainConfig") -> "ModelAdapter":
         )
     module_name, _, attr = target.partition(":")
     try:
-        factory: Callable[["TrainConfig"], "ModelAdapter"] = getattr(importlib.import_module(module_name), attr)
+        factory: Callable[[TrainConfig], ModelAdapter] = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise UsageError(f"--model {config.model}: cannot load {target}: {err}") from None
     return factory(config)

@@ -29,9 +29,10 @@ import hashlib
 import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,6 @@ from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
 from voicetune.models import xtts_language
-from voicetune.models.registry import XTTS_MAX_CLIP_SECONDS
 from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
 from voicetune.models.lora import (
     LoraSettings,
@@ -50,6 +50,7 @@ from voicetune.models.lora import (
     merge_lora,
     to_injected_keys,
 )
+from voicetune.models.registry import XTTS_MAX_CLIP_SECONDS
 
 log = logging.getLogger("voicetune.models")
 
@@ -93,11 +94,18 @@ class XttsGptTrainer(torch.nn.Module):
         self.xtts = xtts
         self.recipe = recipe
 
-    def forward(self, text_inputs: torch.Tensor, text_lengths: torch.Tensor, audio_codes: torch.Tensor,
-                wav_lengths: torch.Tensor, wavs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        text_inputs: torch.Tensor,
+        text_lengths: torch.Tensor,
+        audio_codes: torch.Tensor,
+        wav_lengths: torch.Tensor,
+        wavs: torch.Tensor,
+    ) -> torch.Tensor:
         cond_mels = self.conditioning_mels(wavs, wav_lengths)
-        loss_text, loss_mel, _ = self.xtts.gpt(text_inputs, text_lengths, audio_codes, wav_lengths,
-                                               cond_mels=cond_mels, cond_idxs=None, cond_lens=None)
+        loss_text, loss_mel, _ = self.xtts.gpt(
+            text_inputs, text_lengths, audio_codes, wav_lengths, cond_mels=cond_mels, cond_idxs=None, cond_lens=None
+        )
         return loss_text * self.recipe.text_loss_weight + loss_mel * self.recipe.mel_loss_weight
 
     @torch.no_grad()
@@ -126,8 +134,12 @@ class XttsGptTrainer(torch.nn.Module):
             start, take = int(starts[i]), int(takes[i])
             clips[i, :take] = flat[int(sources[i]), start : start + take].float()
         with torch.autocast(device_type=wavs.device.type, enabled=False):
-            mel = wav_to_mel_cloning(clips, mel_norms=self.xtts.mel_stats.float(), device=wavs.device,
-                                     **style_mel_settings(self.xtts.args.gpt_use_perceiver_resampler))
+            mel = wav_to_mel_cloning(
+                clips,
+                mel_norms=self.xtts.mel_stats.float(),
+                device=wavs.device,
+                **style_mel_settings(self.xtts.args.gpt_use_perceiver_resampler),
+            )
         return mel.unsqueeze(1)
 
 
@@ -164,6 +176,7 @@ class XttsItems(torch.utils.data.Dataset):
 
 def collate_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Pad to the longest item (text with 0, codes with 0, audio with silence); the GPT masks by length."""
+
     def pad(key: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([item[key].shape[-1] for item in items], dtype=torch.long)
         out = torch.zeros(len(items), int(lengths.max()), dtype=dtype)
@@ -174,8 +187,13 @@ def collate_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     text, text_lengths = pad("text", torch.long)
     codes, _ = pad("codes", torch.long)
     wavs, wav_lengths = pad("wav", torch.float32)
-    return {"text_inputs": text, "text_lengths": text_lengths, "audio_codes": codes, "wav_lengths": wav_lengths,
-            "wavs": wavs}
+    return {
+        "text_inputs": text,
+        "text_lengths": text_lengths,
+        "audio_codes": codes,
+        "wav_lengths": wav_lengths,
+        "wavs": wavs,
+    }
 
 
 # ---- the adapter -------------------------------------------------------------------------------
@@ -235,23 +253,30 @@ class XttsAdapter(BaseAdapter):
         if extension is None or extension.get("language") != code:
             texts = self.dataset_texts(parts.config.languages)
             extension = xtts_language.learn_extension(parts.vocab_json, code, texts)
-            say(f"XTTS tokenizer: --language {code} is new to {self.name}; added [{code}] and "
+            say(
+                f"XTTS tokenizer: --language {code} is new to {self.name}; added [{code}] and "
                 f"{len(extension['tokens'])} tokens learnt from the dataset's text ({self.base_text_tokens} -> "
                 f"{self.base_text_tokens + 1 + len(extension['tokens'])}); the GPT's text embedding and head grow "
-                "to match, and the export holds the extended vocab.json", logging.INFO, log.name)
+                "to match, and the export holds the extended vocab.json",
+                logging.INFO,
+                log.name,
+            )
         self.language_extension = extension
         config = copy.deepcopy(parts.config)
         config.languages = [*config.languages, code]
-        return dataclasses.replace(parts, config=config,
-                                   vocab_json=xtts_language.apply_extension(parts.vocab_json, extension))
+        return dataclasses.replace(
+            parts, config=config, vocab_json=xtts_language.apply_extension(parts.vocab_json, extension)
+        )
 
     def dataset_texts(self, languages: list[str]) -> list[str]:
         from voicetune.data.ljspeech import read_ljspeech
 
         if not self.data or not Path(self.data).is_dir():
-            raise UsageError(f"--language {self.language}: XTTS speaks {', '.join(languages)}; for another "
-                             "language its tokenizer is extended from the dataset's text: give --data DATASET "
-                             "(see docs/new-language.md)")
+            raise UsageError(
+                f"--language {self.language}: XTTS speaks {', '.join(languages)}; for another "
+                "language its tokenizer is extended from the dataset's text: give --data DATASET "
+                "(see docs/new-language.md)"
+            )
         train, val = read_ljspeech(Path(self.data))
         texts = [item.text for item in train + val if item.text.strip()]
         if not texts:
@@ -281,9 +306,16 @@ class XttsAdapter(BaseAdapter):
         args = self.parts.config.model_args
         codes = self.recipe.max_wav_length // args.gpt_code_stride_len + 3
         seq = self.recipe.max_text_length + 2 + codes + 32
-        return TransformerShape(layers=int(args.gpt_layers), width=int(args.gpt_n_model_channels),
-                                heads=int(args.gpt_n_heads), ff_mult=4.0, batch_unit="items",
-                                tokens_per_unit=float(seq), extra_layers=1.0, quadratic_attention=False)
+        return TransformerShape(
+            layers=int(args.gpt_layers),
+            width=int(args.gpt_n_model_channels),
+            heads=int(args.gpt_n_heads),
+            ff_mult=4.0,
+            batch_unit="items",
+            tokens_per_unit=float(seq),
+            extra_layers=1.0,
+            quadratic_attention=False,
+        )
 
     # -- the model
 
@@ -308,8 +340,10 @@ class XttsAdapter(BaseAdapter):
             state = grown_text_rows(files.read_xtts_state_dict(parts.model_path), xtts.state_dict(), "", new_rows)
             result = xtts.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
-                raise CheckpointError(f"{parts.model_path} does not fit its config.json: missing "
-                                      f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+                raise CheckpointError(
+                    f"{parts.model_path} does not fit its config.json: missing "
+                    f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+                )
         else:  # rows of added tokens drawn as for a pretrained model, so both start alike
             base = {k: v[: self.base_text_tokens] for k, v in xtts.state_dict().items() if k in TEXT_ROW_KEYS}
             xtts.load_state_dict(grown_text_rows(base, xtts.state_dict(), "", new_rows), strict=False)
@@ -322,14 +356,19 @@ class XttsAdapter(BaseAdapter):
             # activation_checkpointing_enable() needs the token embedding coqui removes (XTTS feeds
             # inputs_embeds), so the layers are switched the way that method switches them.
             xtts.gpt.gpt._set_gradient_checkpointing(
-                enable=True, gradient_checkpointing_func=functools.partial(torch.utils.checkpoint.checkpoint,
-                                                                           use_reentrant=False))
+                enable=True,
+                gradient_checkpointing_func=functools.partial(torch.utils.checkpoint.checkpoint, use_reentrant=False),
+            )
             xtts.gpt.gpt.config.use_cache = False
         model = XttsGptTrainer(xtts, self.recipe)
         if self.lora and self.language_extension:
-            say(f"--lora-rank with the new language {self.language}: LoRA trains the attention and feed-forward "
+            say(
+                f"--lora-rank with the new language {self.language}: LoRA trains the attention and feed-forward "
                 "layers only, so the text embedding rows of its new tokens stay as drawn; train without --lora-rank "
-                "to learn them", logging.WARNING, log.name)
+                "to learn them",
+                logging.WARNING,
+                log.name,
+            )
         if self.lora:
             self.lora.apply(model)
         return model
@@ -349,8 +388,10 @@ class XttsAdapter(BaseAdapter):
         missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
         if missing or unexpected:
             hint = " (a LoRA checkpoint: add the same --lora-rank)" if any("lora_" in k for k in unexpected) else ""
-            raise CheckpointError(f"checkpoint weights do not fit model {self.name}: missing {missing[:5]}, "
-                                  f"unexpected {unexpected[:5]}{hint}")
+            raise CheckpointError(
+                f"checkpoint weights do not fit model {self.name}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}{hint}"
+            )
         model.load_state_dict(weights, strict=False)
 
     def load_upstream_weights(self, model: torch.nn.Module, path: Path) -> None:
@@ -366,8 +407,10 @@ class XttsAdapter(BaseAdapter):
         unexpected = sorted(k for k in state if k not in own)
         misshapen = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
         if missing or unexpected or misshapen:
-            raise CheckpointError(f"{path} does not fit {self.name}: GPT weights missing {missing[:5]}, "
-                                  f"unknown {unexpected[:5]}, other shapes {misshapen[:5]}")
+            raise CheckpointError(
+                f"{path} does not fit {self.name}: GPT weights missing {missing[:5]}, "
+                f"unknown {unexpected[:5]}, other shapes {misshapen[:5]}"
+            )
         model.load_state_dict(state, strict=False)
 
     # -- data
@@ -406,7 +449,9 @@ class XttsAdapter(BaseAdapter):
                     skipped[reason] = skipped.get(reason, 0) + 1
                     log.warning("left out %s: %s", item.item_id, reason)
                     continue
-                digest.update(f"{item.item_id}|{tokens.tolist()}|{hashlib.sha256(audio.tobytes()).hexdigest()}".encode())
+                digest.update(
+                    f"{item.item_id}|{tokens.tolist()}|{hashlib.sha256(audio.tobytes()).hexdigest()}".encode()
+                )
                 kept.paths.append(item.audio_path)
                 kept.texts.append(item.text)
                 kept.tokens.append(tokens)
@@ -422,12 +467,21 @@ class XttsAdapter(BaseAdapter):
         if skipped:
             description += "; left out: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
             too_long = sum(n for why, n in skipped.items() if "longer than" in why and "audio" in why)
-            say(f"XTTS leaves out {sum(skipped.values())} of {len(train_items) + len(val_items)} clips "
+            say(
+                f"XTTS leaves out {sum(skipped.values())} of {len(train_items) + len(val_items)} clips "
                 f"({', '.join(f'{n} {why}' for why, n in skipped.items())})"
-                + (f". Make clips XTTS can train on: `voicetune prepare ... --for xtts` (at most "
-                   f"{XTTS_MAX_CLIP_SECONDS} s)" if too_long else ""), logging.WARNING, log.name)
-        return DataSplits(train, val, [len(c) for c in train.codes], [len(c) for c in val.codes],
-                          digest.hexdigest()[:16], description)
+                + (
+                    f". Make clips XTTS can train on: `voicetune prepare ... --for xtts` (at most "
+                    f"{XTTS_MAX_CLIP_SECONDS} s)"
+                    if too_long
+                    else ""
+                ),
+                logging.WARNING,
+                log.name,
+            )
+        return DataSplits(
+            train, val, [len(c) for c in train.codes], [len(c) for c in val.codes], digest.hexdigest()[:16], description
+        )
 
     def unusable(self, tokens: torch.Tensor, audio: np.ndarray, unk_id: int) -> str | None:
         """Why upstream's XTTSDataset would leave a clip out, or None."""
@@ -455,8 +509,15 @@ class XttsAdapter(BaseAdapter):
         prompts = []
         for k in range(min(limit, len(pool))):
             ref = (k + 1) % len(pool)
-            prompts.append(SamplePrompt(f"val_{k:04d}", pool.texts[k], pool.audio(ref, self.sample_rate),
-                                        pool.texts[ref], pool.audio(k, self.sample_rate)))
+            prompts.append(
+                SamplePrompt(
+                    f"val_{k:04d}",
+                    pool.texts[k],
+                    pool.audio(ref, self.sample_rate),
+                    pool.texts[ref],
+                    pool.audio(k, self.sample_rate),
+                )
+            )
         for n, text in enumerate(extra_texts, start=1):
             prompts.append(SamplePrompt(f"text_{n}", text, pool.audio(0, self.sample_rate), pool.texts[0]))
         return prompts
@@ -465,19 +526,41 @@ class XttsAdapter(BaseAdapter):
         out = []
         for prompt in prompts:
             audio = self.speak(model, prompt.text, prompt.ref_audio, self.sample_rate, self.language)
-            out.append(SampleAudio(prompt.name, prompt.text, self.sample_rate, audio, prompt.ref_audio,
-                                   {"mel": log_mel(audio, self.sample_rate)}))
+            out.append(
+                SampleAudio(
+                    prompt.name,
+                    prompt.text,
+                    self.sample_rate,
+                    audio,
+                    prompt.ref_audio,
+                    {"mel": log_mel(audio, self.sample_rate)},
+                )
+            )
         return out
 
-    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None = None,
-                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+    def synthesize(
+        self,
+        model: torch.nn.Module,
+        text: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None = None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
         """The adapter protocol's synthesis (`voicetune synthesize`): `ref_audio` at `sample_rate`,
         randomness from torch's global generator (the caller seeds it); XTTS needs no `ref_text`."""
-        return self.speak(model, text, np.asarray(ref_audio, dtype=np.float32), self.sample_rate,
-                          self.spoken_language(model, language), speed)
+        return self.speak(
+            model,
+            text,
+            np.asarray(ref_audio, dtype=np.float32),
+            self.sample_rate,
+            self.spoken_language(model, language),
+            speed,
+        )
 
-    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
-                    language: str | None = None) -> list[str]:
+    def text_chunks(
+        self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0, language: str | None = None
+    ) -> list[str]:
         """Sentences within the tokenizer's character limit for the language (upstream's limits)."""
         lang = (language or self.language).split("-")[0]
         return split_sentences(text, self.text_tokenizer.char_limits.get(lang, 250))
@@ -495,9 +578,16 @@ class XttsAdapter(BaseAdapter):
         lang = language or self.language
         return {c for c in set(text) if not c.isspace() and unk in tokenizer.encode(c, lang)}
 
-    def synthesize_seeded(self, model: torch.nn.Module, text: str, ref_wav: Path | str | np.ndarray,
-                          language: str | None = None, seed: int = 0, speed: float = 1.0,
-                          ref_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    def synthesize_seeded(
+        self,
+        model: torch.nn.Module,
+        text: str,
+        ref_wav: Path | str | np.ndarray,
+        language: str | None = None,
+        seed: int = 0,
+        speed: float = 1.0,
+        ref_sample_rate: int | None = None,
+    ) -> tuple[np.ndarray, int]:
         """Speak `text` in the voice of `ref_wav` (a file, or samples at `ref_sample_rate`).
 
         Long text is cut into sentences (at most the tokenizer's character limit each) and spoken
@@ -521,15 +611,18 @@ class XttsAdapter(BaseAdapter):
         language = language or self.language
         languages = (model.xtts if hasattr(model, "xtts") else model).config.languages
         if not speaks_code(languages, language):
-            raise UsageError(f"--language {language}: this model speaks {', '.join(languages)}; a language of "
-                             "its own needs training on it (voicetune train --language CODE)")
+            raise UsageError(
+                f"--language {language}: this model speaks {', '.join(languages)}; a language of "
+                "its own needs training on it (voicetune train --language CODE)"
+            )
         if not xtts_language.is_known_to_coqui(language):
             xtts_language.register(language)
         return language
 
     @torch.no_grad()
-    def speak(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_rate: int, language: str,
-              speed: float = 1.0) -> np.ndarray:
+    def speak(
+        self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float = 1.0
+    ) -> np.ndarray:
         """Upstream's inference path: conditioning latents and speaker embedding of the reference
         (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference)."""
         with quiet_transformers():
@@ -537,8 +630,12 @@ class XttsAdapter(BaseAdapter):
         if not xtts_language.is_known_to_coqui(language):
             unknown = xtts_language.unknown_letters(xtts.tokenizer, text)
             if unknown:
-                say(f"--text: letters not in the model's {language} vocabulary (its dataset's text never had them) "
-                    f"are read as unknown tokens: {' '.join(unknown)}", logging.WARNING, log.name)
+                say(
+                    f"--text: letters not in the model's {language} vocabulary (its dataset's text never had them) "
+                    f"are read as unknown tokens: {' '.join(unknown)}",
+                    logging.WARNING,
+                    log.name,
+                )
         with quiet_transformers():
             return self._speak(xtts, text, ref_audio, ref_rate, language, speed)
 
@@ -547,17 +644,26 @@ class XttsAdapter(BaseAdapter):
         device = next(xtts.parameters()).device
         ref = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32))[None].to(device)
         ref = ref[:, : int(ref_rate * config.max_ref_len)]
-        latents = xtts.get_gpt_cond_latents(ref, ref_rate, length=config.gpt_cond_len,
-                                            chunk_length=config.gpt_cond_chunk_len)
+        latents = xtts.get_gpt_cond_latents(
+            ref, ref_rate, length=config.gpt_cond_len, chunk_length=config.gpt_cond_chunk_len
+        )
         speaker = xtts.get_speaker_embedding(ref, ref_rate)
         lang = language.split("-")[0]
         limit = xtts.tokenizer.char_limits.get(lang, 250)
         pieces = []
         for sentence in split_sentences(text, limit):
             result = xtts.inference(
-                sentence, language, latents, speaker, temperature=config.temperature,
-                length_penalty=config.length_penalty, repetition_penalty=config.repetition_penalty,
-                top_k=config.top_k, top_p=config.top_p, speed=speed, enable_text_splitting=False,
+                sentence,
+                language,
+                latents,
+                speaker,
+                temperature=config.temperature,
+                length_penalty=config.length_penalty,
+                repetition_penalty=config.repetition_penalty,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                speed=speed,
+                enable_text_splitting=False,
                 max_new_tokens=generation_cap(xtts, sentence, lang),
             )
             pieces.append(np.asarray(result["wav"], dtype=np.float32).reshape(-1))
@@ -601,22 +707,30 @@ def speaks_code(languages: list[str], language: str) -> bool:
     return language in languages or f"{language}-cn" in languages  # zh = zh-cn
 
 
-def grown_text_rows(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], prefix: str,
-                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+def grown_text_rows(
+    state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], prefix: str, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """`state` with its text embedding and text head grown to the model's (`own`) rows: the rows
     of tokens a new language added, drawn as AllTalk's expand_xtts.py draws them."""
     state = dict(state)
     for key in (prefix + k for k in TEXT_ROW_KEYS):
-        if key in state and key in own and state[key].shape[0] < own[key].shape[0] \
-                and state[key].shape[1:] == own[key].shape[1:]:
+        if (
+            key in state
+            and key in own
+            and state[key].shape[0] < own[key].shape[0]
+            and state[key].shape[1:] == own[key].shape[1:]
+        ):
             state[key] = xtts_language.grow_rows(state[key], own[key].shape[0] - state[key].shape[0], generator)
     return state
 
 
 def gpt_weight_names(model: torch.nn.Module) -> list[str]:
     """Names of the GPT's own tensors in `model` (not LoRA's, not the inference aliases)."""
-    return [k for k in model.state_dict() if k.startswith("xtts.gpt.") and "lora_" not in k
-            and not files.is_inference_alias(k[len("xtts."):])]
+    return [
+        k
+        for k in model.state_dict()
+        if k.startswith("xtts.gpt.") and "lora_" not in k and not files.is_inference_alias(k[len("xtts.") :])
+    ]
 
 
 def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_dir: Path) -> torch.Tensor:
@@ -629,13 +743,14 @@ def cached_codes(audio: np.ndarray, parts: files.XttsParts, dvae_id: str, codes_
     if path.is_file():
         try:
             return load_file(str(path))["codes"]
-        except Exception:  # a damaged cache file is recomputed
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
             log.warning("cache file %s is unreadable; recomputing it", path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dvae = parts.dvae.to(device)
     with torch.no_grad():
-        mel = dvae_wav_to_mel(torch.from_numpy(audio)[None].to(device), mel_norms=parts.mel_stats.to(device),
-                              device=device)
+        mel = dvae_wav_to_mel(
+            torch.from_numpy(audio)[None].to(device), mel_norms=parts.mel_stats.to(device), device=device
+        )
         codes = dvae.get_codebook_indices(mel)[0].long().cpu().contiguous()
     with fsio.atomic_path(path) as tmp:
         save_file({"codes": codes}, str(tmp))
@@ -647,8 +762,9 @@ def quiet_transformers():
     """Silence transformers' warnings about what coqui's XTTS does on purpose: a GPT2Config whose
     default bos/eos ids lie outside XTTS's token range (it passes its own), and generation given
     both coqui's max_length and our max_new_tokens (the latter wins, as intended)."""
-    loggers = [logging.getLogger(name) for name in ("transformers.configuration_utils",
-                                                     "transformers.generation.utils")]
+    loggers = [
+        logging.getLogger(name) for name in ("transformers.configuration_utils", "transformers.generation.utils")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -688,8 +804,11 @@ def split_sentences(text: str, limit: int) -> list[str]:
     for sentence in (s.strip() for s in _SENTENCE_END.split(text.strip())):
         if not sentence:
             continue
-        parts = [sentence] if len(sentence) <= limit else [
-            chunk for clause in re.split(r"(?<=,)\s+", sentence) for chunk in textwrap.wrap(clause, limit)]
+        parts = (
+            [sentence]
+            if len(sentence) <= limit
+            else [chunk for clause in re.split(r"(?<=,)\s+", sentence) for chunk in textwrap.wrap(clause, limit)]
+        )
         for part in parts:
             if pieces and len(pieces[-1]) + 1 + len(part) <= limit:
                 pieces[-1] += " " + part
@@ -703,7 +822,8 @@ def log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     import torchaudio
 
     mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=256, n_mels=80)(
-        torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
+        torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    )
     return torch.log(mel.clamp(min=1e-5)).numpy()
 
 

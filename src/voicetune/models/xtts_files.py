@@ -38,7 +38,12 @@ log = logging.getLogger("voicetune.models")
 
 HUB_REPO = "coqui/XTTS-v2"
 CONFIG_FILE, MODEL_FILE, DVAE_FILE, MEL_STATS_FILE, VOCAB_FILE = (
-    "config.json", "model.pth", "dvae.pth", "mel_stats.pth", "vocab.json")
+    "config.json",
+    "model.pth",
+    "dvae.pth",
+    "mel_stats.pth",
+    "vocab.json",
+)
 SPEAKERS_FILE = "speakers_xtts.pth"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, DVAE_FILE, MEL_STATS_FILE, VOCAB_FILE)
 
@@ -55,13 +60,29 @@ TINY_MODEL_ARGS = {
     "decoder_input_dim": 64,
 }
 TINY_DVAE_ARGS: dict[str, Any] = {
-    "channels": 80, "normalization": None, "positional_dims": 1, "num_tokens": 254, "codebook_dim": 32,
-    "hidden_dim": 32, "num_resnet_blocks": 1, "kernel_size": 3, "num_layers": 2, "use_transposed_convs": False,
+    "channels": 80,
+    "normalization": None,
+    "positional_dims": 1,
+    "num_tokens": 254,
+    "codebook_dim": 32,
+    "hidden_dim": 32,
+    "num_resnet_blocks": 1,
+    "kernel_size": 3,
+    "num_layers": 2,
+    "use_transposed_convs": False,
 }
 TINY_DVAE_SEED = 20240611
 # Inference settings of coqui/XTTS-v2's config.json, used for xtts-tiny too.
-INFERENCE_SETTINGS = {"temperature": 0.75, "length_penalty": 1.0, "repetition_penalty": 5.0, "top_k": 50,
-                      "top_p": 0.85, "gpt_cond_len": 30, "gpt_cond_chunk_len": 4, "max_ref_len": 30}
+INFERENCE_SETTINGS = {
+    "temperature": 0.75,
+    "length_penalty": 1.0,
+    "repetition_penalty": 5.0,
+    "top_k": 50,
+    "top_p": 0.85,
+    "gpt_cond_len": 30,
+    "gpt_cond_chunk_len": 4,
+    "max_ref_len": 30,
+}
 # Accented Latin, Cyrillic, Arabic and Devanagari letters added to the tiny tokenizer, one token each.
 TINY_EXTRA_CHARS = (
     "0123456789àáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿāăąćčďđēėęěğīıķĺľłńňőœŕřśşšţťūůűųźżžșț"
@@ -123,8 +144,9 @@ def tiny_parts() -> XttsParts:
         setattr(config.model_args, key, value)
     for setting, setting_value in INFERENCE_SETTINGS.items():
         setattr(config, setting, setting_value)
-    return XttsParts(config, tiny_vocab_json(config.languages), tiny_dvae(), torch.ones(80), None, None,
-                     "built-in tiny parts")
+    return XttsParts(
+        config, tiny_vocab_json(config.languages), tiny_dvae(), torch.ones(80), None, None, "built-in tiny parts"
+    )
 
 
 def pretrained_parts(folder: Path) -> XttsParts:
@@ -140,9 +162,15 @@ def pretrained_parts(folder: Path) -> XttsParts:
     if not isinstance(mel_stats, torch.Tensor) or mel_stats.numel() != 80:
         raise CheckpointError(f"{folder / MEL_STATS_FILE}: expected a tensor of 80 mel statistics")
     speakers = folder / SPEAKERS_FILE
-    return XttsParts(config, (folder / VOCAB_FILE).read_text(encoding="utf-8"), load_dvae(folder / DVAE_FILE),
-                     mel_stats.float().reshape(80), folder / MODEL_FILE, speakers if speakers.is_file() else None,
-                     str(folder))
+    return XttsParts(
+        config,
+        (folder / VOCAB_FILE).read_text(encoding="utf-8"),
+        load_dvae(folder / DVAE_FILE),
+        mel_stats.float().reshape(80),
+        folder / MODEL_FILE,
+        speakers if speakers.is_file() else None,
+        str(folder),
+    )
 
 
 def resolve_pretrained(spec: str) -> Path:
@@ -154,17 +182,21 @@ def resolve_pretrained(spec: str) -> Path:
     if path.is_dir():
         missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
         if missing:
-            raise UsageError(f"--pretrained {spec}: the folder lacks {', '.join(missing)}; an XTTS folder holds "
-                             f"{', '.join(REQUIRED_FILES)} (the files of https://huggingface.co/{HUB_REPO})")
+            raise UsageError(
+                f"--pretrained {spec}: the folder lacks {', '.join(missing)}; an XTTS folder holds "
+                f"{', '.join(REQUIRED_FILES)} (the files of https://huggingface.co/{HUB_REPO})"
+            )
         return path
-    repo = text[len("hf://"):] if text.startswith("hf://") else text
+    repo = text[len("hf://") :] if text.startswith("hf://") else text
     parts = repo.strip("/").split("/")
     if text.startswith("hf://") or (len(parts) == 2 and all(re.fullmatch(r"[\w.-]+", p) for p in parts)):
         if len(parts) < 2:
             raise UsageError(f"--pretrained {spec}: write hf://OWNER/REPO, e.g. hf://{HUB_REPO}")
         return download_snapshot("/".join(parts[:2]), spec)
-    raise UsageError(f"--pretrained {spec}: no such folder; pass a folder holding {', '.join(REQUIRED_FILES)} "
-                     f"or the hub repo {HUB_REPO}")
+    raise UsageError(
+        f"--pretrained {spec}: no such folder; pass a folder holding {', '.join(REQUIRED_FILES)} "
+        f"or the hub repo {HUB_REPO}"
+    )
 
 
 def download_snapshot(repo_id: str, spec: str) -> Path:
@@ -175,21 +207,26 @@ def download_snapshot(repo_id: str, spec: str) -> Path:
     from voicetune.models.hub import hub_offline, hub_reachable
 
     patterns = [*REQUIRED_FILES, SPEAKERS_FILE]
-    advice = (f"On a machine with internet, download {', '.join(REQUIRED_FILES)} from https://huggingface.co/{repo_id} "
-              "into a folder, copy it here and pass --pretrained FOLDER")
+    advice = (
+        f"On a machine with internet, download {', '.join(REQUIRED_FILES)} from https://huggingface.co/{repo_id} "
+        "into a folder, copy it here and pass --pretrained FOLDER"
+    )
     try:  # an earlier download may sit in the cache
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:  # noqa: BLE001 - not in the cache: downloaded below
         pass
     if hub_offline() or not hub_reachable():
-        raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id}: the Hugging Face hub cannot be reached "
-                             f"(or HF_HUB_OFFLINE is set) and it is not in the local cache. {advice}")
+        raise VoicetuneError(
+            f"--pretrained {spec}: cannot download {repo_id}: the Hugging Face hub cannot be reached "
+            f"(or HF_HUB_OFFLINE is set) and it is not in the local cache. {advice}"
+        )
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as err:  # noqa: BLE001 - unknown repo, HTTP error: the hub's own words, whole, on one line
         said = " ".join(str(err).split()) or type(err).__name__
-        raise VoicetuneError(f"--pretrained {spec}: cannot download {repo_id} from the Hugging Face hub: {said}. "
-                             f"{advice}") from None
+        raise VoicetuneError(
+            f"--pretrained {spec}: cannot download {repo_id} from the Hugging Face hub: {said}. {advice}"
+        ) from None
 
 
 # ---- reading upstream files ----------------------------------------------------------------
@@ -201,8 +238,14 @@ def coqui_config_globals() -> list:
     from TTS.config.shared_configs import BaseDatasetConfig
     from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig, XttsConfig
 
-    return [XttsConfig, BaseDatasetConfig, XttsArgs, XttsAudioConfig,
-            (XttsArgs, "TTS.tts.models.xtts.XttsArgs"), (XttsAudioConfig, "TTS.tts.models.xtts.XttsAudioConfig")]
+    return [
+        XttsConfig,
+        BaseDatasetConfig,
+        XttsArgs,
+        XttsAudioConfig,
+        (XttsArgs, "TTS.tts.models.xtts.XttsArgs"),
+        (XttsAudioConfig, "TTS.tts.models.xtts.XttsAudioConfig"),
+    ]
 
 
 def read_xtts_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -219,7 +262,7 @@ def read_xtts_state_dict(path: Path) -> dict[str, torch.Tensor]:
     dropped = ("torch_mel_spectrogram_style_encoder", "torch_mel_spectrogram_dvae", "dvae")
     normalized = {}
     for key, tensor in state.items():
-        key = key[len("xtts."):] if key.startswith("xtts.") else key
+        key = key[len("xtts.") :] if key.startswith("xtts.") else key
         if key.split(".")[0] not in dropped and not is_inference_alias(key):
             normalized[key] = tensor
     if "text_embedding.weight" in normalized and "gpt.text_embedding.weight" not in normalized:
@@ -251,9 +294,18 @@ def dvae_args_from_state(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     layers = sum(1 for i in range(16) if f"encoder.{i}.0.weight" in state)
     resblocks = sum(1 for i in range(16) if f"encoder.{i}.net.0.weight" in state)
     embed = state["codebook.embed"]
-    return {"channels": first.shape[1], "normalization": None, "positional_dims": 1, "num_tokens": embed.shape[1],
-            "codebook_dim": embed.shape[0], "hidden_dim": first.shape[0], "num_resnet_blocks": resblocks,
-            "kernel_size": first.shape[-1], "num_layers": layers, "use_transposed_convs": False}
+    return {
+        "channels": first.shape[1],
+        "normalization": None,
+        "positional_dims": 1,
+        "num_tokens": embed.shape[1],
+        "codebook_dim": embed.shape[0],
+        "hidden_dim": first.shape[0],
+        "num_resnet_blocks": resblocks,
+        "kernel_size": first.shape[-1],
+        "num_layers": layers,
+        "use_transposed_convs": False,
+    }
 
 
 def make_dvae(args: dict[str, Any]) -> torch.nn.Module:
@@ -298,8 +350,17 @@ def tiny_vocab_json(languages: list[str]) -> str:
     next_id = max(vocab.values()) + 1
     for token in ["[START]", *(f"[{lang}]" for lang in languages)]:
         vocab[token] = next_id
-        data["added_tokens"].append({"id": next_id, "special": True, "content": token, "single_word": False,
-                                     "lstrip": False, "rstrip": False, "normalized": False})
+        data["added_tokens"].append(
+            {
+                "id": next_id,
+                "special": True,
+                "content": token,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+            }
+        )
         next_id += 1
     for char in TINY_EXTRA_CHARS:
         if char not in vocab:
@@ -308,10 +369,23 @@ def tiny_vocab_json(languages: list[str]) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-SHAPE_ARGS = ("gpt_layers", "gpt_n_model_channels", "gpt_n_heads", "gpt_max_audio_tokens", "gpt_max_text_tokens",
-              "gpt_max_prompt_tokens", "gpt_num_audio_tokens", "gpt_start_audio_token", "gpt_stop_audio_token",
-              "gpt_code_stride_len", "gpt_use_perceiver_resampler", "decoder_input_dim", "d_vector_dim",
-              "input_sample_rate", "output_sample_rate")
+SHAPE_ARGS = (
+    "gpt_layers",
+    "gpt_n_model_channels",
+    "gpt_n_heads",
+    "gpt_max_audio_tokens",
+    "gpt_max_text_tokens",
+    "gpt_max_prompt_tokens",
+    "gpt_num_audio_tokens",
+    "gpt_start_audio_token",
+    "gpt_stop_audio_token",
+    "gpt_code_stride_len",
+    "gpt_use_perceiver_resampler",
+    "decoder_input_dim",
+    "d_vector_dim",
+    "input_sample_rate",
+    "output_sample_rate",
+)
 
 
 def model_args_dict(config: Any) -> dict[str, Any]:
@@ -321,8 +395,12 @@ def model_args_dict(config: Any) -> dict[str, Any]:
 
 def is_inference_alias(key: str) -> bool:
     """Keys that coqui's init_gpt_for_inference adds as second names of existing weights."""
-    return key.startswith("gpt.gpt_inference.") or key.startswith("gpt.gpt.wte.") or ".gpt.gpt_inference." in key \
+    return (
+        key.startswith("gpt.gpt_inference.")
+        or key.startswith("gpt.gpt.wte.")
+        or ".gpt.gpt_inference." in key
         or ".gpt.gpt.wte." in key
+    )
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -340,13 +418,14 @@ def write_text(text: str, path: Path) -> Path:
     return path
 
 
-def write_xtts_folder(out_dir: Path, xtts_state: dict[str, torch.Tensor], parts: XttsParts,
-                      config: Any) -> list[Path]:
+def write_xtts_folder(out_dir: Path, xtts_state: dict[str, torch.Tensor], parts: XttsParts, config: Any) -> list[Path]:
     """The folder upstream's `Xtts.load_checkpoint(config, checkpoint_dir=out_dir)` reads."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [save_pth({"model": plain_tensors(xtts_state)}, out_dir / MODEL_FILE),
-               *write_parts(out_dir, parts, config)]
+    written = [
+        save_pth({"model": plain_tensors(xtts_state)}, out_dir / MODEL_FILE),
+        *write_parts(out_dir, parts, config),
+    ]
     if parts.speakers_path is not None:
         with fsio.atomic_path(out_dir / SPEAKERS_FILE) as tmp:
             shutil.copyfile(parts.speakers_path, tmp)

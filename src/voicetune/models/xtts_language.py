@@ -27,8 +27,9 @@ from typing import Any
 from voicetune.errors import UsageError
 
 # The codes coqui's own preprocess_text handles (TTS/tts/layers/xtts/tokenizer.py); "zh-cn" is "zh".
-COQUI_LANGUAGES = frozenset({"ar", "cs", "de", "en", "es", "fr", "hi", "hu", "it", "nl", "pl", "pt", "ru", "tr",
-                             "zh", "ko", "ja"})
+COQUI_LANGUAGES = frozenset(
+    {"ar", "cs", "de", "en", "es", "fr", "hi", "hu", "it", "nl", "pl", "pt", "ru", "tr", "zh", "ko", "ja"}
+)
 DEFAULT_CHAR_LIMIT = 250  # coqui's limit for a code it has none for (check_input_length)
 NEW_TOKENS = 400  # at most this many BPE tokens learnt from the dataset (its characters always come in)
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[a-z]{2,4})?")
@@ -118,8 +119,9 @@ def learn_extension(vocab_json: str, code: str, texts: list[str], new_tokens: in
     new_chars = [ch for ch in alphabet if ch not in vocab]
     bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
     bpe.pre_tokenizer = pre_tokenizers.Whitespace()  # as XTTS's vocab.json splits words
-    trainer = trainers.BpeTrainer(vocab_size=len(alphabet) + new_tokens, initial_alphabet=alphabet,
-                                  special_tokens=["[UNK]"], show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + new_tokens, initial_alphabet=alphabet, special_tokens=["[UNK]"], show_progress=False
+    )
     bpe.train_from_iterator(cleaned, trainer=trainer)
     learnt = json.loads(bpe.to_str())["model"]
     fresh = set(new_chars)
@@ -147,9 +149,17 @@ def apply_extension(vocab_json: str, extension: dict[str, Any]) -> str:
     language_token = f"[{extension['language']}]"
     if language_token not in vocab:
         vocab[language_token] = next_id
-        data.setdefault("added_tokens", []).append({"id": next_id, "special": True, "content": language_token,
-                                                    "single_word": False, "lstrip": False, "rstrip": False,
-                                                    "normalized": False})
+        data.setdefault("added_tokens", []).append(
+            {
+                "id": next_id,
+                "special": True,
+                "content": language_token,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+            }
+        )
         next_id += 1
     for token in extension["tokens"]:
         if token not in vocab:

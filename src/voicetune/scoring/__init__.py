@@ -11,6 +11,17 @@ from voicetune.scoring.scorers import ClipScore, Scorers, get_scorers, to_scorin
 from voicetune.scoring.text import ErrorRates, error_rates, words_for_scoring
 
 __all__ = [
-    "SCORING_RATE", "ClipScore", "ErrorRates", "Scorers", "Summary", "centroid", "composite_score", "cosine",
-    "error_rates", "get_scorers", "summarize", "to_scoring_rate", "words_for_scoring",
+    "SCORING_RATE",
+    "ClipScore",
+    "ErrorRates",
+    "Scorers",
+    "Summary",
+    "centroid",
+    "composite_score",
+    "cosine",
+    "error_rates",
+    "get_scorers",
+    "summarize",
+    "to_scoring_rate",
+    "words_for_scoring",
 ]

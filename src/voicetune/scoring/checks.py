@@ -47,9 +47,13 @@ class TakeCheck:
         return not self.flags
 
     def to_json(self) -> dict:
-        return {"wer": None if self.wer is None else round(self.wer, 4), "seconds": round(self.seconds, 3),
-                "expected_seconds": None if self.expected_seconds is None else round(self.expected_seconds, 3),
-                "transcript": self.transcript, "flags": list(self.flags)}
+        return {
+            "wer": None if self.wer is None else round(self.wer, 4),
+            "seconds": round(self.seconds, 3),
+            "expected_seconds": None if self.expected_seconds is None else round(self.expected_seconds, 3),
+            "transcript": self.transcript,
+            "flags": list(self.flags),
+        }
 
 
 def spoken_characters(text: str) -> int:
@@ -65,7 +69,7 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     count = len(audio) // size
     if count == 0:
         return np.zeros(0, bool)
-    rms = np.sqrt(np.mean(audio[:count * size].reshape(count, size) ** 2, axis=1))
+    rms = np.sqrt(np.mean(audio[: count * size].reshape(count, size) ** 2, axis=1))
     return rms > max(0.1 * float(np.percentile(rms, 95)), 1e-3)
 
 
@@ -83,8 +87,14 @@ def speaking_rate(audio: np.ndarray, text: str) -> float | None:
     return spoken_characters(text) / (end - start) if end > start and spoken_characters(text) else None
 
 
-def check_take(audio: np.ndarray, text: str, transcript, language: str | None = "en",
-               chars_per_second: float | None = None, max_wer: float = MAX_WER) -> TakeCheck:
+def check_take(
+    audio: np.ndarray,
+    text: str,
+    transcript,
+    language: str | None = "en",
+    chars_per_second: float | None = None,
+    max_wer: float = MAX_WER,
+) -> TakeCheck:
     """Check a 16 kHz take of `text` against whisper's `transcript` of it (words timed from the
     take's start; `Intelligibility.transcripts`). See the module docstring for the flags."""
     audio = np.asarray(audio, np.float32).reshape(-1)
@@ -108,7 +118,10 @@ def check_take(audio: np.ndarray, text: str, transcript, language: str | None = 
             check.flags.append("speech_after_last_word")
         meant, said = words_for_scoring(text, language), words_for_scoring(heard, language)
         sounding_at_end = len(voiced) > 0 and voiced[-1]
-        if meant and (not said or said[-1] != meant[-1]) and (
-                len(audio) / SCORING_RATE - words[-1].end < CUT_SECONDS or sounding_at_end):
+        if (
+            meant
+            and (not said or said[-1] != meant[-1])
+            and (len(audio) / SCORING_RATE - words[-1].end < CUT_SECONDS or sounding_at_end)
+        ):
             check.flags.append("last_word_cut")
     return check

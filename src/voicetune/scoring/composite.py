@@ -42,7 +42,7 @@ class Summary:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "Summary | None":
+    def from_json(cls, data: dict[str, Any] | None) -> Summary | None:
         if not data:
             return None
         return cls(**{k: data[k] for k in (*MEASURES, "clips") if k in data})
@@ -57,9 +57,13 @@ def summarize(scores: Sequence[Any], digits: int = 6) -> Summary:
         for rate in rates[1:]:
             total = total + rate
         wer, cer = total.wer, total.cer
-    return Summary(_round(wer, digits), _round(cer, digits),
-                   _round(_mean(s.similarity for s in scores), digits),
-                   _round(_mean(s.dnsmos for s in scores), digits), len(scores))
+    return Summary(
+        _round(wer, digits),
+        _round(cer, digits),
+        _round(_mean(s.similarity for s in scores), digits),
+        _round(_mean(s.dnsmos for s in scores), digits),
+        len(scores),
+    )
 
 
 def composite_score(measured: Summary, ceiling: Summary | None) -> float | None:

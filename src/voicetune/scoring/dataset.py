@@ -49,7 +49,13 @@ class ScoredClip:
     severity: float = 0.0  # how far past its thresholds, summed: the sort key
 
     def to_json(self, full: bool = False) -> dict:
-        data = {"id": self.id, "wer": self.wer, "dnsmos": self.dnsmos, "similarity": self.similarity, "flags": self.flags}
+        data = {
+            "id": self.id,
+            "wer": self.wer,
+            "dnsmos": self.dnsmos,
+            "similarity": self.similarity,
+            "flags": self.flags,
+        }
         if full:
             data.update(text=self.text, heard=self.heard)
         return data
@@ -77,8 +83,12 @@ class DatasetScore:
         """The report written by --out and added to report.json by `prepare --score`."""
         counts = Counter(flag for clip in self.clips for flag in clip.flags)
         return {
-            "dataset": str(self.dataset), "clips": len(self.clips), "flagged": len(self.flagged),
-            "language": self.language, "thresholds": asdict(self.thresholds), "flags": dict(sorted(counts.items())),
+            "dataset": str(self.dataset),
+            "clips": len(self.clips),
+            "flagged": len(self.flagged),
+            "language": self.language,
+            "thresholds": asdict(self.thresholds),
+            "flags": dict(sorted(counts.items())),
             "flagged_clips": [c.to_json(full=True) for c in self.flagged],
             "all_clips": [c.to_json(full=True) for c in self.clips],
         }
@@ -88,9 +98,13 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def score_dataset(dataset: Path, whisper_model: str | None, language: str | None = None,
-                  progress: Callable[[int, int], None] | None = None, note: Callable[[str], None] | None = None,
-                  ) -> DatasetScore:
+def score_dataset(
+    dataset: Path,
+    whisper_model: str | None,
+    language: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> DatasetScore:
     """Score every clip of an LJSpeech-layout dataset (metadata.csv + wavs/) and flag outliers."""
     from voicetune.data.ljspeech import METADATA, audio_path_of, load_audio, read_metadata
     from voicetune.scoring.measures import SCORING_RATE, centroid, cosine
@@ -99,22 +113,26 @@ def score_dataset(dataset: Path, whisper_model: str | None, language: str | None
     dataset = Path(dataset)
     metadata = dataset / METADATA
     if not metadata.is_file():
-        raise UsageError(f"{dataset}: no {METADATA}; give a dataset folder (wavs/ and metadata.csv), e.g. from `voicetune prepare`")
+        raise UsageError(
+            f"{dataset}: no {METADATA}; give a dataset folder (wavs/ and metadata.csv), e.g. from `voicetune prepare`"
+        )
     rows = [row for row in read_metadata(metadata) if row.item_id]
     if not rows:
         raise UsageError(f"{metadata}: no clips; add lines `id|text`")
     missing = [row.item_id for row in rows if not audio_path_of(dataset, row.item_id).is_file()]
     if missing:
-        raise UsageError(f"{dataset}: {len(missing)} clips of {METADATA} have no audio file (first: {missing[0]}); "
-                         f"run `voicetune dataset check {dataset}`")
+        raise UsageError(
+            f"{dataset}: {len(missing)} clips of {METADATA} have no audio file (first: {missing[0]}); "
+            f"run `voicetune dataset check {dataset}`"
+        )
     language = language or _dataset_language(dataset)
     scorers = get_scorers(whisper_model, note)
     texts = [row.text for row in rows]
     results, embeddings = [], []
     for first in range(0, len(rows), BATCH_CLIPS):
-        batch = rows[first:first + BATCH_CLIPS]
+        batch = rows[first : first + BATCH_CLIPS]
         clips = [load_audio(audio_path_of(dataset, row.item_id), SCORING_RATE) for row in batch]
-        results.extend(scorers.score(clips, texts[first:first + BATCH_CLIPS], language))
+        results.extend(scorers.score(clips, texts[first : first + BATCH_CLIPS], language))
         batch_embeddings = scorers.embed(clips)
         if batch_embeddings is not None:
             embeddings.append(batch_embeddings)
@@ -126,9 +144,17 @@ def score_dataset(dataset: Path, whisper_model: str | None, language: str | None
         first_pass = cosine(every, centroid(every))
         kept = np.argsort(-first_pass)[: max(1, int(np.ceil(len(rows) * (1 - CENTROID_TRIM))))]
         similarities = [float(v) for v in cosine(every, centroid(every[kept]))]
-    clips = [ScoredClip(row.clip_id, _round(score.wer), _round(score.dnsmos), _round(similarity), text=row.text,
-                        heard=score.transcript)
-             for row, score, similarity in zip(rows, results, similarities)]
+    clips = [
+        ScoredClip(
+            row.clip_id,
+            _round(score.wer),
+            _round(score.dnsmos),
+            _round(similarity),
+            text=row.text,
+            heard=score.transcript,
+        )
+        for row, score, similarity in zip(rows, results, similarities)
+    ]
     thresholds = flag_outliers(clips)
     clips.sort(key=lambda c: (-len(c.flags), -c.severity, c.id))
     return DatasetScore(dataset, clips, thresholds, language)
@@ -136,6 +162,7 @@ def score_dataset(dataset: Path, whisper_model: str | None, language: str | None
 
 def flag_outliers(clips: list[ScoredClip]) -> Thresholds:
     """Set each clip's flags and severity; returns the thresholds (see the module docstring)."""
+
     def median(values):
         present = [v for v in values if v is not None]
         return statistics.median(present) if present else None
@@ -156,7 +183,11 @@ def flag_outliers(clips: list[ScoredClip]) -> Thresholds:
         if clip.dnsmos is not None and thresholds.dnsmos is not None and clip.dnsmos < thresholds.dnsmos:
             clip.flags.append("low_quality")
             clip.severity += (thresholds.dnsmos - clip.dnsmos) / DNSMOS_MARGIN
-        if clip.similarity is not None and thresholds.similarity is not None and clip.similarity < thresholds.similarity:
+        if (
+            clip.similarity is not None
+            and thresholds.similarity is not None
+            and clip.similarity < thresholds.similarity
+        ):
             clip.flags.append("other_speaker")
             clip.severity += (thresholds.similarity - clip.similarity) / SIMILARITY_MARGIN
     return thresholds

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-
 log = logging.getLogger("voicetune.scoring")
 
 SCORING_RATE = 16000  # whisper, the GE2E encoder and DNSMOS all read 16 kHz
@@ -72,7 +71,9 @@ class Intelligibility:
         from voicetune.data.transcribe import WhisperTranscriber, resolve_whisper_model
 
         self.model = resolve_whisper_model(whisper_model)
-        self.transcriber = WhisperTranscriber(self.model.path, threads=threads or scoring_threads(), beam_size=beam_size)
+        self.transcriber = WhisperTranscriber(
+            self.model.path, threads=threads or scoring_threads(), beam_size=beam_size
+        )
 
     def transcribe(self, clips: Sequence[np.ndarray], language: str | None) -> list[str]:
         """Transcriptions of 16 kHz clips (see `transcripts`)."""
@@ -146,7 +147,7 @@ class SpeakerSimilarity:
         partials = []
         with torch.no_grad():
             for first in range(0, len(mels), ENCODER_BATCH):
-                batch = torch.from_numpy(np.stack(mels[first:first + ENCODER_BATCH])).to(self.encoder.device)
+                batch = torch.from_numpy(np.stack(mels[first : first + ENCODER_BATCH])).to(self.encoder.device)
                 partials.append(self.encoder(batch).cpu().numpy())
         partial_embeddings = np.concatenate(partials)
         owners_array = np.asarray(owners)
@@ -202,13 +203,13 @@ class Quality:
                 audio = np.concatenate([audio, audio])
             hops = int(np.floor(len(audio) / SCORING_RATE) - DNSMOS_SECONDS) + 1
             for hop in range(hops):
-                segment = audio[hop * SCORING_RATE: hop * SCORING_RATE + length]
+                segment = audio[hop * SCORING_RATE : hop * SCORING_RATE + length]
                 if len(segment) == length:
                     windows.append(segment)
                     owners.append(index)
         raw = []
         for first in range(0, len(windows), DNSMOS_BATCH):
-            batch = np.stack(windows[first:first + DNSMOS_BATCH]).astype(np.float32)
+            batch = np.stack(windows[first : first + DNSMOS_BATCH]).astype(np.float32)
             raw.append(self.session.run(None, {"input_1": batch})[0])
         scores = np.concatenate(raw) if raw else np.zeros((0, 3), np.float32)
         overall = np.array([self.calibration.get_polyfit_val(*row, False)[2] for row in scores], np.float64)

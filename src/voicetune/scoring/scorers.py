@@ -74,7 +74,7 @@ class Scorers:
                 try:
                     with torch_threads():  # loading whisper would change the caller's torch threads
                         self._loaded[name] = build()
-                except Exception as err:  # noqa: BLE001 - any failure to load only drops this measure
+                except Exception as err:
                     log.debug("cannot load %s", name, exc_info=True)
                     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                     self.note(f"{what} not measured: {reason[:300]}; {fix}")
@@ -86,13 +86,21 @@ class Scorers:
         if not self.whisper_model:
             return self._load("intelligibility", _no_whisper_model, "WER/CER", "pass --whisper-model")
         model = self.whisper_model
-        return self._load("intelligibility", lambda: Intelligibility(model), "WER/CER",
-                          "pass --whisper-model NAME_OR_FOLDER (or set VOICETUNE_WHISPER_MODEL)")
+        return self._load(
+            "intelligibility",
+            lambda: Intelligibility(model),
+            "WER/CER",
+            "pass --whisper-model NAME_OR_FOLDER (or set VOICETUNE_WHISPER_MODEL)",
+        )
 
     @property
     def similarity(self) -> SpeakerSimilarity | None:
-        return self._load("similarity", SpeakerSimilarity, "speaker similarity",
-                          "install resemblyzer and webrtcvad-wheels (`make install`)")
+        return self._load(
+            "similarity",
+            SpeakerSimilarity,
+            "speaker similarity",
+            "install resemblyzer and webrtcvad-wheels (`make install`)",
+        )
 
     @property
     def quality(self) -> Quality | None:
@@ -106,8 +114,14 @@ class Scorers:
         with torch_threads():
             return encoder.embed(clips)
 
-    def score(self, clips: Sequence[np.ndarray], texts: Sequence[str] | None = None, language: str | None = "en",
-              speaker: np.ndarray | None = None, embeddings: np.ndarray | None = None) -> list[ClipScore]:
+    def score(
+        self,
+        clips: Sequence[np.ndarray],
+        texts: Sequence[str] | None = None,
+        language: str | None = "en",
+        speaker: np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> list[ClipScore]:
         """Score 16 kHz clips: error rates against `texts` (when given), cosine similarity of each
         clip to the `speaker` embedding (when given), DNSMOS. `embeddings` of the clips may be
         passed when already computed."""
@@ -118,8 +132,15 @@ class Scorers:
             self._score(scores, clips, texts, language, speaker, embeddings)
         return scores
 
-    def _score(self, scores: list[ClipScore], clips: Sequence[np.ndarray], texts: Sequence[str] | None,
-               language: str | None, speaker: np.ndarray | None, embeddings: np.ndarray | None) -> None:
+    def _score(
+        self,
+        scores: list[ClipScore],
+        clips: Sequence[np.ndarray],
+        texts: Sequence[str] | None,
+        language: str | None,
+        speaker: np.ndarray | None,
+        embeddings: np.ndarray | None,
+    ) -> None:
         if texts is not None:
             asr = self.intelligibility
             if asr is not None:
@@ -158,4 +179,4 @@ def get_scorers(whisper_model: str | None, note: Note | None = None) -> Scorers:
         return _cache[key]
 
 
-__all__ = ["ClipScore", "Scorers", "get_scorers", "to_scoring_rate", "centroid", "cosine"]
+__all__ = ["ClipScore", "Scorers", "centroid", "cosine", "get_scorers", "to_scoring_rate"]

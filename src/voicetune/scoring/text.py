@@ -55,9 +55,13 @@ class ErrorRates:
     def cer(self) -> float:
         return _rate(self.char_edits, self.chars)
 
-    def __add__(self, other: "ErrorRates") -> "ErrorRates":
-        return ErrorRates(self.word_edits + other.word_edits, self.words + other.words,
-                          self.char_edits + other.char_edits, self.chars + other.chars)
+    def __add__(self, other: ErrorRates) -> ErrorRates:
+        return ErrorRates(
+            self.word_edits + other.word_edits,
+            self.words + other.words,
+            self.char_edits + other.char_edits,
+            self.chars + other.chars,
+        )
 
 
 def _rate(edits: int, length: int) -> float:
@@ -72,5 +76,6 @@ def error_rates(reference: str, hypothesis: str, language: str | None = "en") ->
     Characters are compared over the normalized words joined by single spaces."""
     ref_words, hyp_words = words_for_scoring(reference, language), words_for_scoring(hypothesis, language)
     ref_chars, hyp_chars = " ".join(ref_words), " ".join(hyp_words)
-    return ErrorRates(edit_distance(ref_words, hyp_words), len(ref_words),
-                      edit_distance(ref_chars, hyp_chars), len(ref_chars))
+    return ErrorRates(
+        edit_distance(ref_words, hyp_words), len(ref_words), edit_distance(ref_chars, hyp_chars), len(ref_chars)
+    )

@@ -18,13 +18,25 @@ def check_bind(host: str, api_key: str | None) -> None:
     if api_key is not None and len(api_key.strip()) < 8:
         raise UsageError("--api-key: use a key of 8 characters or more (e.g. `openssl rand -hex 24`)")
     if not is_loopback(host) and not api_key:
-        raise UsageError(f"--host {host}: the server would be reachable from other machines without a key; add "
-                         "--api-key KEY (clients send Authorization: Bearer KEY), or keep 127.0.0.1 and reach it "
-                         "through `ssh -L 8000:127.0.0.1:8000 HOST`")
+        raise UsageError(
+            f"--host {host}: the server would be reachable from other machines without a key; add "
+            "--api-key KEY (clients send Authorization: Bearer KEY), or keep 127.0.0.1 and reach it "
+            "through `ssh -L 8000:127.0.0.1:8000 HOST`"
+        )
 
 
-def run_server(targets: list[Path], host: str, port: int, api_key: str | None, voices: list[str],
-               max_queue: int, time_limit: float, max_models: int, nfe: int | None, weights: str | None = None) -> None:
+def run_server(
+    targets: list[Path],
+    host: str,
+    port: int,
+    api_key: str | None,
+    voices: list[str],
+    max_queue: int,
+    time_limit: float,
+    max_models: int,
+    nfe: int | None,
+    weights: str | None = None,
+) -> None:
     """Load the first model, then serve until interrupted."""
     import uvicorn
 
@@ -42,14 +54,30 @@ def run_server(targets: list[Path], host: str, port: int, api_key: str | None, v
         if name in models:
             raise UsageError(f"{target}: a second model named {name} (models are named after their run folder)")
         models[name] = path
-    service = SpeechService(models, [parse_voice(v) for v in voices], max_queue=max_queue, time_limit=time_limit,
-                            max_loaded=max_models, nfe=nfe, weights=weights)
+    service = SpeechService(
+        models,
+        [parse_voice(v) for v in voices],
+        max_queue=max_queue,
+        time_limit=time_limit,
+        max_loaded=max_models,
+        nfe=nfe,
+        weights=weights,
+    )
     service.start(warm=True)
     shown = f"[{host}]" if ":" in host else host
-    print(f"voicetune serve: http://{shown}:{port}/v1  models: {', '.join(models)}  "
-          f"voices: {', '.join(service.voice_names())}", flush=True)
+    print(
+        f"voicetune serve: http://{shown}:{port}/v1  models: {', '.join(models)}  "
+        f"voices: {', '.join(service.voice_names())}",
+        flush=True,
+    )
     try:
-        uvicorn.run(build_app(service, api_key), host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=5)
+        uvicorn.run(
+            build_app(service, api_key),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     finally:
         service.close()

@@ -32,11 +32,18 @@ STREAM_FORMATS = ("audio", "sse")
 DEFAULT_FORMAT = "mp3"  # OpenAI's default
 
 
-def error(status: int, message: str, param: str | None = None, code: str | None = None,
-          kind: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status, headers=headers
+    )
 
 
 class _TooLarge(Exception):
@@ -71,8 +78,11 @@ def parse_speech_request(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise RequestError("the body is not JSON; send {\"model\": ..., \"input\": ..., \"voice\": ...} "
-                           "with Content-Type: application/json", None, code="invalid_json") from None
+        raise RequestError(
+            'the body is not JSON; send {"model": ..., "input": ..., "voice": ...} with Content-Type: application/json',
+            None,
+            code="invalid_json",
+        ) from None
     if not isinstance(data, dict):
         raise RequestError("the body must be a JSON object with model, input and voice", None, code="invalid_json")
     voice = data.get("voice")
@@ -100,8 +110,12 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         try:
             fields = parse_speech_request(await _read_body(request, max_body))
         except _TooLarge:
-            return error(413, f"the body is larger than {max_body} bytes; input holds at most 4096 characters",
-                         None, "request_too_large")
+            return error(
+                413,
+                f"the body is larger than {max_body} bytes; input holds at most 4096 characters",
+                None,
+                "request_too_large",
+            )
         except ClientDisconnect:
             return Response(status_code=400)
         except RequestError as err:
@@ -113,15 +127,15 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         def put(kind: str, value: Any) -> None:
             loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
-        sink = job_sink(lambda plan: put("started", plan), lambda data: put("audio", data),
-                        lambda err: put("end", err))
+        sink = job_sink(lambda plan: put("started", plan), lambda data: put("audio", data), lambda err: put("end", err))
         try:
             job = service.submit(sink=sink, **fields)
         except RequestError as err:
             return error(err.status, str(err), err.param, err.code)
         except QueueFull as full:
-            return error(429, str(full), None, "queue_full", "rate_limit_error",
-                         headers={"Retry-After": str(full.retry_after)})
+            return error(
+                429, str(full), None, "queue_full", "rate_limit_error", headers={"Retry-After": str(full.retry_after)}
+            )
 
         # Until the first audio is ready, an error can still be a status code; a client that
         # leaves meanwhile cancels the job (afterwards the streaming response watches for it).
@@ -140,8 +154,11 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         if kind == "end":
             return _error_of(value, job)
         plan = value
-        headers = {"X-Voicetune-Model": job.model, "X-Voicetune-Chunks": str(len(plan.chunks)),
-                   "Cache-Control": "no-store"}
+        headers = {
+            "X-Voicetune-Model": job.model,
+            "X-Voicetune-Chunks": str(len(plan.chunks)),
+            "Cache-Control": "no-store",
+        }
         if plan.unsayable:
             headers["X-Voicetune-Unsayable"] = describe_characters(plan.unsayable, shown=False)
         tokens = len(plan.normalized.split())
@@ -173,12 +190,22 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         return StreamingResponse(body(), media_type=media, headers=headers)
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "voicetune"} for name in service.models]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": "voicetune"} for name in service.models
+                ],
+            }
+        )
 
     async def voices(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "name": name, "models": list(service.models)} for name in service.voice_names()]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": name, "name": name, "models": list(service.models)} for name in service.voice_names()],
+            }
+        )
 
     async def health(request: Request) -> Response:
         return JSONResponse(service.health())
@@ -189,22 +216,32 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("unexpected error", exc_info=exc)
-        return error(500, f"internal error: {type(exc).__name__}; the server log has the details", None, "internal_error")
+        return error(
+            500, f"internal error: {type(exc).__name__}; the server log has the details", None, "internal_error"
+        )
 
-    app = Starlette(routes=[
-        Route("/v1/audio/speech", speech, methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/audio/voices", voices, methods=["GET"]),
-        Route("/v1/voices", voices, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-    ], exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(
+        routes=[
+            Route("/v1/audio/speech", speech, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/audio/voices", voices, methods=["GET"]),
+            Route("/v1/voices", voices, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
     return BearerAuth(app, api_key) if api_key else app
 
 
 def _error_of(err: BaseException | None, job) -> Response:
     if isinstance(err, Cancelled) and job.timed_out:
-        return error(504, f"the request ran past its time limit of {job.time_limit:g} s and was cancelled; "
-                          "send shorter input, or start the server with a larger --timeout", None, "timeout")
+        return error(
+            504,
+            f"the request ran past its time limit of {job.time_limit:g} s and was cancelled; "
+            "send shorter input, or start the server with a larger --timeout",
+            None,
+            "timeout",
+        )
     if isinstance(err, RequestError):
         return error(err.status, str(err), err.param, err.code)
     if isinstance(err, VoicetuneError) and err.exit_code == 2:
@@ -232,9 +269,14 @@ class BearerAuth:
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.key):
-                response = error(401, "missing or wrong API key: send Authorization: Bearer KEY (the server's "
-                                 "--api-key)", None, "invalid_api_key", "authentication_error",
-                                 headers={"WWW-Authenticate": "Bearer"})
+                response = error(
+                    401,
+                    "missing or wrong API key: send Authorization: Bearer KEY (the server's --api-key)",
+                    None,
+                    "invalid_api_key",
+                    "authentication_error",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -26,8 +26,7 @@ CLIPS_PER_PAGE = 12
 MODELS = ["f5-tiny", "f5-v1-small", "f5-v1-base", "xtts-tiny", "xtts-v2"]
 POLL_SECONDS = 2.0
 # System fonts only: the default theme would fetch web fonts, and a studio may have no internet.
-THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                          font_mono=["ui-monospace", "monospace"])
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
 def guarded(handler):
@@ -70,35 +69,53 @@ def build_app(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool 
 
 # ---- Data -----------------------------------------------------------------------------------
 
+
 def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool) -> dict:
     from voicetune.data.edit import list_clips, remove_clip, restore_clip, set_transcript
 
-    gr.Markdown("Recordings in any format: upload them, name a folder inside the workspace, or paste URLs. "
-                "**Prepare** cuts them into clips, transcribes them and checks the result.")
+    gr.Markdown(
+        "Recordings in any format: upload them, name a folder inside the workspace, or paste URLs. "
+        "**Prepare** cuts them into clips, transcribes them and checks the result."
+    )
     with gr.Row():
         name = gr.Textbox("my_voice", label="dataset name", elem_id="data-name", scale=1)
-        transcriber = gr.Dropdown(["whisper", "pocketsphinx", "none"], value="whisper", label="transcriber",
-                                  elem_id="data-transcriber", scale=1)
-        whisper_model = gr.Textbox(ws.whisper_model(), label="whisper model (name or folder; kept for this workspace)",
-                                   elem_id="data-whisper", scale=2)
+        transcriber = gr.Dropdown(
+            ["whisper", "pocketsphinx", "none"],
+            value="whisper",
+            label="transcriber",
+            elem_id="data-transcriber",
+            scale=1,
+        )
+        whisper_model = gr.Textbox(
+            ws.whisper_model(),
+            label="whisper model (name or folder; kept for this workspace)",
+            elem_id="data-whisper",
+            scale=2,
+        )
         language = gr.Textbox("", label="language (empty: detect)", elem_id="data-language", scale=1)
         min_seconds = gr.Number(5.0, label="shortest clip (s)", elem_id="data-min", scale=1)
         max_seconds = gr.Number(15.0, label="longest clip (s)", elem_id="data-max", scale=1)
     with gr.Row():
-        uploads = gr.File(file_count="multiple", label=f"upload recordings (up to {format_size(max_upload_bytes)} each)",
-                          elem_id="data-upload", scale=2)
+        uploads = gr.File(
+            file_count="multiple",
+            label=f"upload recordings (up to {format_size(max_upload_bytes)} each)",
+            elem_id="data-upload",
+            scale=2,
+        )
         with gr.Column(scale=2):
-            folder = gr.Textbox("", label="or a folder inside the workspace", placeholder="recordings/my_voice",
-                                elem_id="data-folder")
+            folder = gr.Textbox(
+                "", label="or a folder inside the workspace", placeholder="recordings/my_voice", elem_id="data-folder"
+            )
             urls = gr.Textbox("", label="or URLs, one per line (downloaded with yt-dlp)", lines=2, elem_id="data-urls")
     prepare = gr.Button("Prepare", variant="primary", elem_id="data-prepare")
     message = gr.Markdown(elem_id="data-message")
     with gr.Row():
         report = gr.Markdown(elem_id="data-report")
-        histogram = gr.Image(label="clip durations", type="filepath", interactive=False, elem_id="data-histogram", height=260)
+        histogram = gr.Image(
+            label="clip durations", type="filepath", interactive=False, elem_id="data-histogram", height=260
+        )
     with gr.Row():
-        sort = gr.Dropdown(list(views.CLIP_ORDERS), value="id", label="sort clips by",
-                           elem_id="data-sort", scale=1)
+        sort = gr.Dropdown(list(views.CLIP_ORDERS), value="id", label="sort clips by", elem_id="data-sort", scale=1)
         page = gr.Number(1, label="page", precision=0, minimum=1, elem_id="data-page", scale=1)
     version = gr.State(0)  # bumped to redraw the clip table after a change
 
@@ -111,17 +128,50 @@ def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool
         picture = folder_path / "durations.png"
         return summary, str(picture) if picture.is_file() else None
 
-    def run_prepare(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest, longest,
-                    version_now, progress=gr.Progress()):
+    def run_prepare(
+        dataset_name,
+        files,
+        folder_text,
+        url_text,
+        transcriber_name,
+        model_name,
+        lang,
+        shortest,
+        longest,
+        version_now,
+        progress=gr.Progress(),
+    ):
         try:
-            return prepared(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest,
-                            longest, version_now, progress)
+            return prepared(
+                dataset_name,
+                files,
+                folder_text,
+                url_text,
+                transcriber_name,
+                model_name,
+                lang,
+                shortest,
+                longest,
+                version_now,
+                progress,
+            )
         except VoicetuneError as err:
             # Said in the message alone: the uploads, the report and the histogram keep what they show.
             return f"**Not prepared:** {err}", gr.update(), gr.update(), gr.update(), version_now
 
-    def prepared(dataset_name, files, folder_text, url_text, transcriber_name, model_name, lang, shortest, longest,
-                 version_now, progress):
+    def prepared(
+        dataset_name,
+        files,
+        folder_text,
+        url_text,
+        transcriber_name,
+        model_name,
+        lang,
+        shortest,
+        longest,
+        version_now,
+        progress,
+    ):
         from voicetune.data.fetch import fetch_audio
         from voicetune.data.prepare import PrepareOptions, prepare_dataset
 
@@ -140,18 +190,33 @@ def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool
                 raise VoicetuneError("some URLs could not be downloaded: " + "; ".join(failed[:3]))
             inputs.append(ws.named("recordings", dataset_name) / "fetched")
         if not inputs:
-            raise VoicetuneError("nothing to prepare: upload recordings, name a folder inside the workspace, or paste URLs")
-        options = PrepareOptions(min_seconds=float(shortest), max_seconds=float(longest), transcriber=transcriber_name,
-                                 whisper_model=model_name, language=lang.strip() or None)
-        result = prepare_dataset(inputs, out, options, show_progress=False,
-                                 on_progress=lambda fraction, status: progress(fraction, desc=f"prepare: {status}"))
+            raise VoicetuneError(
+                "nothing to prepare: upload recordings, name a folder inside the workspace, or paste URLs"
+            )
+        options = PrepareOptions(
+            min_seconds=float(shortest),
+            max_seconds=float(longest),
+            transcriber=transcriber_name,
+            whisper_model=model_name,
+            language=lang.strip() or None,
+        )
+        result = prepare_dataset(
+            inputs,
+            out,
+            options,
+            show_progress=False,
+            on_progress=lambda fraction, status: progress(fraction, desc=f"prepare: {status}"),
+        )
         summary, picture = dataset_view(dataset_name)
         done = f"prepared {result.clips} clips into `{out.relative_to(ws.root)}` in {result.elapsed_seconds:.0f} s"
         return done, summary, picture, None, version_now + 1
 
-    prepare.click(run_prepare, inputs=[name, uploads, folder, urls, transcriber, whisper_model, language, min_seconds,
-                                       max_seconds, version],
-                  outputs=[message, report, histogram, uploads, version])
+    prepare.click(
+        run_prepare,
+        inputs=[name, uploads, folder, urls, transcriber, whisper_model, language, min_seconds, max_seconds, version],
+        outputs=[message, report, histogram, uploads, version],
+    )
+
     # A new name shows that dataset's report (or says there is none), never the previous one's.
     # A name being typed may not be valid yet: the report says why, without an error box per key.
     def named_view(dataset_name: str):
@@ -162,7 +227,9 @@ def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool
 
     name.change(named_view, inputs=[name], outputs=[report, histogram], show_progress="hidden")
     for event in (whisper_model.blur, whisper_model.submit):
-        event(guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden")
+        event(
+            guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden"
+        )
 
     @gr.render(inputs=[name, sort, page, version])
     def clip_table(dataset_name, order, page_number, _version):
@@ -176,35 +243,68 @@ def _data_page(ws: Workspace, max_upload_bytes: int, reachable_from_others: bool
             gr.Markdown("no clips yet")
             return
         shown = views.clip_page(clips, order, page_number, CLIPS_PER_PAGE)
-        gr.Markdown(f"**{sum(not c.removed for c in clips)} clips** ({sum(c.removed for c in clips)} removed) — "
-                    f"page {shown.number} of {shown.pages}. Edit a transcript and press Enter or **Save**: "
-                    "metadata.csv and the split files are rewritten and the dataset is checked again. A removed clip "
-                    "stays in its place, marked removed, until you sort by \"removed last\".")
+        gr.Markdown(
+            f"**{sum(not c.removed for c in clips)} clips** ({sum(c.removed for c in clips)} removed) — "
+            f"page {shown.number} of {shown.pages}. Edit a transcript and press Enter or **Save**: "
+            "metadata.csv and the split files are rewritten and the dataset is checked again. A removed clip "
+            'stays in its place, marked removed, until you sort by "removed last".'
+        )
         for clip in shown.clips:
             with gr.Row(equal_height=True, elem_classes=["clip-row"]):
-                gr.Audio(str(clip.wav), show_label=False, interactive=False, elem_id=f"clip-audio-{clip.clip_id}",
-                         scale=3, min_width=240, buttons=["download"])
+                gr.Audio(
+                    str(clip.wav),
+                    show_label=False,
+                    interactive=False,
+                    elem_id=f"clip-audio-{clip.clip_id}",
+                    scale=3,
+                    min_width=240,
+                    buttons=["download"],
+                )
                 with gr.Column(scale=6):
                     flags = (" · flags: " + ", ".join(clip.flags)) if clip.flags else ""
-                    gr.Markdown(f"`{clip.clip_id}` {clip.duration:.1f} s{flags}{' · **removed**' if clip.removed else ''}")
-                    text = gr.Textbox(clip.text, show_label=False, interactive=not clip.removed,
-                                      elem_id=f"clip-text-{clip.clip_id}")
+                    gr.Markdown(
+                        f"`{clip.clip_id}` {clip.duration:.1f} s{flags}{' · **removed**' if clip.removed else ''}"
+                    )
+                    text = gr.Textbox(
+                        clip.text, show_label=False, interactive=not clip.removed, elem_id=f"clip-text-{clip.clip_id}"
+                    )
                 with gr.Column(scale=1, min_width=110):
                     if not clip.removed:
                         save = gr.Button("Save", size="sm", elem_id=f"clip-save-{clip.clip_id}")
                         remove = gr.Button("Remove", size="sm", variant="stop", elem_id=f"clip-remove-{clip.clip_id}")
-                        save_text = guarded(lambda new_text, v, cid=clip.clip_id: _saved(dataset, set_transcript(dataset, cid, new_text), f"saved {cid}", v, False))
+                        save_text = guarded(
+                            lambda new_text, v, cid=clip.clip_id: _saved(
+                                dataset, set_transcript(dataset, cid, new_text), f"saved {cid}", v, False
+                            )
+                        )
                         save.click(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
                         text.submit(save_text, inputs=[text, version], outputs=[message, report, histogram, version])
-                        remove.click(guarded(lambda v, how, cid=clip.clip_id: _saved(
-                                         dataset, remove_clip(dataset, cid), f"removed {cid} (now on page "
-                                         f"{views.page_of(list_clips(dataset), how, cid, CLIPS_PER_PAGE)}, marked removed: "
-                                         "Restore puts it back)", v, True)),
-                                     inputs=[version, sort], outputs=[message, report, histogram, version])
+                        remove.click(
+                            guarded(
+                                lambda v, how, cid=clip.clip_id: _saved(
+                                    dataset,
+                                    remove_clip(dataset, cid),
+                                    f"removed {cid} (now on page "
+                                    f"{views.page_of(list_clips(dataset), how, cid, CLIPS_PER_PAGE)}, marked removed: "
+                                    "Restore puts it back)",
+                                    v,
+                                    True,
+                                )
+                            ),
+                            inputs=[version, sort],
+                            outputs=[message, report, histogram, version],
+                        )
                     else:
                         restore = gr.Button("Restore", size="sm", elem_id=f"clip-restore-{clip.clip_id}")
-                        restore.click(guarded(lambda v, cid=clip.clip_id: _saved(dataset, restore_clip(dataset, cid), f"restored {cid}", v, True)),
-                                      inputs=[version], outputs=[message, report, histogram, version])
+                        restore.click(
+                            guarded(
+                                lambda v, cid=clip.clip_id: _saved(
+                                    dataset, restore_clip(dataset, cid), f"restored {cid}", v, True
+                                )
+                            ),
+                            inputs=[version],
+                            outputs=[message, report, histogram, version],
+                        )
 
     def load():
         names = ws.names("datasets")
@@ -219,64 +319,94 @@ def _saved(dataset: Path, report: dict, what: str, version: int, redraw: bool):
     check = report["check"]
     verdict = "dataset check: ok" if check["ok"] else f"dataset check: {check['errors']} errors"
     picture = dataset / "durations.png"
-    return (f"{what}; {verdict}, {check['warnings']} warnings", _report_markdown(report),
-            str(picture) if picture.is_file() else None, version + 1 if redraw else version)
+    return (
+        f"{what}; {verdict}, {check['warnings']} warnings",
+        _report_markdown(report),
+        str(picture) if picture.is_file() else None,
+        version + 1 if redraw else version,
+    )
 
 
 def _report_markdown(report: dict) -> str:
     totals = report["totals"]
-    lines = [f"### {totals['clips']} clips, {totals['seconds_kept'] / 60:.1f} min kept",
-             f"train {totals['train_clips']} / validation {totals['val_clips']} · from {totals['sources']} files "
-             f"({totals['sources_rejected']} rejected)"]
+    lines = [
+        f"### {totals['clips']} clips, {totals['seconds_kept'] / 60:.1f} min kept",
+        f"train {totals['train_clips']} / validation {totals['val_clips']} · from {totals['sources']} files "
+        f"({totals['sources_rejected']} rejected)",
+    ]
     if report.get("rejections_by_reason"):
-        lines.append("**left out:** " + ", ".join(f"{reason} ×{v['count']} ({v['seconds']:.0f} s)"
-                                                 for reason, v in report["rejections_by_reason"].items()))
+        lines.append(
+            "**left out:** "
+            + ", ".join(
+                f"{reason} ×{v['count']} ({v['seconds']:.0f} s)" for reason, v in report["rejections_by_reason"].items()
+            )
+        )
     if report.get("mixed_languages"):
         mixed = report["mixed_languages"]
-        lines.append("**warning, several languages:** " + ", ".join(f"{code} ×{n}" for code, n in mixed["languages"].items())
-                     + f". {mixed['fix'][0].upper()}{mixed['fix'][1:]}.")
+        lines.append(
+            "**warning, several languages:** "
+            + ", ".join(f"{code} ×{n}" for code, n in mixed["languages"].items())
+            + f". {mixed['fix'][0].upper()}{mixed['fix'][1:]}."
+        )
     if report.get("speaker"):
         voice = report["speaker"]
         kept = "the voice that speaks most" if voice["voice"] == "auto" else f"the voice of {Path(voice['voice']).name}"
-        lines.append(f"**voice kept:** {kept}; left out {voice['left_out']} stretches of other voices ({voice['seconds_left_out']:.0f} s)"
-                     + "".join(f"\n- {Path(r['path']).name} {r['start']:.1f}-{r['end']:.1f} s: {r['reason']}, similarity {r['similarity']:.2f}"
-                               for r in voice["most_like_the_voice_kept"][:5]))
+        lines.append(
+            f"**voice kept:** {kept}; left out {voice['left_out']} stretches of other voices ({voice['seconds_left_out']:.0f} s)"
+            + "".join(
+                f"\n- {Path(r['path']).name} {r['start']:.1f}-{r['end']:.1f} s: {r['reason']}, similarity {r['similarity']:.2f}"
+                for r in voice["most_like_the_voice_kept"][:5]
+            )
+        )
     if report.get("flags"):
         lines.append("**flags:** " + ", ".join(f"{flag} ×{n}" for flag, n in report["flags"].items()))
     check = report["check"]
-    lines.append(f"**dataset check:** {'ok' if check['ok'] else 'errors'} — {check['errors']} errors, "
-                 f"{check['warnings']} warnings" + ("".join(f"\n- {i['message']}" for i in check.get("issues", [])[:5])))
+    lines.append(
+        f"**dataset check:** {'ok' if check['ok'] else 'errors'} — {check['errors']} errors, "
+        f"{check['warnings']} warnings" + ("".join(f"\n- {i['message']}" for i in check.get("issues", [])[:5]))
+    )
     return "\n\n".join(lines)
 
 
 # ---- Train ----------------------------------------------------------------------------------
 
+
 def _train_page(ws: Workspace) -> dict:
     from voicetune.train import control
-    from voicetune.train.auto_settings import (PARAMETERS, auto_settings, detect_machine,
-                                               projected_disk_bytes)
+    from voicetune.train.auto_settings import PARAMETERS, auto_settings, detect_machine, projected_disk_bytes
     from voicetune.train.plots import write_loss_plot
 
-    gr.Markdown("Training runs as its own `voicetune train` process: closing this page never stops it, and "
-                "reopening the page finds it again. **Stop** asks it to write a checkpoint and exit; **Resume** "
-                "continues exactly where it stopped.")
+    gr.Markdown(
+        "Training runs as its own `voicetune train` process: closing this page never stops it, and "
+        "reopening the page finds it again. **Stop** asks it to write a checkpoint and exit; **Resume** "
+        "continues exactly where it stopped."
+    )
     with gr.Row():
         dataset = gr.Dropdown([], label="dataset", elem_id="train-data", scale=2)
         run_name = gr.Textbox("run1", label="run name", elem_id="train-run", scale=2)
         model = gr.Dropdown(MODELS, value="f5-tiny", label="model", elem_id="train-model", scale=1)
-        pretrained = gr.Textbox("", label="pretrained weights (path in the workspace or hf://REPO/FILE; empty: the model's)",
-                                elem_id="train-pretrained", scale=3)
+        pretrained = gr.Textbox(
+            "",
+            label="pretrained weights (path in the workspace or hf://REPO/FILE; empty: the model's)",
+            elem_id="train-pretrained",
+            scale=3,
+        )
     with gr.Row():
         lora_rank = gr.Number(0, label="LoRA rank (0: full fine-tune)", precision=0, minimum=0, elem_id="train-lora")
         max_updates = gr.Number(1000, label="updates", precision=0, minimum=1, elem_id="train-updates")
         batch_size = gr.Number(8, label="batch size (clips)", precision=0, minimum=1, elem_id="train-batch")
-        batch_frames = gr.Number(0, label="batch frames (F5; 0: by clips)", precision=0, minimum=0, elem_id="train-frames")
+        batch_frames = gr.Number(
+            0, label="batch frames (F5; 0: by clips)", precision=0, minimum=0, elem_id="train-frames"
+        )
         save_every = gr.Number(200, label="milestone every", precision=0, minimum=1, elem_id="train-save-every")
         last_every = gr.Number(50, label="rolling checkpoint every", precision=0, minimum=1, elem_id="train-last-every")
         keep_last = gr.Number(3, label="milestones kept", precision=0, minimum=1, elem_id="train-keep-last")
         disk_budget = gr.Textbox("", label="disk budget (e.g. 20G)", elem_id="train-budget")
-    whisper_model = gr.Textbox(ws.whisper_model(), label="whisper model for the milestones' WER (name or folder; "
-                               "the same as on the Data page)", elem_id="train-whisper")
+    whisper_model = gr.Textbox(
+        ws.whisper_model(),
+        label="whisper model for the milestones' WER (name or folder; the same as on the Data page)",
+        elem_id="train-whisper",
+    )
     with gr.Row():
         auto = gr.Button("Auto settings", elem_id="train-auto")
         start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -289,36 +419,66 @@ def _train_page(ws: Workspace) -> dict:
             plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot")
         with gr.Column(scale=2):
             sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
-            sample_audio = gr.Audio(label="sample", interactive=False, type="filepath", elem_id="train-sample-audio",
-                                    buttons=["download"])
+            sample_audio = gr.Audio(
+                label="sample", interactive=False, type="filepath", elem_id="train-sample-audio", buttons=["download"]
+            )
     # The page's whole width: four panels of scores need it to be read.
-    scores = gr.Image(label="evaluation scores (RUN/eval.png)", type="filepath", interactive=False,
-                      elem_id="train-scores", visible=False)
-    log = gr.Textbox(label="training output", lines=8, max_lines=8, interactive=False, elem_id="train-log",
-                     autoscroll=True)
+    scores = gr.Image(
+        label="evaluation scores (RUN/eval.png)",
+        type="filepath",
+        interactive=False,
+        elem_id="train-scores",
+        visible=False,
+    )
+    log = gr.Textbox(
+        label="training output", lines=8, max_lines=8, interactive=False, elem_id="train-log", autoscroll=True
+    )
     timer = gr.Timer(POLL_SECONDS)
 
-    form = [dataset, model, pretrained, lora_rank, max_updates, batch_size, batch_frames, save_every, last_every,
-            keep_last, disk_budget, whisper_model]
+    form = [
+        dataset,
+        model,
+        pretrained,
+        lora_rank,
+        max_updates,
+        batch_size,
+        batch_frames,
+        save_every,
+        last_every,
+        keep_last,
+        disk_budget,
+        whisper_model,
+    ]
 
-    def flags_of(data_name, model_name, pretrained_text, rank, updates, batch, frames, save, last, keep, budget,
-                 whisper) -> dict:
+    def flags_of(
+        data_name, model_name, pretrained_text, rank, updates, batch, frames, save, last, keep, budget, whisper
+    ) -> dict:
         if not data_name:
             raise VoicetuneError("choose a dataset (prepare one on the Data page first)")
         pretrained_value = pretrained_text.strip() or None
         if pretrained_value and not pretrained_value.startswith("hf://"):
             pretrained_value = str(ws.inside(pretrained_value, "pretrained weights"))
-        return {"data": str(ws.named("datasets", data_name)), "model": model_name, "pretrained": pretrained_value,
-                "lora_rank": int(rank) or None, "max_updates": int(updates),
-                "batch_size": None if int(frames or 0) else int(batch), "batch_frames": int(frames or 0) or None,
-                "save_every": int(save), "last_every": int(last), "keep_last": int(keep),
-                "disk_budget": budget.strip() or None, "whisper_model": ws.remember_whisper_model(whisper)}
+        return {
+            "data": str(ws.named("datasets", data_name)),
+            "model": model_name,
+            "pretrained": pretrained_value,
+            "lora_rank": int(rank) or None,
+            "max_updates": int(updates),
+            "batch_size": None if int(frames or 0) else int(batch),
+            "batch_frames": int(frames or 0) or None,
+            "save_every": int(save),
+            "last_every": int(last),
+            "keep_last": int(keep),
+            "disk_budget": budget.strip() or None,
+            "whisper_model": ws.remember_whisper_model(whisper),
+        }
 
     def plan_text(model_name, rank, updates, save, last, keep) -> str:
         if model_name not in PARAMETERS or None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
             return ""  # a field being typed: say nothing until it holds a number
-        peak = projected_disk_bytes(model_name, int(rank or 0) or None, int(updates), int(save), int(last), int(keep),
-                                    None, "full")
+        peak = projected_disk_bytes(
+            model_name, int(rank or 0) or None, int(updates), int(save), int(last), int(keep), None, "full"
+        )
         return f"projected disk use of the checkpoints: **~{format_size(peak)}** (estimate; the run prints its own at start)"
 
     @guarded
@@ -327,14 +487,23 @@ def _train_page(ws: Workspace) -> dict:
         settings = auto_settings(model_name, int(updates), machine)
         frames = settings.get("batch_frames", 0)
         batch = settings.get("batch_size", 8)
-        text = (f"auto settings for {machine.describe()}: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + "\n\n"
-                + plan_text(model_name, rank, updates, settings["save_every"], settings["last_every"], keep))
+        text = (
+            f"auto settings for {machine.describe()}: "
+            + ", ".join(f"{k} {v}" for k, v in settings.items())
+            + "\n\n"
+            + plan_text(model_name, rank, updates, settings["save_every"], settings["last_every"], keep)
+        )
         return batch, frames, settings["save_every"], settings["last_every"], text
 
-    auto.click(fill_auto, inputs=[model, max_updates, lora_rank, keep_last],
-               outputs=[batch_size, batch_frames, save_every, last_every, plan])
+    auto.click(
+        fill_auto,
+        inputs=[model, max_updates, lora_rank, keep_last],
+        outputs=[batch_size, batch_frames, save_every, last_every, plan],
+    )
     for field in (model, lora_rank, max_updates, save_every, last_every, keep_last):
-        field.change(plan_text, inputs=[model, lora_rank, max_updates, save_every, last_every, keep_last], outputs=[plan])
+        field.change(
+            plan_text, inputs=[model, lora_rank, max_updates, save_every, last_every, keep_last], outputs=[plan]
+        )
 
     def launch(resuming: bool, name: str, *values):
         pid = control.start_training(ws.named("runs", name), flags_of(*values), resume=resuming)
@@ -343,9 +512,18 @@ def _train_page(ws: Workspace) -> dict:
     start.click(guarded(lambda name, *v: launch(False, name, *v)), inputs=[run_name, *form], outputs=[status])
     resume.click(guarded(lambda name, *v: launch(True, name, *v)), inputs=[run_name, *form], outputs=[status])
     for event in (whisper_model.blur, whisper_model.submit):
-        event(guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden")
-    stop.click(guarded(lambda name: f"sent SIGTERM to pid {control.stop_training(ws.named('runs', name))}: "
-                                   "it writes a checkpoint and stops"), inputs=[run_name], outputs=[status])
+        event(
+            guarded(ws.remember_whisper_model), inputs=[whisper_model], outputs=[whisper_model], show_progress="hidden"
+        )
+    stop.click(
+        guarded(
+            lambda name: (
+                f"sent SIGTERM to pid {control.stop_training(ws.named('runs', name))}: it writes a checkpoint and stops"
+            )
+        ),
+        inputs=[run_name],
+        outputs=[status],
+    )
 
     seen = gr.State({})  # what this tab shows already: a poll that finds nothing new changes nothing
 
@@ -356,7 +534,7 @@ def _train_page(ws: Workspace) -> dict:
             return str(err), gr.update(), gr.update(), gr.update(), gr.update(), "", shown
         holder = control.running_trainer(run)
         progress = control.training_progress(run)
-        state = (f"**running** (pid {holder.get('pid')} on {holder.get('host')})" if holder else "**not running**")
+        state = f"**running** (pid {holder.get('pid')} on {holder.get('host')})" if holder else "**not running**"
         line = f"{state} · step {progress.step}" + (f" / {progress.max_updates}" if progress.max_updates else "")
         if progress.loss is not None:
             line += f" · loss {progress.loss:.4f}"
@@ -366,14 +544,20 @@ def _train_page(ws: Workspace) -> dict:
             line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
         work = progress.milestone_work if holder else None
         if work:  # updates stand still during a milestone: say what it does, and for how long
-            line += (f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
-                     f"step {work.get('step')}: {work['work']}")
+            line += (
+                f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
+                f"step {work.get('step')}: {work['work']}"
+            )
         log_path = run / control.TRAIN_LOG
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
         samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
         evaluated = run / "eval.png"  # written by `voicetune eval` / the milestone scorer, when present
-        now: dict[str, Any] = {"run": name, "step": progress.step, "samples": [v for _, v in samples],
-               "eval": evaluated.stat().st_mtime if evaluated.is_file() else None}
+        now: dict[str, Any] = {
+            "run": name,
+            "step": progress.step,
+            "samples": [v for _, v in samples],
+            "eval": evaluated.stat().st_mtime if evaluated.is_file() else None,
+        }
         if now == {k: shown.get(k) for k in now}:
             # Re-sending the picture or the player would redraw them (and stop a sample being played).
             return line, gr.update(), gr.update(), gr.update(), gr.update(), tail, shown
@@ -383,8 +567,15 @@ def _train_page(ws: Workspace) -> dict:
         selected = chosen_sample if chosen_sample in values else (values[0] if values else None)
         player = gr.update() if selected == chosen_sample and shown.get("run") == name else selected
         score_view = gr.update(value=str(evaluated), visible=True) if now["eval"] else gr.update(visible=False)
-        return (line, str(picture) if drawn else None, score_view, gr.update(choices=samples, value=selected), player,
-                tail, now)
+        return (
+            line,
+            str(picture) if drawn else None,
+            score_view,
+            gr.update(choices=samples, value=selected),
+            player,
+            tail,
+            now,
+        )
 
     watch_outputs = [status, plot, scores, sample, sample_audio, log, seen]
     timer.tick(watch, inputs=[run_name, sample, seen], outputs=watch_outputs, show_progress="hidden")
@@ -398,13 +589,20 @@ def _train_page(ws: Workspace) -> dict:
         live = [r for r in runs if control.running_trainer(ws.root / "runs" / r)]
         current = (live or runs or ["run1"])[0]
         fields = _saved_form(ws.root / "runs" / current)
-        return (gr.update(choices=datasets, value=fields.pop("data", None) or (datasets[0] if datasets else None)),
-                current, *[gr.update(value=fields[k]) if k in fields else gr.update()
-                           for k in ("model", "max_updates", "save_every", "last_every", "keep_last")],
-                ws.whisper_model())
+        return (
+            gr.update(choices=datasets, value=fields.pop("data", None) or (datasets[0] if datasets else None)),
+            current,
+            *[
+                gr.update(value=fields[k]) if k in fields else gr.update()
+                for k in ("model", "max_updates", "save_every", "last_every", "keep_last")
+            ],
+            ws.whisper_model(),
+        )
 
-    return {"load": load, "load_outputs": [dataset, run_name, model, max_updates, save_every, last_every, keep_last,
-                                           whisper_model]}
+    return {
+        "load": load,
+        "load_outputs": [dataset, run_name, model, max_updates, save_every, last_every, keep_last, whisper_model],
+    }
 
 
 def _saved_form(run: Path) -> dict:
@@ -421,6 +619,7 @@ def _saved_form(run: Path) -> dict:
 
 # ---- Checkpoints ----------------------------------------------------------------------------
 
+
 def _checkpoints_page(ws: Workspace) -> dict:
     from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
     from voicetune.synthesis.inference import export_trained
@@ -429,11 +628,19 @@ def _checkpoints_page(ws: Workspace) -> dict:
         run_name = gr.Dropdown([], label="run", elem_id="ckpt-run", scale=3)
         refresh = gr.Button("Refresh", elem_id="ckpt-refresh", scale=1)
         verify = gr.Button("Verify (hash every file)", elem_id="ckpt-verify", scale=1)
-    gr.Markdown("**score**: 1.0 = as good as the real voice on intelligibility (WER), speaker similarity and quality "
-                "(DNSMOS); **weights**: which weights were scored (and are used by export and synthesis); "
-                "**spread**: how much the score moves between seeds; ★ the best.")
-    table = gr.Dataframe(headers=views.CKPT_COLUMNS, interactive=False, elem_id="ckpt-table", wrap=True, max_height=2000,
-                         column_widths=views.CKPT_COLUMN_WIDTHS)
+    gr.Markdown(
+        "**score**: 1.0 = as good as the real voice on intelligibility (WER), speaker similarity and quality "
+        "(DNSMOS); **weights**: which weights were scored (and are used by export and synthesis); "
+        "**spread**: how much the score moves between seeds; ★ the best."
+    )
+    table = gr.Dataframe(
+        headers=views.CKPT_COLUMNS,
+        interactive=False,
+        elem_id="ckpt-table",
+        wrap=True,
+        max_height=2000,
+        column_widths=views.CKPT_COLUMN_WIDTHS,
+    )
     message = gr.Markdown(elem_id="ckpt-message")
     with gr.Row():
         keep = gr.Number(2, label="keep newest milestones", precision=0, minimum=1, elem_id="ckpt-keep")
@@ -441,13 +648,22 @@ def _checkpoints_page(ws: Workspace) -> dict:
         prune = gr.Button("Prune", variant="stop", elem_id="ckpt-prune")
     with gr.Row():
         target = gr.Dropdown([], label="checkpoint to export", elem_id="ckpt-target", scale=2)
-        fmt = gr.Dropdown(["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1)
+        fmt = gr.Dropdown(
+            ["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1
+        )
         export = gr.Button("Export", variant="primary", elem_id="ckpt-export", scale=1)
     download = gr.File(label="download", interactive=False, elem_id="ckpt-download")
-    eval_plot = gr.Image(label="scores at milestones (RUN/eval.png)", type="filepath", interactive=False,
-                         elem_id="ckpt-eval-plot", visible=False)
-    gr.Markdown("### Listen: two milestones, sentence by sentence\nThe evaluation sentences as two milestones said "
-                "them, one under the other, beside the speaker's own recording, with each sentence's scores.")
+    eval_plot = gr.Image(
+        label="scores at milestones (RUN/eval.png)",
+        type="filepath",
+        interactive=False,
+        elem_id="ckpt-eval-plot",
+        visible=False,
+    )
+    gr.Markdown(
+        "### Listen: two milestones, sentence by sentence\nThe evaluation sentences as two milestones said "
+        "them, one under the other, beside the speaker's own recording, with each sentence's scores."
+    )
     with gr.Row():
         ab_a = gr.Dropdown([], label="A", elem_id="ckpt-ab-a", scale=2)
         ab_b = gr.Dropdown([], label="B", elem_id="ckpt-ab-b", scale=2)
@@ -460,19 +676,31 @@ def _checkpoints_page(ws: Workspace) -> dict:
         run = ws.named("runs", name)
         choices = views.ab_choices(ws, name)
         if not (run / "checkpoints").is_dir():
-            return ([], gr.update(choices=[], value=None), "this run has no checkpoint yet", gr.update(visible=False),
-                    *_ab_choices(choices))
+            return (
+                [],
+                gr.update(choices=[], value=None),
+                "this run has no checkpoint yet",
+                gr.update(visible=False),
+                *_ab_choices(choices),
+            )
         rows, quarantined = list_checkpoints(run)
         note = f"{len(rows)} checkpoints" + (f"; quarantined: {', '.join(quarantined)}" if quarantined else "")
         picture = run / "eval.png"
         plot_update = gr.update(value=str(picture), visible=True) if picture.is_file() else gr.update(visible=False)
-        return (views.checkpoint_table(rows), gr.update(choices=views.export_choices(rows), value=""), note, plot_update,
-                *_ab_choices(choices))
+        return (
+            views.checkpoint_table(rows),
+            gr.update(choices=views.export_choices(rows), value=""),
+            note,
+            plot_update,
+            *_ab_choices(choices),
+        )
 
     def run_verify(name):
         rows = verify_target(ws.named("runs", name))
         bad = [r for r in rows if r.problem]
-        return views.checkpoint_table(rows), ("all valid" if not bad else "INVALID: " + "; ".join(f"{r.name}: {r.problem}" for r in bad))
+        return views.checkpoint_table(rows), (
+            "all valid" if not bad else "INVALID: " + "; ".join(f"{r.name}: {r.problem}" for r in bad)
+        )
 
     def run_prune(name, keep_last, dry_run):
         removed = prune_run(ws.named("runs", name), int(keep_last), dry_run)
@@ -496,6 +724,7 @@ def _checkpoints_page(ws: Workspace) -> dict:
     preview.click(guarded(lambda n, k: run_prune(n, k, True)), inputs=[run_name, keep], outputs=[table, message])
     prune.click(guarded(lambda n, k: run_prune(n, k, False)), inputs=[run_name, keep], outputs=[table, message])
     export.click(guarded(run_export), inputs=[run_name, target, fmt], outputs=[download, message])
+
     def choose_ab(name, a, b):
         views.ab_view(ws, name, a, b)  # a milestone without kept sentences is said here, in the error box
         return name, a, b
@@ -508,14 +737,21 @@ def _checkpoints_page(ws: Workspace) -> dict:
             return
         view = views.ab_view(ws, *chosen)
         for label, kept in (("A", view.a), ("B", view.b)):
-            gr.Markdown(f"**{label}: step {kept.step}** — {views.Scores.of({**kept.measures, 'weights': kept.weights}).short()}")
+            gr.Markdown(
+                f"**{label}: step {kept.step}** — {views.Scores.of({**kept.measures, 'weights': kept.weights}).short()}"
+            )
         for index, sentence in enumerate(view.sentences):
             gr.Markdown(f"**{index + 1}.** {sentence.text}", elem_classes=["ab-text"])
             with gr.Row(equal_height=False, elem_classes=["ab-row"]):
                 with gr.Column(scale=1, min_width=240):
                     if sentence.real_clip is not None:
-                        gr.Audio(str(sentence.real_clip), label="the real voice", interactive=False,
-                                 elem_id=f"ab-real-{index}", buttons=["download"])
+                        gr.Audio(
+                            str(sentence.real_clip),
+                            label="the real voice",
+                            interactive=False,
+                            elem_id=f"ab-real-{index}",
+                            buttons=["download"],
+                        )
                     else:
                         gr.Markdown("(no recording of this sentence: an extra evaluation text)")
                 with gr.Column(scale=2, min_width=320):
@@ -524,8 +760,13 @@ def _checkpoints_page(ws: Workspace) -> dict:
                             gr.Markdown(f"{label.upper()}: (not said)")
                             continue
                         step = view.a.step if label == "a" else view.b.step
-                        gr.Audio(str(kept.audio), label=f"{label.upper()}: step {step}", interactive=False,
-                                 elem_id=f"ab-{label}-{index}", buttons=["download"])
+                        gr.Audio(
+                            str(kept.audio),
+                            label=f"{label.upper()}: step {step}",
+                            interactive=False,
+                            elem_id=f"ab-{label}-{index}",
+                            buttons=["download"],
+                        )
                         gr.Markdown(views.sentence_scores(kept), elem_id=f"ab-{label}-scores-{index}")
 
     def load():
@@ -537,11 +778,14 @@ def _checkpoints_page(ws: Workspace) -> dict:
 
 def _ab_choices(choices: list[tuple[str, int]]):
     """The A and B pickers: A the newest kept milestone, B the one before it."""
-    return (gr.update(choices=choices, value=choices[0][1] if choices else None),
-            gr.update(choices=choices, value=choices[1][1] if len(choices) > 1 else None))
+    return (
+        gr.update(choices=choices, value=choices[0][1] if choices else None),
+        gr.update(choices=choices, value=choices[1][1] if len(choices) > 1 else None),
+    )
 
 
 # ---- Synthesize -----------------------------------------------------------------------------
+
 
 def _synthesize_page(ws: Workspace) -> dict:
     from voicetune.data.edit import list_clips
@@ -552,7 +796,9 @@ def _synthesize_page(ws: Workspace) -> dict:
         second = gr.Dropdown([], label="compare with (optional)", elem_id="synth-ckpt-b")
     with gr.Row():
         reference = gr.Dropdown([], label="reference clip from a dataset", elem_id="synth-ref", scale=2)
-        upload = gr.Audio(sources=["upload"], type="filepath", label="or upload a reference", elem_id="synth-upload", scale=2)
+        upload = gr.Audio(
+            sources=["upload"], type="filepath", label="or upload a reference", elem_id="synth-upload", scale=2
+        )
         ref_text = gr.Textbox("", label="what the reference says (F5 needs it)", elem_id="synth-ref-text", scale=2)
     text = gr.Textbox("", label="text to speak", lines=2, elem_id="synth-text")
     with gr.Row():
@@ -560,8 +806,12 @@ def _synthesize_page(ws: Workspace) -> dict:
         speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="speed", elem_id="synth-speed")
         go = gr.Button("Synthesize", variant="primary", elem_id="synth-go")
     with gr.Row():
-        out_a = gr.Audio(label="checkpoint", type="filepath", interactive=False, elem_id="synth-out-a", buttons=["download"])
-        out_b = gr.Audio(label="compared with", type="filepath", interactive=False, elem_id="synth-out-b", buttons=["download"])
+        out_a = gr.Audio(
+            label="checkpoint", type="filepath", interactive=False, elem_id="synth-out-a", buttons=["download"]
+        )
+        out_b = gr.Audio(
+            label="compared with", type="filepath", interactive=False, elem_id="synth-out-b", buttons=["download"]
+        )
     message = gr.Markdown(elem_id="synth-message")
     texts: dict[str, str] = {}
 
@@ -577,10 +827,12 @@ def _synthesize_page(ws: Workspace) -> dict:
                 value = str(clip.wav.relative_to(ws.root))
                 texts[value] = clip.text
                 refs.append((f"{name} / {clip.clip_id}: {clip.text[:40]}", value))
-        return (gr.update(choices=choices, value=choices[0][1] if choices else None),
-                gr.update(choices=[("(none)", ""), *choices], value=""),
-                gr.update(choices=refs, value=refs[0][1] if refs else None),
-                texts.get(refs[0][1], "") if refs else "")
+        return (
+            gr.update(choices=choices, value=choices[0][1] if choices else None),
+            gr.update(choices=[("(none)", ""), *choices], value=""),
+            gr.update(choices=refs, value=refs[0][1] if refs else None),
+            texts.get(refs[0][1], "") if refs else "",
+        )
 
     def run_synthesis(a, b, ref_choice, ref_upload, transcript, sentence, seed_value, speed_value):
         if not a:
@@ -598,25 +850,35 @@ def _synthesize_page(ws: Workspace) -> dict:
                 continue
             target = ws.inside(choice, "checkpoint")
             out = ws.root / "synth" / f"{time.strftime('%Y%m%d-%H%M%S')}_{target.name}.wav"
-            outputs.append(str(synthesize_to_file(target, sentence, ref, out, transcript.strip() or None,
-                                                  int(seed_value), float(speed_value))))
+            outputs.append(
+                str(
+                    synthesize_to_file(
+                        target, sentence, ref, out, transcript.strip() or None, int(seed_value), float(speed_value)
+                    )
+                )
+            )
         return outputs[0], outputs[1], "wrote " + ", ".join(f"`{Path(p).relative_to(ws.root)}`" for p in outputs if p)
 
     reference.input(lambda value: texts.get(value, ""), inputs=[reference], outputs=[ref_text])
-    go.click(guarded(run_synthesis), inputs=[first, second, reference, upload, ref_text, text, seed, speed],
-             outputs=[out_a, out_b, message])
+    go.click(
+        guarded(run_synthesis),
+        inputs=[first, second, reference, upload, ref_text, text, seed, speed],
+        outputs=[out_a, out_b, message],
+    )
     return {"load": load, "load_outputs": [first, second, reference, ref_text]}
 
 
 # ---- System ---------------------------------------------------------------------------------
+
 
 def _system_page() -> dict:
     from voicetune.doctor import run_checks
 
     gr.Markdown("What `voicetune doctor` reports about this machine.")
     # Tall enough for every check: an inner scroll would hide rows below the fold.
-    table = gr.Dataframe(headers=["check", "status", "detail"], interactive=False, elem_id="system-table", wrap=True,
-                         max_height=4000)
+    table = gr.Dataframe(
+        headers=["check", "status", "detail"], interactive=False, elem_id="system-table", wrap=True, max_height=4000
+    )
     refresh = gr.Button("Check again", elem_id="system-refresh")
 
     def load():

@@ -21,7 +21,20 @@ def serve(workspace: Path, host: str, port: int, auth: str | None, max_upload: s
 
     app = build_app(ws, limit, reachable_from_others=not is_loopback(host))
     app.queue(default_concurrency_limit=1)
-    print(f"voicetune studio: http://{host if ':' not in host else f'[{host}]'}:{port}  (workspace {ws.root})", flush=True)
-    app.launch(server_name=host, server_port=port, auth=credentials, share=False, max_file_size=limit,
-               allowed_paths=[str(ws.root)], show_error=True, inbrowser=False, quiet=True, ssr_mode=False,
-               theme=THEME, footer_links=[])
+    print(
+        f"voicetune studio: http://{host if ':' not in host else f'[{host}]'}:{port}  (workspace {ws.root})", flush=True
+    )
+    app.launch(
+        server_name=host,
+        server_port=port,
+        auth=credentials,
+        share=False,
+        max_file_size=limit,
+        allowed_paths=[str(ws.root)],
+        show_error=True,
+        inbrowser=False,
+        quiet=True,
+        ssr_mode=False,
+        theme=THEME,
+        footer_links=[],
+    )

@@ -15,14 +15,45 @@ from voicetune.errors import UsageError
 from voicetune.evaluation.kept import KeptEvaluation, KeptSentence, kept_steps, read_kept
 from voicetune.studio.workspace import Workspace
 
-CKPT_COLUMNS = ["checkpoint", "step", "role", "state", "size", "score", "WER", "similarity", "DNSMOS", "weights",
-                "spread", "flags", "val_loss", "best", "status"]
-CKPT_COLUMN_WIDTHS: list[str | int] = ["140px", "50px", "100px", "65px", "90px", "65px", "60px", "110px", "80px", "80px", "70px",
-                      "80px", "85px", "50px", "95px"]  # every header and role on one line in a 1360-px window
+CKPT_COLUMNS = [
+    "checkpoint",
+    "step",
+    "role",
+    "state",
+    "size",
+    "score",
+    "WER",
+    "similarity",
+    "DNSMOS",
+    "weights",
+    "spread",
+    "flags",
+    "val_loss",
+    "best",
+    "status",
+]
+CKPT_COLUMN_WIDTHS: list[str | int] = [
+    "140px",
+    "50px",
+    "100px",
+    "65px",
+    "90px",
+    "65px",
+    "60px",
+    "110px",
+    "80px",
+    "80px",
+    "70px",
+    "80px",
+    "85px",
+    "50px",
+    "95px",
+]  # every header and role on one line in a 1360-px window
 CLIP_ORDERS = ("id", "flags first", "longest first", "shortest first", "removed last")
 
 
 # ---- checkpoints and their scores --------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -46,15 +77,27 @@ class Scores:
         merged = {**(data.get("metrics") or {}), **{k: v for k, v in data.items() if v is not None}}
         score = _number(merged.get("score"))
         weights = merged.get("weights") or ("ema" if score is not None else None)
-        return cls(score, _number(merged.get("wer")), _number(merged.get("similarity")), _number(merged.get("dnsmos")),
-                   weights, _number(merged.get("score_spread")), _flags(merged.get("flags")), _tie(merged.get("tie")))
+        return cls(
+            score,
+            _number(merged.get("wer")),
+            _number(merged.get("similarity")),
+            _number(merged.get("dnsmos")),
+            weights,
+            _number(merged.get("score_spread")),
+            _flags(merged.get("flags")),
+            _tie(merged.get("tie")),
+        )
 
     def short(self) -> str:
         """'score 0.512 ±0.020 · WER 0.300 · similarity 0.712 · DNSMOS 2.10 · ema' (what was measured)."""
         parts = []
         if self.score is not None:
             parts.append(f"score {self.score:.3f}" + (f" ±{self.spread:.3f}" if self.spread is not None else ""))
-        for label, value, digits in (("WER", self.wer, 3), ("similarity", self.similarity, 3), ("DNSMOS", self.dnsmos, 2)):
+        for label, value, digits in (
+            ("WER", self.wer, 3),
+            ("similarity", self.similarity, 3),
+            ("DNSMOS", self.dnsmos, 2),
+        ):
             if value is not None:
                 parts.append(f"{label} {value:.{digits}f}")
         if self.weights:
@@ -74,9 +117,25 @@ def checkpoint_table(rows: list[CheckpointRow]) -> list[list]:
         best = "★" if r.best else ""
         if s.tie:
             best = f"{best} {s.tie}".strip()
-        table.append([r.name, r.step, r.role, r.kind, format_size(r.size_bytes), _cell(s.score, 3), _cell(s.wer, 3),
-                      _cell(s.similarity, 3), _cell(s.dnsmos, 2), s.weights or "",
-                      "" if s.spread is None else f"±{s.spread:.3f}", s.flags, _cell(val, 4), best, status])
+        table.append(
+            [
+                r.name,
+                r.step,
+                r.role,
+                r.kind,
+                format_size(r.size_bytes),
+                _cell(s.score, 3),
+                _cell(s.wer, 3),
+                _cell(s.similarity, 3),
+                _cell(s.dnsmos, 2),
+                s.weights or "",
+                "" if s.spread is None else f"±{s.spread:.3f}",
+                s.flags,
+                _cell(val, 4),
+                best,
+                status,
+            ]
+        )
     return table
 
 
@@ -90,7 +149,9 @@ def checkpoint_choices(ws: Workspace, runs: list[str] | None = None) -> list[tup
             continue
         rows = [r for r in list_checkpoints(folder)[0] if r.status != "invalid" and r.problem is None]
         best = next((r for r in rows if r.best), None)
-        choices.append((f"{run} (best{': ' + best.name + ' · ' + Scores.of(best).short() if best else ''})", f"runs/{run}"))
+        choices.append(
+            (f"{run} (best{': ' + best.name + ' · ' + Scores.of(best).short() if best else ''})", f"runs/{run}")
+        )
         choices += [(f"{run} / {r.name} · {Scores.of(r).short()}", f"runs/{run}/checkpoints/{r.name}") for r in rows]
     return choices
 
@@ -104,6 +165,7 @@ def export_choices(rows: list[CheckpointRow]) -> list[tuple[str, str]]:
 
 # ---- clips -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ClipPage:
     clips: list  # the ClipEntry objects of this page
@@ -114,9 +176,13 @@ class ClipPage:
 def order_clips(clips: list, order: str) -> list:
     """Clips in the order chosen on the Data page. By id, a removed clip keeps its place (marked
     removed, with Restore) instead of jumping to the last page; "removed last" gathers them."""
-    keys = {"id": lambda c: c.clip_id, "flags first": lambda c: (-len(c.flags), c.clip_id),
-            "longest first": lambda c: (-c.duration, c.clip_id), "shortest first": lambda c: (c.duration, c.clip_id),
-            "removed last": lambda c: (c.removed, c.clip_id)}
+    keys = {
+        "id": lambda c: c.clip_id,
+        "flags first": lambda c: (-len(c.flags), c.clip_id),
+        "longest first": lambda c: (-c.duration, c.clip_id),
+        "shortest first": lambda c: (c.duration, c.clip_id),
+        "removed last": lambda c: (c.removed, c.clip_id),
+    }
     if order not in keys:
         raise UsageError(f"sort clips by {order!r}: choose one of {', '.join(CLIP_ORDERS)}")
     return sorted(clips, key=keys[order])
@@ -127,7 +193,7 @@ def clip_page(clips: list, order: str, page: int | None, per_page: int) -> ClipP
     ordered = order_clips(clips, order)
     pages = max(1, (len(ordered) + per_page - 1) // per_page)
     number = min(max(int(page or 1), 1), pages)
-    return ClipPage(ordered[(number - 1) * per_page:number * per_page], number, pages)
+    return ClipPage(ordered[(number - 1) * per_page : number * per_page], number, pages)
 
 
 def page_of(clips: list, order: str, clip_id: str, per_page: int) -> int:
@@ -137,6 +203,7 @@ def page_of(clips: list, order: str, clip_id: str, per_page: int) -> int:
 
 
 # ---- the A/B view ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ABSentence:
@@ -172,10 +239,20 @@ def ab_view(ws: Workspace, run_name: str, step_a: int, step_b: int) -> ABView:
     for step in (step_a, step_b):
         evaluation = read_kept(run, int(step)) if step is not None else None
         if evaluation is None:
-            raise UsageError(f"run {run_name}: step {step} has no kept evaluation (not scored, or scored before "
-                             "voicetune kept the evaluation sentences); choose a milestone from the list")
-        sentences = [KeptSentence(s.text, ws.inside(str(s.audio), "evaluation audio"), s.heard, s.measures,
-                                  _inside_or_none(ws, s.real_clip)) for s in evaluation.sentences]
+            raise UsageError(
+                f"run {run_name}: step {step} has no kept evaluation (not scored, or scored before "
+                "voicetune kept the evaluation sentences); choose a milestone from the list"
+            )
+        sentences = [
+            KeptSentence(
+                s.text,
+                ws.inside(str(s.audio), "evaluation audio"),
+                s.heard,
+                s.measures,
+                _inside_or_none(ws, s.real_clip),
+            )
+            for s in evaluation.sentences
+        ]
         kept.append(KeptEvaluation(evaluation.step, evaluation.weights, evaluation.measures, sentences))
     a, b = kept
     rows = []
@@ -191,8 +268,11 @@ def ab_view(ws: Workspace, run_name: str, step_a: int, step_b: int) -> ABView:
 def sentence_scores(sentence: KeptSentence) -> str:
     """'WER 0.250 · similarity 0.701 · DNSMOS 2.31 · heard: "..."'."""
     m = sentence.measures
-    parts = [f"{label} {m[key]:.{digits}f}" for key, label, digits in
-             (("wer", "WER", 3), ("similarity", "similarity", 3), ("dnsmos", "DNSMOS", 2)) if m.get(key) is not None]
+    parts = [
+        f"{label} {m[key]:.{digits}f}"
+        for key, label, digits in (("wer", "WER", 3), ("similarity", "similarity", 3), ("dnsmos", "DNSMOS", 2))
+        if m.get(key) is not None
+    ]
     if sentence.heard is not None:
         parts.append(f'heard: "{sentence.heard}"')
     return " · ".join(parts) or "not scored"

@@ -42,7 +42,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def open(cls, folder: Path) -> "Workspace":
+    def open(cls, folder: Path) -> Workspace:
         """Create (if needed) and open a workspace folder."""
         root = Path(folder).expanduser().resolve()
         if root.exists() and not root.is_dir():
@@ -61,8 +61,10 @@ class Workspace:
         candidate = Path(text).expanduser()
         resolved = (candidate if candidate.is_absolute() else self.root / candidate).resolve()
         if resolved != self.root and not resolved.is_relative_to(self.root):
-            raise UsageError(f"{what} {text!r} is outside the workspace {self.root}; "
-                             "only paths inside the workspace can be used (copy the files into it first)")
+            raise UsageError(
+                f"{what} {text!r} is outside the workspace {self.root}; "
+                "only paths inside the workspace can be used (copy the files into it first)"
+            )
         return resolved
 
     def folder_inside(self, typed: str, what: str = "folder") -> Path:
@@ -74,15 +76,16 @@ class Workspace:
                 path = Path(parent) / entry
                 resolved = path.resolve()
                 if path.is_symlink() and not resolved.is_relative_to(self.root):
-                    raise UsageError(f"{path.relative_to(self.root)} in the {what} is a symlink to {resolved}, outside the "
-                                     f"workspace {self.root}; copy the file into the workspace instead of linking it")
+                    raise UsageError(
+                        f"{path.relative_to(self.root)} in the {what} is a symlink to {resolved}, outside the "
+                        f"workspace {self.root}; copy the file into the workspace instead of linking it"
+                    )
         return folder
 
     def whisper_model(self) -> str:
         """The Whisper model (name or folder) this workspace scores and transcribes with: the one
         last chosen on a page, else $VOICETUNE_WHISPER_MODEL, else "small"."""
-        return (self._settings().get("whisper_model") or os.environ.get("VOICETUNE_WHISPER_MODEL")
-                or DEFAULT_WHISPER)
+        return self._settings().get("whisper_model") or os.environ.get("VOICETUNE_WHISPER_MODEL") or DEFAULT_WHISPER
 
     def remember_whisper_model(self, model: str) -> str:
         """Keep `model` as the workspace's Whisper model (shown on the Data and Train pages)."""
@@ -116,8 +119,10 @@ class Workspace:
         upload = Path(upload)
         size = upload.stat().st_size
         if size > max_bytes:
-            raise UsageError(f"{upload.name}: {size / 1024**2:.0f} MB is more than the upload limit of "
-                             f"{max_bytes / 1024**2:.0f} MB; copy large files into the workspace and name the folder instead")
+            raise UsageError(
+                f"{upload.name}: {size / 1024**2:.0f} MB is more than the upload limit of "
+                f"{max_bytes / 1024**2:.0f} MB; copy large files into the workspace and name the folder instead"
+            )
         folder = self.named("recordings", dataset)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / Path(upload.name).name
@@ -134,8 +139,10 @@ def check_bind(host: str, auth: str | None) -> tuple[str, str] | None:
             raise UsageError("--auth: use USER:PASSWORD, e.g. --auth me:a-long-passphrase")
         credentials = (user, password)
     if not is_loopback(host) and credentials is None:
-        raise UsageError(f"--host {host}: the studio would be reachable from other machines without a password; "
-                         "add --auth USER:PASSWORD, or keep 127.0.0.1 and reach it through `ssh -L 7860:127.0.0.1:7860 HOST`")
+        raise UsageError(
+            f"--host {host}: the studio would be reachable from other machines without a password; "
+            "add --auth USER:PASSWORD, or keep 127.0.0.1 and reach it through `ssh -L 7860:127.0.0.1:7860 HOST`"
+        )
     return credentials
 
 
@@ -157,9 +164,11 @@ def check_urls(urls: list[str], reachable_from_others: bool) -> list[str]:
             raise UsageError(f"URL {url!r}: cannot resolve {parts.hostname} ({err}); check the address") from None
         for address in sorted(map(str, addresses)):
             if not ipaddress.ip_address(address.split("%")[0]).is_global:
-                raise UsageError(f"URL {url!r}: {parts.hostname} is {address}, an address of this machine or a private "
-                                 "network; a studio open to other machines (--host ... --auth) fetches public addresses "
-                                 "only (download the file yourself and upload it)")
+                raise UsageError(
+                    f"URL {url!r}: {parts.hostname} is {address}, an address of this machine or a private "
+                    "network; a studio open to other machines (--host ... --auth) fetches public addresses "
+                    "only (download the file yourself and upload it)"
+                )
     return list(urls)
 
 

@@ -25,10 +25,10 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -113,8 +113,9 @@ class Engine:
         self.sample_rate = int(self.adapter.sample_rate)
         if nfe is not None:
             if not hasattr(self.adapter, "nfe_steps"):
-                raise UsageError(f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; "
-                                 f"{self.adapter.name} has none")
+                raise UsageError(
+                    f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; {self.adapter.name} has none"
+                )
             if nfe < 1:
                 raise UsageError(f"--nfe {nfe}: give a number of steps of 1 or more (upstream's default is 32)")
             self.adapter.nfe_steps = int(nfe)
@@ -125,8 +126,9 @@ class Engine:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"synthesis-{self.name}")
 
     @classmethod
-    def load(cls, target: Path, nfe: int | None = None, device: str | None = None,
-             weights: str | None = None) -> "Engine":
+    def load(
+        cls, target: Path, nfe: int | None = None, device: str | None = None, weights: str | None = None
+    ) -> Engine:
         """Load a run's best checkpoint (or a checkpoint, or the run of a RUN/ready folder) with
         `weights` (ema or raw; None: the weights its score chose)."""
         import torch
@@ -148,8 +150,10 @@ class Engine:
         if not path.is_file():
             raise UsageError(f"{flag} {path}: no such file; give a wav of the voice to clone (a few seconds)")
         if getattr(self.adapter, "needs_ref_text", False) and not (text and text.strip()):
-            raise UsageError(f"{flag} {path}: F5-TTS needs the words spoken in the clip; give its transcript "
-                             "(--ref-text, or NAME=WAV:TRANSCRIPT)")
+            raise UsageError(
+                f"{flag} {path}: F5-TTS needs the words spoken in the clip; give its transcript "
+                "(--ref-text, or NAME=WAV:TRANSCRIPT)"
+            )
         audio, rate = read_reference(path)
         if rate != self.sample_rate:
             import soxr
@@ -183,14 +187,19 @@ class Engine:
         chunks = self.adapter.text_chunks(normalized, voice.audio, voice.text, speed, self.language)
         unsayable = sorted(self.adapter.unsayable(normalized, self.language))
         if unsayable:
-            say_once(f"{self.name}: the model has no sound for {describe_characters(unsayable)}; "
-                     "they are skipped (write them as words)", logging.WARNING, log.name)
+            say_once(
+                f"{self.name}: the model has no sound for {describe_characters(unsayable)}; "
+                "they are skipped (write them as words)",
+                logging.WARNING,
+                log.name,
+            )
         return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable)
 
     # ---- audio ----------------------------------------------------------------------------------
 
-    def speak_chunk(self, chunk: str, seed: int, voice: Voice, speed: float = 1.0,
-                    cancel: threading.Event | None = None) -> np.ndarray:
+    def speak_chunk(
+        self, chunk: str, seed: int, voice: Voice, speed: float = 1.0, cancel: threading.Event | None = None
+    ) -> np.ndarray:
         """One chunk, seeded: the same chunk and seed give the same samples. `cancel` set from
         another thread stops it at the model's next layer call (raises Cancelled)."""
         if cancel is not None:
@@ -210,8 +219,14 @@ class Engine:
         finally:
             _running.cancel = None
 
-    def stream(self, plan: Plan, voice: Voice, speed: float = 1.0, cancel: threading.Event | None = None,
-               on_chunk: Callable[[int, np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self,
+        plan: Plan,
+        voice: Voice,
+        speed: float = 1.0,
+        cancel: threading.Event | None = None,
+        on_chunk: Callable[[int, np.ndarray], None] | None = None,
+    ) -> Iterator[np.ndarray]:
         """The plan's audio, piece by piece as chunks are done, cross-faded as upstream joins them.
 
         `cancel` set from another thread stops the work (raises Cancelled); `on_chunk(i, audio)`
@@ -384,9 +399,18 @@ def shared_pool() -> EnginePool:
     return _pool
 
 
-def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: str | None = None,
-                       seed: int = 0, speed: float = 1.0, language: str | None = None,
-                       nfe: int | None = None, weights: str | None = None) -> Path:
+def synthesize_to_file(
+    target: Path,
+    text: str,
+    ref: Path,
+    out: Path,
+    ref_text: str | None = None,
+    seed: int = 0,
+    speed: float = 1.0,
+    language: str | None = None,
+    nfe: int | None = None,
+    weights: str | None = None,
+) -> Path:
     """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
 
     Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
@@ -401,7 +425,9 @@ def synthesize_to_file(target: Path, text: str, ref: Path, out: Path, ref_text: 
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
     if not Path(target).exists():
-        raise UsageError(f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them")
+        raise UsageError(
+            f"--checkpoint {target}: no such run or checkpoint folder; `voicetune ckpt list RUN` lists them"
+        )
     from voicetune.synthesis.inference import check_weights
 
     check_weights(weights)

@@ -17,15 +17,19 @@ import shutil
 import struct
 import subprocess
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from voicetune.errors import UsageError
 
 MEDIA_TYPES = {
-    "wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "mp3": "audio/mpeg",
-    "opus": "audio/ogg", "aac": "audio/aac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
 }
 FFMPEG_ARGS = {
     "mp3": ["-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3"],
@@ -50,7 +54,9 @@ def _ffmpeg_has(encoder: str) -> bool:
         _encoders = set()
         if shutil.which("ffmpeg"):
             out = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
-            _encoders = {line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" A")}
+            _encoders = {
+                line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" A")
+            }
     return encoder in _encoders
 
 
@@ -63,8 +69,14 @@ def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     """A 44-byte header of 16-bit mono PCM; `data_bytes` None: unknown length (a stream)."""
     size = 0xFFFFFFFF if data_bytes is None else data_bytes
     riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
-    return (b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate,
-            sample_rate * 2, 2, 16) + b"data" + struct.pack("<I", size))
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", size)
+    )
 
 
 class Encoder:
@@ -84,9 +96,26 @@ class Encoder:
 
     def _start_ffmpeg(self) -> None:
         self._proc = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(self.sample_rate), "-ac", "1",
-             "-i", "pipe:0", *FFMPEG_ARGS[self.fmt], "pipe:1"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "s16le",
+                "-ar",
+                str(self.sample_rate),
+                "-ac",
+                "1",
+                "-i",
+                "pipe:0",
+                *FFMPEG_ARGS[self.fmt],
+                "pipe:1",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
 
         def read() -> None:
             while True:

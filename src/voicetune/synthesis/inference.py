@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from voicetune.checkpoints import keys as st
 from voicetune.checkpoints.manager import resolve_checkpoint
 from voicetune.checkpoints.policy import WEIGHT_SETS, weights_of
 from voicetune.checkpoints.store import load_checkpoint
@@ -23,7 +24,6 @@ from voicetune.config import TrainConfig
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models.base import ModelAdapter
 from voicetune.models.registry import create_adapter
-from voicetune.checkpoints import keys as st
 
 log = logging.getLogger("voicetune.synthesis.inference")
 
@@ -41,12 +41,15 @@ class TrainedModel:
 def check_weights(weights: str | None) -> str | None:
     """--weights: ema, raw, or None (what the checkpoint's score chose)."""
     if weights is not None and weights not in WEIGHT_SETS:
-        raise UsageError(f"--weights {weights}: choose ema or raw (or leave it out: the weights the checkpoint's score chose)")
+        raise UsageError(
+            f"--weights {weights}: choose ema or raw (or leave it out: the weights the checkpoint's score chose)"
+        )
     return weights
 
 
-def load_trained_model(target: Path, prefer: str = "best", device: str | None = None,
-                       weights: str | None = None) -> TrainedModel:
+def load_trained_model(
+    target: Path, prefer: str = "best", device: str | None = None, weights: str | None = None
+) -> TrainedModel:
     """Rebuild the model of a checkpoint (or of a run's best one) with its chosen weights: the
     EMA or the raw ones as `weights` says, else those the milestone score chose (the manifest's
     `weights`), else the EMA."""
@@ -64,7 +67,9 @@ def load_trained_model(target: Path, prefer: str = "best", device: str | None = 
     sets = weight_sets(loaded)
     if chosen not in sets:
         if weights == "ema":
-            raise UsageError(f"--weights ema: {ckpt.path} holds no EMA weights; leave --weights out to use its raw weights")
+            raise UsageError(
+                f"--weights ema: {ckpt.path} holds no EMA weights; leave --weights out to use its raw weights"
+            )
         chosen = "raw"
     adapter.load_checkpoint_weights(model, sets[chosen])
     model.eval()
@@ -98,5 +103,3 @@ def export_trained(target: Path, fmt: str, out: Path, weights: str | None = None
         if created:  # a failed export leaves no half-written folder behind
             shutil.rmtree(out, ignore_errors=True)
         raise
-
-

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -51,8 +51,15 @@ class ChunkReport:
         return self.check is None or not self.check["flags"]
 
     def to_json(self) -> dict:
-        return {"index": self.index, "text": self.text, "takes": self.takes, "seed": self.seed,
-                "passed": self.passed, "check": self.check, "resumed": self.resumed}
+        return {
+            "index": self.index,
+            "text": self.text,
+            "takes": self.takes,
+            "seed": self.seed,
+            "passed": self.passed,
+            "check": self.check,
+            "resumed": self.resumed,
+        }
 
 
 @dataclass
@@ -71,9 +78,17 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def narrate(engine: Engine, text: str, voice: Voice, out: Path, check: bool = True, retakes: int = 2,
-            seed: int = 0, whisper_model: str | None = None,
-            on_chunk: Callable[[ChunkReport, int], None] | None = None) -> Narration:
+def narrate(
+    engine: Engine,
+    text: str,
+    voice: Voice,
+    out: Path,
+    check: bool = True,
+    retakes: int = 2,
+    seed: int = 0,
+    whisper_model: str | None = None,
+    on_chunk: Callable[[ChunkReport, int], None] | None = None,
+) -> Narration:
     """Speak `text` into `out` (wav), resuming what an earlier run with the same settings left in
     OUT.parts/; `on_chunk(report, total)` is told as each chunk is done (or found done)."""
     out = Path(out)
@@ -104,10 +119,20 @@ def narrate(engine: Engine, text: str, voice: Voice, out: Path, check: bool = Tr
     audio = _join(engine, [stem.with_suffix(".wav") for stem in stems])
     narration.seconds = len(audio) / engine.sample_rate
     fsio.atomic_write_bytes(out, encode(audio, engine.sample_rate, "wav"))
-    fsio.atomic_write_json(narration.report_path, {
-        "version": REPORT_VERSION, "out": str(out), "model": engine.name, "voice": voice.name,
-        "checked": check, "retakes": retakes, "seconds": round(narration.seconds, 3),
-        "unsayable": plan.unsayable, "chunks": [c.to_json() for c in narration.chunks]})
+    fsio.atomic_write_json(
+        narration.report_path,
+        {
+            "version": REPORT_VERSION,
+            "out": str(out),
+            "model": engine.name,
+            "voice": voice.name,
+            "checked": check,
+            "retakes": retakes,
+            "seconds": round(narration.seconds, 3),
+            "unsayable": plan.unsayable,
+            "chunks": [c.to_json() for c in narration.chunks],
+        },
+    )
     return narration
 
 
@@ -119,13 +144,17 @@ class TakeChecker:
         from voicetune.scoring.checks import speaking_rate
 
         if not whisper_model:
-            raise UsageError("--check needs a whisper model: pass --whisper-model NAME_OR_FOLDER (or set "
-                             "VOICETUNE_WHISPER_MODEL), or narrate without the check: --no-check")
+            raise UsageError(
+                "--check needs a whisper model: pass --whisper-model NAME_OR_FOLDER (or set "
+                "VOICETUNE_WHISPER_MODEL), or narrate without the check: --no-check"
+            )
         self.language = engine.language
         self.asr = get_scorers(whisper_model).intelligibility
         if self.asr is None:
-            raise UsageError(f"--whisper-model {whisper_model}: could not be loaded (see the note above); "
-                             "or narrate without the check: --no-check")
+            raise UsageError(
+                f"--whisper-model {whisper_model}: could not be loaded (see the note above); "
+                "or narrate without the check: --no-check"
+            )
         reference = to_scoring_rate(voice.audio, engine.sample_rate)
         self.rate = speaking_rate(reference, engine.normalize(voice.text)) if voice.text else None
         self.sample_rate = engine.sample_rate
@@ -139,8 +168,16 @@ class TakeChecker:
         return check_take(clip, text, transcript, self.language, self.rate)
 
 
-def _make_chunk(engine: Engine, voice: Voice, index: int, chunk: str, seed: int, retakes: int,
-                checker: TakeChecker | None, stem: Path) -> ChunkReport:
+def _make_chunk(
+    engine: Engine,
+    voice: Voice,
+    index: int,
+    chunk: str,
+    seed: int,
+    retakes: int,
+    checker: TakeChecker | None,
+    stem: Path,
+) -> ChunkReport:
     best = None  # (rank, audio, seed, check)
     takes = 0
     for take in range(retakes + 1 if checker else 1):
@@ -174,8 +211,13 @@ def _read_done(stem: Path) -> ChunkReport | None:
 def _identity(engine: Engine, voice: Voice, check: bool, retakes: int) -> list:
     """What, besides its text and seed, decides a chunk's audio."""
     voice_hash = hashlib.sha256(np.ascontiguousarray(voice.audio).tobytes() + (voice.text or "").encode()).hexdigest()
-    return [str(engine.trained.checkpoint.resolve()), getattr(engine.adapter, "nfe_steps", None), voice_hash,
-            check, retakes]
+    return [
+        str(engine.trained.checkpoint.resolve()),
+        getattr(engine.adapter, "nfe_steps", None),
+        voice_hash,
+        check,
+        retakes,
+    ]
 
 
 def _join(engine: Engine, paths: list[Path]) -> np.ndarray:

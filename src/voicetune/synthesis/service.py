@@ -21,9 +21,10 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from voicetune.errors import UsageError, VoicetuneError
 from voicetune.synthesis.engine import (
@@ -104,9 +105,17 @@ class Job:
 class SpeechService:
     """Models by name, voices by name, and one worker speaking queued requests in order."""
 
-    def __init__(self, models: dict[str, Path], voices: list[VoiceSpec] | None = None, max_queue: int = 8,
-                 time_limit: float = 300.0, max_loaded: int = 2, nfe: int | None = None, weights: str | None = None,
-                 pool: EnginePool | None = None):
+    def __init__(
+        self,
+        models: dict[str, Path],
+        voices: list[VoiceSpec] | None = None,
+        max_queue: int = 8,
+        time_limit: float = 300.0,
+        max_loaded: int = 2,
+        nfe: int | None = None,
+        weights: str | None = None,
+        pool: EnginePool | None = None,
+    ):
         if not models:
             raise UsageError("name at least one run, checkpoint or RUN/ready folder to serve")
         self.models = dict(models)
@@ -149,8 +158,9 @@ class SpeechService:
             return name
         if name in OPENAI_MODEL_NAMES:
             return next(iter(self.models))
-        raise RequestError(f"model '{name}' is not served here; models: {', '.join(self.models)}", "model", 404,
-                           "model_not_found")
+        raise RequestError(
+            f"model '{name}' is not served here; models: {', '.join(self.models)}", "model", 404, "model_not_found"
+        )
 
     def voice_names(self, model: str | None = None) -> list[str]:
         return [DEFAULT_VOICE, *[n for n in self.voices if n != DEFAULT_VOICE]]
@@ -168,8 +178,10 @@ class SpeechService:
             else:
                 voice = engine.default_voice()
                 if voice is None:
-                    raise UsageError(f"{engine.name} has no default voice (no evaluation reference in run.json and "
-                                     "no dataset clip of 2-12 s); add one with --voice default=WAV:TRANSCRIPT")
+                    raise UsageError(
+                        f"{engine.name} has no default voice (no evaluation reference in run.json and "
+                        "no dataset clip of 2-12 s); add one with --voice default=WAV:TRANSCRIPT"
+                    )
             self._voice_cache[key] = voice
         return self._voice_cache[key]
 
@@ -181,21 +193,38 @@ class SpeechService:
         if not isinstance(text, str) or not text.strip():
             raise RequestError("input is empty: give the text to speak", "input")
         if len(text) > MAX_INPUT_CHARS:
-            raise RequestError(f"input is {len(text)} characters; at most {MAX_INPUT_CHARS} are spoken per request "
-                               "(split it, or use `voicetune narrate` for long text)", "input")
+            raise RequestError(
+                f"input is {len(text)} characters; at most {MAX_INPUT_CHARS} are spoken per request "
+                "(split it, or use `voicetune narrate` for long text)",
+                "input",
+            )
         if voice not in self.voice_names(name):
-            raise RequestError(f"voice '{voice}' is not served here; voices: {', '.join(self.voice_names(name))}",
-                               "voice", 400, "voice_not_found")
+            raise RequestError(
+                f"voice '{voice}' is not served here; voices: {', '.join(self.voice_names(name))}",
+                "voice",
+                400,
+                "voice_not_found",
+            )
         formats = available_formats()
         if fmt not in formats:
-            raise RequestError(f"response_format '{fmt}' is not supported; use one of {', '.join(formats)}",
-                               "response_format")
+            raise RequestError(
+                f"response_format '{fmt}' is not supported; use one of {', '.join(formats)}", "response_format"
+            )
         if not (isinstance(speed, (int, float)) and MIN_SPEED <= speed <= MAX_SPEED):
             raise RequestError(f"speed {speed}: give a number from {MIN_SPEED} to {MAX_SPEED}", "speed")
         return name
 
-    def submit(self, model: str, text: str, voice: str, fmt: str, speed: float, seed: int, sink: Sink,
-               time_limit: float | None = None) -> Job:
+    def submit(
+        self,
+        model: str,
+        text: str,
+        voice: str,
+        fmt: str,
+        speed: float,
+        seed: int,
+        sink: Sink,
+        time_limit: float | None = None,
+    ) -> Job:
         """Queue a checked request; QueueFull when `max_queue` requests already wait."""
         name = self.check(model, text, voice, fmt, speed)
         job = Job(name, text, voice, fmt, float(speed), int(seed), sink, time_limit or self.time_limit)
@@ -219,9 +248,15 @@ class SpeechService:
         with self._lock:
             loaded = self.pool.loaded()
             names = [n for n, p in self.models.items() if any(k.split("@")[0] == str(p.resolve()) for k in loaded)]
-            return {"status": "ok", "models": list(self.models), "loaded": names,
-                    "waiting": self._waiting, "running": self.running is not None, "max_queue": self.max_queue,
-                    **self.counts}
+            return {
+                "status": "ok",
+                "models": list(self.models),
+                "loaded": names,
+                "waiting": self._waiting,
+                "running": self.running is not None,
+                "max_queue": self.max_queue,
+                **self.counts,
+            }
 
     # ---- the worker -------------------------------------------------------------------------------
 
@@ -240,20 +275,27 @@ class SpeechService:
             except BaseException as exc:  # reported to the job's sink, never raised: the worker lives on
                 error = exc
                 if not isinstance(exc, (Cancelled, VoicetuneError)):
-                    log.error("request failed", exc_info=True)
+                    log.exception("request failed")
             finally:
                 job._timer.cancel()
                 with self._lock:
                     self.running = None
-                    kind = ("timed_out" if job.timed_out else "cancelled" if job.cancelled.is_set()
-                            else "failed" if error else "done")
+                    kind = (
+                        "timed_out"
+                        if job.timed_out
+                        else "cancelled"
+                        if job.cancelled.is_set()
+                        else "failed"
+                        if error
+                        else "done"
+                    )
                     self.counts[kind] += 1
                     if kind == "done":
                         self._seconds.append(time.monotonic() - started)
             try:
                 job.sink.finished(error)
             except Exception:
-                log.error("a sink failed", exc_info=True)
+                log.exception("a sink failed")
 
     def _run(self, job: Job) -> None:
         if job.cancelled.is_set():
@@ -282,15 +324,18 @@ def parse_voice(text: str) -> VoiceSpec:
     """`NAME=WAV[:TRANSCRIPT]` (the transcript may hold colons; the path may not)."""
     name, sep, rest = text.partition("=")
     if not sep or not name.strip() or not rest.strip():
-        raise UsageError(f"--voice {text}: use NAME=WAV or NAME=WAV:TRANSCRIPT, e.g. --voice anna=anna.wav:'Hello there.'")
+        raise UsageError(
+            f"--voice {text}: use NAME=WAV or NAME=WAV:TRANSCRIPT, e.g. --voice anna=anna.wav:'Hello there.'"
+        )
     path, _, transcript = rest.partition(":")
     if not Path(path).is_file():
         raise UsageError(f"--voice {text}: {path} is not a file; give a wav of the voice (a few seconds)")
     return VoiceSpec(name.strip(), Path(path), transcript.strip() or None)
 
 
-def job_sink(started: Callable[[Plan], None], audio: Callable[[bytes], None],
-             finished: Callable[[BaseException | None], None]) -> Sink:
+def job_sink(
+    started: Callable[[Plan], None], audio: Callable[[bytes], None], finished: Callable[[BaseException | None], None]
+) -> Sink:
     """A Sink of three callables."""
 
     class _Sink:

@@ -62,7 +62,11 @@ def auto_settings(model: str, max_updates: int, machine: Machine) -> dict:
     if machine.gpu_memory_bytes:
         room = max(machine.gpu_memory_bytes / GIB * 0.85 - FIXED_GIB[model], PER_UNIT_GIB[model])
         units = int(room / PER_UNIT_GIB[model])
-        batch = {"batch_frames": max(1000, min(units, 38_400) // 100 * 100)} if f5 else {"batch_size": max(1, min(units, 32))}
+        batch = (
+            {"batch_frames": max(1000, min(units, 38_400) // 100 * 100)}
+            if f5
+            else {"batch_size": max(1, min(units, 32))}
+        )
         # A GPU makes several updates a second: a rolling checkpoint every few minutes.
         last_every = 200
     else:
@@ -83,8 +87,16 @@ def checkpoint_bytes(model: str, lora_rank: int | None) -> dict[str, int]:
     return {"weights": weights, "full": weights + 2 * trainable * BYTES_PER_VALUE}
 
 
-def projected_disk_bytes(model: str, lora_rank: int | None, max_updates: int, save_every: int, last_every: int | None,
-                         keep_last: int, keep_every: int | None, milestone_state: str) -> int:
+def projected_disk_bytes(
+    model: str,
+    lora_rank: int | None,
+    max_updates: int,
+    save_every: int,
+    last_every: int | None,
+    keep_last: int,
+    keep_every: int | None,
+    milestone_state: str,
+) -> int:
     """Most disk the run's checkpoints take at once under its retention (the policy's own projection)."""
     from voicetune.checkpoints.policy import RetentionPolicy, SaveSchedule, projected_peak_bytes
 

@@ -8,8 +8,8 @@ import collections
 import logging
 import os
 import signal
-from collections.abc import Generator
-from typing import Any, Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import torch
 
@@ -22,8 +22,9 @@ from voicetune.train.sampler import BatchPlan
 log = logging.getLogger("voicetune.train")
 
 
-def iterate_batches(adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopState, rank: int,
-                    config: TrainConfig, accelerator) -> Generator[tuple[Any, list[int]], None, None]:
+def iterate_batches(
+    adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopState, rank: int, config: TrainConfig, accelerator
+) -> Generator[tuple[Any, list[int]], None, None]:
     """(batch, item indices) forever, epoch after epoch, from the saved epoch and position.
 
     The caller advances `loop.position` after using a batch, so a checkpoint records exactly
@@ -36,8 +37,12 @@ def iterate_batches(adapter, splits: DataSplits, plan: BatchPlan, loop: st.LoopS
     # One loader for the whole session: its workers live across epochs (a new loader per epoch
     # would fork and warm up new workers every epoch, which costs whole updates on small data).
     loader = DataLoader(
-        splits.train, batch_sampler=sampler, collate_fn=adapter.collate, num_workers=workers,
-        pin_memory=torch.cuda.is_available(), worker_init_fn=_ignore_stop_signals if workers else None,
+        splits.train,
+        batch_sampler=sampler,
+        collate_fn=adapter.collate,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_ignore_stop_signals if workers else None,
         # A private generator: creating a loader must not draw from the global RNG,
         # or a resumed run (which creates one more loader) would diverge.
         generator=torch.Generator().manual_seed(config.seed),

@@ -64,7 +64,9 @@ def running_trainer(run: Path) -> dict | None:
     return None
 
 
-def start_training(run: Path, flags: dict[str, Any], env: dict[str, str] | None = None, resume: bool | None = None) -> int:
+def start_training(
+    run: Path, flags: dict[str, Any], env: dict[str, str] | None = None, resume: bool | None = None
+) -> int:
     """Start `voicetune train --run RUN <flags>` detached from this process; returns its pid.
 
     Its output goes to RUN/train-process.log. Refused while another trainer holds the run.
@@ -74,14 +76,18 @@ def start_training(run: Path, flags: dict[str, Any], env: dict[str, str] | None 
     run = Path(run)
     holder = running_trainer(run)
     if holder:
-        raise RunLockedError(f"{run} is being trained by pid {holder.get('pid')} on {holder.get('host')}; "
-                             "stop it first (or attach to it)")
+        raise RunLockedError(
+            f"{run} is being trained by pid {holder.get('pid')} on {holder.get('host')}; "
+            "stop it first (or attach to it)"
+        )
     has_checkpoints = any((run / "checkpoints").glob("step_*/manifest.json"))
     if resume is True and not has_checkpoints:
         raise UsageError(f"{run.name} has no checkpoint to resume from; start it instead")
     if resume is False and has_checkpoints:
-        raise UsageError(f"{run.name} already has checkpoints: resume it, or give a new run name for a new run "
-                         "(nothing is ever deleted)")
+        raise UsageError(
+            f"{run.name} already has checkpoints: resume it, or give a new run name for a new run "
+            "(nothing is ever deleted)"
+        )
     if resume is not None:
         flags = {**flags, "resume": "auto" if resume else "never"}
     run.mkdir(parents=True, exist_ok=True)
@@ -90,8 +96,15 @@ def start_training(run: Path, flags: dict[str, Any], env: dict[str, str] | None 
         log.write(("\n$ " + " ".join(argv[1:]) + "\n").encode())
         log.flush()
         # A new session: the page's process group, its Ctrl-C and its death never reach training.
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env=env, cwd=run)
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=run,
+        )
     _started[str(run.resolve())] = child
     return child.pid
 
@@ -142,8 +155,14 @@ def training_progress(run: Path) -> TrainingProgress:
         values = [r[key] for _, r in sorted(records.items()) if isinstance(r.get(key), (int, float))]
         return float(values[-1]) if values else None
 
-    return TrainingProgress(max(records) if records else 0, max_updates, last("train/loss"), last("val/loss"),
-                            last("perf/updates_per_s"), read_milestone_work(run))
+    return TrainingProgress(
+        max(records) if records else 0,
+        max_updates,
+        last("train/loss"),
+        last("val/loss"),
+        last("perf/updates_per_s"),
+        read_milestone_work(run),
+    )
 
 
 def milestone_samples(run: Path) -> list[tuple[int, Path]]:

@@ -62,9 +62,13 @@ def make_accelerator(config: TrainConfig):
         raise UsageError(f"--mixed-precision {precision} needs a GPU; use --mixed-precision no (or auto) on CPU")
     timeout = max(parse_duration(config.collective_timeout), SETUP_TIMEOUT_SECONDS)
     # cpu=True on a machine without GPU is what lets accelerate see a multi-process CPU launch.
-    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
-                       step_scheduler_with_optimizer=False, rng_types=[],
-                       kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=timeout))])
+    return Accelerator(
+        mixed_precision=precision,
+        cpu=not torch.cuda.is_available(),
+        step_scheduler_with_optimizer=False,
+        rng_types=[],
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=timeout))],
+    )
 
 
 def broadcast_object(accelerator, obj: Any) -> Any:
@@ -118,7 +122,8 @@ def check_ranks_agree(digests: list[str], step: int) -> dict[str, str]:
         raise VoicetuneError(
             f"the ranks' weights differ at step {step} ({groups}): this checkpoint is not saved and the last committed "
             "one stands. Ranks must apply identical updates; rerun the same command to resume, and report this with "
-            "RUN/train.log")
+            "RUN/train.log"
+        )
     return by_rank
 
 
@@ -151,11 +156,17 @@ class Watchdog:
         self._previous_wakeup = -1
 
     @classmethod
-    def for_run(cls, config: TrainConfig, accelerator, log_path: Path) -> "Watchdog":
-        return cls(parse_duration(config.collective_timeout), config.stop_grace_seconds, log_path,
-                   accelerator.process_index, accelerator.num_processes, enabled=accelerator.num_processes > 1)
+    def for_run(cls, config: TrainConfig, accelerator, log_path: Path) -> Watchdog:
+        return cls(
+            parse_duration(config.collective_timeout),
+            config.stop_grace_seconds,
+            log_path,
+            accelerator.process_index,
+            accelerator.num_processes,
+            enabled=accelerator.num_processes > 1,
+        )
 
-    def start(self) -> "Watchdog":
+    def start(self) -> Watchdog:
         if not self.enabled or self._thread is not None:
             return self
         if threading.current_thread() is threading.main_thread():
@@ -208,20 +219,31 @@ class Watchdog:
                     self._stop_seen, self._stop_signum = now, number
             with self._lock:
                 phase, since = self._phase, self._since
-            if self._stop_seen is not None and phase not in PATIENT_PHASES \
-                    and now - max(since, self._stop_seen) > self.grace:
+            if (
+                self._stop_seen is not None
+                and phase not in PATIENT_PHASES
+                and now - max(since, self._stop_seen) > self.grace
+            ):
                 name = "SIGTERM" if self._stop_signum == signal.SIGTERM else "Ctrl-C"
-                self._end(f"{name} came {now - self._stop_seen:.0f} s ago, but this rank made no progress for "
-                          f"{now - since:.0f} s in {self.where()} (stuck in a collective?); stop_grace_seconds is "
-                          f"{self.grace:g}", 128 + int(self._stop_signum or signal.SIGTERM))
+                self._end(
+                    f"{name} came {now - self._stop_seen:.0f} s ago, but this rank made no progress for "
+                    f"{now - since:.0f} s in {self.where()} (stuck in a collective?); stop_grace_seconds is "
+                    f"{self.grace:g}",
+                    128 + int(self._stop_signum or signal.SIGTERM),
+                )
             elif now - since > self.timeout:
-                self._end(f"no progress for {now - since:.0f} s in {self.where()}, past --collective-timeout "
-                          f"{format_duration(self.timeout)}: a rank is stuck, or waits for one that is", HANG_EXIT_CODE)
+                self._end(
+                    f"no progress for {now - since:.0f} s in {self.where()}, past --collective-timeout "
+                    f"{format_duration(self.timeout)}: a rank is stuck, or waits for one that is",
+                    HANG_EXIT_CODE,
+                )
 
     def _end(self, reason: str, code: int) -> None:
         self.dump(reason)
-        message = (f"\nrank {self.rank} of {self.world}: {reason}. The stacks of every thread are in {self.log_path}. "
-                   f"Exit {code}; the last committed checkpoint stands: rerun the same command to resume\n")
+        message = (
+            f"\nrank {self.rank} of {self.world}: {reason}. The stacks of every thread are in {self.log_path}. "
+            f"Exit {code}; the last committed checkpoint stands: rerun the same command to resume\n"
+        )
         try:
             os.write(sys.stderr.fileno(), message.encode())
         except OSError:
@@ -237,7 +259,8 @@ class Watchdog:
         error = VoicetuneError(
             f"rank {self.rank} of {self.world}: a collective failed in {self.where()} ({first[:200]}): another rank "
             f"ended or hung (see its lines above). The stacks of every thread are in {self.log_path}; the last committed "
-            "checkpoint stands: rerun the same command to resume")
+            "checkpoint stands: rerun the same command to resume"
+        )
         error.exit_code = HANG_EXIT_CODE
         return error
 
@@ -247,8 +270,10 @@ class Watchdog:
         if not self.enabled:
             return
         log.error("rank %d: %s; the stacks of every thread follow in %s", self.rank, reason, self.log_path)
-        header = (f"\n==== rank {self.rank} of {self.world} (pid {os.getpid()} on {socket.gethostname()}) "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {reason}\n")
+        header = (
+            f"\n==== rank {self.rank} of {self.world} (pid {os.getpid()} on {socket.gethostname()}) "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {reason}\n"
+        )
         try:
             with open(self.log_path, "a", encoding="utf-8") as out:
                 fcntl.lockf(out, fcntl.LOCK_EX)
@@ -271,4 +296,5 @@ def collective_failure(err: BaseException) -> bool:
         return True
     text = str(err)
     return isinstance(err, RuntimeError) and any(
-        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "Timed out"))
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset", "Timed out")
+    )

@@ -13,8 +13,14 @@ import torch
 
 
 class EMA:
-    def __init__(self, weights: dict[str, torch.Tensor], decay: float = 0.9999, update_every: int = 10,
-                 update_after: int = 100, power: float = 2 / 3):
+    def __init__(
+        self,
+        weights: dict[str, torch.Tensor],
+        decay: float = 0.9999,
+        update_every: int = 10,
+        update_after: int = 100,
+        power: float = 2 / 3,
+    ):
         # Only floating tensors are averaged; integer buffers are copied as they are.
         self.names = [k for k, v in weights.items() if v.is_floating_point()]
         self.shadow = {k: weights[k].detach().clone().float() for k in self.names}

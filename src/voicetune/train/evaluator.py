@@ -28,14 +28,21 @@ from typing import Any
 
 import numpy as np
 
+from voicetune import fsio
 from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy, Standing
 from voicetune.errors import UsageError
-from voicetune.evaluation import (EvalSet, RealVoice, choose_eval_set, evaluate_weights, plot_eval, score_real_voice,
-                                  scored_row)
+from voicetune.evaluation import (
+    EvalSet,
+    RealVoice,
+    choose_eval_set,
+    evaluate_weights,
+    plot_eval,
+    score_real_voice,
+    scored_row,
+)
 from voicetune.evaluation.kept import keep_eval_audio
 from voicetune.faults import pause_point
 from voicetune.scoring import Summary
-from voicetune import fsio
 from voicetune.train.run_folder import RUN_JSON
 
 log = logging.getLogger("voicetune.train")
@@ -56,8 +63,14 @@ def default_best(config, adapter) -> tuple[str, str]:
     milestones are scored; else the validation loss, lowest best."""
     scored = config.evaluate and can_score(adapter)
     if config.early_stop and not scored:
-        raise UsageError(f"--early-stop {config.early_stop}: needs milestone scores, which "
-                         + ("--set evaluate=false turns off" if not config.evaluate else f"model {config.model} cannot make (it does not synthesize)"))
+        raise UsageError(
+            f"--early-stop {config.early_stop}: needs milestone scores, which "
+            + (
+                "--set evaluate=false turns off"
+                if not config.evaluate
+                else f"model {config.model} cannot make (it does not synthesize)"
+            )
+        )
     metric = config.best_metric or ("score" if scored else "val_loss")
     return metric, config.best_mode or ("max" if metric == "score" else "min")
 
@@ -85,26 +98,40 @@ class MilestoneEvaluator:
     def _prepare(self) -> None:
         from voicetune.scoring import get_scorers
 
-        self._scorers = get_scorers(self.config.whisper_model, note=lambda m: self.reporter.say(f"note: {m}", logging.WARNING))
+        self._scorers = get_scorers(
+            self.config.whisper_model, note=lambda m: self.reporter.say(f"note: {m}", logging.WARNING)
+        )
         stored = self.run.read_run_json().get(RUN_JSON_KEY)
         if stored:
             self.eval_set = EvalSet.from_json(stored["set"])
             speaker = stored.get("speaker")
-            self.real = RealVoice(np.asarray(speaker, np.float32) if speaker else None,
-                                  Summary.from_json(stored["ceiling"]) or Summary())
+            self.real = RealVoice(
+                np.asarray(speaker, np.float32) if speaker else None, Summary.from_json(stored["ceiling"]) or Summary()
+            )
             return
-        self.eval_set = choose_eval_set(Path(self.config.data), self.config.eval_text, self.config.eval_clips,
-                                        self.config.language, seed=1000 + self.config.seed,
-                                        seeds=self.config.eval_seeds)
+        self.eval_set = choose_eval_set(
+            Path(self.config.data),
+            self.config.eval_text,
+            self.config.eval_clips,
+            self.config.language,
+            seed=1000 + self.config.seed,
+            seeds=self.config.eval_seeds,
+        )
         self.real = score_real_voice(self.eval_set, self._scorers)
         speaker = None if self.real.speaker is None else [round(float(v), 7) for v in self.real.speaker]
         info = self.run.read_run_json()
-        info[RUN_JSON_KEY] = {"set": self.eval_set.to_json(), "ceiling": self.real.ceiling.to_json(), "speaker": speaker}
+        info[RUN_JSON_KEY] = {
+            "set": self.eval_set.to_json(),
+            "ceiling": self.real.ceiling.to_json(),
+            "speaker": speaker,
+        }
         fsio.atomic_write_json(self.run.path / RUN_JSON, info)
         # The rounded embedding, as later sessions read it back: the same numbers in every session.
         self.real = RealVoice(None if speaker is None else np.asarray(speaker, np.float32), self.real.ceiling)
-        self.reporter.say(f"evaluation set: {len(self.eval_set.texts)} sentences x {self.eval_set.seeds} seeds in the voice of "
-                          f"{Path(self.eval_set.ref_audio).name}; the real voice scores {_describe(self.real.ceiling.to_json())}")
+        self.reporter.say(
+            f"evaluation set: {len(self.eval_set.texts)} sentences x {self.eval_set.seeds} seeds in the voice of "
+            f"{Path(self.eval_set.ref_audio).name}; the real voice scores {_describe(self.real.ceiling.to_json())}"
+        )
 
     # ---- one call per milestone ----------------------------------------------------------------
 
@@ -123,9 +150,11 @@ class MilestoneEvaluator:
                 self._prepare()
             pause_point("scoring")
             results = self._score_weight_sets(model, ema, weights, working)
-        except Exception as err:  # noqa: BLE001 - scores are for choosing; a failure must not stop training
+        except Exception as err:
             log.exception("evaluation of step %d failed", step)
-            self.reporter.say(f"evaluation of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
+            self.reporter.say(
+                f"evaluation of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING
+            )
             return {}
         finally:
             st.restore_rng(saved_rng)
@@ -137,14 +166,26 @@ class MilestoneEvaluator:
             log.warning("the evaluation audio of step %d was not kept: %s", step, err)
         _write_rows(self.run.path / EVAL_JSONL, self.rows)
         metrics = {k: v for k, v in row.items() if k != "step" and v is not None}
-        self.reporter.scalars(step, {f"eval/{k}": v for k, v in metrics.items() if _is_number(v)}
-                              | {f"eval/{name}/{k}": v for name, scores in row["scores"].items()
-                                 for k, v in scores.items() if _is_number(v)})
+        self.reporter.scalars(
+            step,
+            {f"eval/{k}": v for k, v in metrics.items() if _is_number(v)}
+            | {
+                f"eval/{name}/{k}": v
+                for name, scores in row["scores"].items()
+                for k, v in scores.items()
+                if _is_number(v)
+            },
+        )
         standing = self.standing()
         try:
             assert self.real is not None  # set by _prepare before any score
-            plot_eval(self.rows, self.real.ceiling, self.run.path / EVAL_PNG, standing.best.step if standing.best else None,
-                      f"{self.run.path.name}: scores at milestones")
+            plot_eval(
+                self.rows,
+                self.real.ceiling,
+                self.run.path / EVAL_PNG,
+                standing.best.step if standing.best else None,
+                f"{self.run.path.name}: scores at milestones",
+            )
         except Exception as err:  # noqa: BLE001
             log.warning("eval.png not written: %s", err)
         self.reporter.say(f"eval step {step}: {_describe_row(row)}{_describe_best(standing, step)}")
@@ -158,8 +199,15 @@ class MilestoneEvaluator:
         listener = copy.deepcopy(model)
         listener.eval()
         try:
-            return evaluate_weights(self.adapter, listener, {"raw": weights, "ema": ema.weights_like(weights)},
-                                    self.eval_set, self.real, self._scorers, progress)
+            return evaluate_weights(
+                self.adapter,
+                listener,
+                {"raw": weights, "ema": ema.weights_like(weights)},
+                self.eval_set,
+                self.real,
+                self._scorers,
+                progress,
+            )
         finally:
             del listener
 
@@ -172,13 +220,18 @@ class MilestoneEvaluator:
         """A warning when the score fell two milestones in a row; the early-stop decision."""
         scores = [r["score"] for r in sorted(self.rows, key=lambda r: r["step"]) if _is_number(r.get("score"))]
         if len(scores) >= 3 and scores[-1] < scores[-2] < scores[-3]:
-            self.reporter.say(f"the score fell two milestones in a row ({scores[-3]:.3f} -> {scores[-2]:.3f} -> "
-                              f"{scores[-1]:.3f}); listen to RUN/samples and see {EVAL_PNG}", logging.WARNING)
+            self.reporter.say(
+                f"the score fell two milestones in a row ({scores[-3]:.3f} -> {scores[-2]:.3f} -> "
+                f"{scores[-1]:.3f}); listen to RUN/samples and see {EVAL_PNG}",
+                logging.WARNING,
+            )
         patience = self.config.early_stop
         if patience and standing.best is not None and standing.since_best >= patience:
-            self.stop_reason = (f"early stop at step {step}: the score has not improved for {standing.since_best} "
-                                f"milestones (best {standing.best.metrics['score']:.3f} at step {standing.best.step}; "
-                                f"a score within the spread is a tie, not progress; --early-stop {patience})")
+            self.stop_reason = (
+                f"early stop at step {step}: the score has not improved for {standing.since_best} "
+                f"milestones (best {standing.best.metrics['score']:.3f} at step {standing.best.step}; "
+                f"a score within the spread is a tie, not progress; --early-stop {patience})"
+            )
 
 
 def _as_info(row: dict[str, Any]) -> CheckpointInfo:
@@ -197,7 +250,8 @@ def _describe_row(row: dict[str, Any]) -> str:
     others = {name: s.get("score") for name, s in row.get("scores", {}).items() if name != row.get("weights")}
     if row.get("weights"):
         text += f"; {row['weights']} weights" + "".join(
-            f" (the {name} weights score {value:.3f})" for name, value in others.items() if value is not None)
+            f" (the {name} weights score {value:.3f})" for name, value in others.items() if value is not None
+        )
     return text
 
 
@@ -212,8 +266,13 @@ def _describe_best(standing: Standing, step: int) -> str:
 
 def _describe(measures: dict[str, Any]) -> str:
     parts = []
-    for key, label, digits in (("wer", "WER", 3), ("cer", "CER", 3), ("similarity", "similarity", 3),
-                               ("dnsmos", "DNSMOS", 2), ("score", "score", 3)):
+    for key, label, digits in (
+        ("wer", "WER", 3),
+        ("cer", "CER", 3),
+        ("similarity", "similarity", 3),
+        ("dnsmos", "DNSMOS", 2),
+        ("score", "score", 3),
+    ):
         value = measures.get(key)
         if value is not None:
             parts.append(f"{label} {value:.{digits}f}")

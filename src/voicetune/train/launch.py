@@ -34,11 +34,18 @@ def launch(processes: int, argv: list[str]) -> int:
     port = _free_port()
     children: list[subprocess.Popen] = []
     for rank in range(processes):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes),
-                   LOCAL_WORLD_SIZE=str(processes), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   **{PROCESSES_ENV: str(processes)},
-                   # Threads per process: share the cores instead of oversubscribing them.
-                   OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes))))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(processes),
+            LOCAL_WORLD_SIZE=str(processes),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            **{PROCESSES_ENV: str(processes)},
+            # Threads per process: share the cores instead of oversubscribing them.
+            OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes))),
+        )
         children.append(subprocess.Popen([sys.executable, "-m", "voicetune", *argv], env=env))
     deadline: list[float] = []  # when children still alive are killed
 

@@ -40,15 +40,31 @@ from voicetune.train import state as st
 from voicetune.train.batches import iterate_batches
 from voicetune.train.defaults import settle_config
 from voicetune.train.device import configure_device
-from voicetune.train.distributed import (Watchdog, agreed_stop_signal, broadcast_object, collective_failure,
-                                         make_accelerator, mean_across_ranks)
+from voicetune.train.distributed import (
+    Watchdog,
+    agreed_stop_signal,
+    broadcast_object,
+    collective_failure,
+    make_accelerator,
+    mean_across_ranks,
+)
 from voicetune.train.evaluator import MilestoneEvaluator
 from voicetune.train.milestone import milestone, validation_batches, write_samples
 from voicetune.train.oom import MemoryChange, UpdatePasses
 from voicetune.train.reporting import Reporter, Throughput
 from voicetune.train.run_folder import RunFolder
-from voicetune.train.session import (TrainResult, already_complete, announce_start, check_paths, checkpoint_sizes,
-                                     choose_start, finish_session, load_session, logged_error, refuse_if_no_room)
+from voicetune.train.session import (
+    TrainResult,
+    already_complete,
+    announce_start,
+    check_paths,
+    checkpoint_sizes,
+    choose_start,
+    finish_session,
+    load_session,
+    logged_error,
+    refuse_if_no_room,
+)
 from voicetune.train.signals import StopRequested, StopSignals
 
 log = logging.getLogger("voicetune.train")
@@ -69,8 +85,11 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
     signals = StopSignals().install()
     watchdog = Watchdog.for_run(config, accelerator, run.log_path)
     reporter: Reporter | None = None
-    manager = CheckpointManager(run.path, CheckpointOptions.from_config(config.flag_dict()),
-                                say=lambda text, level: reporter.say(text, level) if reporter else log.log(level, text))
+    manager = CheckpointManager(
+        run.path,
+        CheckpointOptions.from_config(config.flag_dict()),
+        say=lambda text, level: reporter.say(text, level) if reporter else log.log(level, text),
+    )
     batches: Generator[Any, None, None] | None = None
     discard_run = False
     try:
@@ -86,13 +105,34 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         sizes = checkpoint_sizes(state.weights, state.params, config)
         if is_main:
             refuse_if_no_room(sizes, run, config)
-        reporter = Reporter(run.path, run.tensorboard_dir, run.metrics_path, loop.step, config.max_updates,
-                            config.log_every, enabled=is_main, save_every=config.save_every)
+        reporter = Reporter(
+            run.path,
+            run.tensorboard_dir,
+            run.metrics_path,
+            loop.step,
+            config.max_updates,
+            config.log_every,
+            enabled=is_main,
+            save_every=config.save_every,
+        )
         if is_main:
             run.record_session(config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session)
-            announce_start(reporter, config, adapter, state.core_model, splits, start, loop, plan, run,
-                           has_validation, restart_epoch)
-        prompts = adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
+            announce_start(
+                reporter,
+                config,
+                adapter,
+                state.core_model,
+                splits,
+                start,
+                loop,
+                plan,
+                run,
+                has_validation,
+                restart_epoch,
+            )
+        prompts = (
+            adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
+        )
         if start.loaded is not None and prompts and is_main:
             # Samples right after every resume, so that progress is audible even when the run
             # never reaches another milestone (F5's own trainer stops sampling after a resume).
@@ -123,8 +163,20 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 continue
             metrics, stop_early = {}, None
             if decision.role == "milestone":
-                metrics = milestone(state, splits, config, prompts, reporter, run, signals, has_validation, stop,
-                                    evaluator, meter, watchdog)
+                metrics = milestone(
+                    state,
+                    splits,
+                    config,
+                    prompts,
+                    reporter,
+                    run,
+                    signals,
+                    has_validation,
+                    stop,
+                    evaluator,
+                    meter,
+                    watchdog,
+                )
                 watchdog.phase("end of the milestone (every rank waits for rank 0's samples and scores)", loop.step)
                 stop = agreed_stop_signal(accelerator, signals)
                 stop_early = broadcast_object(accelerator, evaluator.stop_reason)
@@ -171,8 +223,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             shutil.rmtree(run.path, ignore_errors=True)
 
 
-def update_passes(state: st.TrainState, splits: DataSplits, config: TrainConfig, reporter: Reporter,
-                  run: RunFolder) -> UpdatePasses:
+def update_passes(
+    state: st.TrainState, splits: DataSplits, config: TrainConfig, reporter: Reporter, run: RunFolder
+) -> UpdatePasses:
     """Forward and backward of every micro-batch of an update; split smaller and retried on
     out-of-memory, each change said once and recorded in run.json."""
     is_main, loop = state.accelerator.is_main_process, state.loop
@@ -183,18 +236,30 @@ def update_passes(state: st.TrainState, splits: DataSplits, config: TrainConfig,
             run.record_memory_change(change.to_json())
 
     if loop.micro_split > 1 or loop.item_limit is not None:
-        reporter.say(f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
-                     f"{loop.micro_split} micro-batches" + (f", items of length {loop.item_limit} or more left out"
-                                                            if loop.item_limit is not None else ""))
-    return UpdatePasses(state.adapter, state.model, state.accelerator, state.optimizer, splits, config.grad_accum,
-                        loop, state.accelerator.num_processes, memory_changed)
+        reporter.say(
+            f"memory settings from the checkpoint (out-of-memory recovery): each batch runs as "
+            f"{loop.micro_split} micro-batches"
+            + (f", items of length {loop.item_limit} or more left out" if loop.item_limit is not None else "")
+        )
+    return UpdatePasses(
+        state.adapter,
+        state.model,
+        state.accelerator,
+        state.optimizer,
+        splits,
+        config.grad_accum,
+        loop,
+        state.accelerator.num_processes,
+        memory_changed,
+    )
 
 
 # ---- per update ----
 
 
-def train_update(state: st.TrainState, passes: UpdatePasses, batches, splits: DataSplits,
-                 config: TrainConfig) -> dict[str, float]:
+def train_update(
+    state: st.TrainState, passes: UpdatePasses, batches, splits: DataSplits, config: TrainConfig
+) -> dict[str, float]:
     """One optimizer update over `grad_accum` micro-batches; returns its scalars for the log."""
     accelerator, loop = state.accelerator, state.loop
     world = accelerator.num_processes
@@ -224,8 +289,13 @@ def train_update(state: st.TrainState, passes: UpdatePasses, batches, splits: Da
     loop.smoothed_loss = train_loss if loop.smoothed_loss is None else 0.98 * loop.smoothed_loss + 0.02 * train_loss
     if not math.isfinite(train_loss):
         log.warning("step %d: the loss is %s; lower --lr or check the data", loop.step, train_loss)
-    return {"train/loss": train_loss, "train/lr": lr, "train/grad_norm": grad_norm,
-            "train/loss_smoothed": loop.smoothed_loss, "frames": frames * world}
+    return {
+        "train/loss": train_loss,
+        "train/lr": lr,
+        "train/grad_norm": grad_norm,
+        "train/loss_smoothed": loop.smoothed_loss,
+        "frames": frames * world,
+    }
 
 
 def clip_gradients(accelerator, params: list[torch.nn.Parameter], max_norm: float) -> float:

@@ -114,8 +114,11 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
         with signals.interruptible(), preserved_rng(SAMPLES_SEED), torch.no_grad():
             for index, prompt in enumerate(prompts):
                 if index and budget is not None and time.monotonic() - started > budget:
-                    reporter.say(f"samples of step {step}: {len(prompts) - index} of {len(prompts)} prompts left out "
-                                 f"after {budget:.0f} s (--set sample_budget_seconds=...)", logging.WARNING)
+                    reporter.say(
+                        f"samples of step {step}: {len(prompts) - index} of {len(prompts)} prompts left out "
+                        f"after {budget:.0f} s (--set sample_budget_seconds=...)",
+                        logging.WARNING,
+                    )
                     break
                 samples += state.adapter.synthesize_samples(ema_model, [prompt])
         del ema_model
@@ -127,9 +130,20 @@ def write_samples(state: st.TrainState, prompts, reporter: Reporter, run: RunFol
         reporter.say(f"samples of step {step} failed: {type(err).__name__}: {err} (training goes on)", logging.WARNING)
 
 
-def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, prompts, reporter: Reporter,
-              run: RunFolder, signals: StopSignals, has_validation: bool, stop: int | None,
-              evaluator: MilestoneEvaluator, meter: Throughput, watchdog: Watchdog) -> dict[str, Any]:
+def milestone(
+    state: st.TrainState,
+    splits: DataSplits,
+    config: TrainConfig,
+    prompts,
+    reporter: Reporter,
+    run: RunFolder,
+    signals: StopSignals,
+    has_validation: bool,
+    stop: int | None,
+    evaluator: MilestoneEvaluator,
+    meter: Throughput,
+    watchdog: Watchdog,
+) -> dict[str, Any]:
     """A milestone's metrics (smoothed training loss, validation loss, scores) and its samples;
     their time is kept out of the update rate.
 
@@ -160,7 +174,9 @@ def milestone(state: st.TrainState, splits: DataSplits, config: TrainConfig, pro
             watchdog.phase("scoring", step)
             try:
                 with signals.interruptible():
-                    metrics.update(evaluator.evaluate(step, state.core_model, state.ema, state.weights))  # finite already
+                    metrics.update(
+                        evaluator.evaluate(step, state.core_model, state.ema, state.weights)
+                    )  # finite already
             except StopRequested:
                 reporter.say(f"scoring of step {step} cut short by the stop request")
     meter.pause(time.monotonic() - started)

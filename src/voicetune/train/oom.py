@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -45,21 +46,39 @@ class MemoryChange:
 
     def describe(self) -> str:
         if self.action == "limit":
-            what = (f"an item of length {self.item_limit} does not fit even alone: items at least that long are left "
-                    f"out from now on (lower --batch-frames or use shorter clips)")
+            what = (
+                f"an item of length {self.item_limit} does not fit even alone: items at least that long are left "
+                f"out from now on (lower --batch-frames or use shorter clips)"
+            )
         else:
             what = f"each batch now runs as {self.micro_split} micro-batches, the effective batch unchanged"
         return f"out of memory at step {self.step} ({self.error}): {what}; recorded in run.json"
 
     def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "action": self.action, "micro_split": self.micro_split, "item_limit": self.item_limit, "error": self.error}
+        return {
+            "step": self.step,
+            "action": self.action,
+            "micro_split": self.micro_split,
+            "item_limit": self.item_limit,
+            "error": self.error,
+        }
 
 
 class UpdatePasses:
     """Forward and backward passes of one update, split smaller whenever memory runs out."""
 
-    def __init__(self, adapter, model, accelerator, optimizer, splits, grad_accum: int, loop, world: int,
-                 on_change: Callable[[MemoryChange], None] | None = None):
+    def __init__(
+        self,
+        adapter,
+        model,
+        accelerator,
+        optimizer,
+        splits,
+        grad_accum: int,
+        loop,
+        world: int,
+        on_change: Callable[[MemoryChange], None] | None = None,
+    ):
         self.adapter, self.model, self.accelerator, self.optimizer = adapter, model, accelerator, optimizer
         self.lengths = splits.train_lengths
         self.dataset = splits.train
@@ -91,9 +110,11 @@ class UpdatePasses:
         plans = [self._pieces(batch, indices, split, limit) for batch, indices in micro_batches]
         used = sum(1 for pieces in plans if pieces)
         if not used:
-            raise VoicetuneError(f"no item of this update fits in memory (each is at least {limit} long): lower "
-                                 "--batch-frames / --batch-size, train with --lora-rank or --gradient-checkpointing, "
-                                 "or use shorter clips")
+            raise VoicetuneError(
+                f"no item of this update fits in memory (each is at least {limit} long): lower "
+                "--batch-frames / --batch-size, train with --lora-rank or --gradient-checkpointing, "
+                "or use shorter clips"
+            )
         divisor = self.grad_accum if used == len(plans) else used
         last = max(i for i, pieces in enumerate(plans) if pieces)
         loss_sum = 0.0
@@ -114,7 +135,9 @@ class UpdatePasses:
             loss_sum *= self.grad_accum / divisor
         return loss_sum
 
-    def _pieces(self, batch, indices: list[int], split: int, limit: int | None) -> list[tuple[Any, list[int], float | None]]:
+    def _pieces(
+        self, batch, indices: list[int], split: int, limit: int | None
+    ) -> list[tuple[Any, list[int], float | None]]:
         """(batch, items, weight) pieces of one micro-batch; weight None means the batch unchanged."""
         kept = [i for i in indices if limit is None or self.lengths[i] < limit]
         if split <= 1 and len(kept) == len(indices):
@@ -131,8 +154,14 @@ class UpdatePasses:
         total = sum(self.lengths[i] for i in kept)
         from voicetune.train.device import move_to
 
-        return [(move_to(self.adapter.collate([self.dataset[i] for i in g]), self.accelerator.device), g,
-                 sum(self.lengths[i] for i in g) / total) for g in groups]
+        return [
+            (
+                move_to(self.adapter.collate([self.dataset[i] for i in g]), self.accelerator.device),
+                g,
+                sum(self.lengths[i] for i in g) / total,
+            )
+            for g in groups
+        ]
 
     # ---- recovery ------------------------------------------------------------------------
 
@@ -147,7 +176,8 @@ class UpdatePasses:
             raise VoicetuneError(
                 f"out of memory at step {step} ({error}); with several processes the run cannot shrink its batch by "
                 "itself: rerun with a lower --batch-frames / --batch-size and a higher --grad-accum (voicetune plan "
-                "shows what fits), or --gradient-checkpointing")
+                "shows what fits), or --gradient-checkpointing"
+            )
         failing = self._failing
         if len(failing) > 1:
             self.loop.micro_split *= 2
@@ -156,8 +186,10 @@ class UpdatePasses:
             action = "limit"
             length = self.lengths[failing[0]] if failing else None
             if length is None or (self.loop.item_limit is not None and length >= self.loop.item_limit):
-                raise VoicetuneError(f"out of memory at step {step} ({error}) and nothing is left to shrink: lower "
-                                     "--batch-frames / --batch-size or use --gradient-checkpointing")
+                raise VoicetuneError(
+                    f"out of memory at step {step} ({error}) and nothing is left to shrink: lower "
+                    "--batch-frames / --batch-size or use --gradient-checkpointing"
+                )
             self.loop.item_limit = length
         change = MemoryChange(step, action, self.loop.micro_split, self.loop.item_limit, error)
         self.on_change(change)

@@ -17,13 +17,16 @@ def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> tor
     """The optimizer `config.optimizer` names over `params`, with the run's lr and weight decay."""
     if config.optimizer == "adamw8bit":
         if not torch.cuda.is_available():
-            raise UsageError("--optimizer adamw8bit needs a CUDA GPU (bitsandbytes' 8-bit optimizers run there only); "
-                             "use --optimizer adamw on this machine")
+            raise UsageError(
+                "--optimizer adamw8bit needs a CUDA GPU (bitsandbytes' 8-bit optimizers run there only); "
+                "use --optimizer adamw on this machine"
+            )
         try:
             import bitsandbytes as bnb
         except ImportError as err:
-            raise UsageError(f"--optimizer adamw8bit needs bitsandbytes ({err}); "
-                             "pip install -c constraints.txt bitsandbytes") from None
+            raise UsageError(
+                f"--optimizer adamw8bit needs bitsandbytes ({err}); pip install -c constraints.txt bitsandbytes"
+            ) from None
         return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
     assert config.lr is not None, "settle_config fills the learning rate"
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

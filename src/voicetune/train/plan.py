@@ -55,7 +55,11 @@ FRAMES_STEP = 100
 # manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
 # checkpoint is small too.
 JSON_FILES_BYTES = 16 * 1024
-PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}  # --batch-frames suggestions are rounded down to this
+PRECISION_NAMES = {
+    "no": "fp32",
+    "bf16": "bf16 autocast",
+    "fp16": "fp16 autocast",
+}  # --batch-frames suggestions are rounded down to this
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,9 @@ class TrainPlan:
 
     def lines(self) -> list[str]:
         """The plan as console lines (train prints them at start)."""
-        lora = f", LoRA adapters {format_size(self.checkpoint_bytes['lora'])}" if "lora" in self.checkpoint_bytes else ""
+        lora = (
+            f", LoRA adapters {format_size(self.checkpoint_bytes['lora'])}" if "lora" in self.checkpoint_bytes else ""
+        )
         free = f" ({format_size(self.free_disk_bytes)} free)" if self.free_disk_bytes is not None else ""
         out = [
             f"model {self.model}: {self.trainable_parameters:,} trainable parameters of {self.parameters:,}",
@@ -140,15 +146,22 @@ class TrainPlan:
         if self.memory is not None:
             m = self.memory
             levers = ", ".join(f"{k} {v}" for k, v in self.levers.items())
-            out.append(f"accelerator memory ({m.source}): peak ~{format_size(m.peak_bytes)} at {m.batch_units} "
-                       f"{m.unit} per batch, {PRECISION_NAMES.get(self.precision, self.precision)}, {levers} (fixed {format_size(m.fixed_bytes)} + "
-                       f"{format_size(m.per_unit_bytes)} per {m.unit[:-1]})")
+            out.append(
+                f"accelerator memory ({m.source}): peak ~{format_size(m.peak_bytes)} at {m.batch_units} "
+                f"{m.unit} per batch, {PRECISION_NAMES.get(self.precision, self.precision)}, {levers} (fixed {format_size(m.fixed_bytes)} + "
+                f"{format_size(m.per_unit_bytes)} per {m.unit[:-1]})"
+            )
             if self.gpu_memory_bytes:
                 fits = "fits" if m.peak_bytes <= self.gpu_memory_bytes else "does NOT fit"
-                best = (f"largest {self.batch_flag} that fits: {self.max_batch}" if self.max_batch
-                        else f"no {self.batch_flag} fits: try --lora-rank, --gradient-checkpointing, --optimizer adamw8bit")
-                out.append(f"GPU memory {format_size(self.gpu_memory_bytes)} ({self.gpu_memory_source}): "
-                           f"the batch {fits}; {best}")
+                best = (
+                    f"largest {self.batch_flag} that fits: {self.max_batch}"
+                    if self.max_batch
+                    else f"no {self.batch_flag} fits: try --lora-rank, --gradient-checkpointing, --optimizer adamw8bit"
+                )
+                out.append(
+                    f"GPU memory {format_size(self.gpu_memory_bytes)} ({self.gpu_memory_source}): "
+                    f"the batch {fits}; {best}"
+                )
         out.extend(self.notes)
         return out
 
@@ -156,8 +169,9 @@ class TrainPlan:
 # ---- public entry points -----------------------------------------------------------------
 
 
-def make_plan(config: TrainConfig, gpu_memory: int | None = None, probe: bool = True,
-              adapter: ModelAdapter | None = None) -> TrainPlan:
+def make_plan(
+    config: TrainConfig, gpu_memory: int | None = None, probe: bool = True, adapter: ModelAdapter | None = None
+) -> TrainPlan:
     """Build the model `config` describes (as `train` would) and plan the run.
 
     `gpu_memory` is the budget for the largest batch (default: the detected GPU's memory). On a GPU,
@@ -187,9 +201,17 @@ def make_plan(config: TrainConfig, gpu_memory: int | None = None, probe: bool = 
     return result
 
 
-def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Module, *,
-                   gpu_memory: int | None = None, measured: MemoryEstimate | None = None,
-                   run_dir: Path | None = None, start_step: int = 0, hints: bool = True) -> TrainPlan:
+def plan_for_model(
+    config: TrainConfig,
+    adapter: ModelAdapter,
+    model: torch.nn.Module,
+    *,
+    gpu_memory: int | None = None,
+    measured: MemoryEstimate | None = None,
+    run_dir: Path | None = None,
+    start_step: int = 0,
+    hints: bool = True,
+) -> TrainPlan:
     """The plan of `model` (built by `adapter`) trained as `config` says; `hints` adds the notes
     for someone planning (no estimate for this model, no GPU to size for)."""
     params = adapter.trainable_parameters(model)
@@ -199,8 +221,9 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
     sizes = checkpoint_sizes(weights, trainable, config.optimizer)
     milestone = sizes["full"] if config.milestone_state == "full" else sizes["weights"]
     schedule = SaveSchedule(config.save_every, config.last_every, config.last_every_minutes, config.milestone_state)
-    retention = RetentionPolicy(config.keep_last, config.keep_every, config.save_every, config.best_metric,
-                                config.best_mode or "min")
+    retention = RetentionPolicy(
+        config.keep_last, config.keep_every, config.save_every, config.best_metric, config.best_mode or "min"
+    )
     peak_disk = projected_peak_bytes(sizes["full"], milestone, schedule, retention, start_step, config.max_updates)
     where = Path(run_dir) if run_dir is not None else Path.cwd()
     existing = next((p for p in (where, *where.parents) if p.exists()), None)
@@ -227,15 +250,28 @@ def plan_for_model(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.M
     elif budget is None and hints:
         notes.append("no GPU detected: pass --gpu-memory 12G for the largest batch that fits such a card")
     if free is not None and peak_disk > free:
-        notes.append("the projected peak exceeds free disk space: retention and the disk guard will prune or skip "
-                     "saves; consider --keep-last, --milestone-state weights or --disk-budget")
+        notes.append(
+            "the projected peak exceeds free disk space: retention and the disk guard will prune or skip "
+            "saves; consider --keep-last, --milestone-state weights or --disk-budget"
+        )
     return TrainPlan(
-        model=config.model, parameters=total, trainable_parameters=trainable, checkpoint_bytes=sizes,
-        milestone_bytes=milestone, projected_disk_bytes=peak_disk, free_disk_bytes=free, memory=memory,
-        gpu_memory_bytes=budget, gpu_memory_source=budget_source, batch_flag=batch_flag, max_batch=max_batch,
+        model=config.model,
+        parameters=total,
+        trainable_parameters=trainable,
+        checkpoint_bytes=sizes,
+        milestone_bytes=milestone,
+        projected_disk_bytes=peak_disk,
+        free_disk_bytes=free,
+        memory=memory,
+        gpu_memory_bytes=budget,
+        gpu_memory_source=budget_source,
+        batch_flag=batch_flag,
+        max_batch=max_batch,
         precision=precision,
-        levers={"gradient checkpointing": "on" if config.gradient_checkpointing else "off",
-                "optimizer": config.optimizer},
+        levers={
+            "gradient checkpointing": "on" if config.gradient_checkpointing else "off",
+            "optimizer": config.optimizer,
+        },
         notes=notes,
     )
 
@@ -253,8 +289,10 @@ def checkpoint_sizes(weights: dict[str, torch.Tensor], trainable: int, optimizer
     ema_bytes = 4 * sum(v.numel() for v in weights.values() if v.is_floating_point())
     rng_json, rng_tensors = st.rng_files([st.capture_rng()])
     rng_bytes = safetensors_size(rng_tensors) + len(json_bytes(rng_json))
-    sizes = {"full": weight_bytes + ema_bytes + OPTIMIZER_STATE_BYTES.get(optimizer, 8) * trainable + rng_bytes,
-             "weights": weight_bytes + ema_bytes}
+    sizes = {
+        "full": weight_bytes + ema_bytes + OPTIMIZER_STATE_BYTES.get(optimizer, 8) * trainable + rng_bytes,
+        "weights": weight_bytes + ema_bytes,
+    }
     if any("lora_" in k for k in weights):
         sizes["lora"] = safetensors_size(weights)
     return sizes
@@ -294,8 +332,15 @@ def layer_activation_bytes(shape: TransformerShape, act_bytes: int, seq: float) 
     return per_token
 
 
-def formula_memory(model: torch.nn.Module, params: list[torch.nn.Parameter], weights: dict[str, torch.Tensor],
-                   shape: TransformerShape, precision: str, config: TrainConfig, batch_units: int) -> MemoryEstimate:
+def formula_memory(
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    weights: dict[str, torch.Tensor],
+    shape: TransformerShape,
+    precision: str,
+    config: TrainConfig,
+    batch_units: int,
+) -> MemoryEstimate:
     """Peak memory by the documented formula (module docstring)."""
     trainable = sum(p.numel() for p in params)
     act_bytes = 4 if precision == "no" else 2
@@ -330,8 +375,9 @@ def formula_memory(model: torch.nn.Module, params: list[torch.nn.Parameter], wei
 # ---- the measured probe (GPU) ------------------------------------------------------------
 
 
-def probe_memory(config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Module, budget: int | None = None,
-                 points: int = 4) -> MemoryEstimate | None:
+def probe_memory(
+    config: TrainConfig, adapter: ModelAdapter, model: torch.nn.Module, budget: int | None = None, points: int = 4
+) -> MemoryEstimate | None:
     """Peak memory measured on the GPU: a few forward/backward/optimizer steps at growing batch sizes
     on real items of the dataset, then a straight line through (batch, peak). The model is moved to
     the GPU for the probe and back to the CPU afterwards; its weights are restored.

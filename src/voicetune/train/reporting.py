@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.progress import TaskID
-
 import numpy as np
+from rich.progress import TaskID
 
 from voicetune import fsio
 from voicetune.console import console, is_interactive, progress_bar
@@ -36,8 +35,17 @@ MILESTONE_WORK = "milestone-work.json"  # what the milestone in progress is doin
 
 
 class Reporter:
-    def __init__(self, run_path: Path, tensorboard_dir: Path, metrics_path: Path, start_step: int,
-                 max_updates: int, log_every: int, enabled: bool = True, save_every: int | None = None):
+    def __init__(
+        self,
+        run_path: Path,
+        tensorboard_dir: Path,
+        metrics_path: Path,
+        start_step: int,
+        max_updates: int,
+        log_every: int,
+        enabled: bool = True,
+        save_every: int | None = None,
+    ):
         self.enabled = enabled
         self.save_every = save_every
         self._milestones: list[float] = []  # seconds of each milestone's validation and samples
@@ -75,7 +83,9 @@ class Reporter:
         if not self.enabled:
             return
         self._write_metrics(step, scalars)
-        self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)])
+        self._tensorboard(
+            lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)]
+        )
         status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
         self._rate = scalars.get("perf/updates_per_s") or self._rate
         if self._progress is not None and self._task is not None:
@@ -150,12 +160,15 @@ class Reporter:
         """Run a write for people; on an I/O error say so once (loudly) and go on."""
         try:
             action()
-        except Exception as err:  # noqa: BLE001 - OSError, or TensorBoard's writer thread re-raising one
+        except Exception as err:
             if sink not in self._failing:
                 self._failing.add(sink)
                 log.exception("writing %s failed", sink)
-                self.say(f"WRITING {sink} FAILED: {type(err).__name__}: {err}. Training goes on without it "
-                         f"(checkpoints are not affected); free disk space to get it back", logging.ERROR)
+                self.say(
+                    f"WRITING {sink} FAILED: {type(err).__name__}: {err}. Training goes on without it "
+                    f"(checkpoints are not affected); free disk space to get it back",
+                    logging.ERROR,
+                )
             return
         if sink in self._failing:
             self._failing.discard(sink)
@@ -192,18 +205,26 @@ class Reporter:
             # An untrained model's waveform can exceed full scale: clip, as the wav file would anyway.
             gen = np.clip(np.asarray(sample.generated, dtype=np.float32).reshape(-1), -1, 1)
             sf.write(tmp / f"{sample.name}_gen.wav", gen, sample.sample_rate, subtype="PCM_16")
-            self._tensorboard(lambda w, name=sample.name, audio=gen, rate=sample.sample_rate:
-                              w.add_audio(f"samples/{name}/generated", audio, step, sample_rate=rate))
+            self._tensorboard(
+                lambda w, name=sample.name, audio=gen, rate=sample.sample_rate: w.add_audio(
+                    f"samples/{name}/generated", audio, step, sample_rate=rate
+                )
+            )
             if sample.reference is not None:
                 ref = np.clip(np.asarray(sample.reference, dtype=np.float32).reshape(-1), -1, 1)
                 sf.write(tmp / f"{sample.name}_ref.wav", ref, sample.sample_rate, subtype="PCM_16")
-                self._tensorboard(lambda w, name=sample.name, audio=ref, rate=sample.sample_rate:
-                                  w.add_audio(f"samples/{name}/reference", audio, step, sample_rate=rate))
+                self._tensorboard(
+                    lambda w, name=sample.name, audio=ref, rate=sample.sample_rate: w.add_audio(
+                        f"samples/{name}/reference", audio, step, sample_rate=rate
+                    )
+                )
             mel = sample.extras.get("mel")
             if mel is not None:
                 figure = mel_figure(np.asarray(mel), f"{sample.name} step {step}")
                 figure.savefig(tmp / f"{sample.name}_mel.png", dpi=80)
-                self._tensorboard(lambda w, name=sample.name, picture=figure: w.add_figure(f"samples/{name}/mel", picture, step))
+                self._tensorboard(
+                    lambda w, name=sample.name, picture=figure: w.add_figure(f"samples/{name}/mel", picture, step)
+                )
             (tmp / f"{sample.name}.txt").write_text(sample.text + "\n", encoding="utf-8")
 
     def close(self) -> None:

@@ -67,8 +67,15 @@ class RunFolder:
             log.warning("run.json is unreadable (%s); a new one is written", err)
             return {}
 
-    def record_session(self, config: dict[str, Any], architecture: dict[str, Any], dataset: dict[str, Any],
-                       start: "Start", start_step: int, session: str) -> dict[str, Any]:
+    def record_session(
+        self,
+        config: dict[str, Any],
+        architecture: dict[str, Any],
+        dataset: dict[str, Any],
+        start: Start,
+        start_step: int,
+        session: str,
+    ) -> dict[str, Any]:
         """Create or update run.json (atomically): identity once, a line per session."""
         info = self.read_run_json()
         info.setdefault("id", uuid.uuid4().hex[:12])
@@ -85,12 +92,18 @@ class RunFolder:
                 lineage["init_from_run"] = source
         if start.resume_from is not None and start.resume_from.path.parent != self.store.dir:
             lineage.setdefault("resumed_from_other_run", []).append(str(start.resume_from.path.resolve()))
-        info.setdefault("sessions", []).append({
-            "started": _now(), "host": socket.gethostname(), "pid": os.getpid(),
-            "start_step": start_step, "resumed_from": start.resume_from.name if start.resume_from else None,
-            "quarantined": list(start.quarantined), "session": session,
-            "abandoned_to": str(start.abandoned_to) if start.abandoned_to else None,
-        })
+        info.setdefault("sessions", []).append(
+            {
+                "started": _now(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "start_step": start_step,
+                "resumed_from": start.resume_from.name if start.resume_from else None,
+                "quarantined": list(start.quarantined),
+                "session": session,
+                "abandoned_to": str(start.abandoned_to) if start.abandoned_to else None,
+            }
+        )
         fsio.atomic_write_json(self.path / RUN_JSON, info)
         return info
 

@@ -12,8 +12,8 @@ batch order shuffled per epoch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -29,12 +29,25 @@ class BatchPlan:
     shuffle: bool = True
 
     @classmethod
-    def build(cls, lengths: Sequence[int], seed: int, batch_size: int | None, batch_frames: int | None,
-              world_size: int = 1, shuffle: bool = True) -> "BatchPlan":
+    def build(
+        cls,
+        lengths: Sequence[int],
+        seed: int,
+        batch_size: int | None,
+        batch_frames: int | None,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> BatchPlan:
         if not lengths:
             raise ValueError("no items to batch")
-        return cls(tuple(int(x) for x in lengths), seed, None if batch_frames else batch_size, batch_frames,
-                   world_size=world_size, shuffle=shuffle)
+        return cls(
+            tuple(int(x) for x in lengths),
+            seed,
+            None if batch_frames else batch_size,
+            batch_frames,
+            world_size=world_size,
+            shuffle=shuffle,
+        )
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """All batches of `epoch`, for every rank, in the order they are consumed."""

@@ -33,5 +33,10 @@ class LRSchedule:
         return floor + (self.peak_lr - floor) * (1 - progress)
 
     def state_dict(self) -> dict:
-        return {"peak_lr": self.peak_lr, "warmup_updates": self.warmup_updates,
-                "total_updates": self.total_updates, "decay": self.decay, "min_lr_ratio": self.min_lr_ratio}
+        return {
+            "peak_lr": self.peak_lr,
+            "warmup_updates": self.warmup_updates,
+            "total_updates": self.total_updates,
+            "decay": self.decay,
+            "min_lr_ratio": self.min_lr_ratio,
+        }

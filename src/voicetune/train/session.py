@@ -15,9 +15,10 @@ import math
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,8 +60,11 @@ def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, star
     assert config.data is not None, "TrainConfig requires --data"
     with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it
         splits = adapter.load_data(Path(config.data), run.cache_dir)
-    data = {"path": str(Path(config.data).resolve()), "fingerprint": splits.fingerprint,
-            "description": splits.description}
+    data = {
+        "path": str(Path(config.data).resolve()),
+        "fingerprint": splits.fingerprint,
+        "description": splits.description,
+    }
     restart_epoch = check_data_unchanged(start, run.read_run_json().get("dataset"), data, config)
     if start.loaded is not None:
         check_compatible(start.loaded, config, adapter)
@@ -70,13 +74,23 @@ def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, star
     world = accelerator.num_processes
     plan = BatchPlan.build(splits.train_lengths, config.seed, config.batch_size, config.batch_frames, world)
     if not plan.epoch_batches(0):
-        raise UsageError(f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
-                         f"{world} process(es); add data or lower --batch-size/--batch-frames")
+        raise UsageError(
+            f"--data {config.data}: {len(splits.train_lengths)} training items make no batch for "
+            f"{world} process(es); add data or lower --batch-size/--batch-frames"
+        )
     return splits, data, state, plan, restart_epoch
 
 
-def finish_session(manager: CheckpointManager, state: st.TrainState, adapter, config: TrainConfig,
-                   reporter: Reporter, meter: Throughput, stop: int | None, session_start_step: int) -> TrainResult:
+def finish_session(
+    manager: CheckpointManager,
+    state: st.TrainState,
+    adapter,
+    config: TrainConfig,
+    reporter: Reporter,
+    meter: Throughput,
+    stop: int | None,
+    session_start_step: int,
+) -> TrainResult:
     """After the last update: wait for the last commit, then stop (signal), fail (unsaved last
     step) or export ready/ and report the best, read back from committed checkpoints."""
     accelerator, loop = state.accelerator, state.loop
@@ -93,10 +107,15 @@ def finish_session(manager: CheckpointManager, state: st.TrainState, adapter, co
         state.optimizer.state.clear()  # committed: the export builds a model of its own, give it the room
         export_ready(manager, adapter, reporter.say)
     best = manager.best() if is_main else None
-    best_text = (f"best {config.best_metric} {best.metrics[config.best_metric or '']:.4f} at step {best.step} ({best.name})"
-                 if best else f"no checkpoint has a {config.best_metric}")
-    reporter.say(f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
-                 f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}")
+    best_text = (
+        f"best {config.best_metric} {best.metrics[config.best_metric or '']:.4f} at step {best.step} ({best.name})"
+        if best
+        else f"no checkpoint has a {config.best_metric}"
+    )
+    reporter.say(
+        f"done: {loop.step} updates ({meter.session_rate(loop.step):.2f} updates/s this session; milestone "
+        f"validation and samples took {meter.paused:.0f} s of its {meter.session_seconds():.0f} s); {best_text}"
+    )
     last = manager.last_committed.name if manager.last_committed else None
     return TrainResult(loop.step, None, last, best.name if best else None, manager.best_value(best))
 
@@ -141,7 +160,8 @@ def check_data_unchanged(start: Start, recorded: dict | None, data: dict[str, An
     raise UsageError(
         f"--data {config.data}: the dataset changed since {start.resume_from.name} was saved ({'; '.join(changes)}).\n"
         f"  To go on over the new data with the same weights and optimizer, add --data-changed restart-epoch;\n"
-        f"  or start a new run from its weights: --run NEW_RUN --init-from {start.resume_from.path}")
+        f"  or start a new run from its weights: --run NEW_RUN --init-from {start.resume_from.path}"
+    )
 
 
 def initializer(adapter: ModelAdapter, start: Start) -> Callable[[torch.nn.Module], None] | None:
@@ -158,7 +178,9 @@ def initializer(adapter: ModelAdapter, start: Start) -> Callable[[torch.nn.Modul
         arch, current = loaded.json.get(st.LOOP, {}).get("architecture"), _jsonable(adapter.architecture())
         if arch is not None and _jsonable(arch) != current:
             differing = sorted(k for k in set(arch) | set(current) if arch.get(k) != current.get(k))
-            raise IncompatibleCheckpointError(f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}")
+            raise IncompatibleCheckpointError(
+                f"--init-from {start.init_from}: architecture differs in {', '.join(differing)}"
+            )
         adapter.load_checkpoint_weights(model, loaded.tensors[st.MODEL])
 
     return load
@@ -181,7 +203,8 @@ def check_compatible(checkpoint: LoadedCheckpoint, config: TrainConfig, adapter:
     ]
     if differences:
         raise IncompatibleCheckpointError(
-            f"{checkpoint.path} was trained with another architecture:\n  " + "\n  ".join(differences)
+            f"{checkpoint.path} was trained with another architecture:\n  "
+            + "\n  ".join(differences)
             + "\n  use the same model settings to resume, or --init-from to start a new run from its weights"
         )
 
@@ -211,12 +234,14 @@ def refuse_if_no_room(sizes: CheckpointSizes, run: RunFolder, config: TrainConfi
         raise UsageError(
             f"--disk-budget {config.disk_budget}: a checkpoint of this run takes ~{format_size(sizes.full)} and the "
             f"budget must hold two (the newest is kept while the next is written); give at least "
-            f"--disk-budget {size_flag(sizes.full + largest)}")
+            f"--disk-budget {size_flag(sizes.full + largest)}"
+        )
     free = shutil.disk_usage(run.path).free
     if free - guard.margin_bytes < sizes.full:
         raise UsageError(
             f"--run {run.path}: {format_size(free)} free, but a checkpoint of this run takes ~{format_size(sizes.full)} "
-            f"(+{format_size(guard.margin_bytes)} kept free); free disk space or use a --run folder on a larger disk")
+            f"(+{format_size(guard.margin_bytes)} kept free); free disk space or use a --run folder on a larger disk"
+        )
 
 
 def size_flag(n: int) -> str:
@@ -227,32 +252,47 @@ def size_flag(n: int) -> str:
     return f"{math.ceil(n / 1024)}K"
 
 
-def announce_start(reporter, config, adapter, model, splits, start: Start, loop, plan, run, has_validation: bool,
-                   restart_epoch: bool) -> None:
+def announce_start(
+    reporter, config, adapter, model, splits, start: Start, loop, plan, run, has_validation: bool, restart_epoch: bool
+) -> None:
     if start.resume_from is not None:
-        reporter.say(f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})")
+        reporter.say(
+            f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})"
+        )
     if start.abandoned_to is not None:
         resumed = start.resume_from.name if start.resume_from is not None else "the checkpoint resumed from"
-        reporter.say(f"the checkpoints after {resumed} (an abandoned future) were moved to "
-                     f"{start.abandoned_to}: `voicetune ckpt list {run.path} --all` lists them", logging.WARNING)
+        reporter.say(
+            f"the checkpoints after {resumed} (an abandoned future) were moved to "
+            f"{start.abandoned_to}: `voicetune ckpt list {run.path} --all` lists them",
+            logging.WARNING,
+        )
     if restart_epoch:
-        reporter.say(f"--data-changed restart-epoch: weights and optimizer kept, epoch {loop.epoch} starts over the "
-                     f"new data ({splits.description})", logging.WARNING)
+        reporter.say(
+            f"--data-changed restart-epoch: weights and optimizer kept, epoch {loop.epoch} starts over the "
+            f"new data ({splits.description})",
+            logging.WARNING,
+        )
     if start.init_from is not None:
         reporter.say(f"new run from the weights of {start.init_from}, step 0")
     elif start.resume_from is None:
         reporter.say("new run, step 0")
     for name in start.quarantined:
-        reporter.say(f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING)
+        reporter.say(
+            f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING
+        )
     skipped = plan.skipped_items()
     if skipped:
-        reporter.say(f"{skipped} of {len(plan.lengths)} training clips are longer than --batch-frames "
-                     f"{config.batch_frames} and are never used: pass --batch-frames {max(plan.lengths)} to use them all",
-                     logging.WARNING)
+        reporter.say(
+            f"{skipped} of {len(plan.lengths)} training clips are longer than --batch-frames "
+            f"{config.batch_frames} and are never used: pass --batch-frames {max(plan.lengths)} to use them all",
+            logging.WARNING,
+        )
     if not has_validation:
-        reporter.say(f"no validation clip is usable ({splits.description}): validation is skipped and the best "
-                     f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
-                     logging.WARNING)
+        reporter.say(
+            f"no validation clip is usable ({splits.description}): validation is skipped and the best "
+            f"checkpoint is chosen by {config.best_metric}. Add clips, or prepare with --for {config.model}",
+            logging.WARNING,
+        )
     # The same plan `voicetune plan` prints: sizes, disk use, memory.
     run_plan = plan_for_model(config, adapter, model, run_dir=run.path, start_step=loop.step, hints=False)
     for line in run_plan.lines():
@@ -276,8 +316,10 @@ def final_save_missing(manager: CheckpointManager, step: int) -> str:
     infos = manager.store.valid_infos()
     newest = max(infos, key=lambda i: i.step) if infos else None
     kept = f"the newest saved checkpoint is {newest.name}" if newest else "no checkpoint of this run was saved"
-    return (f"the checkpoint of the final step {step} was NOT saved (see the SKIPPED lines above): {kept}. "
-            f"Free disk space in {manager.run_dir} (or raise --disk-budget) and rerun the same command to finish")
+    return (
+        f"the checkpoint of the final step {step} was NOT saved (see the SKIPPED lines above): {kept}. "
+        f"Free disk space in {manager.run_dir} (or raise --disk-budget) and rerun the same command to finish"
+    )
 
 
 def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callable[..., None]) -> None:
@@ -291,8 +333,11 @@ def export_ready(manager: CheckpointManager, adapter: ModelAdapter, say: Callabl
         say(f"exported {source.name} ({adapter.export_format}) to {ready}: {', '.join(p.name for p in files)}")
     except Exception as err:  # the checkpoints are safe; an export can be redone with `ckpt export`
         log.exception("export to %s failed", ready)
-        say(f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
-            f"{manager.run_dir} --format {adapter.export_format} --out DIR`", logging.WARNING)
+        say(
+            f"export to {ready} failed: {type(err).__name__}: {err}; run `voicetune ckpt export "
+            f"{manager.run_dir} --format {adapter.export_format} --out DIR`",
+            logging.WARNING,
+        )
 
 
 def resume_hint(signum: int, config: TrainConfig, step: int, saved: bool) -> str:
@@ -332,18 +377,27 @@ def resume_command(config: TrainConfig) -> str:
     return f"to resume, {what}:\n  {command}"
 
 
-def already_complete(manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool) -> TrainResult:
+def already_complete(
+    manager: CheckpointManager, adapter: ModelAdapter, config: TrainConfig, newest, is_main: bool
+) -> TrainResult:
     """A rerun of a finished run: nothing to train, no samples redone, ready/ only if it is missing."""
     from voicetune.console import say
 
     best = manager.best() or manager.best(metric="train_loss")
     if is_main:
-        say(f"the run is complete: {newest.name} is at step {newest.step} of --max-updates {config.max_updates}"
-            f"{f'; best {best.name}' if best else ''}. Raise --max-updates to train further")
+        say(
+            f"the run is complete: {newest.name} is at step {newest.step} of --max-updates {config.max_updates}"
+            f"{f'; best {best.name}' if best else ''}. Raise --max-updates to train further"
+        )
         if not (manager.run_dir / "ready").is_dir():
             export_ready(manager, adapter, say)
-    return TrainResult(newest.step, None, newest.name, best.name if best else None,
-                       best.metrics.get(config.best_metric or "") if best else None)
+    return TrainResult(
+        newest.step,
+        None,
+        newest.name,
+        best.name if best else None,
+        best.metrics.get(config.best_metric or "") if best else None,
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from voicetune.checkpoints.keys import EMA_FILE, LOOP, MODEL, OPTIMIZER, RNG  # noqa: F401 - the keys, re-exported
+from voicetune.checkpoints.keys import EMA_FILE, LOOP, MODEL, OPTIMIZER, RNG
 from voicetune.checkpoints.serialization import split_tree
 
 
@@ -47,7 +47,7 @@ class LoopState:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LoopState":
+    def from_json(cls, data: dict[str, Any]) -> LoopState:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -109,8 +109,19 @@ class TrainState:
     the model (its trained tensors), AdamW, the EMA, the LR schedule, the grad scaler, the loop
     counters and the random generators of every rank."""
 
-    def __init__(self, adapter, accelerator, model, optimizer, params, ema, schedule, loop: LoopState, config,
-                 data: dict[str, Any]):
+    def __init__(
+        self,
+        adapter,
+        accelerator,
+        model,
+        optimizer,
+        params,
+        ema,
+        schedule,
+        loop: LoopState,
+        config,
+        data: dict[str, Any],
+    ):
         self.adapter, self.accelerator, self.config = adapter, accelerator, config
         self.model, self.optimizer, self.params, self.ema, self.schedule = model, optimizer, params, ema, schedule
         self.core_model = accelerator.unwrap_model(model)
@@ -119,7 +130,7 @@ class TrainState:
         self.data = data  # the dataset's path, fingerprint and description, saved with each checkpoint
 
     @classmethod
-    def build(cls, adapter, accelerator, config, loaded, init_from, data: dict[str, Any]) -> "TrainState":
+    def build(cls, adapter, accelerator, config, loaded, init_from, data: dict[str, Any]) -> TrainState:
         """A fresh state, with the weights of `init_from` when given, or restored from `loaded`
         (all but the RNG, which `restore_rng` sets last, right before the first update)."""
         from voicetune.train.ema import EMA
@@ -164,7 +175,8 @@ class TrainState:
             import logging
 
             logging.getLogger("voicetune.train").warning(
-                "the checkpoint has no RNG state for rank %d (different process count): rank 0's is used", rank)
+                "the checkpoint has no RNG state for rank %d (different process count): rank 0's is used", rank
+            )
             state = rng_for_rank(tree, 0)
         if state is None:
             from voicetune.errors import CheckpointError
@@ -172,14 +184,15 @@ class TrainState:
             raise CheckpointError("the checkpoint holds no RNG state")
         return state
 
-    def payload(self, role: Literal["milestone", "rolling"], kind: Literal["full", "weights"], metrics: dict[str, float]):
+    def payload(
+        self, role: Literal["milestone", "rolling"], kind: Literal["full", "weights"], metrics: dict[str, float]
+    ):
         """Snapshot everything into host memory (the only part of a save on the training thread).
         Every rank calls it (the RNG states and the weights digests are gathered); rank 0 gets the
         payload, others None."""
         import json
 
         from voicetune.checkpoints.store import CheckpointPayload
-
         from voicetune.train.distributed import check_ranks_agree, weights_digest
 
         world = self.accelerator.num_processes
@@ -207,10 +220,16 @@ class TrainState:
             "data": self.data,
         }
         payload = CheckpointPayload(
-            step=self.loop.step, role=role, kind=kind, epoch=self.loop.epoch, metrics=metrics,
-            wall_time=self.loop.elapsed_seconds, config_hash=self.config.config_hash(),
+            step=self.loop.step,
+            role=role,
+            kind=kind,
+            epoch=self.loop.epoch,
+            metrics=metrics,
+            wall_time=self.loop.elapsed_seconds,
+            config_hash=self.config.config_hash(),
             tensor_files={MODEL: snapshot_tensors(self.weights, pin), EMA_FILE: snapshot_tensors(ema_tensors, pin)},
-            json_files={EMA_FILE: ema_counters, LOOP: loop_json}, rank_weights=rank_weights,
+            json_files={EMA_FILE: ema_counters, LOOP: loop_json},
+            rank_weights=rank_weights,
         )
         if kind == "full":
             opt_json, opt_tensors = optimizer_files(self.optimizer.state_dict())

@@ -6,4 +6,4 @@ Model names: f5-tiny (tests, demo), f5-v1-small and f5-v1-base (upstream's archi
 from voicetune.models.f5.adapter import F5Adapter, create_adapter
 from voicetune.models.f5.spec import MODEL_NAMES, F5Spec, model_spec
 
-__all__ = ["F5Adapter", "F5Spec", "MODEL_NAMES", "create_adapter", "model_spec"]
+__all__ = ["MODEL_NAMES", "F5Adapter", "F5Spec", "create_adapter", "model_spec"]

@@ -20,8 +20,9 @@ import copy
 import logging
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,11 +31,17 @@ from voicetune.console import say as console_say
 from voicetune.console import say_once
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, cross_fade, SampleAudio, SamplePrompt, TransformerShape
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape, cross_fade
 from voicetune.models.f5 import data as f5_data
 from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
-from voicetune.models.f5.weights import TEXT_EMBED_KEY, export_f5, export_state_dict, fit_upstream_weights, read_upstream_weights
+from voicetune.models.f5.weights import (
+    TEXT_EMBED_KEY,
+    export_f5,
+    export_state_dict,
+    fit_upstream_weights,
+    read_upstream_weights,
+)
 from voicetune.models.hub import resolve_file
 from voicetune.models.lora import LoraSettings, has_lora, merge_lora
 
@@ -62,8 +69,9 @@ class F5Adapter(BaseAdapter):
     sample_rate = 24000
     export_format = "f5"
 
-    def __init__(self, config: Any, spec: F5Spec, *, vocos: str | os.PathLike | None = None,
-                 nfe_steps: int | None = None):
+    def __init__(
+        self, config: Any, spec: F5Spec, *, vocos: str | os.PathLike | None = None, nfe_steps: int | None = None
+    ):
         self.config = config
         self.spec = spec
         self.name = spec.name
@@ -71,7 +79,9 @@ class F5Adapter(BaseAdapter):
         self.hop_length = int(spec.mel["hop_length"])
         # Settings TrainConfig may not have: read when it does, else arguments, env, defaults.
         self.vocos_path = vocos or getattr(config, "vocoder", None)
-        self.nfe_steps = int(nfe_steps or getattr(config, "sample_steps", None) or os.environ.get(NFE_ENV) or spec.nfe_steps)
+        self.nfe_steps = int(
+            nfe_steps or getattr(config, "sample_steps", None) or os.environ.get(NFE_ENV) or spec.nfe_steps
+        )
         self._vocab: Vocabulary | None = None
         self._vocoder = None
         self.lora = LoraSettings.from_config(config, DEFAULT_LORA_TARGETS)
@@ -86,8 +96,11 @@ class F5Adapter(BaseAdapter):
     def default_settings(self) -> dict[str, Any]:
         # LoRA adapters start at zero and learn at higher rates than full fine-tuning (1e-5).
         lr = max(self.spec.default_lr, LORA_LR) if self.lora else self.spec.default_lr
-        defaults = {"lr": lr, "warmup_updates": self.spec.default_warmup,
-                    "batch_frames": self.spec.default_batch_frames}
+        defaults = {
+            "lr": lr,
+            "warmup_updates": self.spec.default_warmup,
+            "batch_frames": self.spec.default_batch_frames,
+        }
         if self.spec.default_pretrained:
             defaults["pretrained"] = self.spec.default_pretrained
         return defaults
@@ -101,11 +114,15 @@ class F5Adapter(BaseAdapter):
     def weights_source(self) -> str | None:
         return self.pretrained
 
-    def without_pretrained(self) -> "F5Adapter":
+    def without_pretrained(self) -> F5Adapter:
         """The same DiT and vocabulary (the package's vocab.txt, or --vocab, plus the dataset's
         characters), weights left as initialized: nothing is read or downloaded."""
-        plain = F5Adapter(self.config.model_copy(update={"pretrained": "none"}), self.spec,
-                          vocos=self.vocos_path, nfe_steps=self.nfe_steps)
+        plain = F5Adapter(
+            self.config.model_copy(update={"pretrained": "none"}),
+            self.spec,
+            vocos=self.vocos_path,
+            nfe_steps=self.nfe_steps,
+        )
         plain._vocab = self.vocabulary
         return plain
 
@@ -126,17 +143,27 @@ class F5Adapter(BaseAdapter):
         base = read_vocab(getattr(self.config, "vocab", None))
         self._vocab = base.extended(texts)
         if self._vocab.added:
-            say(f"vocabulary: {len(self._vocab.added)} characters of the dataset are not in "
+            say(
+                f"vocabulary: {len(self._vocab.added)} characters of the dataset are not in "
                 f"{'upstream vocab.txt' if base.source == 'upstream' else base.source}; added as new tokens "
                 f"{' '.join(repr(t) for t in self._vocab.added)} ({len(base)} -> {len(self._vocab)} tokens; "
-                "the export includes the extended vocab.txt)")
+                "the export includes the extended vocab.txt)"
+            )
 
     def architecture(self) -> dict[str, Any]:
         vocab = self.vocabulary
         arch = {k: v for k, v in self.spec.arch.items() if k not in RUNTIME_ARCH_FIELDS}
-        return {"model": self.name, "backbone": self.spec.backbone, **arch, "mel": self.spec.mel,
-                "tokenizer": vocab.tokenizer, "vocab_size": len(vocab), "vocab_sha256": vocab.sha256,
-                "vocab_added": list(vocab.added), "lora": self.lora.describe() if self.lora else None}
+        return {
+            "model": self.name,
+            "backbone": self.spec.backbone,
+            **arch,
+            "mel": self.spec.mel,
+            "tokenizer": vocab.tokenizer,
+            "vocab_size": len(vocab),
+            "vocab_sha256": vocab.sha256,
+            "vocab_added": list(vocab.added),
+            "lora": self.lora.describe() if self.lora else None,
+        }
 
     def memory_shape(self) -> TransformerShape:
         """The DiT for voicetune's memory plan: a batch is counted in mel frames, one token each
@@ -144,9 +171,15 @@ class F5Adapter(BaseAdapter):
         projections count as extra layers, scaled by their width."""
         arch = self.spec.arch
         extra = arch.get("conv_layers", 0) * arch.get("text_dim", arch["dim"]) / arch["dim"] + 1
-        return TransformerShape(layers=int(arch["depth"]), width=int(arch["dim"]), heads=int(arch["heads"]),
-                                ff_mult=float(arch.get("ff_mult", 4)), batch_unit="frames", tokens_per_unit=1.0,
-                                extra_layers=extra)
+        return TransformerShape(
+            layers=int(arch["depth"]),
+            width=int(arch["dim"]),
+            heads=int(arch["heads"]),
+            ff_mult=float(arch.get("ff_mult", 4)),
+            batch_unit="frames",
+            tokens_per_unit=1.0,
+            extra_layers=extra,
+        )
 
     # ---- model and weights --------------------------------------------------------------------
 
@@ -170,13 +203,17 @@ class F5Adapter(BaseAdapter):
             self.load_upstream_weights(model, self.pretrained)
         if self.lora:
             if not self.pretrained:
-                log.warning("LoRA without --pretrained: the adapters train on top of random weights (a fresh DiT's "
-                            "zero-initialized gates pass them no gradient); give --pretrained")
+                log.warning(
+                    "LoRA without --pretrained: the adapters train on top of random weights (a fresh DiT's "
+                    "zero-initialized gates pass them no gradient); give --pretrained"
+                )
             # After the pretrained weights (their keys are the plain layout) and before a checkpoint's.
             self.lora.apply(model)
         return model
 
-    def load_upstream_weights(self, model: torch.nn.Module, path: str | os.PathLike, flag: str = "--pretrained") -> None:
+    def load_upstream_weights(
+        self, model: torch.nn.Module, path: str | os.PathLike, flag: str = "--pretrained"
+    ) -> None:
         """Released .safetensors or upstream Trainer .pt (local path or hf://), EMA weights preferred;
         the text embedding grows for tokens the vocabulary added."""
         local = resolve_file(path, flag)
@@ -200,26 +237,38 @@ class F5Adapter(BaseAdapter):
     def load_data(self, data_dir: Path, cache_dir: Path) -> DataSplits:
         train_rows, val_rows = f5_data.dataset_rows(Path(data_dir))
         if not train_rows:
-            raise UsageError(f"--data {data_dir}: no training clips (all {len(val_rows)} went to validation); add clips")
+            raise UsageError(
+                f"--data {data_dir}: no training clips (all {len(val_rows)} went to validation); add clips"
+            )
         texts = [r.text for r in train_rows + val_rows]
         if self._vocab is None:
             self._set_vocabulary(texts)
         else:
             unknown = set().union(*(self._vocab.unknown(t) for t in texts))
             if unknown:
-                say(f"{len(unknown)} characters of {data_dir} are not in the model's vocabulary and are read as "
-                    f"spaces: {' '.join(sorted(map(repr, unknown)))}", logging.WARNING)
+                say(
+                    f"{len(unknown)} characters of {data_dir} are not in the model's vocabulary and are read as "
+                    f"spaces: {' '.join(sorted(map(repr, unknown)))}",
+                    logging.WARNING,
+                )
         cache = f5_data.MelCache(Path(cache_dir), self.spec.mel)
         skipped: list[str] = []
         train = f5_data.build_clips(train_rows, cache, self._vocab.encode, skipped)
         val = f5_data.build_clips(val_rows, cache, self._vocab.encode, skipped)
         if skipped:
-            say(f"{len(skipped)} clips are outside {f5_data.MIN_SECONDS}-{f5_data.MAX_SECONDS:.0f} s and are not used "
-                f"(as upstream): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", logging.WARNING)
+            say(
+                f"{len(skipped)} clips are outside {f5_data.MIN_SECONDS}-{f5_data.MAX_SECONDS:.0f} s and are not used "
+                f"(as upstream): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+                logging.WARNING,
+            )
         if not train:
-            raise UsageError(f"--data {data_dir}: no training clip between {f5_data.MIN_SECONDS} and "
-                             f"{f5_data.MAX_SECONDS:.0f} seconds")
-        log.info("mels: %d computed, %d from the cache %s", cache.computed, len(train) + len(val) - cache.computed, cache.dir)
+            raise UsageError(
+                f"--data {data_dir}: no training clip between {f5_data.MIN_SECONDS} and "
+                f"{f5_data.MAX_SECONDS:.0f} seconds"
+            )
+        log.info(
+            "mels: %d computed, %d from the cache %s", cache.computed, len(train) + len(val) - cache.computed, cache.dir
+        )
         hours = sum(c.frames for c in train + val) * self.hop_length / self.sample_rate / 3600
         return DataSplits(
             train=f5_data.MelTextDataset(train),
@@ -265,10 +314,14 @@ class F5Adapter(BaseAdapter):
         ref = next((c for c in voices if c.frames <= max_frames), min(voices, key=lambda c: c.frames))
         ref_audio = load_audio(ref.wav, self.sample_rate, clip=False)
         targets = [c for c in pool if c is not ref][:limit] or ([ref] if limit > 0 else [])
-        prompts = [SamplePrompt(f"val_{i:04d}", c.text, ref_audio, ref.text, load_audio(c.wav, self.sample_rate, clip=False))
-                   for i, c in enumerate(targets)]
-        prompts += [SamplePrompt(f"text_{i}", text, ref_audio, ref.text)
-                    for i, text in enumerate((t for t in extra_texts if t.strip()), start=1)]
+        prompts = [
+            SamplePrompt(f"val_{i:04d}", c.text, ref_audio, ref.text, load_audio(c.wav, self.sample_rate, clip=False))
+            for i, c in enumerate(targets)
+        ]
+        prompts += [
+            SamplePrompt(f"text_{i}", text, ref_audio, ref.text)
+            for i, text in enumerate((t for t in extra_texts if t.strip()), start=1)
+        ]
         return prompts
 
     def vocoder(self):
@@ -278,13 +331,17 @@ class F5Adapter(BaseAdapter):
 
             self._vocoder, description = make_vocoder(self.spec.mel, self.vocos_path)
             # On the console too (train and synthesize): metallic audio must not look like a bad model.
-            say_once(f"vocoder: {description}", logging.WARNING if description.startswith("Griffin") else logging.INFO,
-                     log.name)
+            say_once(
+                f"vocoder: {description}",
+                logging.WARNING if description.startswith("Griffin") else logging.INFO,
+                log.name,
+            )
         return self._vocoder
 
     @torch.no_grad()
-    def generate(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str,
-                 speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def generate(
+        self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str, speed: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One chunk as upstream's infer_batch_process does it: (audio at 24 kHz, generated mel)."""
         device = next(model.parameters()).device
         audio = torch.as_tensor(np.asarray(ref_audio, dtype=np.float32)).reshape(1, -1)
@@ -295,15 +352,23 @@ class F5Adapter(BaseAdapter):
             ref_text = ref_text + " "
         local_speed = 0.3 if len(text.encode("utf-8")) < 10 else speed
         ref_frames = audio.shape[-1] // self.hop_length
-        duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8")) * len(text.encode("utf-8")) / local_speed)
+        duration = ref_frames + int(
+            ref_frames / len(ref_text.encode("utf-8")) * len(text.encode("utf-8")) / local_speed
+        )
         unknown = self.vocabulary.unknown(text)
         if unknown:
             log.warning("characters not in the vocabulary are read as spaces: %s", " ".join(sorted(map(repr, unknown))))
         tokens = torch.tensor([self.vocabulary.encode(ref_text + text)], dtype=torch.long, device=device)
         was_training = model.training
         try:
-            generated, _ = model.sample(cond=audio.to(device), text=tokens, duration=duration, steps=self.nfe_steps,
-                                        cfg_strength=CFG_STRENGTH, sway_sampling_coef=SWAY_SAMPLING_COEF)
+            generated, _ = model.sample(
+                cond=audio.to(device),
+                text=tokens,
+                duration=duration,
+                steps=self.nfe_steps,
+                cfg_strength=CFG_STRENGTH,
+                sway_sampling_coef=SWAY_SAMPLING_COEF,
+            )
         finally:
             model.train(was_training)
         mel = generated.float()[:, ref_frames:, :].permute(0, 2, 1)
@@ -319,15 +384,24 @@ class F5Adapter(BaseAdapter):
         for prompt in prompts:
             audio, mel = self.generate(model, prompt.text, prompt.ref_audio, prompt.ref_text)
             reference = prompt.target_audio if prompt.target_audio is not None else prompt.ref_audio
-            samples.append(SampleAudio(prompt.name, prompt.text, self.sample_rate, audio.astype(np.float32),
-                                       reference=reference, extras={"mel": mel, "ref_text": prompt.ref_text}))
+            samples.append(
+                SampleAudio(
+                    prompt.name,
+                    prompt.text,
+                    self.sample_rate,
+                    audio.astype(np.float32),
+                    reference=reference,
+                    extras={"mel": mel, "ref_text": prompt.ref_text},
+                )
+            )
         return samples
 
     cross_fade_seconds = CROSS_FADE_SECONDS
     needs_ref_text = True  # the reference's transcript is part of the model's input
 
-    def text_chunks(self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0,
-                    language: str | None = None) -> list[str]:
+    def text_chunks(
+        self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0, language: str | None = None
+    ) -> list[str]:
         """Upstream's infer_process: sentences packed into chunks whose length in bytes fits the ~22 s
         a chunk may take (reference included), at the reference's rate of speech."""
         from f5_tts.infer.utils_infer import chunk_text
@@ -338,18 +412,34 @@ class F5Adapter(BaseAdapter):
         max_chars = int(len(ref_text.encode("utf-8")) / ref_seconds * max(22 - ref_seconds, 2) * speed)
         return [c for c in chunk_text(text, max_chars) if c.strip()]
 
-    def synthesize_chunk(self, model: torch.nn.Module, chunk: str, ref_audio: np.ndarray, ref_text: str | None,
-                         speed: float = 1.0, language: str | None = None) -> np.ndarray:
+    def synthesize_chunk(
+        self,
+        model: torch.nn.Module,
+        chunk: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
         return self.generate(model, chunk, ref_audio, ref_text or "", speed)[0]
 
     def unsayable(self, text: str, language: str | None = None) -> set[str]:
         return self.vocabulary.unknown(text)
 
-    def synthesize(self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_text: str | None,
-                   speed: float = 1.0, language: str | None = None) -> np.ndarray:
+    def synthesize(
+        self,
+        model: torch.nn.Module,
+        text: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
         """Speak `text` in the voice of `ref_audio`: chunked and cross-faded as upstream's infer_process."""
-        waves = [self.synthesize_chunk(model, chunk, ref_audio, ref_text, speed)
-                 for chunk in self.text_chunks(text, ref_audio, ref_text, speed)]
+        waves = [
+            self.synthesize_chunk(model, chunk, ref_audio, ref_text, speed)
+            for chunk in self.text_chunks(text, ref_audio, ref_text, speed)
+        ]
         return cross_fade(waves, int(CROSS_FADE_SECONDS * self.sample_rate))
 
     # ---- export -------------------------------------------------------------------------------
@@ -371,5 +461,7 @@ def create_adapter(config: Any) -> F5Adapter:
     try:
         spec = model_spec(config.model)
     except KeyError:
-        raise UsageError(f"--model {config.model}: not an F5-TTS model; use f5-tiny, f5-v1-small or f5-v1-base") from None
+        raise UsageError(
+            f"--model {config.model}: not an F5-TTS model; use f5-tiny, f5-v1-small or f5-v1-base"
+        ) from None
     return F5Adapter(config, spec)

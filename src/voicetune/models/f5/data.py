@@ -17,17 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from voicetune import fsio
-from voicetune.fsio import sha256_file
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import UsageError
+from voicetune.fsio import sha256_file
 
 log = logging.getLogger("voicetune.models.f5")
 
@@ -66,14 +67,18 @@ def read_metadata(path: Path, data_dir: Path) -> list[MetadataRow]:
     rows = []
     for row in ljspeech.read_metadata(path):
         if row.columns < 2:
-            raise UsageError(f"--data {data_dir}: {path.name} line {row.line_number} is not `id|text` or "
-                             "`id|text|normalized_text`; fix or remove the line")
+            raise UsageError(
+                f"--data {data_dir}: {path.name} line {row.line_number} is not `id|text` or "
+                "`id|text|normalized_text`; fix or remove the line"
+            )
         text = row.normalized_text if row.normalized_text and row.normalized_text.strip() else row.text
         text = " ".join(text.split())
         wav = ljspeech.audio_path_of(data_dir, row.item_id)
         if not wav.is_file():
-            raise UsageError(f"--data {data_dir}: {path.name} line {row.line_number} names {row.item_id} but {wav} "
-                             "does not exist; add the file or remove the line")
+            raise UsageError(
+                f"--data {data_dir}: {path.name} line {row.line_number} names {row.item_id} but {wav} "
+                "does not exist; add the file or remove the line"
+            )
         if text:
             rows.append(MetadataRow(row.item_id, text, wav, f"{path.name}:{row.line_number}"))
     return rows
@@ -99,8 +104,10 @@ def dataset_rows(data_dir: Path) -> tuple[list[MetadataRow], list[MetadataRow]]:
         return split_by_hash(train)
     if all_file.is_file():
         return split_by_hash(read_metadata(all_file, data_dir))
-    raise UsageError(f"--data {data_dir}: no metadata.csv (or metadata_train.csv); give a dataset folder in "
-                     "LJSpeech layout (wavs/ID.wav + metadata.csv rows `id|text`), e.g. made by `voicetune prepare`")
+    raise UsageError(
+        f"--data {data_dir}: no metadata.csv (or metadata_train.csv); give a dataset folder in "
+        "LJSpeech layout (wavs/ID.wav + metadata.csv rows `id|text`), e.g. made by `voicetune prepare`"
+    )
 
 
 def dataset_texts(data_dir: Path) -> list[str]:
@@ -120,8 +127,9 @@ class MelCache:
         self.dir = Path(cache_dir) / "f5-mel"
         self.mel_settings = dict(mel_settings)
         self.sample_rate = int(mel_settings["target_sample_rate"])
-        self._settings_key = json.dumps({**self.mel_settings, "resampler": "soxr-HQ", "channels": "mean",
-                                         "version": CACHE_VERSION}, sort_keys=True)
+        self._settings_key = json.dumps(
+            {**self.mel_settings, "resampler": "soxr-HQ", "channels": "mean", "version": CACHE_VERSION}, sort_keys=True
+        )
         self._mel = MelSpec(**self.mel_settings)
         self.computed = 0  # how many mels this instance computed (the rest came from the cache)
 
@@ -163,7 +171,10 @@ class MelTextDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clip = self.clips[index]
-        return {"mel_spec": torch.from_numpy(np.load(clip.mel_path)), "text": torch.tensor(clip.tokens, dtype=torch.long)}
+        return {
+            "mel_spec": torch.from_numpy(np.load(clip.mel_path)),
+            "text": torch.tensor(clip.tokens, dtype=torch.long),
+        }
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -175,8 +186,12 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     mel = torch.stack([torch.nn.functional.pad(m, (0, longest - m.shape[-1]), value=0.0) for m in mels])
     texts = [item["text"] for item in items]
     text = torch.nn.utils.rnn.pad_sequence(texts, batch_first=True, padding_value=-1)
-    return {"mel": mel, "mel_lengths": mel_lengths, "text": text,
-            "text_lengths": torch.tensor([len(t) for t in texts], dtype=torch.long)}
+    return {
+        "mel": mel,
+        "mel_lengths": mel_lengths,
+        "text": text,
+        "text_lengths": torch.tensor([len(t) for t in texts], dtype=torch.long),
+    }
 
 
 def build_clips(rows: Iterable[MetadataRow], cache: MelCache, encode, skipped: list[str]) -> list[Clip]:

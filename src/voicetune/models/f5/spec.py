@@ -71,16 +71,38 @@ def model_spec(name: str) -> F5Spec:
     if name == "f5-tiny":
         # Trained from scratch in tests and the demo: a high lr, a short warmup, small batches.
         # 1600 frames (17 s) hold the longest clip `prepare` makes by default (15 s).
-        return _spec(name, "F5TTS_v1_Small.yaml", TINY_ARCH, default_pretrained=None, default_lr=1e-3,
-                     default_warmup=20, default_batch_frames=1600, nfe_steps=16)
+        return _spec(
+            name,
+            "F5TTS_v1_Small.yaml",
+            TINY_ARCH,
+            default_pretrained=None,
+            default_lr=1e-3,
+            default_warmup=20,
+            default_batch_frames=1600,
+            nfe_steps=16,
+        )
     if name == "f5-v1-small":
         # No released weights: train from scratch or --pretrained your own upstream checkpoint.
-        return _spec(name, "F5TTS_v1_Small.yaml", default_pretrained=None, default_lr=1e-5,
-                     default_warmup=100, default_batch_frames=3200, nfe_steps=32)
+        return _spec(
+            name,
+            "F5TTS_v1_Small.yaml",
+            default_pretrained=None,
+            default_lr=1e-5,
+            default_warmup=100,
+            default_batch_frames=3200,
+            nfe_steps=32,
+        )
     if name == "f5-v1-base":
         # Fine-tuning settings of upstream's finetune_gradio defaults (lr 1e-5, 3200 frames, 100 warmup).
-        return _spec(name, "F5TTS_v1_Base.yaml", default_pretrained=RELEASED_BASE, default_lr=1e-5,
-                     default_warmup=100, default_batch_frames=3200, nfe_steps=32)
+        return _spec(
+            name,
+            "F5TTS_v1_Base.yaml",
+            default_pretrained=RELEASED_BASE,
+            default_lr=1e-5,
+            default_warmup=100,
+            default_batch_frames=3200,
+            nfe_steps=32,
+        )
     raise KeyError(name)
 
 

@@ -19,11 +19,11 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import Iterable
 
 from voicetune import fsio
 from voicetune.errors import UsageError
@@ -47,7 +47,7 @@ class Vocabulary:
 
     @property
     def added(self) -> tuple[str, ...]:
-        return self.tokens[self.base_size:]
+        return self.tokens[self.base_size :]
 
     @cached_property
     def char_map(self) -> dict[str, int]:
@@ -81,7 +81,7 @@ class Vocabulary:
     def unknown(self, text: str) -> set[str]:
         return {t for t in self.tokenize(text) if t not in self.char_map}
 
-    def extended(self, texts: Iterable[str]) -> "Vocabulary":
+    def extended(self, texts: Iterable[str]) -> Vocabulary:
         """This vocabulary plus the tokens of `texts` it lacks, appended in sorted order."""
         missing = set()
         for text in texts:
@@ -109,6 +109,8 @@ def read_vocab(path: str | os.PathLike | None, flag: str = "--vocab") -> Vocabul
         raise UsageError(f"{flag} {vocab_path}: cannot read it as an F5-TTS vocab.txt: {err}") from None
     tokens = tuple(sorted(char_map, key=char_map.__getitem__))
     if not tokens or tokens[0] != " " or [char_map[t] for t in tokens] != list(range(len(tokens))):
-        raise UsageError(f"{flag} {vocab_path}: not an F5-TTS vocab.txt (the first line must be a single space, "
-                         "then one distinct token per line)")
+        raise UsageError(
+            f"{flag} {vocab_path}: not an F5-TTS vocab.txt (the first line must be a single space, "
+            "then one distinct token per line)"
+        )
     return Vocabulary(tokens, len(tokens), "upstream" if path is None else str(vocab_path))

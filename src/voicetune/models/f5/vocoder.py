@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -38,8 +39,10 @@ def find_vocos(path: str | os.PathLike | None) -> Path | None:
         folder = Path(given).expanduser()
         if not all((folder / name).is_file() for name in VOCOS_FILES):
             source = "vocos setting" if path else VOCOS_ENV
-            raise UsageError(f"{source} {folder}: needs config.yaml and pytorch_model.bin of {VOCOS_REPO} "
-                             f"(`hf download {VOCOS_REPO} --local-dir {folder}` on a machine with internet)")
+            raise UsageError(
+                f"{source} {folder}: needs config.yaml and pytorch_model.bin of {VOCOS_REPO} "
+                f"(`hf download {VOCOS_REPO} --local-dir {folder}` on a machine with internet)"
+            )
         return folder
     cached = [cached_hub_file(HubFile(VOCOS_REPO, name)) for name in VOCOS_FILES]
     if all(cached):
@@ -72,12 +75,18 @@ class GriffinLim(torch.nn.Module):
         import torchaudio
 
         n_fft, rate = int(mel["n_fft"]), int(mel["target_sample_rate"])
-        filters = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, rate / 2, int(mel["n_mel_channels"]),
-                                                        rate, norm=None, mel_scale="htk")  # (freqs, mels)
+        filters = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, 0.0, rate / 2, int(mel["n_mel_channels"]), rate, norm=None, mel_scale="htk"
+        )  # (freqs, mels)
         self.register_buffer("inverse", torch.linalg.pinv(filters.T), persistent=False)  # (freqs, mels)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=n_fft, win_length=int(mel["win_length"]), hop_length=int(mel["hop_length"]), power=1.0,
-            n_iter=n_iter, momentum=0.99, rand_init=False,
+            n_fft=n_fft,
+            win_length=int(mel["win_length"]),
+            hop_length=int(mel["hop_length"]),
+            power=1.0,
+            n_iter=n_iter,
+            momentum=0.99,
+            rand_init=False,
         )
 
     @torch.no_grad()

@@ -74,7 +74,7 @@ def torch_load_tensors_only(path: Path) -> object:
 def _strip(key: str) -> str:
     for prefix in (EMA_PREFIX, "module.", "_orig_mod."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key
 
 
@@ -94,7 +94,9 @@ def read_upstream_weights(path: Path) -> UpstreamWeights:
         try:
             raw = load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path}: damaged or not a safetensors file ({err}); download or copy it again") from None
+            raise CheckpointError(
+                f"{path}: damaged or not a safetensors file ({err}); download or copy it again"
+            ) from None
         kind = "EMA weights" if any(k.startswith(EMA_PREFIX) for k in raw) else "weights"
         return UpstreamWeights(normalize_state(raw), f"{kind} of {path.name} (safetensors)")
 
@@ -109,8 +111,10 @@ def read_upstream_weights(path: Path) -> UpstreamWeights:
         return UpstreamWeights(normalize_state(loaded["model_state_dict"]), f"model weights of {where}")
     if loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
         return UpstreamWeights(normalize_state(loaded), f"state dict {path.name}")
-    raise CheckpointError(f"{path}: not an F5-TTS checkpoint (top-level keys: {sorted(loaded)[:6]}); expected "
-                          "ema_model_state_dict / model_state_dict as upstream's Trainer writes them")
+    raise CheckpointError(
+        f"{path}: not an F5-TTS checkpoint (top-level keys: {sorted(loaded)[:6]}); expected "
+        "ema_model_state_dict / model_state_dict as upstream's Trainer writes them"
+    )
 
 
 def grown_text_embedding(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -120,8 +124,9 @@ def grown_text_embedding(weight: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([weight, extra.to(weight.dtype)])
 
 
-def fit_upstream_weights(model: torch.nn.Module, weights: UpstreamWeights, path: Path, vocab: Vocabulary,
-                         model_name: str) -> int:
+def fit_upstream_weights(
+    model: torch.nn.Module, weights: UpstreamWeights, path: Path, vocab: Vocabulary, model_name: str
+) -> int:
     """Load `weights` into `model`, growing the text embedding for tokens the vocabulary added.
 
     Returns how many embedding rows were added. Raises CheckpointError naming the file and what
@@ -146,15 +151,23 @@ def fit_upstream_weights(model: torch.nn.Module, weights: UpstreamWeights, path:
                 f"{path}: its text embedding is for {file_tokens} tokens but the vocabulary ({vocab.source}) has "
                 f"{vocab.base_size}{added}; pass --vocab with the vocab.txt this checkpoint was trained with"
             )
-    wrong_shapes = [f"{k} is {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
-                    for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    wrong_shapes = [
+        f"{k} is {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if wrong_shapes or missing or unexpected:
-        details = "; ".join(wrong_shapes[:2] + ([f"missing {missing[:4]}"] if missing else [])
-                            + ([f"unexpected {unexpected[:4]}"] if unexpected else []))
-        raise CheckpointError(f"{path}: does not fit --model {model_name} ({details}); is it a checkpoint of another "
-                              "F5-TTS size? (F5TTS_v1_Base is f5-v1-base, F5TTS_v1_Small is f5-v1-small)")
+        details = "; ".join(
+            wrong_shapes[:2]
+            + ([f"missing {missing[:4]}"] if missing else [])
+            + ([f"unexpected {unexpected[:4]}"] if unexpected else [])
+        )
+        raise CheckpointError(
+            f"{path}: does not fit --model {model_name} ({details}); is it a checkpoint of another "
+            "F5-TTS size? (F5TTS_v1_Base is f5-v1-base, F5TTS_v1_Small is f5-v1-small)"
+        )
     model.load_state_dict(state, strict=not lora)
     return grown
 
@@ -185,14 +198,21 @@ def export_f5(model: torch.nn.Module, spec: F5Spec, vocab: Vocabulary, out_dir: 
     tensors = {EMA_PREFIX + k: v for k, v in model.state_dict().items()}
     tensors["initted"] = torch.tensor(True)
     tensors["step"] = torch.tensor(0, dtype=torch.long)
-    weights = _save_safetensors(tensors, out_dir / "model.safetensors",
-                                {"format": "pt", "voicetune_model": spec.name, "vocab_sha256": vocab.sha256})
+    weights = _save_safetensors(
+        tensors,
+        out_dir / "model.safetensors",
+        {"format": "pt", "voicetune_model": spec.name, "vocab_sha256": vocab.sha256},
+    )
     vocab_path = vocab.write(out_dir / "vocab.txt")
     config_path = out_dir / "model.yaml"
-    header = (f"# {spec.name} exported by voicetune: the upstream F5-TTS config of this architecture.\n"
-              "# f5-tts_infer-cli --model_cfg model.yaml --ckpt_file model.safetensors --vocab_file vocab.txt \\\n"
-              "#     --ref_audio REF.wav --ref_text \"what REF.wav says\" --gen_text \"text to speak\"\n")
-    fsio.atomic_write_text(config_path, header + yaml.safe_dump(upstream_config(spec), sort_keys=False, allow_unicode=True))
+    header = (
+        f"# {spec.name} exported by voicetune: the upstream F5-TTS config of this architecture.\n"
+        "# f5-tts_infer-cli --model_cfg model.yaml --ckpt_file model.safetensors --vocab_file vocab.txt \\\n"
+        '#     --ref_audio REF.wav --ref_text "what REF.wav says" --gen_text "text to speak"\n'
+    )
+    fsio.atomic_write_text(
+        config_path, header + yaml.safe_dump(upstream_config(spec), sort_keys=False, allow_unicode=True)
+    )
     return [weights, vocab_path, config_path]
 
 
@@ -200,6 +220,9 @@ def export_state_dict(model: torch.nn.Module, spec: F5Spec, vocab: Vocabulary, o
     """model.safetensors with the model's plain state dict (keys transformer.*), plus vocab.txt."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = _save_safetensors(dict(model.state_dict()), out_dir / "model.safetensors",
-                                {"format": "pt", "voicetune_model": spec.name, "vocab_sha256": vocab.sha256})
+    weights = _save_safetensors(
+        dict(model.state_dict()),
+        out_dir / "model.safetensors",
+        {"format": "pt", "voicetune_model": spec.name, "vocab_sha256": vocab.sha256},
+    )
     return [weights, vocab.write(out_dir / "vocab.txt")]
