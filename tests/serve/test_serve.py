@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,7 +16,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from support.harness import run_cli, wait_until
+from support.harness import cli_env, run_cli, wait_until
 from support.speech_server import MODEL, NFE, SpeechServer
 
 SHORT = "The birch canoe slid on the smooth planks."
@@ -233,16 +234,30 @@ def first_audio(response: httpx.Response) -> bytes:
     raise AssertionError("the stream ended before any audio")
 
 
-def test_full_queue_is_429_with_retry_after(server, client):
-    with httpx.stream(
-        "POST", f"{server.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"), timeout=600
-    ) as running:
-        first_audio(running)
-        with pytest.raises(openai.RateLimitError) as refused:
-            client.audio.speech.create(model=MODEL, voice="default", input=SHORT)
-        assert int(refused.value.response.headers["retry-after"]) >= 1
-        assert refused.value.body["code"] == "queue_full"
-    assert wait_until(lambda: not server.health()["running"], timeout=600)
+def test_full_queue_is_429_with_retry_after(f5_voice_run, tmp_path):
+    # The running request is held after its first audio (a test-only pause point) until the refused
+    # one has been answered: however fast the machine, one request runs while the second comes.
+    release = tmp_path / "release"
+    held = SpeechServer(
+        f5_voice_run, "--nfe", NFE, "--queue", "0", log=tmp_path / "server.log",
+        env=cli_env(VOICETUNE_PAUSE_AT=f"speech_audio:{release}"),
+    )
+    try:
+        client = openai.OpenAI(base_url=f"{held.url}/v1", api_key="unused", max_retries=0)
+        with httpx.stream(
+            "POST", f"{held.url}/v1/audio/speech", json=speech_json(input=LONG, response_format="wav"), timeout=600
+        ) as running:
+            first_audio(running)
+            assert wait_until(lambda: Path(f"{release}.reached").exists(), timeout=600)
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.audio.speech.create(model=MODEL, voice="default", input=SHORT)
+            assert int(refused.value.response.headers["retry-after"]) >= 1
+            assert refused.value.body["code"] == "queue_full"
+            release.touch()
+        assert wait_until(lambda: not held.health()["running"], timeout=600)
+    finally:
+        release.touch()
+        held.stop()
 
 
 def test_a_client_that_leaves_mid_stream_cancels_its_work(server):

@@ -255,6 +255,9 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
         re.compile(r"milestone work for \d+ s: step 4: .*scoring"), timeout=240_000
     )
     assert wait_until(lambda: any(run.glob("checkpoints/step_*/manifest.json")), timeout=180)
+    # Stop once step 4 is scored: a stop during scoring cuts it short (issue 20), and this test
+    # checks that every milestone was scored, WER included, with the studio's Whisper model.
+    assert wait_until(lambda: '"step": 4' in _read(run / "eval.jsonl"), timeout=300)
 
     second = context.new_page()  # a second tab (or the page reopened) finds the run through its LOCK
     second.goto(url)
@@ -272,7 +275,11 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     assert "stopped by SIGTERM" in (run / "train-process.log").read_text()
     assert "resuming from" in (run / "train.log").read_text()
     scored = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in scored] == list(range(4, UPDATES + 1, 4))
+    # Every milestone is scored but one whose scoring a stop cut short (the resume hint's own run is
+    # stopped right after it resumes, which can land in a milestone's scoring; issue 20).
+    log = (run / "train.log").read_text()
+    milestones = [m for m in range(4, UPDATES + 1, 4) if f"scoring of step {m} cut short" not in log]
+    assert [r["step"] for r in scored] == milestones and milestones[0] == 4 and milestones[-1] == UPDATES
     assert all(r["wer"] is not None for r in scored), scored  # measured offline, with the workspace's model
     assert "WER/CER not measured" not in (run / "train-process.log").read_text()
     expect(page.locator("#train-plot img")).to_be_visible()
@@ -358,3 +365,7 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-status")).to_contain_text(f"step {UPDATES} / {UPDATES}")
     context.close()
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""

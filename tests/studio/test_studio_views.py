@@ -74,17 +74,14 @@ def test_a_studio_open_to_other_machines_refuses_urls_of_this_machine_and_privat
 def _row(name: str, step: int, best: bool = False, **extra):
     from voicetune.checkpoints.maintenance import CheckpointRow
 
-    metrics = {
-        "val_loss": 1.25,
-        **{k: v for k, v in extra.items() if k in ("wer", "cer", "similarity", "dnsmos", "score")},
-    }
-    row = CheckpointRow(
-        name, f"/run/checkpoints/{name}", step, "milestone", "full", 5_000_000, metrics, None, best, "unverified"
+    # As `ckpt list` builds them: the scores (and the weights they are of) in the manifest's metrics,
+    # the best's step on a checkpoint that ties with it.
+    tied_with = extra.pop("tied_with", None)
+    metrics = {"val_loss": 1.25, **extra}
+    return CheckpointRow(
+        name, f"/run/checkpoints/{name}", step, "milestone", "full", 5_000_000, metrics, None, best, "unverified",
+        tied_with=tied_with,
     )
-    for key, value in extra.items():
-        if key not in metrics:
-            setattr(row, key, value)  # fields that later rows carry (weights, score_spread, flags, tie)
-    return row
 
 
 def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not_named():
@@ -103,7 +100,7 @@ def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not
             weights="raw",
             score_spread=0.02,
             flags=["repeated_words"],
-            tie="tie with step_00000004",
+            tied_with=4,
         ),
         _row("step_00000010", 10),
     ]
@@ -115,7 +112,7 @@ def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not
     assert [t["weights"] for t in table] == ["ema", "raw", ""]
     assert [t["spread"] for t in table] == ["", "±0.020", ""]
     assert [t["flags"] for t in table] == ["", "repeated_words", ""]
-    assert [t["best"] for t in table] == ["", "★ tie with step_00000004", ""]
+    assert [t["best"] for t in table] == ["", "★ tie with step 4", ""]
     assert [t["val_loss"] for t in table] == ["1.2500"] * 3
 
 
@@ -159,10 +156,10 @@ def _kept_milestone(ws, recordings, step: int, gain: float, real_clips: list[str
     result = EvalResult(
         Summary(0.25, 0.1, 0.7, 2.5, 2),
         0.6,
-        ["the first sentence", "the second sentence"],
-        audio,
-        22050,
-        [
+        transcripts=["the first sentence", "the second sentence"],
+        audio=audio,
+        sample_rate=22050,
+        clip_scores=[
             {"wer": 0.0, "cer": 0.0, "similarity": 0.71 * gain, "dnsmos": 2.4},
             {"wer": 0.5, "cer": 0.2, "similarity": 0.69, "dnsmos": 2.6},
         ],

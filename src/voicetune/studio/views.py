@@ -85,7 +85,7 @@ class Scores:
             weights,
             _number(merged.get("score_spread")),
             _flags(merged.get("flags")),
-            _tie(merged.get("tie")),
+            _tie(merged.get("tied_with")),
         )
 
     def short(self) -> str:
@@ -306,7 +306,8 @@ def _flags(value: Any) -> str:
     return str(value)
 
 
-def _tie(value: Any) -> str:
-    if not value:
+def _tie(tied_with: Any) -> str:
+    """What `ckpt list` says of a checkpoint whose score lies within the best's spread."""
+    if tied_with is None or isinstance(tied_with, bool):
         return ""
-    return value if isinstance(value, str) else "tie"
+    return f"tie with step {tied_with}"

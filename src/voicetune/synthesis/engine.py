@@ -181,6 +181,9 @@ class Engine:
         """Normalize and chunk `text`; names the characters the model cannot say."""
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise UsageError(f"--speed {speed}: give a speed from {MIN_SPEED} to {MAX_SPEED}")
+        spoken_language = getattr(self.adapter, "spoken_language", None)
+        if spoken_language is not None:  # XTTS: a language the model lacks is refused before any work
+            spoken_language(self.model, self.language)
         normalized = self.normalize(text)
         if not normalized:
             raise UsageError("the text to speak is empty")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voicetune.errors import UsageError, VoicetuneError
+from voicetune.faults import pause_point
 from voicetune.synthesis.engine import (
     MAX_SPEED,
     MIN_SPEED,
@@ -310,6 +311,7 @@ class SpeechService:
                     job.sink.started(plan)
                     encoder = Encoder(job.fmt, engine.sample_rate, job.sink.audio, streaming=True)
                 encoder.write(piece)
+                pause_point("speech_audio")  # tests: a request held running while its first audio is out
             if encoder is None:
                 job.sink.started(plan)
                 encoder = Encoder(job.fmt, engine.sample_rate, job.sink.audio, streaming=True)
