@@ -39,7 +39,7 @@ def narrate(
 
     from voicetune.console import console, progress_bar
     from voicetune.errors import UsageError
-    from voicetune.synthesis.engine import checkpoint_target, shared_pool
+    from voicetune.synthesis.engine import Voice, checkpoint_target, shared_pool
     from voicetune.synthesis.inference import check_weights
     from voicetune.synthesis.narrate import narrate as run_narration
 
@@ -58,6 +58,7 @@ def narrate(
     if ref_text and not ref:
         raise UsageError("--ref-text without --ref: give the clip it transcribes with --ref")
     engine = shared_pool().get(checkpoint_target(checkpoint), nfe, check_weights(weights))
+    speaker: Voice | None
     if ref:
         speaker = engine.voice(ref, ref_text)
     else:

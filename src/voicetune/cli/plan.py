@@ -49,9 +49,8 @@ _own_parameters = [
     ),
 ]
 # Typer reads the signature: train's flags and plan's own (mypy: a function has no __signature__ attribute).
-plan.__signature__ = inspect.Signature(
-    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _train_parameters]  # type: ignore[attr-defined]
-    + _own_parameters
+plan.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _train_parameters] + _own_parameters
 )
 plan.__annotations__ = {p.name: p.annotation for p in plan.__signature__.parameters.values()}  # type: ignore[attr-defined]
 app.command(name="plan")(plan)

@@ -228,7 +228,7 @@ def evaluate_targets(
             measures = chosen.measures()
         else:
             measures = scored_row({name: r.measures() for name, r in results.items()})
-            chosen = results[measures["weights"]]
+            chosen = results[str(measures["weights"])]
         rows.append(EvalRow(target.label, target.step, measures, chosen.transcripts, eval_set.texts, chosen.flags))
         del model
     if progress:

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -138,7 +138,7 @@ class XttsGptTrainer(torch.nn.Module):
                 clips,
                 mel_norms=self.xtts.mel_stats.float(),
                 device=wavs.device,
-                **style_mel_settings(self.xtts.args.gpt_use_perceiver_resampler),
+                **style_mel_settings(bool(self.xtts.args.gpt_use_perceiver_resampler)),
             )
         return mel.unsqueeze(1)
 
@@ -445,7 +445,8 @@ class XttsAdapter(BaseAdapter):
                 codes = cached_codes(audio, parts, dvae_id, codes_dir) if reason is None else None
                 if codes is not None and len(codes) > max_codes:
                     reason = f"more than {max_codes} audio codes"
-                if reason is not None:
+                if reason is not None or codes is None:
+                    reason = reason or "no audio codes"
                     skipped[reason] = skipped.get(reason, 0) + 1
                     log.warning("left out %s: %s", item.item_id, reason)
                     continue
@@ -503,7 +504,7 @@ class XttsAdapter(BaseAdapter):
 
     def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
         """Validation clips spoken in the voice of another validation clip, plus --sample-text."""
-        pool: XttsItems = splits.val if len(splits.val) else splits.train
+        pool = cast(XttsItems, splits.val if len(splits.val) else splits.train)  # type: ignore[arg-type]  # XTTS's splits hold XttsItems
         if len(pool) == 0:
             return []
         prompts = []
@@ -609,7 +610,8 @@ class XttsAdapter(BaseAdapter):
     def spoken_language(self, model: torch.nn.Module, language: str | None) -> str:
         """--language for synthesis (default: the training language), refused unless the model has it."""
         language = language or self.language
-        languages = (model.xtts if hasattr(model, "xtts") else model).config.languages
+        config: Any = (model.xtts if hasattr(model, "xtts") else model).config
+        languages: list[str] = list(config.languages)
         if not speaks_code(languages, language):
             raise UsageError(
                 f"--language {language}: this model speaks {', '.join(languages)}; a language of "

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from voicetune.errors import VoicetuneError
 from voicetune.synthesis.engine import Cancelled, describe_characters
@@ -103,7 +104,7 @@ def parse_speech_request(body: bytes) -> dict[str, Any]:
     }
 
 
-def build_app(service: SpeechService, api_key: str | None = None, max_body: int = MAX_BODY_BYTES) -> Starlette:
+def build_app(service: SpeechService, api_key: str | None = None, max_body: int = MAX_BODY_BYTES) -> ASGIApp:
     """The ASGI app of `voicetune serve` over a started `service`."""
 
     async def speech(request: Request) -> Response:
@@ -228,7 +229,7 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
             Route("/v1/voices", voices, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={HTTPException: http_error, Exception: server_error},  # type: ignore[dict-item]  # starlette types handlers by the base Exception
     )
     return BearerAuth(app, api_key) if api_key else app
 

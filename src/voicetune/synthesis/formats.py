@@ -95,7 +95,7 @@ class Encoder:
             self._start_ffmpeg()
 
     def _start_ffmpeg(self) -> None:
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             [
                 "ffmpeg",
                 "-hide_banner",
@@ -117,9 +117,12 @@ class Encoder:
             stderr=subprocess.DEVNULL,
         )
 
+        stdout = proc.stdout
+        assert stdout is not None  # a pipe
+
         def read() -> None:
             while True:
-                data = self._proc.stdout.read1(65536)
+                data = stdout.read1(65536)  # type: ignore[attr-defined]  # a pipe's reader is buffered: it has read1
                 if not data:
                     return
                 self.emit(data)
@@ -129,7 +132,7 @@ class Encoder:
 
     def write(self, samples: np.ndarray) -> None:
         data = to_pcm16(samples)
-        if self._proc is not None:
+        if self._proc is not None and self._proc.stdin is not None:
             self._proc.stdin.write(data)
             self._proc.stdin.flush()
         elif self.fmt in ("wav", "flac") and not self.streaming:
@@ -140,8 +143,10 @@ class Encoder:
     def close(self) -> None:
         """End the file: what is held is written, ffmpeg is drained and waited for."""
         if self._proc is not None:
-            self._proc.stdin.close()
-            self._reader.join()
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            if self._reader is not None:
+                self._reader.join()
             if self._proc.wait() != 0:
                 raise RuntimeError(f"ffmpeg could not encode {self.fmt} (exit {self._proc.returncode})")
         elif self.fmt == "wav" and not self.streaming:

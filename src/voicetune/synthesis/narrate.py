@@ -164,6 +164,7 @@ class TakeChecker:
         from voicetune.scoring.checks import check_take
 
         clip = to_scoring_rate(audio, self.sample_rate)
+        assert self.asr is not None  # checked when the checker was made
         transcript = self.asr.transcripts([clip], self.language)[0]
         return check_take(clip, text, transcript, self.language, self.rate)
 
@@ -190,6 +191,7 @@ def _make_chunk(
             best = (rank, audio, take_seed, result)
         if result is None or result.passed:
             break
+    assert best is not None  # at least one take was made
     _, audio, kept_seed, result = best
     report = ChunkReport(index, chunk, takes, kept_seed, result.to_json() if result else None)
     fsio.atomic_write_bytes(stem.with_suffix(".wav"), encode(audio, engine.sample_rate, "wav"))

@@ -174,6 +174,7 @@ class SpeechService:
         key = (id(engine), name)
         if key not in self._voice_cache:
             spec = self.voices.get(name)
+            voice: Voice | None
             if spec is not None:
                 voice = engine.voice(spec.path, spec.text, name=name, flag=f"--voice {name}")
             else:
@@ -278,7 +279,8 @@ class SpeechService:
                 if not isinstance(exc, (Cancelled, VoicetuneError)):
                     log.exception("request failed")
             finally:
-                job._timer.cancel()
+                if job._timer is not None:
+                    job._timer.cancel()
                 with self._lock:
                     self.running = None
                     kind = (
@@ -340,9 +342,10 @@ def job_sink(
 ) -> Sink:
     """A Sink of three callables."""
 
+    @dataclass
     class _Sink:
-        pass
+        started: Callable[[Plan], None]
+        audio: Callable[[bytes], None]
+        finished: Callable[[BaseException | None], None]
 
-    sink = _Sink()
-    sink.started, sink.audio, sink.finished = started, audio, finished
-    return sink
+    return _Sink(started, audio, finished)

@@ -96,7 +96,7 @@ class F5Adapter(BaseAdapter):
     def default_settings(self) -> dict[str, Any]:
         # LoRA adapters start at zero and learn at higher rates than full fine-tuning (1e-5).
         lr = max(self.spec.default_lr, LORA_LR) if self.lora else self.spec.default_lr
-        defaults = {
+        defaults: dict[str, Any] = {
             "lr": lr,
             "warmup_updates": self.spec.default_warmup,
             "batch_frames": self.spec.default_batch_frames,
@@ -137,6 +137,7 @@ class F5Adapter(BaseAdapter):
             else:
                 log.info("no dataset folder (%s): vocabulary without dataset characters", data)
             self._set_vocabulary(texts)
+        assert self._vocab is not None  # _set_vocabulary sets it
         return self._vocab
 
     def _set_vocabulary(self, texts: list[str]) -> None:
