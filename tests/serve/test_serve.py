@@ -239,7 +239,12 @@ def test_full_queue_is_429_with_retry_after(f5_voice_run, tmp_path):
     # one has been answered: however fast the machine, one request runs while the second comes.
     release = tmp_path / "release"
     held = SpeechServer(
-        f5_voice_run, "--nfe", NFE, "--queue", "0", log=tmp_path / "server.log",
+        f5_voice_run,
+        "--nfe",
+        NFE,
+        "--queue",
+        "0",
+        log=tmp_path / "server.log",
         env=cli_env(VOICETUNE_PAUSE_AT=f"speech_audio:{release}"),
     )
     try:

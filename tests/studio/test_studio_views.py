@@ -79,7 +79,16 @@ def _row(name: str, step: int, best: bool = False, **extra):
     tied_with = extra.pop("tied_with", None)
     metrics = {"val_loss": 1.25, **extra}
     return CheckpointRow(
-        name, f"/run/checkpoints/{name}", step, "milestone", "full", 5_000_000, metrics, None, best, "unverified",
+        name,
+        f"/run/checkpoints/{name}",
+        step,
+        "milestone",
+        "full",
+        5_000_000,
+        metrics,
+        None,
+        best,
+        "unverified",
         tied_with=tied_with,
     )
 
