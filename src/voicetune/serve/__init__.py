@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 from voicetune.errors import UsageError
@@ -64,6 +65,9 @@ def run_server(
         weights=weights,
     )
     service.start(warm=True)
+    # The socket listens before the address is printed: a program that waits for that line (a
+    # script, a test, a supervisor) never meets a refused connection; early ones wait in the backlog.
+    listening = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(
         f"voicetune serve: http://{shown}:{port}/v1  models: {', '.join(models)}  "
@@ -71,13 +75,25 @@ def run_server(
         flush=True,
     )
     try:
-        uvicorn.run(
-            build_app(service, api_key),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
+        config = uvicorn.Config(
+            build_app(service, api_key), log_level="warning", access_log=False, timeout_graceful_shutdown=5
         )
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
+        listening.close()
         service.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening (a port in use is a usage error naming --port)."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as err:
+        listening.close()
+        raise UsageError(
+            f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); choose another port"
+        ) from None
+    listening.listen(128)
+    return listening
