@@ -341,7 +341,7 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#synth-ckpt-a input")).to_have_value(re.compile(r"^run1 \(best: step_\d+ · score \d\.\d{3}"))
     # the same text from two checkpoints, side by side
     earlier = f"step_{scored[-2]['step']:08d}"  # a scored milestone before the last
-    _choose(page, "synth-ckpt-b", re.compile(rf"^run1 \/ {earlier} · score \d\.\d{{3}} · WER "))
+    _choose(page, "synth-ckpt-b", re.compile(rf"^run1 \/ {earlier} · score \d\.\d{{3}} ±\d\.\d{{3}} · WER "))
     _textbox(page, "synth-text").fill(SENTENCE)
     page.locator("#synth-go").click()
     expect(page.locator("#synth-message")).to_contain_text("wrote", timeout=120_000)
