@@ -179,15 +179,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def synthesize_eval_set(
-    adapter, model, eval_set: EvalSet, seed_index: int = 0, progress: Callable[[str], None] | None = None
-) -> list[np.ndarray]:
-    """Every text of the set spoken by `model` in the reference's voice with seed `seed_index`;
-    each sentence is seeded on its own (`EvalSet.seed_of`), so that it comes out the same whatever
-    else is said, on SYNTHESIS_THREADS threads, so that it comes out the same whatever the process
-    did before. `progress` hears "synthesizing, 2 of 4 sentences" before each one."""
-    import torch
-
+def reference_audio(adapter, eval_set: EvalSet) -> np.ndarray:
+    """The set's voice prompt as float32 mono at the adapter's rate."""
     from voicetune.data.ingest import read_reference
 
     ref_audio, ref_rate = read_reference(Path(eval_set.ref_audio))
@@ -195,7 +188,28 @@ def synthesize_eval_set(
         import soxr
 
         ref_audio = soxr.resample(ref_audio, ref_rate, adapter.sample_rate).astype(np.float32)
+    return ref_audio
+
+
+def synthesize_eval_set(
+    adapter,
+    model,
+    eval_set: EvalSet,
+    seed_index: int = 0,
+    progress: Callable[[str], None] | None = None,
+    ref_audio: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Every text of the set spoken by `model` in the reference's voice with seed `seed_index`;
+    each sentence is seeded on its own (`EvalSet.seed_of`), so that it comes out the same whatever
+    else is said, on SYNTHESIS_THREADS threads, so that it comes out the same whatever the process
+    did before. `progress` hears "synthesizing, 2 of 4 sentences" before each one. `ref_audio`:
+    the voice prompt when the caller has read it already (`reference_audio`)."""
+    import torch
+
     from voicetune.scoring.measures import torch_threads
+
+    if ref_audio is None:
+        ref_audio = reference_audio(adapter, eval_set)
 
     out = []
     with torch.no_grad(), torch_threads(SYNTHESIS_THREADS):
@@ -233,6 +247,7 @@ def evaluate_weights(
 
     said: dict[tuple[str, int], list[np.ndarray]] = {}
     same_as: dict[str, str] = {}
+    ref_audio = reference_audio(adapter, eval_set)  # read once for every set and seed
     for name, tensors in weight_sets.items():
         twin = next(
             (other for other in weight_sets if (other, 0) in said and _equal(weight_sets[other], tensors)), None
@@ -244,7 +259,7 @@ def evaluate_weights(
             adapter.load_checkpoint_weights(model, tensors)
         for seed_index in range(max(1, eval_set.seeds)):
             said[name, seed_index] = synthesize_eval_set(
-                adapter, model, eval_set, seed_index, _told(progress, name, seed_index, eval_set.seeds)
+                adapter, model, eval_set, seed_index, _told(progress, name, seed_index, eval_set.seeds), ref_audio
             )
     keys = list(said)
     clips = [to_scoring_rate(a, adapter.sample_rate) for key in keys for a in said[key]]
@@ -253,6 +268,7 @@ def evaluate_weights(
     scores = scorers.score(clips, list(eval_set.texts) * len(keys), eval_set.language, speaker=real.speaker)
     per_key = {key: scores[i * len(eval_set.texts) : (i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
     results = {}
+    pace = reference_pace(eval_set)  # of the voice prompt: once for every set
     for name in weight_sets:
         source = same_as.get(name, name)
         draws = [summarize(per_key[key], digits=6) for key in keys if key[0] == source]
@@ -267,7 +283,7 @@ def evaluate_weights(
             said[source, 0],
             adapter.sample_rate,
             [{k: getattr(s, k) for k in MEASURES} for s in first],
-            clip_flags(clips[at : at + len(eval_set.texts)], first, eval_set),
+            clip_flags(clips[at : at + len(eval_set.texts)], first, eval_set, pace),
         )
     return results
 
@@ -326,14 +342,20 @@ def _spread_or_none(values: list[float | None]) -> float | None:
     return round(max(present) - min(present), 6) if present else None
 
 
-def clip_flags(clips: list[np.ndarray], scores, eval_set: EvalSet) -> list[list[str]]:
-    """The take check of each clip (`scoring.checks`: wrong words, too long or short for the
-    reference's pace, sound after the last word, a cut last word); [] where whisper did not run."""
+def reference_pace(eval_set: EvalSet) -> float | None:
+    """The speaking rate of the set's voice prompt (what `clip_flags` judges durations by)."""
     from voicetune.data.ljspeech import load_audio
     from voicetune.scoring import SCORING_RATE
-    from voicetune.scoring.checks import check_take, speaking_rate
+    from voicetune.scoring.checks import speaking_rate
 
-    rate = speaking_rate(load_audio(Path(eval_set.ref_audio), SCORING_RATE), eval_set.ref_text)
+    return speaking_rate(load_audio(Path(eval_set.ref_audio), SCORING_RATE), eval_set.ref_text)
+
+
+def clip_flags(clips: list[np.ndarray], scores, eval_set: EvalSet, rate: float | None) -> list[list[str]]:
+    """The take check of each clip (`scoring.checks`: wrong words, too long or short for the
+    reference's pace `rate`, sound after the last word, a cut last word); [] where whisper did not run."""
+    from voicetune.scoring.checks import check_take
+
     return [
         check_take(clip, text, score.heard, eval_set.language, rate).flags if score.heard is not None else []
         for clip, text, score in zip(clips, eval_set.texts, scores)
