@@ -44,6 +44,13 @@ def test_text_is_normalized_as_prepare_does_and_no_word_is_lost_in_chunks(engine
     assert plan.seeds == list(range(len(plan.chunks)))
 
 
+def test_the_engine_reads_abbreviations_dates_and_money_as_words(engine, voice):
+    plan = engine.plan("Dr. Smith paid $5.50 on 2024-03-05, etc. Then he left.", voice)
+    assert plan.normalized == (
+        "Doctor Smith paid five dollars and fifty cents on March fifth, twenty twenty-four, et cetera. Then he left."
+    )
+
+
 def test_same_request_same_audio_and_the_stream_is_the_whole(engine, voice):
     whole = engine.synthesize(TEXT, voice, seed=5)
     again = engine.synthesize(TEXT, voice, seed=5)

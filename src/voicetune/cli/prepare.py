@@ -35,7 +35,11 @@ def prepare(
         None, help="copies of whisper working side by side, one file each at a time; default: one per CPU core"
     ),
     loudness: float = typer.Option(-23.0, help="loudness target of every clip (LUFS)"),
-    numbers_to_words: bool = typer.Option(False, "--numbers-to-words", help="spell out numbers in normalized_text"),
+    numbers_to_words: bool = typer.Option(
+        False,
+        "--numbers-to-words",
+        help="in normalized_text, read abbreviations, dates, money, units and numbers as words (the clip's language)",
+    ),
     beam_size: int = typer.Option(
         3, help="whisper beam size (3 was as accurate as 5 on recorded speech and 7% faster; 1 is fastest)"
     ),

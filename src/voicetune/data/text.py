@@ -1,7 +1,8 @@
 """Transcript text normalization: unicode NFC, one line of single spaces, numbers spelled out.
 
 `text` keeps what was said as the transcriber wrote it (cleaned); `normalized_text` is what a TTS
-model reads, with numbers as words when asked (`--numbers-to-words`). Number formats follow the
+model reads, with numbers as words when asked (`--numbers-to-words`), after the abbreviations,
+dates, sums of money and units that `data.written` reads aloud. Number formats follow the
 language: `1,500.5` in English, `1.500,5` in Portuguese, Spanish and most other languages.
 
 Spanish is read the way its speakers say it: decimals after "coma" as a number ("3,14": tres coma
@@ -21,9 +22,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# num2words' name for each language code whisper uses, where they differ. Portuguese defaults to
-# Brazilian spelling (dezesseis, not dezasseis): most Portuguese speakers are Brazilian.
-NUM2WORDS_LANGUAGE = {"pt": "pt_BR", "no": "no", "nb": "no", "nn": "no"}
+from voicetune.data.numbers import number_language, parse_number, russian_form
+from voicetune.data.written import expand_written_forms
 
 PERCENT_WORD = {
     "en": "percent",
@@ -67,9 +67,6 @@ RUSSIAN_ORDINAL = {
     "ого": ("m", "g"),
 }
 
-# Languages that write the decimal point as a point and group thousands with commas.
-POINT_DECIMAL_LANGUAGES = {"en", "ja", "ko", "he", "th", "zh"}
-
 # Spanish ordinal marks: masculine, feminine, and the shortened masculine (1er: primer).
 SPANISH_MASCULINE = ("º", ".º", "o", "ro", "do", "to", "vo", "no", "mo")
 SPANISH_FEMININE = ("ª", ".ª", "a", "ra", "da", "ta", "va", "na", "ma")
@@ -92,31 +89,6 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def number_language(language: str | None) -> str | None:
-    """The num2words language for a whisper language code, or None where num2words has none."""
-    if not language:
-        return None
-    from num2words import CONVERTER_CLASSES
-
-    code = NUM2WORDS_LANGUAGE.get(language, language)
-    return code if code in CONVERTER_CLASSES else None
-
-
-def _parse_number(digits: str, language: str) -> int | float | None:
-    """'1,500.5' (en) or '1.500,5' (pt) -> 1500.5; None when the separators make no sense."""
-    thousands, decimal = (",", ".") if language in POINT_DECIMAL_LANGUAGES else (".", ",")
-    if re.fullmatch(r"\d+", digits):
-        return int(digits)
-    grouped = rf"\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+"
-    match = re.fullmatch(rf"({grouped}|\d+)(?:{re.escape(decimal)}(\d+))?", digits)
-    if not match:
-        return None
-    whole = int(match.group(1).replace(thousands, ""))
-    if match.group(2) is None:
-        return whole
-    return float(f"{whole}.{match.group(2)}")
-
-
 def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
     """Numbers as words in `language`; returns (text, whether digits were left as they were)."""
     code = number_language(language)
@@ -130,7 +102,7 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
     def replace(match: re.Match) -> str:
         nonlocal left_digits
         digits, mark = match.group(1), match.group(2) or ""
-        value = _parse_number(digits, base)
+        value = parse_number(digits, base)
         words = None if value is None else _number_words(value, digits, mark, base, code, match.string[match.end() :])
         if words is None:
             left_digits = True
@@ -204,13 +176,7 @@ def _ordinal_words(value: int | float, mark: str, base: str, code: str, rest: st
 
 def _russian_percent(value: int | float) -> str:
     """процент, процента or процентов: the form that agrees with the number before it."""
-    if isinstance(value, float):
-        return "процента"  # a fraction governs the genitive singular: 2,5 процента
-    if value % 10 == 1 and value % 100 != 11:
-        return "процент"
-    if 2 <= value % 10 <= 4 and not 12 <= value % 100 <= 14:
-        return "процента"
-    return "процентов"
+    return russian_form(value, "процент", "процента", "процентов")
 
 
 def _next_word_is_counted(rest: str) -> bool:
@@ -233,13 +199,19 @@ def _decimal_words(digits: str, code: str, comma: str, zero: str) -> str:
     return " ".join(words)
 
 
+def spell_out(text: str, language: str | None) -> tuple[str, bool]:
+    """What a speaker of `language` says for `text`: abbreviations, dates, sums of money and units
+    (`data.written`), then numbers, as words; returns (text, whether digits were left)."""
+    return spell_out_numbers(expand_written_forms(text, language), language)
+
+
 def normalize_transcript(text: str, language: str | None, numbers_to_words: bool) -> tuple[str, str, list[str]]:
     """(text, normalized_text, flags) for one clip's transcript."""
     cleaned = clean_text(text)
     flags: list[str] = []
     normalized = cleaned
     if numbers_to_words:
-        normalized, left_digits = spell_out_numbers(cleaned, language)
+        normalized, left_digits = spell_out(cleaned, language)
         normalized = clean_text(normalized)
         if left_digits:
             flags.append("digits_left")

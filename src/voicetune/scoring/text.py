@@ -1,8 +1,8 @@
 """Word and character error rates of a transcription against the text that was meant.
 
 Both sides are normalized the same way before they are compared: `data.text.clean_text` (NFC, one
-line of single spaces), numbers spelled out in the language (`data.text.spell_out_numbers`, so
-"2" and "two" match), lower case, punctuation removed. What remains is what a listener could tell
+line of single spaces), abbreviations, dates, money and numbers spelled out in the language
+(`data.text.spell_out`, so "2" and "two", "$5" and "five dollars", "Dr." and "Doctor" match), lower case, punctuation removed. What remains is what a listener could tell
 apart; what only a writer could (commas, capitals, "2" or "two") is not counted.
 """
 
@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from voicetune.data.text import clean_text, spell_out_numbers
+from voicetune.data.text import clean_text, spell_out
 
 # Letters and digits of every script, and the apostrophe inside words ("it's"); the rest is a gap.
 _NOT_WORD = re.compile(r"[^\w']+|_", re.UNICODE)
@@ -22,7 +22,7 @@ _NOT_WORD = re.compile(r"[^\w']+|_", re.UNICODE)
 def words_for_scoring(text: str, language: str | None = "en") -> list[str]:
     """The words of `text` as error rates compare them."""
     text = clean_text(text)
-    text, _ = spell_out_numbers(text, language or "en")
+    text, _ = spell_out(text, language or "en")
     text = unicodedata.normalize("NFKC", text).casefold().replace("-", " ")
     return [word.strip("'") for word in _NOT_WORD.sub(" ", text).split() if word.strip("'")]
 
