@@ -176,6 +176,29 @@ def test_synthesize_splits_long_text_repeats_with_a_seed_and_follows_speed(train
     assert split_sentences("a" * 30 + ", " + "b" * 30, 40) == ["a" * 30 + ",", "b" * 30]
 
 
+def test_engine_chunks_reuse_the_reference_conditioning_and_sound_the_same(trained, xtts_corpus):
+    """The synthesis engine's chunks keep the reference's conditioning latents (computed once per
+    model and clip); a chunk sounds exactly as when they are computed anew."""
+    from voicetune.data.ingest import read_reference
+
+    adapter, model, _ = trained
+    ref, rate = read_reference(xtts_corpus / "wavs" / "espeak_0002.wav")
+    import soxr
+
+    ref = soxr.resample(ref, rate, adapter.sample_rate).astype(np.float32)
+    adapter.kept_conditioning.clear()
+    chunks = []
+    for seed, sentence in enumerate(["Go now.", "Run to the hills!"]):
+        torch.manual_seed(seed)
+        chunks.append(adapter.synthesize_chunk(model, sentence, ref, None, language="en"))
+    assert [len(kept) for kept in adapter.kept_conditioning.values()] == [1]  # one clip, kept once
+    for seed, sentence in enumerate(["Go now.", "Run to the hills!"]):
+        torch.manual_seed(seed)
+        anew = adapter.speak(model, sentence, ref, adapter.sample_rate, "en")  # training's path: not kept
+        np.testing.assert_array_equal(chunks[seed], anew)
+    assert [len(kept) for kept in adapter.kept_conditioning.values()] == [1]
+
+
 def test_load_data_resamples_caches_codes_and_honours_a_given_split(toy_corpus, tmp_path):
     """16 kHz clips become 22.05 kHz codes (one per 1024 samples), computed once; a folder's own
     metadata_train.csv / metadata_val.csv decide the split."""

@@ -11,6 +11,7 @@ import pytest
 
 from support.harness import cli_env, run_cli
 from support.speech_server import NFE
+from voicetune.errors import UsageError
 
 NFE_STEPS = int(NFE)
 TEXT = (
@@ -159,3 +160,38 @@ def test_synthesize_names_characters_the_model_cannot_say_and_says_notices_once(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("vocoder:") == 1, out.stdout
+
+
+def test_a_run_s_own_voices_are_named_by_their_files_in_narrate_and_serve(f5_voice_run, tmp_path):
+    """RUN/voices/NAME.wav with NAME.txt: a voice `narrate --voice NAME` and the server know."""
+    import json
+    import shutil
+
+    from voicetune.synthesis.engine import Engine
+    from voicetune.synthesis.service import SpeechService
+
+    run = tmp_path / "me"
+    shutil.copytree(f5_voice_run, run)
+    corpus = f5_voice_run.parent / "corpus"
+    clip_id, words = (corpus / "metadata_val.csv").read_text().splitlines()[0].split("|")[:2]
+    (run / "voices").mkdir()
+    shutil.copy(corpus / "wavs" / f"{clip_id}.wav", run / "voices" / "anna.wav")
+    (run / "voices" / "anna.txt").write_text(words + "\n", encoding="utf-8")
+
+    engine = Engine.load(run, nfe=NFE_STEPS)
+    assert engine.voice_names() == ["default", "anna"]
+    anna = engine.named_voice("anna")
+    assert anna.name == "anna" and anna.text == words and anna.source == str(run / "voices" / "anna.wav")
+    assert SpeechService({"me": run}).voice_names("me") == ["default", "anna"]
+    with pytest.raises(UsageError, match=r"--voice bob: me has no voice of that name; its voices: default, anna"):
+        engine.named_voice("bob")
+
+    book = tmp_path / "line.txt"
+    book.write_text("The juice of lemons makes fine punch.", encoding="utf-8")
+    args = ["narrate", book, "--checkpoint", run, "--nfe", NFE, "--no-check"]
+    done = run_cli(*args, "--out", tmp_path / "anna.wav", "--voice", "anna", timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "anna.json").read_text())["voice"] == "anna"
+    unknown = run_cli(*args, "--out", tmp_path / "bob.wav", "--voice", "bob", timeout=900)
+    assert unknown.returncode == 2 and "voices/bob.wav" in unknown.stderr
+    assert not (tmp_path / "bob.wav").exists()

@@ -17,7 +17,7 @@ def narrate(
         ..., "--out", help="wav file to write; OUT.parts/ keeps finished chunks, OUT.json the report"
     ),
     voice: str | None = typer.Option(
-        None, "--voice", help="default: the run's own reference clip (the only named voice)"
+        None, "--voice", help="a voice of the run: default (its reference clip) or NAME (RUN/voices/NAME.wav)"
     ),
     ref: Path | None = typer.Option(None, "--ref", help="a clip of the voice to use instead"),
     ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
@@ -39,7 +39,7 @@ def narrate(
 
     from voicetune.console import console, progress_bar
     from voicetune.errors import UsageError
-    from voicetune.synthesis.engine import Voice, checkpoint_target, shared_pool
+    from voicetune.synthesis.engine import DEFAULT_VOICE, checkpoint_target, shared_pool
     from voicetune.synthesis.inference import check_weights
     from voicetune.synthesis.narrate import narrate as run_narration
 
@@ -49,22 +49,12 @@ def narrate(
         text = text_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{text_file}: not UTF-8 text; convert it (e.g. `iconv -f latin1 -t utf-8`)") from None
-    if voice not in (None, "default"):
-        raise UsageError(
-            f"--voice {voice}: narrate knows the run's own voice, 'default'; for another clip use --ref WAV --ref-text T"
-        )
     if voice and ref:
         raise UsageError("--voice and --ref: give one of them")
     if ref_text and not ref:
         raise UsageError("--ref-text without --ref: give the clip it transcribes with --ref")
     engine = shared_pool().get(checkpoint_target(checkpoint), nfe, check_weights(weights))
-    speaker: Voice | None
-    if ref:
-        speaker = engine.voice(ref, ref_text)
-    else:
-        speaker = engine.default_voice()
-        if speaker is None:
-            raise UsageError(f"{checkpoint}: the run has no reference clip of its own; give --ref WAV --ref-text T")
+    speaker = engine.voice(ref, ref_text) if ref else engine.named_voice(voice or DEFAULT_VOICE)
 
     with progress_bar() as bar:
         task = bar.add_task("narrating", total=None, status="")

@@ -29,6 +29,8 @@ import hashlib
 import logging
 import math
 import re
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +221,9 @@ class XttsAdapter(BaseAdapter):
         # --data at a run's start and kept in every checkpoint's architecture from then on.
         self.language_extension: dict[str, Any] | None = None
         self.base_text_tokens: int | None = None
+        # The synthesis engine's models (fixed weights): a reference clip's conditioning latents
+        # and speaker embedding, per model, computed once for all the chunks of all requests.
+        self.kept_conditioning: weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
 
     # -- settings and shapes
 
@@ -559,6 +564,20 @@ class XttsAdapter(BaseAdapter):
             speed,
         )
 
+    def synthesize_chunk(
+        self,
+        model: torch.nn.Module,
+        chunk: str,
+        ref_audio: np.ndarray,
+        ref_text: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> np.ndarray:
+        """One sentence for the synthesis engine, whose model never trains: the reference's
+        conditioning is computed once per model and clip, not once per chunk."""
+        audio = np.asarray(ref_audio, dtype=np.float32)
+        return self.speak(model, chunk, audio, self.sample_rate, self.spoken_language(model, language), speed, True)
+
     def text_chunks(
         self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0, language: str | None = None
     ) -> list[str]:
@@ -623,10 +642,19 @@ class XttsAdapter(BaseAdapter):
 
     @torch.no_grad()
     def speak(
-        self, model: torch.nn.Module, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float = 1.0
+        self,
+        model: torch.nn.Module,
+        text: str,
+        ref_audio: np.ndarray,
+        ref_rate: int,
+        language: str,
+        speed: float = 1.0,
+        keep_conditioning: bool = False,
     ) -> np.ndarray:
         """Upstream's inference path: conditioning latents and speaker embedding of the reference
-        (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference)."""
+        (Xtts.get_conditioning_latents), then per sentence GPT generate + HiFi-GAN (Xtts.inference).
+        `keep_conditioning`: the weights are fixed (the synthesis engine), so the reference's
+        conditioning is kept for the next call (training samples recompute it: weights change)."""
         with quiet_transformers():
             xtts = ready_for_inference(model)
         if not xtts_language.is_known_to_coqui(language):
@@ -639,9 +667,16 @@ class XttsAdapter(BaseAdapter):
                     log.name,
                 )
         with quiet_transformers():
-            return self._speak(xtts, text, ref_audio, ref_rate, language, speed)
+            return self._speak(xtts, text, ref_audio, ref_rate, language, speed, keep_conditioning)
 
-    def _speak(self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float) -> np.ndarray:
+    def _conditioning(self, xtts, ref_audio: np.ndarray, ref_rate: int, keep: bool) -> tuple[Any, Any]:
+        """The reference's GPT conditioning latents and speaker embedding; with `keep`, the last 8
+        clips' are kept per model (they depend only on the model's weights and the clip)."""
+        kept = self.kept_conditioning.setdefault(xtts, OrderedDict()) if keep else OrderedDict()
+        key = (hashlib.sha256(np.ascontiguousarray(ref_audio, dtype=np.float32).tobytes()).hexdigest(), ref_rate)
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
         config = xtts.config
         device = next(xtts.parameters()).device
         ref = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32))[None].to(device)
@@ -649,7 +684,16 @@ class XttsAdapter(BaseAdapter):
         latents = xtts.get_gpt_cond_latents(
             ref, ref_rate, length=config.gpt_cond_len, chunk_length=config.gpt_cond_chunk_len
         )
-        speaker = xtts.get_speaker_embedding(ref, ref_rate)
+        kept[key] = (latents, xtts.get_speaker_embedding(ref, ref_rate))
+        while len(kept) > 8:
+            kept.popitem(last=False)
+        return kept[key]
+
+    def _speak(
+        self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float, keep: bool
+    ) -> np.ndarray:
+        config = xtts.config
+        latents, speaker = self._conditioning(xtts, ref_audio, ref_rate, keep)
         lang = language.split("-")[0]
         limit = xtts.tokenizer.char_limits.get(lang, 250)
         pieces = []

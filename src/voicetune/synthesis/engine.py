@@ -38,6 +38,8 @@ from voicetune.errors import UsageError, VoicetuneError
 log = logging.getLogger("voicetune.synthesis")
 
 DEFAULT_SEED = 0
+DEFAULT_VOICE = "default"  # every model's voice: its run's evaluation reference clip
+VOICES_FOLDER = "voices"  # RUN/voices/NAME.wav (+ NAME.txt): a run's own named voices
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 REFERENCE_SECONDS = (2.0, 12.0)  # a default voice's clip: long enough to clone, short enough for F5
 
@@ -160,6 +162,29 @@ class Engine:
 
             audio = soxr.resample(audio, rate, self.sample_rate).astype(np.float32)
         return Voice(name, np.asarray(audio, dtype=np.float32).reshape(-1), text.strip() if text else None, str(path))
+
+    def voice_names(self) -> list[str]:
+        """`default` and the run's own voices (RUN/voices/)."""
+        return [DEFAULT_VOICE, *[name for name in run_voices(self.trained.checkpoint) if name != DEFAULT_VOICE]]
+
+    def named_voice(self, name: str, flag: str = "--voice") -> Voice:
+        """A voice by name: one of the run's own (RUN/voices/NAME.wav), or `default`."""
+        own = run_voices(self.trained.checkpoint)
+        if name in own:
+            path, text = own[name]
+            return self.voice(path, text, name=name, flag=f"{flag} {name} ({path})")
+        if name != DEFAULT_VOICE:
+            raise UsageError(
+                f"{flag} {name}: {self.name} has no voice of that name; its voices: {', '.join(self.voice_names())} "
+                f"(add one as {VOICES_FOLDER}/{name}.wav with {name}.txt, its transcript, in the run folder)"
+            )
+        voice = self.default_voice()
+        if voice is None:
+            raise UsageError(
+                f"{self.name} has no default voice (no evaluation reference in run.json and no dataset clip "
+                f"of 2-12 s); put one in the run folder as {VOICES_FOLDER}/default.wav with default.txt"
+            )
+        return voice
 
     def default_voice(self) -> Voice | None:
         """The run's evaluation reference clip and transcript; else the first training clip of its
@@ -298,6 +323,25 @@ def model_name(target: Path) -> str:
     if target.name == "ready":
         return target.parent.name
     return target.name
+
+
+def run_voices(target: Path) -> dict[str, tuple[Path, str | None]]:
+    """The run's own named voices: RUN/voices/NAME.wav (or .flac, .ogg, .mp3), with NAME.txt its
+    transcript (F5-TTS needs it), for a run, one of its checkpoints or its ready/ folder. A voice
+    named `default` stands in for the run's evaluation reference."""
+    from voicetune.data.ljspeech import AUDIO_SUFFIXES
+
+    target = Path(target)
+    run = next((p for p in (target, target.parent, target.parent.parent) if (p / "run.json").is_file()), None)
+    folder = run / VOICES_FOLDER if run is not None else None
+    if folder is None or not folder.is_dir():
+        return {}
+    found: dict[str, tuple[Path, str | None]] = {}
+    for clip in sorted(folder.iterdir()):
+        if clip.is_file() and clip.suffix.lower() in AUDIO_SUFFIXES and clip.stem not in found:
+            transcript = clip.with_suffix(".txt")
+            found[clip.stem] = (clip, transcript.read_text(encoding="utf-8").strip() if transcript.is_file() else None)
+    return found
 
 
 def default_reference(checkpoint: Path, dataset: str | Path | None) -> tuple[str, str] | None:

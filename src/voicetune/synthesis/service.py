@@ -29,6 +29,7 @@ from typing import Protocol
 from voicetune.errors import UsageError, VoicetuneError
 from voicetune.faults import pause_point
 from voicetune.synthesis.engine import (
+    DEFAULT_VOICE,
     MAX_SPEED,
     MIN_SPEED,
     Cancelled,
@@ -36,13 +37,13 @@ from voicetune.synthesis.engine import (
     EnginePool,
     Plan,
     Voice,
+    run_voices,
 )
 from voicetune.synthesis.formats import Encoder, available_formats
 
 log = logging.getLogger("voicetune.serve")
 
 MAX_INPUT_CHARS = 4096  # OpenAI's limit for `input`
-DEFAULT_VOICE = "default"
 # The names OpenAI's clients and the tools built on them send: served by the first model.
 OPENAI_MODEL_NAMES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
@@ -164,7 +165,9 @@ class SpeechService:
         )
 
     def voice_names(self, model: str | None = None) -> list[str]:
-        return [DEFAULT_VOICE, *[n for n in self.voices if n != DEFAULT_VOICE]]
+        """`default`, the --voice voices, then `model`'s run's own voices (RUN/voices/)."""
+        own = run_voices(self.models[model]) if model in self.models else {}
+        return list(dict.fromkeys([DEFAULT_VOICE, *self.voices, *own]))
 
     def engine(self, model: str) -> Engine:
         return self.pool.get(self.models[model], self.nfe, self.weights)
@@ -174,16 +177,10 @@ class SpeechService:
         key = (id(engine), name)
         if key not in self._voice_cache:
             spec = self.voices.get(name)
-            voice: Voice | None
             if spec is not None:
                 voice = engine.voice(spec.path, spec.text, name=name, flag=f"--voice {name}")
-            else:
-                voice = engine.default_voice()
-                if voice is None:
-                    raise UsageError(
-                        f"{engine.name} has no default voice (no evaluation reference in run.json and "
-                        "no dataset clip of 2-12 s); add one with --voice default=WAV:TRANSCRIPT"
-                    )
+            else:  # the run's own (RUN/voices/NAME.wav) or its default
+                voice = engine.named_voice(name, flag="voice")
             self._voice_cache[key] = voice
         return self._voice_cache[key]
 
