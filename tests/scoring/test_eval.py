@@ -11,7 +11,7 @@ import pytest
 from conftest import f5_train_args
 from support.harness import cli_env, run_cli, voicetune, whisper_model_path
 
-KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread", "clips"}
+KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread", "clips", "nfe"}
 TRAINED = {*KEYS, "weights", "scores"}  # a trained checkpoint: both weight sets scored, the chosen one at the top
 
 
@@ -29,6 +29,7 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     first = voicetune("eval", run, "--whisper-model", whisper, "--json", "--plot", tmp_path / "run.png", check_exit=0)
     rows = json.loads(first.stdout)
     assert [r["step"] for r in rows] == [2, 4] and all(set(r) == TRAINED for r in rows)
+    assert [r["nfe"] for r in rows] == [16, 16]  # f5-tiny's own default (the real sizes: upstream's 32)
     assert all(r[k] is not None for r in rows for k in TRAINED)
     assert all(set(r["scores"]) == {"ema", "raw"} and r["score"] == r["scores"][r["weights"]]["score"] for r in rows)
     # Each clip's take check: a model 4 updates old says no word of its text, and the check says so.
@@ -61,13 +62,15 @@ def test_eval_table_and_bad_targets(f5_run, tmp_path):
     table = run_cli(
         "eval",
         run / "checkpoints" / "step_00000002",
+        "--nfe",
+        "4",
         "--whisper-model",
         whisper_model_path(),
         env=cli_env(COLUMNS="200"),
         cwd=tmp_path,
     )
     assert table.returncode == 0, table.stdout + table.stderr
-    assert "real voice" in table.stdout and "step_00000002" in table.stdout
+    assert "real voice" in table.stdout and "step_00000002" in table.stdout and ", 4 sampling steps;" in table.stdout
     assert (run / "eval-cli.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "eval-cli.png" in table.stdout
     assert not (tmp_path / "eval.png").exists()
     missing = voicetune("eval", tmp_path / "nothing-here", check_exit=2)

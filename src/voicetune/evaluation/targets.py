@@ -44,13 +44,14 @@ class EvalRow:
     transcripts: list[str | None] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     flags: list[list[str]] = field(default_factory=list)
+    nfe: int | None = None  # F5's sampling steps the clips were said with (XTTS: None)
 
     def to_json(self) -> dict[str, Any]:
         clips = [
             {"text": t, "transcript": heard, "flags": f}
             for t, heard, f in zip(self.texts, self.transcripts, self.flags)
         ]
-        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures, "clips": clips}
+        return {"checkpoint": self.checkpoint, "step": self.step, **self.measures, "clips": clips, "nfe": self.nfe}
 
 
 @dataclass
@@ -205,9 +206,12 @@ def evaluate_targets(
     ref_text: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     note: Callable[[str], None] | None = None,
+    nfe: int | None = None,
 ) -> EvalReport:
-    """Score every target on one evaluation set, against the ceiling of its real clips."""
+    """Score every target on one evaluation set, against the ceiling of its real clips; `nfe`:
+    F5's sampling steps (default: what each target samples with, upstream's 32)."""
     from voicetune.scoring import get_scorers
+    from voicetune.synthesis.inference import set_sampling_steps
 
     targets = resolve_targets(paths)
     # Said before any model is loaded: a weight file alone does not tell which architecture it is.
@@ -222,6 +226,7 @@ def evaluate_targets(
         if progress:
             progress(index, len(targets), target.label)
         adapter, model, sets = load_target(target, model_name, eval_set, data)
+        set_sampling_steps(adapter, nfe)
         results = evaluate_weights(adapter, model, sets, eval_set, real, scorers)
         if "model" in results:  # an upstream file: its one weight set
             chosen = results["model"]
@@ -229,7 +234,10 @@ def evaluate_targets(
         else:
             measures = scored_row({name: r.measures() for name, r in results.items()})
             chosen = results[str(measures["weights"])]
-        rows.append(EvalRow(target.label, target.step, measures, chosen.transcripts, eval_set.texts, chosen.flags))
+        steps = getattr(adapter, "nfe_steps", None)
+        rows.append(
+            EvalRow(target.label, target.step, measures, chosen.transcripts, eval_set.texts, chosen.flags, steps)
+        )
         del model
     if progress:
         progress(len(targets), len(targets), "")

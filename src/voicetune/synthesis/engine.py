@@ -113,14 +113,9 @@ class Engine:
         self.name = name or trained.checkpoint.parent.parent.name
         self.language = getattr(trained.config, "language", None) or "en"
         self.sample_rate = int(self.adapter.sample_rate)
-        if nfe is not None:
-            if not hasattr(self.adapter, "nfe_steps"):
-                raise UsageError(
-                    f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; {self.adapter.name} has none"
-                )
-            if nfe < 1:
-                raise UsageError(f"--nfe {nfe}: give a number of steps of 1 or more (upstream's default is 32)")
-            self.adapter.nfe_steps = int(nfe)
+        from voicetune.synthesis.inference import set_sampling_steps
+
+        set_sampling_steps(self.adapter, nfe)
         self.lock = threading.Lock()  # one synthesis at a time on one model
         self._hooks_installed = False
         # The model runs on a thread of its own, as upstream's infer_batch_process runs it (on a

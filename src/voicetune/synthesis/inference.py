@@ -47,6 +47,18 @@ def check_weights(weights: str | None) -> str | None:
     return weights
 
 
+def set_sampling_steps(adapter, nfe: int | None) -> None:
+    """F5's number of sampling steps (`--nfe`) for what `adapter` says from now on; refused for a
+    model without steps (XTTS) and for fewer than 1."""
+    if nfe is None:
+        return
+    if not hasattr(adapter, "nfe_steps"):
+        raise UsageError(f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; {adapter.name} has none")
+    if nfe < 1:
+        raise UsageError(f"--nfe {nfe}: give a number of steps of 1 or more (upstream's default is 32)")
+    adapter.nfe_steps = int(nfe)
+
+
 def load_trained_model(
     target: Path, prefer: str = "best", device: str | None = None, weights: str | None = None
 ) -> TrainedModel:
