@@ -1,4 +1,4 @@
-"""The curl examples of docs/use-the-voice.md, run as written against a real server."""
+"""The curl examples of docs/use-the-voice.md and of the README, run as written against a real server."""
 
 from __future__ import annotations
 
@@ -13,17 +13,24 @@ import pytest
 from support.harness import REPO_ROOT
 
 GUIDE = REPO_ROOT / "docs" / "use-the-voice.md"
+README = REPO_ROOT / "README.md"
 DOC_ADDRESS = "127.0.0.1:8000"
 
 
-def curl_examples() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
+def curl_examples(*pages) -> list[str]:
+    blocks = [
+        b for page in pages or (GUIDE, README) for b in re.findall(r"```bash\n(.*?)```", page.read_text("utf-8"), re.S)
+    ]
     return [b.strip() for b in blocks if b.lstrip().startswith("curl ")]
 
 
+def test_the_readme_has_a_curl_example():
+    assert any("/v1/audio/speech" in example for example in curl_examples(README))
+
+
 def test_the_guide_has_curl_examples_of_each_kind():
-    text = " ".join(curl_examples())
-    assert len(curl_examples()) >= 6
+    text = " ".join(curl_examples(GUIDE))
+    assert len(curl_examples(GUIDE)) >= 6
     for part in (
         "/v1/audio/speech",
         '"stream_format": "sse"',
