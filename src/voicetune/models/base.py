@@ -209,6 +209,12 @@ class BaseAdapter:
     # An adapter that cuts long text itself keeps these defaults: the whole text is one chunk.
 
     cross_fade_seconds = 0.0  # how much consecutive chunks overlap when joined (upstream's choice)
+    needs_ref_text = False  # whether a voice's reference clip needs its transcript (F5-TTS does)
+
+    def spoken_language(self, model: torch.nn.Module, language: str | None) -> str | None:
+        """The language the model will speak `language` in; a UsageError before any work when it
+        cannot (XTTS: a language outside its config). Models without languages speak what they read."""
+        return language
 
     def text_chunks(
         self, text: str, ref_audio: np.ndarray, ref_text: str | None, speed: float = 1.0, language: str | None = None

@@ -146,7 +146,7 @@ class Engine:
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"{flag} {path}: no such file; give a wav of the voice to clone (a few seconds)")
-        if getattr(self.adapter, "needs_ref_text", False) and not (text and text.strip()):
+        if self.adapter.needs_ref_text and not (text and text.strip()):
             raise UsageError(
                 f"{flag} {path}: F5-TTS needs the words spoken in the clip; give its transcript "
                 "(--ref-text, or NAME=WAV:TRANSCRIPT)"
@@ -201,9 +201,7 @@ class Engine:
         """Normalize and chunk `text`; names the characters the model cannot say."""
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise UsageError(f"--speed {speed}: give a speed from {MIN_SPEED} to {MAX_SPEED}")
-        spoken_language = getattr(self.adapter, "spoken_language", None)
-        if spoken_language is not None:  # XTTS: a language the model lacks is refused before any work
-            spoken_language(self.model, self.language)
+        self.adapter.spoken_language(self.model, self.language)  # a language the model lacks: refused now
         normalized = self.normalize(text)
         if not normalized:
             raise UsageError("the text to speak is empty")
