@@ -141,6 +141,7 @@ def test_units_after_a_number_agree_with_it(language, text, expected):
     "language,text",
     [
         ("en", "You may 5 times, but Mr smith and the Dr. who."),  # "may" the verb; no capital after
+        ("en", "He said no. 5 people came."),  # "no." ends a sentence: not "number"
         ("en", "Version 2.0.1 at 10:30"),  # left for spell_out_numbers (and its digits_left flag)
         ("es", "Tengo gatos y perros"),
         ("de", "Er kommt, z. B."),  # an abbreviation at the end: its words, no period of its own

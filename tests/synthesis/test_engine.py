@@ -183,15 +183,12 @@ def test_a_run_s_own_voices_are_named_by_their_files_in_narrate_and_serve(f5_voi
     anna = engine.named_voice("anna")
     assert anna.name == "anna" and anna.text == words and anna.source == str(run / "voices" / "anna.wav")
     assert SpeechService({"me": run}).voice_names("me") == ["default", "anna"]
-    with pytest.raises(UsageError, match=r"--voice bob: me has no voice of that name; its voices: default, anna"):
+    with pytest.raises(UsageError, match=r"--voice bob: me has no voice of that name; its voices: default, anna \(add"):
         engine.named_voice("bob")
 
     book = tmp_path / "line.txt"
     book.write_text("The juice of lemons makes fine punch.", encoding="utf-8")
-    args = ["narrate", book, "--checkpoint", run, "--nfe", NFE, "--no-check"]
-    done = run_cli(*args, "--out", tmp_path / "anna.wav", "--voice", "anna", timeout=900)
+    args = ["narrate", book, "--checkpoint", run, "--nfe", NFE, "--no-check", "--out", tmp_path / "anna.wav"]
+    done = run_cli(*args, "--voice", "anna", timeout=900)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "anna.json").read_text())["voice"] == "anna"
-    unknown = run_cli(*args, "--out", tmp_path / "bob.wav", "--voice", "bob", timeout=900)
-    assert unknown.returncode == 2 and "voices/bob.wav" in unknown.stderr
-    assert not (tmp_path / "bob.wav").exists()

@@ -88,7 +88,7 @@ ABBREVIATIONS: dict[str, list[tuple[str, str, str]]] = {
         *[(w, s, "end") for w, s in (("Ltd.", "Limited"), ("a.m.", "A M"), ("p.m.", "P M"))],
         *[(w, s, "any") for w, s in (("e.g.", "for example"), ("i.e.", "that is"), ("vs.", "versus"))],
         *[(w, s, "any") for w, s in (("approx.", "approximately"), ("Dept.", "Department"))],
-        *[(w, s, "number") for w, s in (("No.", "number"), ("no.", "number"), ("Nos.", "numbers"), ("#", "number"))],
+        *[(w, s, "number") for w, s in (("No.", "number"), ("Nos.", "numbers"), ("#", "number"))],
         *[(w, s, "number") for w, s in (("pp.", "pages"), ("p.", "page"), ("vol.", "volume"), ("Vol.", "volume"))],
         *[
             (w, s, "number")
