@@ -459,7 +459,12 @@ def test_export_loads_in_upstream_inference_with_same_output(tiny, tmp_path):
 # ---- samples --------------------------------------------------------------------------------
 
 
-def test_samples_with_griffin_lim_when_no_vocos(tiny, offline, caplog):
+def test_samples_with_griffin_lim_when_no_vocos(tiny, offline, caplog, monkeypatch):
+    from voicetune import console
+
+    # A process says the fallback once: start as a process that has said nothing yet (in `make test`
+    # the engine's tests may have said it earlier in the same worker).
+    monkeypatch.setattr(console, "_said", set())
     _adapter, splits = tiny
     fresh = make_adapter(None)  # its own vocoder: resolved (and said) once
     assert fresh.nfe_steps == 16
@@ -497,3 +502,23 @@ def test_vocos_path_must_hold_the_vocos_files(tiny, tmp_path, monkeypatch):
     fresh = make_adapter(None)
     with pytest.raises(UsageError, match="VOICETUNE_VOCOS .*config.yaml and pytorch_model.bin"):
         fresh.vocoder()
+
+
+def test_text_is_chunked_as_upstreams_chunk_text_chunks_it():
+    from f5_tts.infer.utils_infer import chunk_text as upstream_chunk_text
+
+    from voicetune.models.f5.adapter import chunk_text
+
+    texts = [
+        "",
+        "One sentence without an end",
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background!",
+        "Short; then: a list, of, clauses. And a question? Yes.",
+        " ".join(["It is easy to tell the depth of a well, when you drop a stone into it."] * 6),
+        "Сегодня хорошая погода. Завтра будет дождь, а потом снег!",
+        "你好，世界。今天天气很好！我们去公园吧？",
+        "Mixed: 你好。Then English again. " + "a" * 300,
+    ]
+    for text in texts:
+        for max_chars in (1, 20, 60, 135, 400):
+            assert chunk_text(text, max_chars) == upstream_chunk_text(text, max_chars), (text, max_chars)

@@ -20,6 +20,7 @@ import copy
 import logging
 import os
 import random
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,28 @@ CROSS_FADE_SECONDS = 0.15
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.ff.0.0", "ff.ff.2")
 LORA_LR = 1e-4
 MAX_REFERENCE_SECONDS = 12.0  # upstream clips reference audio to ~12 s
+
+
+def chunk_text(text: str, max_chars: int = 135) -> list[str]:
+    """Upstream's `f5_tts.infer.utils_infer.chunk_text`, line for line: sentences (split after
+    punctuation) packed into chunks of at most `max_chars` bytes. A copy, not an import: importing
+    utils_infer costs about 2 s (transformers, vocos, pydub, matplotlib) in every process that
+    synthesizes; tests/models/test_f5_adapter.py checks that both chunk alike."""
+    chunks = []
+    current_chunk = ""
+    sentences = re.split(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])", text)
+    for sentence in sentences:
+        if not sentence:
+            continue
+        if len(current_chunk.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
+            current_chunk += sentence + " " if sentence and len(sentence[-1].encode("utf-8")) == 1 else sentence
+        else:
+            if current_chunk:
+                chunks.append(current_chunk.strip())
+            current_chunk = sentence + " " if sentence and len(sentence[-1].encode("utf-8")) == 1 else sentence
+    if current_chunk:
+        chunks.append(current_chunk.strip())
+    return chunks
 
 
 def say(message: str, level: int = logging.INFO) -> None:
@@ -405,8 +428,6 @@ class F5Adapter(BaseAdapter):
     ) -> list[str]:
         """Upstream's infer_process: sentences packed into chunks whose length in bytes fits the ~22 s
         a chunk may take (reference included), at the reference's rate of speech."""
-        from f5_tts.infer.utils_infer import chunk_text
-
         if not ref_text or not ref_text.strip():
             raise UsageError("--ref-text: F5-TTS needs the words spoken in --ref; give them with --ref-text")
         ref_seconds = len(ref_audio) / self.sample_rate
