@@ -16,6 +16,7 @@ Rules every helper here keeps (DESIGN.md, style 12):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import faulthandler
 import fcntl
@@ -47,6 +48,19 @@ SETUP_TIMEOUT_SECONDS = 30 * 60
 PATIENT_PHASES = frozenset({"final checkpoint"})
 HANG_EXIT_CODE = 1
 
+# The collective this process waits in, for the watchdog's and the errors' messages. Left set when
+# the collective fails: what is said afterwards (by either thread) names where it failed.
+_waiting_in: str | None = None
+
+
+@contextlib.contextmanager
+def waiting_in(collective: str):
+    """Mark the wait of one collective (e.g. "all_reduce of the validation losses")."""
+    global _waiting_in
+    _waiting_in = collective
+    yield
+    _waiting_in = None  # not on an error: it stays named until the next phase
+
 
 def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
@@ -76,7 +90,8 @@ def broadcast_object(accelerator, obj: Any) -> Any:
     if accelerator.num_processes == 1:
         return obj
     holder = [obj]
-    torch.distributed.broadcast_object_list(holder, src=0)
+    with waiting_in("broadcast_object_list from rank 0"):
+        torch.distributed.broadcast_object_list(holder, src=0)
     return holder[0]
 
 
@@ -84,7 +99,8 @@ def mean_across_ranks(accelerator, value: float) -> float:
     if accelerator.num_processes == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
-    return float(accelerator.reduce(t, reduction="mean").item())
+    with waiting_in("all_reduce of a mean"):
+        return float(accelerator.reduce(t, reduction="mean").item())
 
 
 def agreed_stop_signal(accelerator, signals: StopSignals) -> int | None:
@@ -93,7 +109,8 @@ def agreed_stop_signal(accelerator, signals: StopSignals) -> int | None:
     if accelerator.num_processes == 1:
         return local or None
     t = torch.tensor([local], dtype=torch.int64, device=accelerator.device)
-    agreed = int(accelerator.reduce(t, reduction="sum").item())
+    with waiting_in("all_reduce of the stop requests"):
+        agreed = int(accelerator.reduce(t, reduction="sum").item())
     if not agreed:
         return None
     return local or (signal.SIGTERM if agreed % int(signal.SIGTERM) == 0 else signal.SIGINT)
@@ -180,11 +197,19 @@ class Watchdog:
 
     def phase(self, name: str, step: int | None = None) -> None:
         """Progress: this rank enters `name` (at update `step`)."""
+        global _waiting_in
         with self._lock:
             self._phase, self._step, self._since = name, step, time.monotonic()
+            _waiting_in = None
 
     def where(self) -> str:
-        return f"phase '{self._phase}'" + (f" at step {self._step}" if self._step is not None else "")
+        """ "phase 'validation' at step 2, in all_reduce of the validation losses"."""
+        collective = _waiting_in
+        return (
+            f"phase '{self._phase}'"
+            + (f" at step {self._step}" if self._step is not None else "")
+            + (f", in {collective}" if collective else "")
+        )
 
     def close(self) -> None:
         if self._thread is None:

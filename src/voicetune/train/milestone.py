@@ -23,7 +23,7 @@ from voicetune.faults import pause_point
 from voicetune.models.base import DataSplits
 from voicetune.train import state as st
 from voicetune.train.device import move_to
-from voicetune.train.distributed import Watchdog
+from voicetune.train.distributed import Watchdog, waiting_in
 from voicetune.train.evaluator import MilestoneEvaluator
 from voicetune.train.reporting import Reporter, Throughput
 from voicetune.train.run_folder import RunFolder
@@ -89,7 +89,8 @@ def validate(state: st.TrainState, splits: DataSplits, config: TrainConfig, sign
     finally:
         state.model.train()
     if world > 1:
-        total = accelerator.reduce(total, reduction="sum")
+        with waiting_in("all_reduce of the validation losses"):
+            total = accelerator.reduce(total, reduction="sum")
     if total[2] > 0:
         return None
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")

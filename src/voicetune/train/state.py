@@ -193,7 +193,7 @@ class TrainState:
         import json
 
         from voicetune.checkpoints.store import CheckpointPayload
-        from voicetune.train.distributed import check_ranks_agree, weights_digest
+        from voicetune.train.distributed import check_ranks_agree, waiting_in, weights_digest
 
         world = self.accelerator.num_processes
         rng_states: list[Any] = [capture_rng()]
@@ -202,7 +202,8 @@ class TrainState:
             # One gather: every rank's generators, and every rank's weights digest, compared on
             # every rank alike (an error on one is an error on all: none is left waiting).
             gathered: list[Any] = [None] * world
-            torch.distributed.all_gather_object(gathered, (capture_rng(), weights_digest(self.weights)))
+            with waiting_in("all_gather_object of the RNG states and weight digests"):
+                torch.distributed.all_gather_object(gathered, (capture_rng(), weights_digest(self.weights)))
             rng_states = [g[0] for g in gathered]
             rank_weights = check_ranks_agree([g[1] for g in gathered], self.loop.step)
         if not self.accelerator.is_main_process:
