@@ -324,6 +324,10 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
         player.get_by_role("button", name="Pause", exact=True).click()
     page.locator("#ckpt-verify").click()
     expect(page.locator("#ckpt-message")).to_contain_text("all valid")
+    # Keep the newest milestone only: of the three kept, one at least goes whichever is best (a
+    # stop can leave a milestone unscored, and a tie keeps the earlier best: with 2 kept, the
+    # best and the 2 newest could be all three).
+    _number(page, "ckpt-keep").fill("1")
     page.locator("#ckpt-preview").click()
     expect(page.locator("#ckpt-message")).to_contain_text("would remove")
     _choose(page, "ckpt-format", "f5")
