@@ -247,6 +247,9 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     expect(page.locator("#train-plan")).to_contain_text("auto settings for")  # its answer, not a field's plan
     for elem_id, value in (("train-batch", 4), ("train-save-every", 4), ("train-last-every", 2)):
         _number(page, elem_id).fill(str(value))  # the test's own cadence, after auto filled the machine's
+    # A person's edit replaces the auto explanation with the projection of the edited cadence.
+    expect(page.locator("#train-plan")).not_to_contain_text("auto settings for")
+    expect(page.locator("#train-plan")).to_contain_text("projected disk use of the checkpoints")
     page.locator("#train-start").click()
     run = ws / "runs" / "run1"
     expect(page.locator("#train-status")).to_contain_text("running (pid", timeout=120_000)

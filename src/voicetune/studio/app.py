@@ -500,8 +500,10 @@ def _train_page(ws: Workspace) -> dict:
         inputs=[model, max_updates, lora_rank, keep_last],
         outputs=[batch_size, batch_frames, save_every, last_every, plan],
     )
+    # On a person's edits only (`input`, not `change`): the values auto fills in must not replace
+    # the auto settings' explanation it wrote (which ends with the same projection).
     for field in (model, lora_rank, max_updates, save_every, last_every, keep_last):
-        field.change(
+        field.input(
             plan_text, inputs=[model, lora_rank, max_updates, save_every, last_every, keep_last], outputs=[plan]
         )
 
