@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from voicetune.data.numbers import number_language, parse_number, russian_form
+from voicetune.data.numbers import base_language, number_language, parse_number, russian_form
 from voicetune.data.written import expand_written_forms
 
 PERCENT_WORD = {
@@ -92,7 +92,7 @@ def clean_text(text: str) -> str:
 def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
     """Numbers as words in `language`; returns (text, whether digits were left as they were)."""
     code = number_language(language)
-    base = (language or "").split("_")[0]
+    base = base_language(language)
     if code is None:
         return text, bool(re.search(r"\d", text))
     left_digits = False

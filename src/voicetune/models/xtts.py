@@ -672,11 +672,20 @@ class XttsAdapter(BaseAdapter):
     def _conditioning(self, xtts, ref_audio: np.ndarray, ref_rate: int, keep: bool) -> tuple[Any, Any]:
         """The reference's GPT conditioning latents and speaker embedding; with `keep`, the last 8
         clips' are kept per model (they depend only on the model's weights and the clip)."""
-        kept = self.kept_conditioning.setdefault(xtts, OrderedDict()) if keep else OrderedDict()
+        if not keep:  # training samples: the weights change between calls
+            return self._compute_conditioning(xtts, ref_audio, ref_rate)
+        kept = self.kept_conditioning.setdefault(xtts, OrderedDict())
         key = (hashlib.sha256(np.ascontiguousarray(ref_audio, dtype=np.float32).tobytes()).hexdigest(), ref_rate)
         if key in kept:
             kept.move_to_end(key)
-            return kept[key]
+        else:
+            kept[key] = self._compute_conditioning(xtts, ref_audio, ref_rate)
+            while len(kept) > 8:
+                kept.popitem(last=False)
+        return kept[key]
+
+    @staticmethod
+    def _compute_conditioning(xtts, ref_audio: np.ndarray, ref_rate: int) -> tuple[Any, Any]:
         config = xtts.config
         device = next(xtts.parameters()).device
         ref = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32))[None].to(device)
@@ -684,10 +693,7 @@ class XttsAdapter(BaseAdapter):
         latents = xtts.get_gpt_cond_latents(
             ref, ref_rate, length=config.gpt_cond_len, chunk_length=config.gpt_cond_chunk_len
         )
-        kept[key] = (latents, xtts.get_speaker_embedding(ref, ref_rate))
-        while len(kept) > 8:
-            kept.popitem(last=False)
-        return kept[key]
+        return latents, xtts.get_speaker_embedding(ref, ref_rate)
 
     def _speak(
         self, xtts, text: str, ref_audio: np.ndarray, ref_rate: int, language: str, speed: float, keep: bool

@@ -160,14 +160,15 @@ class Engine:
 
     def voice_names(self) -> list[str]:
         """`default` and the run's own voices (RUN/voices/)."""
-        return [DEFAULT_VOICE, *[name for name in run_voices(self.trained.checkpoint) if name != DEFAULT_VOICE]]
+        return list(dict.fromkeys([DEFAULT_VOICE, *run_voices(self.trained.checkpoint)]))
 
     def named_voice(self, name: str, flag: str = "--voice") -> Voice:
         """A voice by name: one of the run's own (RUN/voices/NAME.wav), or `default`."""
         own = run_voices(self.trained.checkpoint)
         if name in own:
-            path, text = own[name]
-            return self.voice(path, text, name=name, flag=f"{flag} {name} ({path})")
+            clip, transcript = own[name], own[name].with_suffix(".txt")
+            text = transcript.read_text(encoding="utf-8").strip() if transcript.is_file() else None
+            return self.voice(clip, text, name=name, flag=f"{flag} {name} ({clip})")
         if name != DEFAULT_VOICE:
             raise UsageError(
                 f"{flag} {name}: {self.name} has no voice of that name; its voices: {', '.join(self.voice_names())} "
@@ -318,10 +319,11 @@ def model_name(target: Path) -> str:
     return target.name
 
 
-def run_voices(target: Path) -> dict[str, tuple[Path, str | None]]:
-    """The run's own named voices: RUN/voices/NAME.wav (or .flac, .ogg, .mp3), with NAME.txt its
-    transcript (F5-TTS needs it), for a run, one of its checkpoints or its ready/ folder. A voice
-    named `default` stands in for the run's evaluation reference."""
+def run_voices(target: Path) -> dict[str, Path]:
+    """The run's own named voices, name -> clip: RUN/voices/NAME.wav (or .flac, .ogg, .mp3), with
+    NAME.txt its transcript (F5-TTS needs it; read when the voice is used), for a run, one of its
+    checkpoints or its ready/ folder. A voice named `default` stands in for the run's evaluation
+    reference."""
     from voicetune.data.ljspeech import AUDIO_SUFFIXES
 
     target = Path(target)
@@ -329,11 +331,10 @@ def run_voices(target: Path) -> dict[str, tuple[Path, str | None]]:
     folder = run / VOICES_FOLDER if run is not None else None
     if folder is None or not folder.is_dir():
         return {}
-    found: dict[str, tuple[Path, str | None]] = {}
+    found: dict[str, Path] = {}
     for clip in sorted(folder.iterdir()):
-        if clip.is_file() and clip.suffix.lower() in AUDIO_SUFFIXES and clip.stem not in found:
-            transcript = clip.with_suffix(".txt")
-            found[clip.stem] = (clip, transcript.read_text(encoding="utf-8").strip() if transcript.is_file() else None)
+        if clip.is_file() and clip.suffix.lower() in AUDIO_SUFFIXES:
+            found.setdefault(clip.stem, clip)
     return found
 
 
