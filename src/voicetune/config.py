@@ -80,10 +80,16 @@ class TrainConfig(BaseSettings):
     )
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
-    language: str = Field(
-        "en",
-        description="language of the dataset's text (XTTS speaks en es fr de it pt pl tr "
-        "ru nl cs ar zh-cn hu ko ja hi; another code extends its tokenizer, docs/new-language.md)",
+    language: str | None = Field(
+        None,
+        description="language of the dataset's text, default: the one `prepare` recorded in the dataset "
+        "(XTTS speaks en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi; another code extends its "
+        "tokenizer, docs/new-language.md)",
+    )
+    language_mismatch: Literal["refuse", "ok"] = Field(
+        "refuse",
+        description="a --language that contradicts the dataset's recorded language: refuse (exit 2), "
+        "or ok (train its clips as --language says)",
     )
     resume: str = Field("auto", description="auto | latest | never | path of a checkpoint")
     init_from: str | None = Field(None, description="start at step 0 from another run's or checkpoint's weights")

@@ -43,6 +43,7 @@ def train(
     pretrained: str | None = setting("pretrained", metavar="PATH|hf://REPO/FILE"),
     vocab: str | None = setting("vocab", metavar="FILE"),
     language: str | None = setting("language", metavar="CODE"),
+    language_mismatch: str | None = setting("language_mismatch", metavar="refuse|ok"),
     resume: str | None = setting("resume", metavar="MODE|CHECKPOINT"),
     init_from: str | None = setting("init_from", metavar="RUN|CHECKPOINT|FILE"),
     data_changed: str | None = setting("data_changed", metavar="refuse|restart-epoch"),

@@ -9,11 +9,14 @@ weight sets (EMA and raw), its score being the chosen set's as at a training mil
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicetune.console import say_once
+from voicetune.data.language import FALLBACK_LANGUAGE, dataset_language, stale_language_warning
 from voicetune.errors import UsageError
 from voicetune.evaluation.sets import (
     DEFAULT_EVAL_CLIPS,
@@ -151,7 +154,9 @@ def eval_set_for(
                 f"({'no dataset folder ' + str(data) if data else 'an upstream weight file names no dataset'})"
             )
         config_language = next((c.get("language") for c in map(_config_of, targets) if c and c.get("language")), None)
-        eval_set = choose_eval_set(Path(data), None, clips, language or config_language or "en")
+        eval_set = choose_eval_set(
+            Path(data), None, clips, language or config_language or dataset_language(Path(data)) or FALLBACK_LANGUAGE
+        )
     if texts:
         eval_set.texts = eval_set.texts + [t for t in texts if t.strip()]
     if language:
@@ -184,7 +189,12 @@ def load_target(target: Target, model_name: str | None, eval_set: EvalSet, data:
 
     dataset = data or Path(eval_set.real_clips[0]).parent.parent
     config = TrainConfig.resolve(
-        {"model": model_name, "pretrained": str(target.path), "data": dataset, "language": eval_set.language or "en"}
+        {
+            "model": model_name,
+            "pretrained": str(target.path),
+            "data": dataset,
+            "language": eval_set.language or FALLBACK_LANGUAGE,
+        }
     )
     adapter = create_adapter(config)
     model = adapter.build_model()
@@ -219,6 +229,12 @@ def evaluate_targets(
     if unnamed is not None:
         raise UsageError(f"--model: name the architecture of {unnamed.path} (e.g. f5-v1-base, xtts-v2)")
     eval_set = eval_set_for(targets, data, list(texts or []), clips, language, ref, ref_text)
+    if language is None:
+        for target in targets:
+            config = _config_of(target) or {}
+            warning = stale_language_warning(config.get("language"), config.get("data"), target.label)
+            if warning:
+                say_once(warning, logging.WARNING, "voicetune.eval")
     scorers = get_scorers(whisper_model, note)
     real = score_real_voice(eval_set, scorers)
     rows = []

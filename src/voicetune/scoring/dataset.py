@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicetune.data.language import dataset_language
 from voicetune.data.report import SCORE_KEY  # report.json's key for `prepare --score`
 from voicetune.errors import UsageError
 
@@ -125,7 +126,7 @@ def score_dataset(
             f"{dataset}: {len(missing)} clips of {METADATA} have no audio file (first: {missing[0]}); "
             f"run `voicetune dataset check {dataset}`"
         )
-    language = language or _dataset_language(dataset)
+    language = language or dataset_language(dataset)
     scorers = get_scorers(whisper_model, note)
     texts = [row.text for row in rows]
     results, embeddings = [], []
@@ -191,29 +192,6 @@ def flag_outliers(clips: list[ScoredClip]) -> Thresholds:
             clip.flags.append("other_speaker")
             clip.severity += (thresholds.similarity - clip.similarity) / SIMILARITY_MARGIN
     return thresholds
-
-
-def _dataset_language(dataset: Path) -> str | None:
-    """The language `prepare` recorded (its setting, else the clips' most common), or None."""
-    settings = dataset / ".voicetune" / "settings.json"
-    try:
-        language = json.loads(settings.read_text(encoding="utf-8")).get("language")
-        if language and language != "auto":
-            return language
-    except (OSError, ValueError):
-        pass
-    manifest = dataset / "manifest.jsonl"
-    if manifest.is_file():
-        languages: Counter[str | None] = Counter()
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            try:
-                languages[json.loads(line).get("language")] += 1
-            except ValueError:
-                continue
-        languages.pop(None, None)
-        if languages:
-            return languages.most_common(1)[0][0]
-    return None
 
 
 def write_score_report(result: DatasetScore, out: Path) -> None:

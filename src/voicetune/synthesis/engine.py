@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from voicetune.console import say_once
+from voicetune.data.language import FALLBACK_LANGUAGE, stale_language_warning
 from voicetune.errors import UsageError, VoicetuneError
 
 log = logging.getLogger("voicetune.synthesis")
@@ -111,7 +112,10 @@ class Engine:
         self.adapter = trained.adapter
         self.model = trained.model
         self.name = name or trained.checkpoint.parent.parent.name
-        self.language = getattr(trained.config, "language", None) or "en"
+        self.language = getattr(trained.config, "language", None) or FALLBACK_LANGUAGE
+        stale = stale_language_warning(self.language, getattr(trained.config, "data", None), f"model {self.name}")
+        if stale:  # a run made before runs took their dataset's language
+            say_once(stale, logging.WARNING, log.name)
         self.sample_rate = int(self.adapter.sample_rate)
         from voicetune.synthesis.inference import set_sampling_steps
 

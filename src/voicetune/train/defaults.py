@@ -5,7 +5,12 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from pathlib import Path
+
 from voicetune.config import TrainConfig
+from voicetune.data.language import RunLanguage, choose_language, dataset_languages, stale_language_warning
 from voicetune.models.base import ModelAdapter
 from voicetune.train.evaluator import default_best
 
@@ -21,3 +26,30 @@ def settle_config(config: TrainConfig, adapter: ModelAdapter) -> TrainConfig:
     if values.get("warmup_updates") is None:
         values["warmup_updates"] = min(1000, config.max_updates // 10)
     return TrainConfig.model_construct(**values)
+
+
+def settle_language(config: TrainConfig) -> tuple[TrainConfig, RunLanguage, str | None]:
+    """The language the run trains, scores and speaks in: --language, else the language the run
+    already trains in (a resume), else the dataset's; a --language that contradicts the dataset is
+    refused (data/language.py). Also a warning for a run made before runs took their dataset's
+    language whose language contradicts it, or None."""
+    dataset = Path(config.data) if config.data is not None else None
+    recorded = dataset_languages(dataset) if dataset is not None else Counter()
+    previous = _run_language(config.run)
+    warning = None
+    if config.language is None and previous is not None:
+        language = RunLanguage(previous, "the run's, as its earlier sessions trained it")
+        warning = stale_language_warning(previous, config.data, f"run {config.run}")
+    else:
+        language = choose_language(config.language, recorded, config.language_mismatch, dataset)
+    return config.model_copy(update={"language": language.code}), language, warning
+
+
+def _run_language(run: Path | None) -> str | None:
+    """The language an existing run's sessions trained in (its run.json), or None for a new run."""
+    try:
+        info = json.loads((Path(run) / "run.json").read_text(encoding="utf-8")) if run else {}
+    except (OSError, ValueError):
+        return None
+    recorded = info.get("language") or {}
+    return recorded.get("code") or (info.get("config") or {}).get("language") or None

@@ -38,7 +38,7 @@ from voicetune.models.base import DataSplits, ModelAdapter
 from voicetune.models.registry import create_adapter
 from voicetune.train import state as st
 from voicetune.train.batches import iterate_batches
-from voicetune.train.defaults import settle_config
+from voicetune.train.defaults import settle_config, settle_language
 from voicetune.train.device import configure_device
 from voicetune.train.distributed import (
     Watchdog,
@@ -73,6 +73,7 @@ log = logging.getLogger("voicetune.train")
 def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResult:
     """Train `config.model` on `config.data` into `config.run`, resuming as `config.resume` says."""
     check_paths(config)
+    config, language, language_warning = settle_language(config)  # adapters read it (XTTS's tokens)
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
     configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
@@ -116,7 +117,9 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             save_every=config.save_every,
         )
         if is_main:
-            run.record_session(config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session)
+            run.record_session(
+                config.flag_dict(), adapter.architecture(), data, start, loop.step, manager.session, language
+            )
             announce_start(
                 reporter,
                 config,
@@ -129,7 +132,10 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
                 run,
                 has_validation,
                 restart_epoch,
+                language,
             )
+            if language_warning:
+                reporter.say(language_warning, logging.WARNING)
         prompts = (
             adapter.sample_prompts(splits, config.sample_text, config.max_sample_prompts) if config.samples else []
         )

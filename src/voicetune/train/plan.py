@@ -178,8 +178,9 @@ def make_plan(
     with `probe` and a dataset, memory is measured; otherwise it comes from the formula.
     """
     from voicetune.models.registry import create_adapter
-    from voicetune.train.defaults import settle_config
+    from voicetune.train.defaults import settle_config, settle_language
 
+    config = settle_language(config)[0]
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
     torch.manual_seed(config.seed)

@@ -19,6 +19,7 @@ from voicetune.errors import UsageError
 
 if TYPE_CHECKING:
     from voicetune.checkpoints.manager import Start
+    from voicetune.data.language import RunLanguage
 
 log = logging.getLogger("voicetune.train")
 
@@ -75,8 +76,10 @@ class RunFolder:
         start: Start,
         start_step: int,
         session: str,
+        language: RunLanguage,
     ) -> dict[str, Any]:
-        """Create or update run.json (atomically): identity once, a line per session."""
+        """Create or update run.json (atomically): identity once, a line per session; the language
+        the run speaks and where it came from (the dataset, --language)."""
         info = self.read_run_json()
         info.setdefault("id", uuid.uuid4().hex[:12])
         info.setdefault("created", _now())
@@ -84,6 +87,7 @@ class RunFolder:
         info["config"] = config
         info["architecture"] = architecture
         info["dataset"] = dataset
+        info["language"] = {"code": language.code, "from": language.source}
         lineage = info.setdefault("lineage", {})
         if start.init_from is not None and start.resume_from is None:
             lineage["init_from"] = str(start.init_from.resolve())

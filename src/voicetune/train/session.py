@@ -27,6 +27,7 @@ from voicetune.checkpoints.policy import DiskGuard
 from voicetune.checkpoints.saver import SaveFailed
 from voicetune.checkpoints.store import LoadedCheckpoint, load_checkpoint
 from voicetune.config import ARCHITECTURE_FIELDS, TrainConfig, format_size
+from voicetune.data.language import RunLanguage
 from voicetune.errors import IncompatibleCheckpointError, StoppedBySignal, UsageError, VoicetuneError
 from voicetune.models.base import ModelAdapter
 from voicetune.train import state as st
@@ -253,11 +254,24 @@ def size_flag(n: int) -> str:
 
 
 def announce_start(
-    reporter, config, adapter, model, splits, start: Start, loop, plan, run, has_validation: bool, restart_epoch: bool
+    reporter,
+    config,
+    adapter,
+    model,
+    splits,
+    start: Start,
+    loop,
+    plan,
+    run,
+    has_validation: bool,
+    restart_epoch: bool,
+    language: RunLanguage,
 ) -> None:
+    spoken = f"language {language.describe()}"
     if start.resume_from is not None:
         reporter.say(
-            f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position})"
+            f"resuming from {start.resume_from.path} at step {loop.step} (epoch {loop.epoch}, batch {loop.position}); "
+            f"{spoken}"
         )
     if start.abandoned_to is not None:
         resumed = start.resume_from.name if start.resume_from is not None else "the checkpoint resumed from"
@@ -273,9 +287,9 @@ def announce_start(
             logging.WARNING,
         )
     if start.init_from is not None:
-        reporter.say(f"new run from the weights of {start.init_from}, step 0")
+        reporter.say(f"new run from the weights of {start.init_from}, step 0; {spoken}")
     elif start.resume_from is None:
-        reporter.say("new run, step 0")
+        reporter.say(f"new run, step 0; {spoken}")
     for name in start.quarantined:
         reporter.say(
             f"checkpoint {name} failed verification and was moved to {run.store.quarantine_dir}", logging.WARNING
