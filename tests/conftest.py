@@ -134,3 +134,12 @@ def f5_voice_run(tmp_path_factory) -> Path:
     from support.speech_server import train_tiny_f5
 
     return train_tiny_f5(tmp_path_factory.mktemp("f5_voice"))
+
+
+@pytest.fixture(scope="session")
+def xtts_voice_run(tmp_path_factory) -> Path:
+    """xtts-tiny trained for 2 updates on 14 espeak-ng clips: the XTTS run the synthesis engine and
+    `serve` load beside f5_voice_run (the tests of a promise every family keeps take both)."""
+    from support.speech_server import train_tiny_xtts
+
+    return train_tiny_xtts(tmp_path_factory.mktemp("xtts_voice"))

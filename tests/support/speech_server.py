@@ -51,6 +51,22 @@ def train_tiny_f5(root: Path) -> Path:
     return run
 
 
+def train_tiny_xtts(root: Path) -> Path:
+    """ROOT/run = xtts-tiny after 2 updates on an espeak-ng corpus at 22.05 kHz (a run the synthesis
+    engine and `serve` load, as train_tiny_f5's)."""
+    from support.harness import xtts_args
+    from voicetune.demo.corpus import write_ljspeech_corpus
+
+    corpus = write_ljspeech_corpus(root / "corpus", n_items=14, sample_rate=22050)
+    run = root / "run"
+    args = xtts_args(
+        corpus, run, "--save-every", "2", "--last-every", "2", "--set", "max_sample_prompts=0", max_updates=2
+    )
+    result = run_cli("train", *args, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

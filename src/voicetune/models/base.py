@@ -18,7 +18,8 @@ Rules an adapter must keep so that resume is exact:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -146,6 +147,12 @@ class ModelAdapter(Protocol):
         """Speak `text` in the voice of `ref_audio` (float32 mono at sample_rate); long text is split
         into sentences. Randomness comes from torch's global generator (the caller seeds it)."""
 
+    def reset(self, model: torch.nn.Module) -> None:
+        """Forget the per-request state a synthesis left in `model` (BaseAdapter.reset)."""
+
+    def speaking(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """A context around one synthesis call that calls `reset` however the call ends."""
+
 
 class BaseAdapter:
     """Defaults shared by adapters: full-model checkpoints, all parameters trainable, no samples.
@@ -237,6 +244,26 @@ class BaseAdapter:
     def unsayable(self, text: str, language: str | None = None) -> set[str]:
         """Characters of `text` the model has no token for (read as silence or skipped)."""
         return set()
+
+    # ---- per-request state -----------------------------------------------------------------------
+    # A synthesis may stop anywhere: a client that hangs up, a time limit, an exception inside a
+    # chunk. Whatever a model keeps between its layer calls (F5's text-embedding cache, XTTS's GPT
+    # prefix) is then left half-made, and the next request would meet it. Each adapter names that
+    # state in `reset`; `speaking` wraps every synthesis call so that it always runs.
+
+    def reset(self, model: torch.nn.Module) -> None:
+        """Forget what synthesis left in `model`, so that the next call meets it as freshly loaded.
+        Runs on the thread that synthesized (some caches are thread-local). Models that keep
+        nothing between calls keep this default."""
+        return None
+
+    @contextlib.contextmanager
+    def speaking(self, model: torch.nn.Module) -> Iterator[None]:
+        """One synthesis call on `model`: however it ends (returned, raised, cancelled), `reset`."""
+        try:
+            yield
+        finally:
+            self.reset(model)
 
 
 class CrossFader:

@@ -626,6 +626,16 @@ class XttsAdapter(BaseAdapter):
             audio = self.speak(model, text, ref, rate, self.spoken_language(model, language), speed)
         return audio, self.sample_rate
 
+    def reset(self, model: torch.nn.Module) -> None:
+        """Coqui's GPT keeps the last generation's prefix (conditioning latents and text
+        embedding, `store_prefix_emb`) on its inference model between calls: dropped after every
+        generation, however it ended. The reference's kept conditioning (`kept_conditioning`) is
+        stored only once whole, and its key is the clip itself, so a cut request leaves none."""
+        xtts = model.xtts if hasattr(model, "xtts") else model
+        inference = getattr(getattr(xtts, "gpt", None), "gpt_inference", None)
+        if inference is not None:
+            inference.cached_prefix_emb = None
+
     def spoken_language(self, model: torch.nn.Module, language: str | None) -> str:
         """--language for synthesis (default: the training language), refused unless the model has it."""
         language = language or self.language
@@ -667,7 +677,8 @@ class XttsAdapter(BaseAdapter):
                     log.name,
                 )
         with quiet_transformers():
-            return self._speak(xtts, text, ref_audio, ref_rate, language, speed, keep_conditioning)
+            with self.speaking(model):  # a generation cut short leaves no prefix behind
+                return self._speak(xtts, text, ref_audio, ref_rate, language, speed, keep_conditioning)
 
     def _conditioning(self, xtts, ref_audio: np.ndarray, ref_rate: int, keep: bool) -> tuple[Any, Any]:
         """The reference's GPT conditioning latents and speaker embedding; with `keep`, the last 8

@@ -238,7 +238,9 @@ class Engine:
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         _running.cancel = cancel
         try:
-            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            # `speaking`: the adapter resets what the model keeps between layer calls, however the
+            # chunk ends (a cancel raises inside a layer call), so the next request meets a fresh model.
+            with torch.random.fork_rng(devices=devices), torch.inference_mode(), self.adapter.speaking(self.model):
                 seed_all(seed)
                 audio = self.adapter.synthesize_chunk(self.model, chunk, voice.audio, voice.text, speed, self.language)
                 return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)

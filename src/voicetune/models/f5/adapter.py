@@ -385,14 +385,15 @@ class F5Adapter(BaseAdapter):
         tokens = torch.tensor([self.vocabulary.encode(ref_text + text)], dtype=torch.long, device=device)
         was_training = model.training
         try:
-            generated, _ = model.sample(
-                cond=audio.to(device),
-                text=tokens,
-                duration=duration,
-                steps=self.nfe_steps,
-                cfg_strength=CFG_STRENGTH,
-                sway_sampling_coef=SWAY_SAMPLING_COEF,
-            )
+            with self.speaking(model):  # a sampling stopped mid-way leaves no text cache behind
+                generated, _ = model.sample(
+                    cond=audio.to(device),
+                    text=tokens,
+                    duration=duration,
+                    steps=self.nfe_steps,
+                    cfg_strength=CFG_STRENGTH,
+                    sway_sampling_coef=SWAY_SAMPLING_COEF,
+                )
         finally:
             model.train(was_training)
         mel = generated.float()[:, ref_frames:, :].permute(0, 2, 1)
@@ -447,6 +448,15 @@ class F5Adapter(BaseAdapter):
 
     def unsayable(self, text: str, language: str | None = None) -> set[str]:
         return self.vocabulary.unknown(text)
+
+    def reset(self, model: torch.nn.Module) -> None:
+        """Upstream's DiT caches the text embedding of the chunk being sampled (per thread) and
+        clears it only when sampling ends normally (CFM.sample's last line): a sampling stopped
+        mid-way left it for the next chunk, of another length (a tensor-size error on every later
+        request). Cleared after every generation, however it ended."""
+        transformer = getattr(model, "transformer", None)
+        if transformer is not None and hasattr(transformer, "clear_cache"):
+            transformer.clear_cache()
 
     def synthesize(
         self,
