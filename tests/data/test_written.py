@@ -142,7 +142,7 @@ def test_units_after_a_number_agree_with_it(language, text, expected):
     [
         ("en", "You may 5 times, but Mr smith and the Dr. who."),  # "may" the verb; no capital after
         ("en", "He said no. 5 people came."),  # "no." ends a sentence: not "number"
-        ("en", "Version 2.0.1 at 10:30"),  # left for spell_out_numbers (and its digits_left flag)
+        ("en", "Version 2.0.1 at 10:30:15"),  # no date, time or sum: left (and flagged digits_left)
         ("es", "Tengo gatos y perros"),
         ("de", "Er kommt, z. B."),  # an abbreviation at the end: its words, no period of its own
         ("xx", "Dr. Who paid $5 on 2024-03-05"),  # a language this module does not know: as written
@@ -163,3 +163,61 @@ def test_scoring_hears_a_written_form_and_its_words_as_the_same():
     assert (rates.word_edits, rates.char_edits) == (0, 0)
     rates = error_rates("La señora Pérez pagó cinco euros.", "La Sra. Pérez pagó 5 €.", "es")
     assert (rates.word_edits, rates.char_edits) == (0, 0)
+
+
+# The classes of issue 28, language by language: a number after a noun that names (número 1) or
+# before a noun it counts (in the noun's gender), n° with the degree sign, times, sums with a scale
+# word, percentages, ordinals and decimal commas.
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Marque el número 1 si desea", "Marque el número uno si desea"),
+        ("Marque 1 si desea, marque 1 ahora", "Marque uno si desea, marque uno ahora"),
+        ("la página 1 tiene 1 foto", "la página uno tiene una foto"),
+        ("Hay 1 perro, 1 casa y 1 opción", "Hay un perro, una casa y una opción"),
+        ("21 casas, 200 personas, 1 sola vez", "veintiuna casas, doscientas personas, una sola vez"),
+        ("21.000 personas y 1 día", "veintiún mil personas y un día"),
+        ("la n° 7 y la n.° 1", "la número siete y la número uno"),
+        ("A las 10:30, a la 1:05 y a las 21:00 h", "A las diez y media, a la una y cinco y a las veintiuna horas"),
+        ("a las 10:30 horas", "a las diez treinta horas"),
+        ("$2.5 million", "dos coma cinco millones de dólares"),
+        (
+            "$2,5 millones, $1 million y $5 mil",
+            "dos coma cinco millones de dólares, un millón de dólares y cinco mil dólares",
+        ),
+        ("€3 billion", "tres mil millones de euros"),
+        ("El 25 %, el 1% y el 2,5%", "El veinticinco por ciento, el uno por ciento y el dos coma cinco por ciento"),
+        ("el 1.º, la 2ª y el 3.er piso", "el primero, la segunda y el tercer piso"),
+        (
+            "El 5 de marzo de 2024 pagué 1.250,50 €",
+            "El cinco de marzo de dos mil veinticuatro pagué mil doscientos cincuenta euros con cincuenta céntimos",
+        ),
+        ("mide 1.250,50 metros", "mide mil doscientos cincuenta coma cincuenta metros"),
+    ],
+)
+def test_spanish_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "es") == expected
+
+
+@pytest.mark.parametrize("language", ["es", "fr", "it", "ru"])
+def test_the_real_prompts_hold_no_written_form_and_come_through_unchanged(language):
+    """The Asterisk prompts' texts (menus, "marque 1 para...") have numbers but no date, time,
+    sum, unit or abbreviation: `expand_written_forms` leaves every one as it was."""
+    from real_speech import read_index
+
+    from voicetune.data.written import expand_written_forms
+
+    texts = read_index(language)
+    assert len(texts) > 400
+    assert [name for name, text in texts.items() if expand_written_forms(text, language) != text] == []
+
+
+def test_a_number_a_menu_asks_to_press_is_read_on_its_own():
+    """ "Marque 1 si desea..." is "marque uno" (it counts nothing), not "marque un si desea"."""
+    from real_speech import read_index
+
+    options = spoken(read_index("es")["priv-callee-options"], "es")
+    assert options.startswith("Marque uno si desea que esta persona se comunique con usted")
+    assert spoken(read_index("it")["silence/1"], "it") == "(un secondo di silenzio)"
