@@ -221,3 +221,25 @@ def test_a_number_a_menu_asks_to_press_is_read_on_its_own():
     options = spoken(read_index("es")["priv-callee-options"], "es")
     assert options.startswith("Marque uno si desea que esta persona se comunique con usted")
     assert spoken(read_index("it")["silence/1"], "it") == "(un secondo di silenzio)"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Digite o número 1 agora", "Digite o número um agora"),
+        ("Marque 1 para falar, 2 agora", "Marque um para falar, dois agora"),
+        ("1 livro, 1 casa, 2 casas e 2 livros", "um livro, uma casa, duas casas e dois livros"),
+        ("200 pessoas, 32.000 pessoas, 1 vez", "duzentas pessoas, trinta e duas mil pessoas, uma vez"),
+        ("1 opção e 1 guarda-chuva", "uma opção e um guarda-chuva"),
+        ("a n° 7 e o n.º 1", "a número sete e o número um"),
+        ("às 10h30, à 1h15, às 10:00 e às 10h", "às dez e meia, à uma e quinze, às dez horas e às dez horas"),
+        ("$2.5 million", "dois vírgula cinco milhões de dólares"),
+        ("R$ 1,5 milhão e € 3 billion", "um vírgula cinco milhão de reais e três bilhões de euros"),
+        ("25%, 1% e 2,5 %", "vinte e cinco por cento, um por cento e dois vírgula cinco por cento"),
+        ("1.º lugar, 1.ª vez, 2ª feira", "primeiro lugar, primeira vez, segunda feira"),
+        ("1.250,50 metros", "mil duzentos e cinquenta vírgula cinquenta metros"),
+        ("Paguei R$ 1.250,50", "Paguei mil duzentos e cinquenta reais e cinquenta centavos"),
+    ],
+)
+def test_portuguese_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "pt") == expected

@@ -81,7 +81,7 @@ def cardinal(value: int, language: str, gender: str = "m") -> str:
         else:
             words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
     elif base == "pt" and feminine:
-        words = re.sub(r"\bum$", "uma", re.sub(r"\bdois$", "duas", words))
+        words = re.sub(r"\bum\b(?= mil\b|$)", "uma", re.sub(r"\bdois\b(?= mil\b|$)", "duas", words))  # duas mil
         words = re.sub(r"entos\b", "entas", words)
     elif base == "fr" and feminine:
         words = re.sub(r"\bun$", "une", words)

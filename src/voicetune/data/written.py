@@ -763,12 +763,12 @@ def counted_gender(before: str, after: str, value: int, base: str) -> str | None
     it ("1 casa": f); None where it counts none: it names ("número 1", "página 1") or the word after
     it is no noun ("marque 1 si desea", "2 agora": a plural number before no plural)."""
     named = re.search(r"([^\W\d_]+)[ \u00a0]+$", before)
-    found = re.match(r"[ \u00a0]+([^\W\d_]+)", after)
+    found = re.match(r"[ \u00a0]+([^\W\d_]+(?:-[^\W\d_]+)*)", after)
     if (named and named.group(1).lower() in _words(LABEL_NOUNS, base)) or not found:
         return None
     word = found.group(1)
     lower = word.lower()
-    if lower in _words(NOT_COUNTED, base):
+    if lower in _words(NOT_COUNTED, base) or "-" in word:  # a compound's gender is its own: um guarda-chuva
         return None
     genders = {w: gender for gender in ("m", "f") for w in GENDERS.get(base, {}).get(gender, "").split()}
     if base == "de":  # German nouns are written with a capital
@@ -868,8 +868,8 @@ def _expand_times(text: str, base: str, language: str) -> str:
         return _time_words(hours, minutes, match.string[match.end() :], bool(match.group("unit")), base, language)
 
     separator = TIME_SEPARATOR.get(base, ":")
-    unit = {"es": r"(?P<unit>\s?(?:h|hs|hrs|horas)\b\.?)?", "de": r"(?P<unit>\s?Uhr\b)?", "pt": r"(?P<unit>min\b)?"}
-    time = rf"(?<![\w:.,])(?P<h>\d{{1,2}}){separator}(?P<m>[0-5]\d)(?![\w:]|[.,]\d){unit.get(base, '(?P<unit>)')}"
+    unit = {"es": r"(?P<unit>\s?(?:h|hs|hrs|horas)\b)?", "de": r"(?P<unit>\s?Uhr\b)?", "pt": r"(?P<unit>min\b|h\b)?"}
+    time = rf"(?<![\w:.,])(?P<h>\d{{1,2}}){separator}(?P<m>[0-5]\d){unit.get(base, '(?P<unit>)')}(?![\w:]|[.,]\d)"
     text = re.sub(time, replace, text)
     if base == "de":  # "10.30 Uhr"
         text = re.sub(r"(?<![\w:.,])(?P<h>\d{1,2})\.(?P<m>[0-5]\d)(?P<unit>\s?Uhr\b)", replace, text)
