@@ -243,3 +243,19 @@ def test_a_number_a_menu_asks_to_press_is_read_on_its_own():
 )
 def test_portuguese_is_read_as_its_speakers_say_it(text, expected):
     assert spoken(text, "pt") == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Appuyez sur 1 pour, le numéro 1 est libre", "Appuyez sur un pour, le numéro un est libre"),
+        ("1 maison, 21 maisons, 1 photo, 1 homme", "une maison, vingt et une maisons, une photo, un homme"),
+        ("au n° 7 à 10h30, à 1h05, à 10:00", "au numéro sept à dix heures trente, à une heure cinq, à dix heures"),
+        ("$2.5 million et 3 milliards €", "deux virgule cinq millions de dollars et trois milliards d'euros"),
+        ("1,5 million €", "un virgule cinq million d'euros"),
+        ("25 %, 1 %, le 1er et la 1re", "vingt-cinq pour cent, un pour cent, le premier et la première"),
+        ("1 250,50 mètres", "mille deux cent cinquante virgule cinquante mètres"),
+    ],
+)
+def test_french_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "fr") == expected

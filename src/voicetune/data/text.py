@@ -47,6 +47,8 @@ DECIMAL_WORDS = {
     "fr": ("virgule", "zéro"),
     "it": ("virgola", "zero"),
 }
+# Decimals read digit by digit after the point's word, each zero said (num2words drops a last zero).
+DECIMAL_POINT_WORD = {"en": "point", "de": "Komma"}
 # Ordinal marks of French (feminine: 1re, 1ère; 2nd, 2nde: second, seconde) and Italian (° as º).
 FRENCH_ORDINAL = {
     "er": "m",
@@ -118,6 +120,8 @@ def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
         return match.group(0) if words is None else words
 
     spelled = _NUMBER.sub(replace, text)
+    if base == "it":  # una before a vowel is elided: un'idea
+        spelled = re.sub(r"\bun' (?=[^\W\d_])", "un'", spelled)
     return spelled, bool(unread_digits(spelled))
 
 
@@ -132,6 +136,10 @@ def _number_words(
     try:
         if base in DECIMAL_WORDS and isinstance(value, float):
             words = _decimal_words(digits, code, *DECIMAL_WORDS[base])
+        elif base in DECIMAL_POINT_WORD and isinstance(value, float):  # 1.250,50: ... Komma fünf null
+            decimals = digits.rsplit("," if base == "de" else ".", 1)[1]
+            digit_words = " ".join(num2words(int(d), lang=code) for d in decimals)
+            words = f"{number_words(int(value), code)} {DECIMAL_POINT_WORD[base]} {digit_words}"
         elif isinstance(value, int) and (percent and base == "de"):
             words = cardinal(value, code)  # ein Prozent
         else:

@@ -482,6 +482,14 @@ def _scales(base: str) -> dict[str, str]:
 
 # After a million, Romance languages put "de"/"di" before the currency: un millón de dólares.
 OF_AFTER_MILLIONS = {"es": "de ", "pt": "de ", "fr": "de ", "it": "di "}
+
+
+def _of(base: str, name: str) -> str:
+    """'de ' before a currency after a million, French "d'" before a vowel (millions d'euros)."""
+    of = OF_AFTER_MILLIONS.get(base, "")
+    return "d'" if of and base == "fr" and name[:1] in "aeiouéh" else of
+
+
 _MILLIONS = re.compile(r"(millón|millones|milhão|milhões|bilhão|bilhões|millions?|milliards?|milion[ei]|miliard[oi])$")
 
 UNITS: dict[str, dict[str, str]] = {
@@ -621,7 +629,7 @@ def _scaled_money(digits: str, currency: str, written_scale: str, base: str, lan
     if base == "ru":
         return f"{_counted(value, digits, noun(UNITS['ru'][SCALE_NAMES['ru'][scale][0]]), base, language)} {unit.forms[-1]}"
     name = Noun(SCALE_NAMES[base][scale]).agreeing(value, base)
-    of = OF_AFTER_MILLIONS.get(base, "") if scale != "thousand" else ""
+    of = _of(base, unit.forms[-1]) if scale != "thousand" else ""
     return f"{digits} {name} {of}{unit.forms[-1]}"
 
 
@@ -640,7 +648,7 @@ def _money_words(digits: str, currency: str, scale: str | None, base: str, langu
     parts = []
     if whole or not cents:
         words = cardinal(whole, language, unit.gender)
-        of_millions = OF_AFTER_MILLIONS.get(base, "") if _MILLIONS.search(words) else ""
+        of_millions = _of(base, unit.forms[-1]) if _MILLIONS.search(words) else ""
         parts.append(f"{words} {of_millions + unit.forms[-1] if of_millions else unit.agreeing(whole, base)}")
     if cents:
         parts.append(_counted(cents, str(cents), hundredth, base, language))
@@ -730,7 +738,7 @@ GENDERS = {
     "fr": {
         "m": "",
         "f": "fois heure minute seconde semaine journée année personne chose femme fille page porte ligne "
-        "lettre touche ville rue maison voiture place langue voix nuit main mère fin part idée table "
+        "lettre touche ville rue maison voiture place langue voix nuit main mère fin part idée table photo "
         "chambre salle école église fleur image eau mer forme vie mort classe histoire option question",
     },
     "it": {"m": "problema sistema programma tema clima cinema pianeta poeta", "f": "mano foto radio moto"},
@@ -820,6 +828,8 @@ def before_noun(value: int, before: str, after: str, language: str) -> str | Non
     words = cardinal(value, language, gender)
     if base == "it" and words == "un" and re.match(r"\s+(?:s[^aeiouàèéìòù]|z|gn|ps|x|y)", after, re.IGNORECASE):
         words = "uno"  # uno studente, uno zaino
+    if base == "it" and words == "una" and re.match(r"\s+[aeiouàèéìòù]", after, re.IGNORECASE):
+        words = "un'"  # un'idea (data.text joins it to its noun)
     if base == "de" and words in ("ein", "eine") and _word_before(before, len(before)) in GERMAN_DATIVE_PREPOSITIONS:
         words = "einer" if gender == "f" else "einem"
     return words
