@@ -259,3 +259,21 @@ def test_portuguese_is_read_as_its_speakers_say_it(text, expected):
 )
 def test_french_is_read_as_its_speakers_say_it(text, expected):
     assert spoken(text, "fr") == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Premere 1 per, il numero 1 è libero", "Premere uno per, il numero uno è libero"),
+        ("1 secondo, 1 casa, 1 studente, 1 idea", "un secondo, una casa, uno studente, un'idea"),
+        (
+            "al n° 7 alle 10:30, all'1:15, alle 10:00",
+            "al numero sette alle dieci e mezza, all'una e quindici, alle dieci",
+        ),
+        ("$2.5 million e € 1 milione", "due virgola cinque milioni di dollari e un milione di euro"),
+        ("25%, 1%, il 1º e la 2ª", "venticinque per cento, uno per cento, il primo e la seconda"),
+        ("1.250,50 metri", "milleduecentocinquanta virgola cinquanta metri"),
+    ],
+)
+def test_italian_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "it") == expected
