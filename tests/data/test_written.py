@@ -277,3 +277,24 @@ def test_french_is_read_as_its_speakers_say_it(text, expected):
 )
 def test_italian_is_read_as_its_speakers_say_it(text, expected):
     assert spoken(text, "it") == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Drücken Sie 1 für, Seite 1 hat 1 Bild", "Drücken Sie eins für, Seite eins hat ein Bild"),
+        ("1 Haus, 1 Katze, 1 Stunde, 1 Name", "ein Haus, eine Katze, eine Stunde, ein Name"),
+        ("in 1 Woche, mit 1 Hund, um 1 Uhr", "in einer Woche, mit einem Hund, um ein Uhr"),
+        ("um 10:30 Uhr, um 1:05 und 10.30 Uhr", "um zehn Uhr dreißig, um ein Uhr fünf und zehn Uhr dreißig"),
+        (
+            "$2.5 million, 1 Million $ und 3 Milliarden €",
+            "zwei Komma fünf Millionen Dollar, eine Million Dollar und drei Milliarden Euro",
+        ),
+        ("25 %, 1 % und 2,5 %", "fünfundzwanzig Prozent, ein Prozent und zwei Komma fünf Prozent"),
+        ("der 2. Weltkrieg, am 3. Tag, zum 1. Mal", "der zweite Weltkrieg, am dritten Tag, zum ersten Mal"),
+        ("Ich habe 3. Dann", "Ich habe drei. Dann"),
+        ("1.250,50 Meter", "eintausendzweihundertfünfzig Komma fünf null Meter"),
+    ],
+)
+def test_german_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "de") == expected
