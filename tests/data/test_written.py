@@ -298,3 +298,36 @@ def test_italian_is_read_as_its_speakers_say_it(text, expected):
 )
 def test_german_is_read_as_its_speakers_say_it(text, expected):
     assert spoken(text, "de") == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Нажмите 1 для связи, номер 1 свободен", "Нажмите один для связи, номер один свободен"),
+        ("1 книга, 2 книги, 1 окно, 21 ночь", "одна книга, две книги, одно окно, двадцать одна ночь"),
+        ("1 день, 2 дня, 2 мужчины", "один день, два дня, два мужчины"),
+        ("в 10:30, в 1:05, в 21:00", "в десять тридцать, в час ноль пять, в двадцать один ноль-ноль"),
+        ("$2.5 million и 3 млрд ₽", "две целых пять десятых миллиона долларов и три миллиарда рублей"),
+        ("25%, 1% и 2,5%", "двадцать пять процентов, один процент и две целых пять десятых процента"),
+        ("1-й этаж, 2-я попытка", "первый этаж, вторая попытка"),
+    ],
+)
+def test_russian_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "ru") == expected
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("at 10:30, 10:05 and 10:00 a.m.", "at ten thirty, ten oh five and ten A M."),
+        ("at 10:00, not 10:30:15", "at ten o'clock, not 10:30:15"),
+        (
+            "$2.5 million, €3 billion and $5 thousand",
+            "two point five million dollars, three billion euros and five thousand dollars",
+        ),
+        ("25%, the 1st and No. 1", "twenty-five percent, the first and number one"),
+        ("1,250.50 meters", "one thousand, two hundred and fifty point five zero meters"),
+    ],
+)
+def test_english_is_read_as_its_speakers_say_it(text, expected):
+    assert spoken(text, "en") == expected
