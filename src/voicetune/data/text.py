@@ -6,8 +6,10 @@ dates, sums of money and units that `data.written` reads aloud. Number formats f
 language: `1,500.5` in English, `1.500,5` in Portuguese, Spanish and most other languages.
 
 Spanish is read the way its speakers say it: decimals after "coma" as a number ("3,14": tres coma
-catorce), ordinals written 1.º, 1º, 1er, 1ro, 2da, and "uno", "primero" and "tercero" shortened
-before the word they count ("21 personas": veintiún personas, "1er piso": primer piso).
+catorce; Portuguese likewise after "vírgula"), ordinals written 1.º, 1º, 1er, 3.er, 1ro, 2da, a
+number in the gender of the noun it counts ("21 casas": veintiuna casas, `data.written.before_noun`,
+in every language of `data.written`), and "primero" and "tercero" shortened before the word they
+count ("1er piso": primer piso). English and German decimals are read digit by digit.
 
 French, Italian and Russian likewise: decimals read as a number after "virgule"/"virgola" ("3,14":
 trois virgule quatorze; Russian keeps num2words' "три целых четырнадцать сотых"); thousands

@@ -18,11 +18,19 @@ speaker of the language says:
   BRL, RUB, JPY, руб.), cents after the units and a scale word kept ("$5 million": five million
   dollars, "1 500,50 €": mille cinq cents euros et cinquante centimes), the number in the gender of
   the currency (una libra, duas libras, одна копейка). "$" is read as US dollars in every language;
+  a scale word may be English, and the amount written the English way, in every language ("$2.5
+  million" in a Spanish text: 2,5 millones de dólares);
+- times (10:30, 10h30, 10.30 Uhr: diez y media, dez e meia, dix heures trente, zehn Uhr dreißig);
+- German ordinals after an article ("der 2. Weltkrieg": der zweite Weltkrieg);
 - units after a number (km, m, cm, mm, kg, g, l, km/h, °C, h, min; Russian км, м, см, кг, г, л, ч,
   мин, тыс., млн, млрд), singular or plural as the number asks.
 
 English, Spanish, Portuguese, French, Italian, German and Russian; a text in another language is
 left as written (its numbers are still spelled out where num2words knows the language).
+
+`before_noun` reads a number before the noun it counts in that noun's gender (una casa, duas
+casas, eine Katze, одна книга) for `data.text.spell_out_numbers`, and as counted alone where it
+names ("número 1": número uno) or counts no noun ("marque 1 si desea").
 """
 
 from __future__ import annotations
@@ -780,11 +788,9 @@ def counted_gender(before: str, after: str, value: int, base: str) -> str | None
         return None
     genders = {w: gender for gender in ("m", "f") for w in GENDERS.get(base, {}).get(gender, "").split()}
     if base == "de":  # German nouns are written with a capital
-        return (
-            (genders.get(lower) or ("f" if lower.endswith(FEMININE_ENDINGS["de"]) else "m"))
-            if word[0].isupper()
-            else None
-        )
+        if not word[0].isupper():
+            return None
+        return genders.get(lower) or ("f" if lower.endswith(FEMININE_ENDINGS["de"]) else "m")
     if base == "ru":
         return _russian_gender(lower, value, genders)
     if base not in FEMININE_ENDINGS or (value != 1 and not lower.endswith({"it": ("i", "e")}.get(base, ("s", "x")))):
