@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from voicetune.data.text import clean_text, normalize_transcript, spell_out_numbers
+from voicetune.data.text import clean_text, normalize_transcript, spell_out_numbers, unread_digits
 
 
 def test_clean_text_is_nfc_on_one_line_without_the_csv_separator():
@@ -37,7 +37,7 @@ def test_clean_text_is_nfc_on_one_line_without_the_csv_separator():
         (
             "Son 21 personas, hay 1 perro y el 21 de marzo",
             "es",
-            "Son veintiún personas, hay un perro y el veintiuno de marzo",
+            "Son veintiuna personas, hay un perro y el veintiuno de marzo",
         ),
         (
             "Nació en 1999 y vive con 10.000 vecinos",
@@ -87,6 +87,13 @@ def test_numbers_become_words(text, language, expected):
 def test_what_cannot_be_spelled_is_kept_and_flagged():
     assert spell_out_numbers("at 10:30 on v1.2.3", "en") == ("at 10:30 on v1.2.3", True)
     assert spell_out_numbers("42", "xx") == ("42", True)
+
+
+def test_unread_digits_are_the_numbers_a_normalized_text_still_holds():
+    """What `prepare` flags as digits_left, and what a voice would not read as words."""
+    assert unread_digits("at 10:30:15 on v1.2.3, H.323 and 7") == ["10:30:15", "1.2.3", "323", "7"]
+    assert unread_digits(normalize_transcript("A las 10:30 pagué 5 €", "es", True)[1]) == []
+    assert normalize_transcript("at 10:30:15", "en", True)[2] == ["digits_left"]
 
 
 def test_normalize_transcript_fills_normalized_text_only_when_asked():

@@ -48,16 +48,31 @@ def parse_number(digits: str, language: str) -> int | float | None:
     return float(f"{whole}.{match.group(2)}")
 
 
-def cardinal(value: int, language: str, feminine: bool = False) -> str:
-    """A whole number in words as it stands before a noun: 'un dólar', 'una libra', 'duas libras',
-    'vingt et une livres', 'ein Euro', 'одна копейка'."""
+def number_words(value: int | float, language: str) -> str:
+    """num2words' cardinal, as a speaker says it: Spanish "un"/"veintiún" before "mil" and the
+    millions (num2words writes "veintiuno mil"), Portuguese without the comma num2words puts after
+    "mil" ("mil duzentos e cinquenta")."""
     from num2words import num2words
 
     base = base_language(language)
-    code = number_language(language) or "en"
+    words = num2words(value, lang=number_language(language) or "en")
+    if base == "es":
+        words = re.sub(r"uno(?= (?:mil|millones|billones)\b)", "un", words).replace("veintiun ", "veintiún ")
+    elif base == "pt":
+        words = words.replace(", ", " ")
+    return words
+
+
+def cardinal(value: int, language: str, gender: str = "m") -> str:
+    """A whole number in words as it stands before a noun of `gender` ('m', 'f', or Russian 'n'):
+    'un dólar', 'una libra', 'duas libras', 'vingt et une livres', 'ein Euro', 'одна копейка'."""
+    from num2words import num2words
+
+    base = base_language(language)
+    feminine = gender == "f"
     if base == "ru":
-        return num2words(value, lang=code, gender="f" if feminine else "m")
-    words = num2words(value, lang=code)
+        return num2words(value, lang=number_language(language) or "ru", gender=gender)
+    words = number_words(value, language)
     if base in ("es", "it"):
         if feminine and base == "es":
             words = re.sub(r"ientos\b", "ientas", re.sub(r"uno$", "una", words))  # veintiuna, doscientas
@@ -66,7 +81,7 @@ def cardinal(value: int, language: str, feminine: bool = False) -> str:
         else:
             words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
     elif base == "pt" and feminine:
-        words = re.sub(r"\bum$", "uma", re.sub(r"\bdois$", "duas", words))
+        words = re.sub(r"\bum\b(?= mil\b|$)", "uma", re.sub(r"\bdois\b(?= mil\b|$)", "duas", words))  # duas mil
         words = re.sub(r"entos\b", "entas", words)
     elif base == "fr" and feminine:
         words = re.sub(r"\bun$", "une", words)

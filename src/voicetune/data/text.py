@@ -6,8 +6,10 @@ dates, sums of money and units that `data.written` reads aloud. Number formats f
 language: `1,500.5` in English, `1.500,5` in Portuguese, Spanish and most other languages.
 
 Spanish is read the way its speakers say it: decimals after "coma" as a number ("3,14": tres coma
-catorce), ordinals written 1.º, 1º, 1er, 1ro, 2da, and "uno", "primero" and "tercero" shortened
-before the word they count ("21 personas": veintiún personas, "1er piso": primer piso).
+catorce; Portuguese likewise after "vírgula"), ordinals written 1.º, 1º, 1er, 3.er, 1ro, 2da, a
+number in the gender of the noun it counts ("21 casas": veintiuna casas, `data.written.before_noun`,
+in every language of `data.written`), and "primero" and "tercero" shortened before the word they
+count ("1er piso": primer piso). English and German decimals are read digit by digit.
 
 French, Italian and Russian likewise: decimals read as a number after "virgule"/"virgola" ("3,14":
 trois virgule quatorze; Russian keeps num2words' "три целых четырнадцать сотых"); thousands
@@ -22,8 +24,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from voicetune.data.numbers import base_language, number_language, parse_number, russian_form
-from voicetune.data.written import expand_written_forms
+from num2words import num2words
+
+from voicetune.data.numbers import base_language, cardinal, number_language, number_words, parse_number, russian_form
+from voicetune.data.written import before_noun, counted_gender, expand_written_forms
 
 PERCENT_WORD = {
     "en": "percent",
@@ -39,7 +43,14 @@ PERCENT_WORD = {
 SPACE_GROUPING_LANGUAGES = {"fr", "ru", "uk", "pl", "cs", "sk", "sv", "fi", "no", "nb", "nn"}
 _SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?:[ \u00a0\u202f]\d{3})+)(?![\d])")
 # Decimals read as a number after the comma's word (and "zero" per leading zero of the decimals).
-DECIMAL_WORDS = {"es": ("coma", "cero"), "fr": ("virgule", "zéro"), "it": ("virgola", "zero")}
+DECIMAL_WORDS = {
+    "es": ("coma", "cero"),
+    "pt": ("vírgula", "zero"),  # 1.250,50: mil duzentos e cinquenta vírgula cinquenta (num2words: cinco)
+    "fr": ("virgule", "zéro"),
+    "it": ("virgola", "zero"),
+}
+# Decimals read digit by digit after the point's word, each zero said (num2words drops a last zero).
+DECIMAL_POINT_WORD = {"en": "point", "de": "Komma"}
 # Ordinal marks of French (feminine: 1re, 1ère; 2nd, 2nde: second, seconde) and Italian (° as º).
 FRENCH_ORDINAL = {
     "er": "m",
@@ -71,12 +82,10 @@ RUSSIAN_ORDINAL = {
 SPANISH_MASCULINE = ("º", ".º", "o", "ro", "do", "to", "vo", "no", "mo")
 SPANISH_FEMININE = ("ª", ".ª", "a", "ra", "da", "ta", "va", "na", "ma")
 ORDINAL_MARKS = {"st", "nd", "rd", "th", "º", "ª", ".º", ".ª", "er", *SPANISH_MASCULINE, *SPANISH_FEMININE}
-# Words after which a Spanish "uno", "primero" or "tercero" keeps its full form: it counts no noun.
-SPANISH_NOT_A_NOUN = {"de", "del", "y", "e", "o", "u", "en", "a", "al", "que", "por", "para", "con", "es", "son"}
 
 _NUMBER = re.compile(
     r"(?<![\w:.,])(\d(?:[\d.,]*\d)?)"  # digits, possibly with separators inside (not the tail of 1.2.3)
-    r"([ \u00a0\u202f]?%|\.?º|\.?ª|°|st|nd|rd|th|er|ère|ème|eme|nde|re|è|e|[rdtvnm]?[oa]"  # percent or an ordinal mark
+    r"([ \u00a0\u202f]?%|\.?º|\.?ª|°|st|nd|rd|th|\.?er|ère|ème|eme|nde|re|è|e|[rdtvnm]?[oa]"  # percent or an ordinal mark
     r"|-(?:ого|го|ый|ий|ой|ая|ое|й|я|е))?"  # (English, Spanish, French, Italian; Russian after a hyphen)
     r"(?![\w:])",  # times (10:30) are left alone, and flagged
     re.UNICODE,
@@ -89,48 +98,57 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def unread_digits(text: str) -> list[str]:
+    """The numbers a text made ready to be said still holds in digits ("v1.2.3", "10:30:15"): what
+    a voice would read digit by digit, or not at all. `prepare` flags a clip that has any
+    (`digits_left`)."""
+    return re.findall(r"\d(?:[\d.,:]*\d)?", text)
+
+
 def spell_out_numbers(text: str, language: str | None) -> tuple[str, bool]:
     """Numbers as words in `language`; returns (text, whether digits were left as they were)."""
     code = number_language(language)
     base = base_language(language)
     if code is None:
-        return text, bool(re.search(r"\d", text))
-    left_digits = False
+        return text, bool(unread_digits(text))
     if base in SPACE_GROUPING_LANGUAGES:
         text = _SPACE_GROUPED.sub(lambda m: m.group(1) + re.sub(r"[ \u00a0\u202f]", ".", m.group(2)), text)
 
     def replace(match: re.Match) -> str:
-        nonlocal left_digits
         digits, mark = match.group(1), match.group(2) or ""
         value = parse_number(digits, base)
-        words = None if value is None else _number_words(value, digits, mark, base, code, match.string[match.end() :])
-        if words is None:
-            left_digits = True
-            return match.group(0)
-        return words
+        before, after = match.string[: match.start()], match.string[match.end() :]
+        words = None if value is None else _number_words(value, digits, mark, base, code, before, after)
+        return match.group(0) if words is None else words
 
     spelled = _NUMBER.sub(replace, text)
-    return spelled, left_digits or bool(re.search(r"\d", spelled))
+    if base == "it":  # una before a vowel is elided: un'idea
+        spelled = re.sub(r"\bun' (?=[^\W\d_])", "un'", spelled)
+    return spelled, bool(unread_digits(spelled))
 
 
-def _number_words(value: int | float, digits: str, mark: str, base: str, code: str, rest: str) -> str | None:
+def _number_words(
+    value: int | float, digits: str, mark: str, base: str, code: str, before: str, rest: str
+) -> str | None:
     """One number (and its mark) in words, or None where the mark does not belong to the language."""
-    from num2words import num2words
-
     percent = mark.strip(" \u00a0\u202f") == "%"
-    ordinal = _ordinal_words(value, mark, base, code, rest) if mark and not percent else None
+    ordinal = _ordinal_words(value, mark, base, code, before, rest) if mark and not percent else None
     if ordinal is not None or (mark and not percent):
         return ordinal
-    counts_a_noun = base == "es" and _next_word_is_counted(rest)
     try:
         if base in DECIMAL_WORDS and isinstance(value, float):
             words = _decimal_words(digits, code, *DECIMAL_WORDS[base])
+        elif base in DECIMAL_POINT_WORD and isinstance(value, float):  # 1.250,50: ... Komma fünf null
+            decimals = digits.rsplit("," if base == "de" else ".", 1)[1]
+            digit_words = " ".join(num2words(int(d), lang=code) for d in decimals)
+            words = f"{number_words(int(value), code)} {DECIMAL_POINT_WORD[base]} {digit_words}"
+        elif isinstance(value, int) and (percent and base == "de"):
+            words = cardinal(value, code)  # ein Prozent
         else:
-            words = num2words(value, lang=code)
+            counted = before_noun(value, before, rest, code) if isinstance(value, int) and not percent else None
+            words = counted or number_words(value, code)
     except (NotImplementedError, OverflowError, ValueError, TypeError):
         return None
-    if counts_a_noun and not mark:
-        words = re.sub(r"uno$", "un", words).replace("veintiun", "veintiún")
     if base == "en" and isinstance(value, int) and 1100 <= value <= 2099 and digits.isdigit() and not mark:
         words = num2words(value, lang=code, to="year")  # "1999" is said as a year
     if percent:
@@ -138,12 +156,11 @@ def _number_words(value: int | float, digits: str, mark: str, base: str, code: s
     return words
 
 
-def _ordinal_words(value: int | float, mark: str, base: str, code: str, rest: str) -> str | None:
+def _ordinal_words(value: int | float, mark: str, base: str, code: str, before: str, rest: str) -> str | None:
     """An ordinal in words by the marks of its language, or None."""
-    from num2words import num2words
-
-    if not isinstance(value, int):
+    if not isinstance(value, int) or (mark == ".er" and base != "es"):  # Spanish 1.er, 3.er
         return None
+    mark = mark.lstrip(".") if mark == ".er" else mark
     try:
         if base == "fr" and mark in FRENCH_ORDINAL:
             kind = FRENCH_ORDINAL[mark]
@@ -169,7 +186,7 @@ def _ordinal_words(value: int | float, mark: str, base: str, code: str, rest: st
         return None
     if mark in SPANISH_FEMININE and words.endswith("o"):  # Portuguese/Spanish feminine ordinal
         words = " ".join(w[:-1] + "a" if w.endswith("o") else w for w in words.split())
-    elif base == "es" and (mark == "er" or _next_word_is_counted(rest)):
+    elif base == "es" and (mark == "er" or counted_gender(before, rest, 1, base) is not None):
         words = re.sub(r"\b(primer|tercer)o$", r"\1", words)
     return words
 
@@ -179,23 +196,14 @@ def _russian_percent(value: int | float) -> str:
     return russian_form(value, "процент", "процента", "процентов")
 
 
-def _next_word_is_counted(rest: str) -> bool:
-    """Whether the text after a Spanish number starts with the word it counts (a noun, or an
-    adjective before one), not a preposition or the end of a phrase."""
-    word = re.match(r"\s+([^\W\d_]+)", rest)
-    return word is not None and word.group(1).lower() not in SPANISH_NOT_A_NOUN
-
-
 def _decimal_words(digits: str, code: str, comma: str, zero: str) -> str:
     """'3,14' -> 'tres coma catorce', '2,05' -> 'dos coma cero cinco': the decimals as a number,
     after their leading zeros (how Spanish, French and Italian speakers read them)."""
-    from num2words import num2words
-
     whole, decimals = digits.rsplit(",", 1)
     zeros = len(decimals) - len(decimals.lstrip("0"))
-    words = [num2words(int(whole.replace(".", "")), lang=code), comma, *[zero] * zeros]
+    words = [number_words(int(whole.replace(".", "")), code), comma, *[zero] * zeros]
     if decimals.lstrip("0"):
-        words.append(num2words(int(decimals), lang=code))
+        words.append(number_words(int(decimals), code))
     return " ".join(words)
 
 
@@ -211,8 +219,7 @@ def normalize_transcript(text: str, language: str | None, numbers_to_words: bool
     flags: list[str] = []
     normalized = cleaned
     if numbers_to_words:
-        normalized, left_digits = spell_out(cleaned, language)
-        normalized = clean_text(normalized)
-        if left_digits:
+        normalized = clean_text(spell_out(cleaned, language)[0])
+        if unread_digits(normalized):
             flags.append("digits_left")
     return cleaned, normalized, flags

@@ -18,11 +18,19 @@ speaker of the language says:
   BRL, RUB, JPY, руб.), cents after the units and a scale word kept ("$5 million": five million
   dollars, "1 500,50 €": mille cinq cents euros et cinquante centimes), the number in the gender of
   the currency (una libra, duas libras, одна копейка). "$" is read as US dollars in every language;
+  a scale word may be English, and the amount written the English way, in every language ("$2.5
+  million" in a Spanish text: 2,5 millones de dólares);
+- times (10:30, 10h30, 10.30 Uhr: diez y media, dez e meia, dix heures trente, zehn Uhr dreißig);
+- German ordinals after an article ("der 2. Weltkrieg": der zweite Weltkrieg);
 - units after a number (km, m, cm, mm, kg, g, l, km/h, °C, h, min; Russian км, м, см, кг, г, л, ч,
   мин, тыс., млн, млрд), singular or plural as the number asks.
 
 English, Spanish, Portuguese, French, Italian, German and Russian; a text in another language is
 left as written (its numbers are still spelled out where num2words knows the language).
+
+`before_noun` reads a number before the noun it counts in that noun's gender (una casa, duas
+casas, eine Katze, одна книга) for `data.text.spell_out_numbers`, and as counted alone where it
+names ("número 1": número uno) or counts no noun ("marque 1 si desea").
 """
 
 from __future__ import annotations
@@ -32,7 +40,14 @@ from dataclasses import dataclass
 
 from num2words import num2words
 
-from voicetune.data.numbers import base_language, cardinal, number_language, parse_number, russian_form
+from voicetune.data.numbers import (
+    base_language,
+    cardinal,
+    number_language,
+    number_words,
+    parse_number,
+    russian_form,
+)
 
 LANGUAGES = ("en", "es", "pt", "fr", "it", "de", "ru")
 
@@ -47,10 +62,14 @@ class Noun:
     forms: tuple[str, ...]
     feminine: bool = False
 
+    @property
+    def gender(self) -> str:
+        return "f" if self.feminine else "m"
+
     def agreeing(self, value: int | float, language: str) -> str:
         if language == "ru":
             return russian_form(value, *self.forms)
-        singular = value < 2 if language == "fr" else value == 1
+        singular = value < 2 if language in ("fr", "pt") else value == 1  # 1,5 million, 1,5 milhão
         return self.forms[0] if singular else self.forms[-1]
 
 
@@ -134,6 +153,7 @@ ABBREVIATIONS: dict[str, list[tuple[str, str, str]]] = {
         *[(w, s, "any") for w, s in (("p. ej.", "por ejemplo"), ("aprox.", "aproximadamente"), ("tel.", "teléfono"))],
         *[(w, s, "any") for w, s in (("Vd.", "usted"), ("Vds.", "ustedes"))],
         *[(w, s, "number") for w, s in (("núm.", "número"), ("n.º", "número"), ("nº", "número"), ("pág.", "página"))],
+        *[(w, s, "number") for w, s in (("n.°", "número"), ("n°", "número"))],  # the degree sign for º
         *[(w, s, "number") for w, s in (("págs.", "páginas"), ("cap.", "capítulo"), ("art.", "artículo"))],
     ],
     "pt": [
@@ -147,6 +167,7 @@ ABBREVIATIONS: dict[str, list[tuple[str, str, str]]] = {
         *[(w, s, "end") for w, s in (("etc.", "et cetera"), ("a.C.", "antes de Cristo"), ("d.C.", "depois de Cristo"))],
         *[(w, s, "any") for w, s in (("p. ex.", "por exemplo"), ("aprox.", "aproximadamente"), ("tel.", "telefone"))],
         *[(w, s, "number") for w, s in (("n.º", "número"), ("nº", "número"), ("n°", "número"), ("pág.", "página"))],
+        *[(w, s, "number") for w, s in (("n.°", "número"),)],
         *[(w, s, "number") for w, s in (("cap.", "capítulo"), ("art.", "artigo"))],
     ],
     "fr": [
@@ -170,6 +191,7 @@ ABBREVIATIONS: dict[str, list[tuple[str, str, str]]] = {
         *[(w, s, "end") for w, s in (("ecc.", "eccetera"), ("a.C.", "avanti Cristo"), ("d.C.", "dopo Cristo"))],
         *[(w, s, "any") for w, s in (("ad es.", "ad esempio"), ("per es.", "per esempio"), ("tel.", "telefono"))],
         *[(w, s, "number") for w, s in (("n.", "numero"), ("nº", "numero"), ("pag.", "pagina"), ("pagg.", "pagine"))],
+        *[(w, s, "number") for w, s in (("n°", "numero"),)],
         *[(w, s, "number") for w, s in (("cap.", "capitolo"), ("art.", "articolo"), ("ca.", "circa"))],
     ],
     "de": [
@@ -419,18 +441,63 @@ CODES = {
     "руб.": "RUB",
     "руб": "RUB",
 }
-# Scale words that may stand between an amount and its currency ("$5 million", "5 млн руб.").
-SCALES = {
-    "en": "thousand|million|billion|trillion",
-    "es": "mil millones|mil|millón|millones",
-    "pt": "mil|milhão|milhões|bilhão|bilhões",
-    "fr": "mille|millions?|milliards?",
-    "it": "mila|mille|milion[ei]|miliard[oi]",
-    "de": "Tausend|Millionen|Million|Milliarden|Milliarde",
-    "ru": "тыс\\.|млн|млрд",
+# Scale words that may stand between an amount and its currency ("$5 million", "5 млн руб."): each
+# language's (one, several) of a thousand, a million, 10^9 and 10^12. The English words are read in
+# every language ("$2.5 million" in a Spanish text: 2,5 millones de dólares), except where the
+# language spells one of them itself with another value (French "billion", German "Billion": 10^12).
+SCALE_NAMES: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {scale: (scale, scale) for scale in ("thousand", "million", "billion", "trillion")},
+    "es": {
+        "thousand": ("mil", "mil"),
+        "million": ("millón", "millones"),
+        "billion": ("mil millones", "mil millones"),
+        "trillion": ("billón", "billones"),
+    },
+    "pt": {
+        "thousand": ("mil", "mil"),
+        "million": ("milhão", "milhões"),
+        "billion": ("bilhão", "bilhões"),
+        "trillion": ("trilhão", "trilhões"),
+    },
+    "fr": {
+        "thousand": ("mille", "mille"),
+        "million": ("million", "millions"),
+        "billion": ("milliard", "milliards"),
+        "trillion": ("billion", "billions"),
+    },
+    "it": {
+        "thousand": ("mille", "mila"),
+        "million": ("milione", "milioni"),
+        "billion": ("miliardo", "miliardi"),
+        "trillion": ("bilione", "bilioni"),
+    },
+    "de": {
+        "thousand": ("Tausend", "Tausend"),
+        "million": ("Million", "Millionen"),
+        "billion": ("Milliarde", "Milliarden"),
+        "trillion": ("Billion", "Billionen"),
+    },
+    # Russian: the keys of UNITS["ru"], whose forms agree with the number (пять миллионов)
+    "ru": {"thousand": ("тыс.",) * 2, "million": ("млн",) * 2, "billion": ("млрд",) * 2, "trillion": ("трлн",) * 2},
 }
+
+
+def _scales(base: str) -> dict[str, str]:
+    """Written scale word -> 'thousand', 'million', 'billion' or 'trillion'."""
+    own = {word: scale for scale, forms in SCALE_NAMES[base].items() for word in forms}
+    return {**{scale: scale for scale in SCALE_NAMES["en"]}, **own}
+
+
 # After a million, Romance languages put "de"/"di" before the currency: un millón de dólares.
 OF_AFTER_MILLIONS = {"es": "de ", "pt": "de ", "fr": "de ", "it": "di "}
+
+
+def _of(base: str, name: str) -> str:
+    """'de ' before a currency after a million, French "d'" before a vowel (millions d'euros)."""
+    of = OF_AFTER_MILLIONS.get(base, "")
+    return "d'" if of and base == "fr" and name[:1] in "aeiouéh" else of
+
+
 _MILLIONS = re.compile(r"(millón|millones|milhão|milhões|bilhão|bilhões|millions?|milliards?|milion[ei]|miliard[oi])$")
 
 UNITS: dict[str, dict[str, str]] = {
@@ -526,6 +593,7 @@ UNITS: dict[str, dict[str, str]] = {
         "коп.": "f:копейка|копейки|копеек",
         "млн": "миллион|миллиона|миллионов",
         "млрд": "миллиард|миллиарда|миллиардов",
+        "трлн": "триллион|триллиона|триллионов",
         "м": "метр|метра|метров",
         "г": "грамм|грамма|граммов",
         "л": "литр|литра|литров",
@@ -542,28 +610,53 @@ def _counted(value: int | float, digits: str, counted: Noun, base: str, language
     """'<number> <noun>' with the noun agreeing; a whole number in words in the noun's gender,
     a fraction left in digits for `spell_out_numbers` (which reads decimals the language's way)."""
     if isinstance(value, int):
-        return f"{cardinal(value, language, counted.feminine)} {counted.agreeing(value, base)}"
+        words, name = cardinal(value, language, counted.gender), counted.agreeing(value, base)
+        if base == "it" and words == "una" and name[:1] in "aeiouàèéìòù":  # un'ora
+            return f"un'{name}"
+        return f"{words} {name}"
     return f"{digits} {counted.agreeing(value, base)}"
 
 
+def _scaled_money(digits: str, currency: str, written_scale: str, base: str, language: str) -> str | None:
+    """'$2.5 million': two point five million dollars; in Spanish 2,5 millones de dólares (the amount
+    may be written the English way); '5 млн руб.': пять миллионов рублей; '$5 thousand' as $5000."""
+    value = _amount(digits, base)
+    if value is None and base != "en":
+        value = parse_number(digits, "en")
+    if value is None:
+        return None
+    scale = _scales(base)[written_scale]
+    if scale == "thousand" and base != "ru" and float(value * 1000).is_integer():
+        return _money_words(str(int(value * 1000)), currency, None, base, language)
+    unit = noun(CURRENCIES[base][currency][0])
+    if isinstance(value, float):  # the decimal written as the language writes it, for spell_out_numbers
+        comma = "." if base == "en" else ","
+        digits = f"{int(value)}{comma}{re.split(r'[.,]', digits)[-1]}"
+    else:
+        digits = str(value)
+    if base == "ru":
+        return f"{_counted(value, digits, noun(UNITS['ru'][SCALE_NAMES['ru'][scale][0]]), base, language)} {unit.forms[-1]}"
+    name = Noun(SCALE_NAMES[base][scale]).agreeing(value, base)
+    of = _of(base, unit.forms[-1]) if scale != "thousand" else ""
+    return f"{digits} {name} {of}{unit.forms[-1]}"
+
+
 def _money_words(digits: str, currency: str, scale: str | None, base: str, language: str) -> str | None:
+    if scale:
+        return _scaled_money(digits, currency, scale, base, language)
     value = _amount(digits, base)
     if value is None:
         return None
     unit_text, hundredth_text = CURRENCIES[base][currency]
     unit, hundredth = noun(unit_text), noun(hundredth_text)
-    if scale:  # "$5 million": five million dollars; "5 млн руб.": пять миллионов рублей
-        if base == "ru":
-            return f"{_counted(value, digits, noun(UNITS['ru'][scale]), base, language)} {unit.forms[-1]}"
-        return f"{digits} {scale} {OF_AFTER_MILLIONS.get(base, '')}{unit.forms[-1]}"
     decimals = re.split(r"[.,]", digits)[-1] if isinstance(value, float) else ""
     if len(decimals) > 2:  # not cents: the amount as a decimal number
         return f"{digits} {unit.forms[-1]}"
     whole, cents = int(value), int(decimals.ljust(2, "0")) if decimals else 0
     parts = []
     if whole or not cents:
-        words = cardinal(whole, language, unit.feminine)
-        of_millions = OF_AFTER_MILLIONS.get(base, "") if _MILLIONS.search(words) else ""
+        words = cardinal(whole, language, unit.gender)
+        of_millions = _of(base, unit.forms[-1]) if _MILLIONS.search(words) else ""
         parts.append(f"{words} {of_millions + unit.forms[-1] if of_millions else unit.agreeing(whole, base)}")
     if cents:
         parts.append(_counted(cents, str(cents), hundredth, base, language))
@@ -573,7 +666,8 @@ def _money_words(digits: str, currency: str, scale: str | None, base: str, langu
 def _expand_money(text: str, base: str, language: str) -> str:
     signs = "|".join(re.escape(sign) for sign in SIGNS)
     codes = "|".join(re.escape(code) for code in (*CODES, *SIGNS))
-    scale = rf"(?:\s+(?P<scale>{SCALES[base]}))?"
+    scales = "|".join(re.escape(word) for word in sorted(_scales(base), key=len, reverse=True))
+    scale = rf"(?:\s+(?P<scale>{scales}))?"
 
     def replace(match: re.Match) -> str:
         found = match.groupdict()
@@ -600,6 +694,219 @@ def _expand_units(text: str, base: str, language: str) -> str:
     return re.sub(rf"(?<![\w.,])(?P<amount>{NUMBER})\s?(?P<unit>{symbols}){ending}", replace, text)
 
 
+# ---- a number and the noun it counts ---------------------------------------------------------
+
+# Nouns after which a number names rather than counts: "número 1" is número uno (not un), "página
+# 1" página uno, "Seite 1" Seite eins, whatever word follows ("número 1 si desea").
+LABEL_NOUNS = {
+    "es": "número números página capítulo artículo opción extensión tecla piso planta línea habitación "
+    "puerta sala versión nivel paso tomo volumen parte sección anexo tabla figura canal código grupo "
+    "fase etapa día semana año modelo",
+    "pt": "número números página capítulo artigo opção extensão ramal tecla andar linha sala quarto versão "
+    "nível passo volume parte seção anexo tabela figura canal código grupo fase etapa dia semana ano modelo",
+    "fr": "numéro page chapitre article option touche ligne salle chambre version niveau étape volume "
+    "partie section annexe tableau figure canal code groupe phase jour semaine année modèle porte poste",
+    "it": "numero pagina capitolo articolo opzione tasto linea sala camera versione livello passo volume "
+    "parte sezione allegato tabella figura canale codice gruppo fase giorno settimana anno modello interno",
+    "de": "nummer seite kapitel artikel option taste linie zimmer version stufe schritt band teil "
+    "abschnitt anhang tabelle abbildung kanal gruppe phase tag woche jahr modell platz gleis",
+    "ru": "номер страница глава статья вариант кнопка линия комната версия уровень шаг том часть раздел "
+    "приложение таблица рисунок канал код группа этап день неделя год модель пункт",
+}
+# Words a number stands before without counting them: prepositions, conjunctions, adverbs
+# ("marque 1 si desea", "marque 1 ahora", "premere 1 per", "нажмите 1 для").
+NOT_COUNTED = {
+    "es": "de del y e o u ni en a al que por para con sin sobre entre hasta desde hacia según contra si "
+    "no ahora ya más menos como cuando donde mientras pero es son está están era fue hay tiene también "
+    "solo sólo aquí allí hoy luego después antes la las lo los el un una se le su sus cada otra otro",
+    "pt": "de do da dos das e ou em no na nos nas a o as os ao à às que por para pra com sem sobre entre "
+    "até desde se não agora já mais menos como quando onde mas é são está estão era foi há tem também só "
+    "aqui lá hoje depois antes cada outra outro sua seu um uma",
+    "fr": "de du des et ou en à au aux que qui pour par avec sans sur sous entre dans si ne pas plus moins "
+    "comme quand où mais est sont était ici maintenant puis le la les un une ce cette chaque",
+    "it": "di del della dei delle e ed o od in a al alla ai alle per con su da tra fra che se non ora "
+    "adesso più meno come quando dove ma è sono era qui là oggi poi la le il lo gli un una ogni",
+    "de": "sie ich er wir ihr",
+    "ru": "для и или а в во на с со по до из от за к о об что чтобы если но как не",
+}
+# Nouns whose gender their ending does not tell (singular, and plural where it is not -s/-es).
+GENDERS = {
+    "es": {
+        "m": "día problema programa sistema tema idioma clima planeta mapa poema dilema esquema sofá tranvía",
+        "f": "vez veces mano foto radio moto noche llave calle gente parte clase nube tarde fuente frase "
+        "imagen imágenes mujer flor leche carne sal luz luces voz voces cruz paz ley leyes red pared "
+        "piel serie especie muerte suerte mente torre base nave opción",
+    },
+    "pt": {
+        "m": "dia problema programa sistema tema idioma clima planeta mapa poema esquema sofá",
+        "f": "vez vezes mão mãos foto moto noite chave gente parte classe nuvem tarde fonte frase imagem "
+        "mulher flor leite carne luz voz cruz paz lei rede parede pele série espécie morte sorte mente "
+        "torre base nave cor dor ordem",
+    },
+    "fr": {
+        "m": "",
+        "f": "fois heure minute seconde semaine journée année personne chose femme fille page porte ligne "
+        "lettre touche ville rue maison voiture place langue voix nuit main mère fin part idée table photo "
+        "chambre salle école église fleur image eau mer forme vie mort classe histoire option question",
+    },
+    "it": {"m": "problema sistema programma tema clima cinema pianeta poeta", "f": "mano foto radio moto"},
+    "de": {
+        "m": "name junge käse kunde affe hase löwe gedanke buchstabe glaube wille friede uhr",
+        "f": "frau stadt zeit nacht hand tür welt art kraft wand maus bank zahl wahl milch angst arbeit "
+        "fahrt nummer mutter tochter schwester regel tafel insel kartoffel",
+    },
+    "ru": {
+        "m": "мужчина мужчины папа папы дядя дяди дедушка дедушки",
+        "f": "ночь дверь тетрадь площадь часть вещь мысль жизнь смерть память новость очередь церковь "
+        "соль боль роль цель мышь лошадь кровать",
+    },
+}
+FEMININE_ENDINGS = {
+    "es": ("a", "as", "ción", "ciones", "sión", "siones", "dad", "dades", "tad", "tades", "tud", "umbre"),
+    "pt": ("a", "as", "ção", "ções", "são", "sões", "dade", "dades", "agem", "agens"),
+    "fr": ("tion", "tions", "sion", "sions", "té", "tés", "ette", "ettes", "ance", "ances", "ence", "ences"),
+    "it": ("a", "zione", "sione", "tà", "tù"),
+    "de": ("ung", "heit", "keit", "schaft", "ion", "tät", "ei", "ik", "ie", "enz", "anz", "e"),
+}
+
+
+def _words(table: dict[str, str], base: str) -> set[str]:
+    return set(table.get(base, "").split())
+
+
+def counted_gender(before: str, after: str, value: int, base: str) -> str | None:
+    """The gender ('m', 'f', Russian also 'n') of the noun a whole number counts, from the word after
+    it ("1 casa": f); None where it counts none: it names ("número 1", "página 1") or the word after
+    it is no noun ("marque 1 si desea", "2 agora": a plural number before no plural)."""
+    named = re.search(r"([^\W\d_]+)[ \u00a0]+$", before)
+    found = re.match(r"[ \u00a0]+([^\W\d_]+(?:-[^\W\d_]+)*)", after)
+    if (named and named.group(1).lower() in _words(LABEL_NOUNS, base)) or not found:
+        return None
+    word = found.group(1)
+    lower = word.lower()
+    if lower in _words(NOT_COUNTED, base) or "-" in word:  # a compound's gender is its own: um guarda-chuva
+        return None
+    genders = {w: gender for gender in ("m", "f") for w in GENDERS.get(base, {}).get(gender, "").split()}
+    if base == "de":  # German nouns are written with a capital
+        if not word[0].isupper():
+            return None
+        return genders.get(lower) or ("f" if lower.endswith(FEMININE_ENDINGS["de"]) else "m")
+    if base == "ru":
+        return _russian_gender(lower, value, genders)
+    if base not in FEMININE_ENDINGS or (value != 1 and not lower.endswith({"it": ("i", "e")}.get(base, ("s", "x")))):
+        return None
+    singular = [lower, *([lower[:-1]] if lower.endswith("s") else []), *([lower[:-2]] if lower.endswith("es") else [])]
+    known = next((genders[form] for form in singular if form in genders), None)
+    return known or ("f" if lower.endswith(FEMININE_ENDINGS[base]) else "m")
+
+
+def _russian_gender(word: str, value: int, genders: dict[str, str]) -> str | None:
+    """After 1 (21, 31...) a Russian noun is in the nominative singular, after 2 in the genitive
+    singular: the gender of книга is read from "1 книга" and "2 книги"."""
+    if not re.fullmatch(r"[а-яё]+", word):
+        return None
+    if value % 10 == 1 and value % 100 != 11:
+        if word in genders:
+            return genders[word]
+        if word.endswith(("а", "я")):
+            return "f"
+        if word.endswith(("о", "е", "ё")):
+            return "n"
+        return "f" if word.endswith("ость") else "m"
+    if value % 10 == 2 and value % 100 != 12:
+        return "f" if word.endswith(("ы", "и")) and genders.get(word) != "m" else "m"
+    return None
+
+
+# German: a number before its noun after these prepositions is in the dative ("mit einem Hund").
+GERMAN_DATIVE_PREPOSITIONS = {"mit", "von", "nach", "seit", "aus", "bei", "zu", "vor", "in", "an", "gegenüber"}
+
+
+def before_noun(value: int, before: str, after: str, language: str) -> str | None:
+    """A whole number in words as it stands before the noun it counts, in the noun's gender ("una
+    casa", "um livro", "duas casas", "vingt et une maisons", "un secondo", "eine Stunde", "одна
+    книга"), and in German in the dative after a preposition that asks for it ("in einer Woche");
+    None where it counts no noun (the number is then read on its own: "número uno")."""
+    base = base_language(language)
+    gender = counted_gender(before, after, value, base)
+    if gender is None:
+        return None
+    words = cardinal(value, language, gender)
+    if base == "it" and words == "un" and re.match(r"\s+(?:s[^aeiouàèéìòù]|z|gn|ps|x|y)", after, re.IGNORECASE):
+        words = "uno"  # uno studente, uno zaino
+    if base == "it" and words == "una" and re.match(r"\s+[aeiouàèéìòù]", after, re.IGNORECASE):
+        words = "un'"  # un'idea (data.text joins it to its noun)
+    if base == "de" and words in ("ein", "eine") and _word_before(before, len(before)) in GERMAN_DATIVE_PREPOSITIONS:
+        words = "einer" if gender == "f" else "einem"
+    return words
+
+
+# ---- times ------------------------------------------------------------------------------------
+
+# A time of day: 10:30, and 10h30 in Portuguese and French (10h alone is a unit: dez horas), 10.30
+# Uhr in German. Not 10:30:15 (left in digits), nor 3:1 (no two-digit minutes).
+TIME_SEPARATOR = {"pt": "[:h]", "fr": "[:h]"}
+HALF_PAST = {"es": "media", "pt": "meia", "it": "mezza"}
+
+
+def _time_words(hours: int, minutes: int, after: str, hours_named: bool, base: str, language: str) -> str:
+    """A time as said in `base`: ten thirty, ten oh five, ten o'clock; diez y media (with "horas"
+    written after it: diez treinta horas); dez e meia, uma e quinze; dix heures trente; dieci e
+    trenta; zehn Uhr dreißig; десять тридцать, десять ноль пять."""
+    code = number_language(language) or base
+    minute_words = number_words(minutes, language)
+    if base == "en":
+        if minutes == 0:
+            return num2words(hours, lang=code) + ("" if re.match(r"\s*[AP] ?M\b", after) else " o'clock")
+        return f"{num2words(hours, lang=code)} {'oh ' if minutes < 10 else ''}{minute_words}"
+    if base == "ru":
+        hour = "час" if hours == 1 else num2words(hours, lang=code)
+        return f"{hour} {'ноль-ноль' if minutes == 0 else ('ноль ' if minutes < 10 else '') + minute_words}"
+    if base == "de":
+        return f"{cardinal(hours, language)} Uhr" + (f" {minute_words}" if minutes else "")
+    if base == "fr":
+        hour = f"{cardinal(hours, language, 'f')} heure{'s' if hours > 1 else ''}"
+        return hour + (f" {cardinal(minutes, language, 'f')}" if minutes else "")
+    hour = cardinal(hours, language, "f")  # la una, as duas, l'una: "hora" is feminine
+    if hours_named and base == "es":
+        return f"{hour} {minute_words + ' ' if minutes else ''}horas"
+    joiner = {"es": " y ", "pt": " e ", "it": " e "}[base]
+    if minutes == 0:
+        return hour + ({"pt": " hora" if hours == 1 else " horas"}.get(base, ""))
+    return hour + joiner + (HALF_PAST[base] if minutes == 30 else minute_words)
+
+
+def _expand_times(text: str, base: str, language: str) -> str:
+    def replace(match: re.Match) -> str:
+        hours, minutes = int(match.group("h")), int(match.group("m"))
+        if hours > 24:
+            return match.group(0)
+        return _time_words(hours, minutes, match.string[match.end() :], bool(match.group("unit")), base, language)
+
+    separator = TIME_SEPARATOR.get(base, ":")
+    unit = {"es": r"(?P<unit>\s?(?:h|hs|hrs|horas)\b)?", "de": r"(?P<unit>\s?Uhr\b)?", "pt": r"(?P<unit>min\b|h\b)?"}
+    time = rf"(?<![\w:.,])(?P<h>\d{{1,2}}){separator}(?P<m>[0-5]\d){unit.get(base, '(?P<unit>)')}(?![\w:]|[.,]\d)"
+    text = re.sub(time, replace, text)
+    if base == "de":  # "10.30 Uhr"
+        text = re.sub(r"(?<![\w:.,])(?P<h>\d{1,2})\.(?P<m>[0-5]\d)(?P<unit>\s?Uhr\b)", replace, text)
+    return text
+
+
+# German: "der 2. Weltkrieg", "am 3. Tag": an ordinal after an article and before a noun (a
+# number before a period is otherwise the end of a sentence); after these the ending is -en.
+GERMAN_ARTICLES = {"der": "", "die": "", "das": "", "dem": "n", "den": "n", "des": "n", "am": "n", "im": "n"}
+GERMAN_ARTICLES.update(dict.fromkeys(("zum", "zur", "vom", "beim"), "n"))
+
+
+def _expand_german_ordinals(text: str, code: str) -> str:
+    def replace(match: re.Match) -> str:
+        article, number = match.group(1), int(match.group(2))
+        return f"{article} {num2words(number, lang=code, to='ordinal')}{GERMAN_ARTICLES[article.lower()]} "
+
+    articles = "|".join(GERMAN_ARTICLES)
+    return re.sub(rf"(?<![\w])((?i:{articles}))\s+(\d{{1,3}})\.\s+(?=[A-ZÄÖÜ])", replace, text)
+
+
 # ---- all of them ------------------------------------------------------------------------------
 
 
@@ -612,5 +919,8 @@ def expand_written_forms(text: str, language: str | None) -> str:
         return text
     text = _expand_abbreviations(text, base)
     text = _expand_dates(text, base, code)
+    text = _expand_times(text, base, language or base)
+    if base == "de":
+        text = _expand_german_ordinals(text, code)
     text = _expand_money(text, base, language or base)
     return _expand_units(text, base, language or base)
