@@ -550,8 +550,8 @@ def _train_page(ws: Workspace) -> dict:
                 f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
                 f"step {work.get('step')}: {work['work']}"
             )
-        log_path = run / control.TRAIN_LOG
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
+        log_path = control.output_log(run)
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path else ""
         samples = [(f"step {step}: {wav.stem[:-4]}", str(wav)) for step, wav in control.milestone_samples(run)]
         evaluated = run / "eval.png"  # written by `voicetune eval` / the milestone scorer, when present
         now: dict[str, Any] = {
@@ -598,7 +598,7 @@ def _train_page(ws: Workspace) -> dict:
                 gr.update(value=fields[k]) if k in fields else gr.update()
                 for k in ("model", "max_updates", "save_every", "last_every", "keep_last")
             ],
-            ws.whisper_model(),
+            fields.get("whisper_model") or ws.whisper_model(),  # the one the run scores with
         )
 
     return {
@@ -613,7 +613,11 @@ def _saved_form(run: Path) -> dict:
         config = json.loads((run / "run.json").read_text(encoding="utf-8")).get("config", {})
     except (OSError, ValueError):
         return {}
-    fields = {k: config[k] for k in ("model", "max_updates", "save_every", "last_every", "keep_last") if config.get(k)}
+    fields = {
+        k: config[k]
+        for k in ("model", "max_updates", "save_every", "last_every", "keep_last", "whisper_model")
+        if config.get(k)
+    }
     if config.get("data"):
         fields["data"] = Path(config["data"]).name
     return fields

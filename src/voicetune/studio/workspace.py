@@ -84,8 +84,24 @@ class Workspace:
 
     def whisper_model(self) -> str:
         """The Whisper model (name or folder) this workspace scores and transcribes with: the one
-        last chosen on a page, else $VOICETUNE_WHISPER_MODEL, else "small"."""
-        return self._settings().get("whisper_model") or os.environ.get("VOICETUNE_WHISPER_MODEL") or DEFAULT_WHISPER
+        last chosen on a page, else $VOICETUNE_WHISPER_MODEL, else the one its newest dataset was
+        transcribed with (a dataset prepared from the command line), else "small"."""
+        return (
+            self._settings().get("whisper_model")
+            or os.environ.get("VOICETUNE_WHISPER_MODEL")
+            or self._datasets_whisper_model()
+            or DEFAULT_WHISPER
+        )
+
+    def _datasets_whisper_model(self) -> str | None:
+        for name in self.names("datasets"):
+            try:
+                used = json.loads((self.root / "datasets" / name / ".voicetune" / "settings.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(used, dict) and used.get("whisper_model"):
+                return str(used["whisper_model"])
+        return None
 
     def remember_whisper_model(self, model: str) -> str:
         """Keep `model` as the workspace's Whisper model (shown on the Data and Train pages)."""

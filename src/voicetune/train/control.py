@@ -22,7 +22,7 @@ from typing import Any
 from voicetune.checkpoints.lock import read_holder
 from voicetune.errors import RunLockedError, UsageError
 from voicetune.train.reporting import read_metrics, read_milestone_work
-from voicetune.train.run_folder import RUN_JSON
+from voicetune.train.run_folder import RUN_JSON, RUN_LOG
 
 TRAIN_LOG = "train-process.log"  # stdout and stderr of a started process (train.log is the run's own)
 
@@ -163,6 +163,13 @@ def training_progress(run: Path) -> TrainingProgress:
         last("perf/updates_per_s"),
         read_milestone_work(run),
     )
+
+
+def output_log(run: Path) -> Path | None:
+    """What a page shows of a run's output: the started process's (TRAIN_LOG) when this program
+    started its newest session, else the run's own train.log (a run trained from the command line)."""
+    logs = [p for p in (run / TRAIN_LOG, run / RUN_LOG) if p.is_file()]
+    return max(logs, key=lambda p: p.stat().st_mtime) if logs else None
 
 
 def milestone_samples(run: Path) -> list[tuple[int, Path]]:

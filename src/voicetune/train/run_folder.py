@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voicetune.train")
 
+RUN_LOG = "train.log"  # the run's own log: every session's lines and tracebacks
 RUN_JSON = "run.json"
 
 
@@ -33,7 +34,7 @@ class RunFolder:
         self.lock = RunLock(self.path)
         self.samples_dir = self.path / "samples"
         self.tensorboard_dir = self.path / "tensorboard"
-        self.log_path = self.path / "train.log"
+        self.log_path = self.path / RUN_LOG
         self.metrics_path = self.path / "metrics.jsonl"
         self.cache_dir = self.path / "cache"
 
