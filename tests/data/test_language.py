@@ -61,6 +61,14 @@ def test_what_prepare_was_told_wins_over_what_it_detected(tmp_path):
 
 def test_an_old_run_whose_language_contradicts_its_dataset_is_named_with_the_fix(tmp_path):
     dataset = write_dataset(tmp_path / "data", None, ["es"] * 4)
-    warning = stale_language_warning("en", dataset, "run runs/me")
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {"config": {"language": "en", "data": str(dataset)}}  # before runs recorded "language"
+    (run / "run.json").write_text(json.dumps(old))
+    warning = stale_language_warning(run, "run runs/me")
     assert warning is not None and "trained as 'en'" in warning and "--language es" in warning
-    assert stale_language_warning("es", dataset, "run runs/me") is None
+    # A newer run records where its language came from: a mismatch there was asked for.
+    (run / "run.json").write_text(json.dumps({**old, "language": {"code": "en", "from": "--language-mismatch ok"}}))
+    assert stale_language_warning(run, "run runs/me") is None
+    (run / "run.json").write_text(json.dumps({"config": {"language": "es", "data": str(dataset)}}))
+    assert stale_language_warning(run, "run runs/me") is None

@@ -17,6 +17,9 @@ from voicetune.errors import UsageError
 
 FALLBACK_LANGUAGE = "en"  # a plain LJSpeech folder records no language
 MISMATCH_OK = "ok"
+# Where the language of a run made before runs took their dataset's came from (its run.json
+# records none): train's old default, whatever the dataset was.
+EARLIER_DEFAULT = "the run's, from an earlier voicetune whose default was en"
 
 
 def dataset_languages(dataset: Path) -> Counter[str]:
@@ -87,17 +90,25 @@ def choose_language(given: str | None, recorded: Counter[str], mismatch: str, da
     )
 
 
-def stale_language_warning(run_language: str | None, dataset: Path | None, what: str) -> str | None:
-    """One line for a run made before runs took their dataset's language, whose recorded language
-    contradicts its dataset's: what goes wrong and the fix. None when they agree (or are unknown)."""
-    if not run_language or dataset is None or not Path(dataset).is_dir():
+def stale_language_warning(run: Path, what: str) -> str | None:
+    """One line for a run made before runs took their dataset's language (its run.json records no
+    "language"), whose training language contradicts its dataset's: what goes wrong and the fix.
+    None for a newer run (a contradiction there was asked for) or when they agree or are unknown."""
+    try:
+        info = json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = info.get("config") or {}
+    trained, dataset = config.get("language"), config.get("data")
+    recorded_source = (info.get("language") or {}).get("from")
+    if recorded_source not in (None, EARLIER_DEFAULT) or not trained or not dataset or not Path(dataset).is_dir():
         return None
     recorded = dataset_languages(Path(dataset))
-    if not recorded or run_language in recorded:
+    if not recorded or trained in recorded:
         return None
     theirs = recorded.most_common(1)[0][0]
     return (
-        f"{what} was trained as '{run_language}' but its dataset {dataset} is '{theirs}': it is scored and "
-        f"its text read as '{run_language}'; resume it with `voicetune train ... --language {theirs}` "
-        "to record the dataset's language"
+        f"{what} was trained as '{trained}' but its dataset {dataset} is '{theirs}': it is scored and "
+        f"its text read as '{trained}'; resume it once with `voicetune train --data {dataset} --run {run} "
+        f"--language {theirs}` to train, score and speak it as '{theirs}'"
     )

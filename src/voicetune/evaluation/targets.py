@@ -231,8 +231,7 @@ def evaluate_targets(
     eval_set = eval_set_for(targets, data, list(texts or []), clips, language, ref, ref_text)
     if language is None:
         for target in targets:
-            config = _config_of(target) or {}
-            warning = stale_language_warning(config.get("language"), config.get("data"), target.label)
+            warning = None if target.upstream else stale_language_warning(target.path.parent.parent, target.label)
             if warning:
                 say_once(warning, logging.WARNING, "voicetune.eval")
     scorers = get_scorers(whisper_model, note)

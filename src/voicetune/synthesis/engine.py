@@ -113,7 +113,7 @@ class Engine:
         self.model = trained.model
         self.name = name or trained.checkpoint.parent.parent.name
         self.language = getattr(trained.config, "language", None) or FALLBACK_LANGUAGE
-        stale = stale_language_warning(self.language, getattr(trained.config, "data", None), f"model {self.name}")
+        stale = stale_language_warning(Path(trained.checkpoint).parent.parent, f"model {self.name}")
         if stale:  # a run made before runs took their dataset's language
             say_once(stale, logging.WARNING, log.name)
         self.sample_rate = int(self.adapter.sample_rate)

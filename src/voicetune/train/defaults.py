@@ -10,7 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 from voicetune.config import TrainConfig
-from voicetune.data.language import RunLanguage, choose_language, dataset_languages, stale_language_warning
+from voicetune.data.language import (
+    EARLIER_DEFAULT,
+    RunLanguage,
+    choose_language,
+    dataset_languages,
+    stale_language_warning,
+)
 from voicetune.models.base import ModelAdapter
 from voicetune.train.evaluator import default_best
 
@@ -37,19 +43,23 @@ def settle_language(config: TrainConfig) -> tuple[TrainConfig, RunLanguage, str 
     recorded = dataset_languages(dataset) if dataset is not None else Counter()
     previous = _run_language(config.run)
     warning = None
-    if config.language is None and previous is not None:
-        language = RunLanguage(previous, "the run's, as its earlier sessions trained it")
-        warning = stale_language_warning(previous, config.data, f"run {config.run}")
+    if config.language is None and previous is not None:  # a resume goes on in the run's language
+        language = previous
+        warning = stale_language_warning(Path(config.run), f"run {config.run}") if config.run else None
     else:
         language = choose_language(config.language, recorded, config.language_mismatch, dataset)
     return config.model_copy(update={"language": language.code}), language, warning
 
 
-def _run_language(run: Path | None) -> str | None:
-    """The language an existing run's sessions trained in (its run.json), or None for a new run."""
+def _run_language(run: Path | None) -> RunLanguage | None:
+    """The language an existing run's sessions trained in and where it came from (its run.json),
+    or None for a new run."""
     try:
         info = json.loads((Path(run) / "run.json").read_text(encoding="utf-8")) if run else {}
     except (OSError, ValueError):
         return None
     recorded = info.get("language") or {}
-    return recorded.get("code") or (info.get("config") or {}).get("language") or None
+    if recorded.get("code"):
+        return RunLanguage(recorded["code"], recorded.get("from") or "run.json")
+    earlier = (info.get("config") or {}).get("language")
+    return RunLanguage(earlier, EARLIER_DEFAULT) if earlier else None
