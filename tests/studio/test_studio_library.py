@@ -44,6 +44,39 @@ def test_upload_above_the_limit_is_refused_and_not_copied(tmp_path):
     assert ws.take_upload(upload, "voice", max_bytes=4000).read_bytes() == upload.read_bytes()
 
 
+def test_the_whisper_model_shown_is_the_one_used(tmp_path, monkeypatch):
+    """Not `small` (which cannot be downloaded offline) when a dataset or run says which it used."""
+    from voicetune.studio.app import _saved_form
+    from voicetune.studio.workspace import Workspace
+
+    monkeypatch.delenv("VOICETUNE_WHISPER_MODEL", raising=False)
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.whisper_model() == "small"  # nothing says otherwise
+    settings = ws.root / "datasets" / "mine" / ".voicetune" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"whisper_model": "/models/whisper-base-ct2", "language": "es"}))
+    assert ws.whisper_model() == "/models/whisper-base-ct2"  # the dataset prepared from the CLI
+    run = ws.root / "runs" / "cli_run"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"whisper_model": "/models/other", "data": "x/mine"}}))
+    assert _saved_form(run)["whisper_model"] == "/models/other"  # the Train page shows the run's
+    assert ws.remember_whisper_model("medium") == "medium" and ws.whisper_model() == "medium"
+
+
+def test_a_run_trained_from_the_command_line_shows_its_train_log(tmp_path):
+    from voicetune.train import control
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert control.output_log(run) is None
+    (run / "train.log").write_text("step 2/2  loss 0.5\n")
+    assert control.output_log(run) == run / "train.log"
+    started = run / control.TRAIN_LOG  # a later session the studio started
+    started.write_text("new run\n")
+    os.utime(started, (os.path.getmtime(run / "train.log") + 5,) * 2)
+    assert control.output_log(run) == started
+
+
 def test_only_loopback_is_served_without_a_password():
     from voicetune.studio.workspace import check_bind
 
