@@ -143,3 +143,12 @@ def xtts_voice_run(tmp_path_factory) -> Path:
     from support.speech_server import train_tiny_xtts
 
     return train_tiny_xtts(tmp_path_factory.mktemp("xtts_voice"))
+
+
+@pytest.fixture(scope="session")
+def chatterbox_voice_run(tmp_path_factory) -> Path:
+    """chatterbox-tiny trained for 2 updates on 14 espeak-ng clips: the Chatterbox run of the tests
+    of a promise every family keeps, and of its export."""
+    from support.speech_server import train_tiny_chatterbox
+
+    return train_tiny_chatterbox(tmp_path_factory.mktemp("chatterbox_voice"))
