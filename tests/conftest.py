@@ -24,7 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED_SETUP = {
     "speech-data": ("tests/data/",),
     "xtts-run": ("tests/models/test_xtts_adapter.py", "tests/models/test_lora.py"),
-    "f5-voice": ("tests/serve/", "tests/synthesis/"),
+    "f5-voice": ("tests/serve/", "tests/synthesis/", "tests/models/test_chatterbox_adapter.py"),
 }
 
 

@@ -38,6 +38,10 @@ CLIP_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+# The package each family runs on (`voicetune doctor` shows their versions).
+UPSTREAM_PACKAGES: dict[str, str] = {"f5": "f5-tts", "xtts": "coqui-tts", "chatterbox": "chatterbox-tts"}
+
+
 def clip_bounds(target: str) -> tuple[float, float]:
     """(min, max) clip seconds for `prepare --for TARGET`: a family (f5, xtts) or a model name."""
     family = target if target in CLIP_BOUNDS else next((f for f in CLIP_BOUNDS if target.startswith(f + "-")), None)

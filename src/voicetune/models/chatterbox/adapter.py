@@ -208,6 +208,13 @@ class ChatterboxAdapter(BaseAdapter):
 
     # -- where the weights come from
 
+    def without_pretrained(self) -> ChatterboxAdapter:
+        """The same sizes with seeded weights: upstream builds them with no downloaded file."""
+        plain = copy.copy(self)
+        plain.pretrained, plain._folder, plain._fixed = None, None, None
+        plain.kept_conditioning = OrderedDict()
+        return plain
+
     def folder(self) -> Path | None:
         """The from_local folder of --pretrained (downloaded from the hub when a hub repo), or None."""
         if self.pretrained is None:
