@@ -45,7 +45,8 @@ def main() -> None:
     from voicetune.config import TrainConfig
     from voicetune.models.registry import create_adapter
 
-    config = TrainConfig(model=args.model, data=str(args.corpus), pretrained="none")
+    random = args.model.startswith("f5") or not args.model.endswith("-tiny")  # as train_step.random_weights
+    config = TrainConfig(model=args.model, data=str(args.corpus), pretrained="none" if random else None)
     adapter = create_adapter(config)
     torch.manual_seed(0)
     model = adapter.build_model()

@@ -35,6 +35,11 @@ UPSTREAM_RUNNER = REPO_ROOT / "tests" / "support" / "upstream_f5.py"
 BARE_RUNNER = REPO_ROOT / "bench" / "bare_loop.py"
 
 
+def random_weights(model: str) -> list[str]:
+    """The flag that starts `model` from random weights (tiny models other than F5's always do)."""
+    return ["--pretrained", "none"] if model.startswith("f5") or not model.endswith("-tiny") else []
+
+
 def batch_flags(model: str, batch_frames: int, batch_size: int) -> list[str]:
     """F5 batches by mel frames; the other families by clips."""
     return ["--batch-frames", str(batch_frames)] if model.startswith("f5") else ["--batch-size", str(batch_size)]
@@ -112,8 +117,7 @@ def run_ours(
         "train",
         "--model",
         model,
-        "--pretrained",
-        "none",
+        *random_weights(model),
         "--mixed-precision",
         precision,
         "--data",

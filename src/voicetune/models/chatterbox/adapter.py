@@ -436,7 +436,7 @@ class ChatterboxAdapter(BaseAdapter):
 
     def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
         """Validation clips spoken in the voice of another validation clip, plus --sample-text."""
-        pool = cast(ChatterboxItems, splits.val if len(splits.val) else splits.train)  # type: ignore[arg-type]  # this adapter's splits
+        pool = cast(ChatterboxItems, splits.val if len(splits.val) else splits.train)
         if len(pool) == 0:
             return []
         prompts = []
@@ -619,7 +619,7 @@ def quiet_upstream() -> None:
     import chatterbox.models.t3.t3 as t3_module
     from tqdm import tqdm
 
-    t3_module.tqdm = functools.partial(tqdm, disable=True)  # type: ignore[attr-defined]  # upstream's module-level import
+    t3_module.tqdm = functools.partial(tqdm, disable=True)  # upstream's module-level import
 
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
