@@ -57,6 +57,10 @@ $(STAMP): pyproject.toml constraints.txt | system-packages
 	# resemblyzer (speaker similarity) declares `typing` and `webrtcvad`, which cannot install on
 	# Python 3.11 without a compiler; its real needs are direct dependencies in pyproject.toml.
 	$(PY) -m pip install -q -c constraints.txt --no-deps resemblyzer==0.1.4
+	# chatterbox-tts (the Chatterbox model family) pins torch 2.6, transformers 5.2, numpy < 2 and
+	# gradio 6.8; it runs on voicetune's pinned stack, so it comes without its declared dependencies,
+	# and so does s3tokenizer (it declares pre-commit). Their real needs are in pyproject.toml.
+	$(PY) -m pip install -q -c constraints.txt --no-deps chatterbox-tts==0.1.7 s3tokenizer==0.3.0
 	touch $(STAMP)
 
 clean:

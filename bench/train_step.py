@@ -1,4 +1,9 @@
-"""F5-TTS training speed, ours over upstream's own Trainer, measured side by side in one run.
+"""Training speed, ours over upstream's own Trainer (F5-TTS) and over a bare loop (every model),
+measured side by side in one run.
+
+The bare loop (bench/bare_loop.py) is forward, loss, backward and step on the same model, data and
+batch sizes with nothing else; it stands in for the community scripts that fine-tune Chatterbox
+and XTTS. Its ratio is printed last: `updates/s ours / bare loop: R.RR` (goal >= 0.95).
 
 Both train f5-tiny for the same number of updates on the same espeak-ng corpus, with batches of
 the same number of mel frames (upstream's DynamicBatchSampler, our `--batch-frames`), one
@@ -12,6 +17,7 @@ Prints:
 
     python bench/train_step.py [--updates 40] [--batch-frames 1200] [--repeats 1]
     python bench/train_step.py --model f5-v1-base --mixed-precision bf16 --batch-frames 3200   # on a GPU
+    python bench/train_step.py --model chatterbox-tiny     # or xtts-tiny: batches of --batch-size clips
 """
 
 from __future__ import annotations
@@ -26,6 +32,29 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_RUNNER = REPO_ROOT / "tests" / "support" / "upstream_f5.py"
+BARE_RUNNER = REPO_ROOT / "bench" / "bare_loop.py"
+
+
+def random_weights(model: str) -> list[str]:
+    """The flag that starts `model` from random weights (tiny models other than F5's always do)."""
+    return ["--pretrained", "none"] if model.startswith("f5") or not model.endswith("-tiny") else []
+
+
+def batch_flags(model: str, batch_frames: int, batch_size: int) -> list[str]:
+    """F5 batches by mel frames; the other families by clips."""
+    return ["--batch-frames", str(batch_frames)] if model.startswith("f5") else ["--batch-size", str(batch_size)]
+
+
+def run_bare(corpus: Path, cache: Path, updates: int, skip: int, model: str, flags: list[str]) -> float:
+    """updates/s of the bare loop."""
+    result = subprocess.run(
+        [sys.executable, str(BARE_RUNNER), str(corpus), str(cache), "--model", model, "--updates", str(updates),
+         "--skip", str(skip), *flags],
+        env=env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        sys.exit(f"bare loop failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["updates_per_second"]
 
 
 def env() -> dict[str, str]:
@@ -76,6 +105,7 @@ def run_ours(
     weights_milestone_at: int | None = None,
     model: str = "f5-tiny",
     precision: str = "no",
+    flags: list[str] | None = None,
 ) -> tuple[float, float]:
     """(updates/s, frames/s) of `voicetune train`, from its per-update metrics."""
     save_every = weights_milestone_at or 10**6
@@ -87,8 +117,7 @@ def run_ours(
         "train",
         "--model",
         model,
-        "--pretrained",
-        "none",
+        *random_weights(model),
         "--mixed-precision",
         precision,
         "--data",
@@ -97,8 +126,7 @@ def run_ours(
         str(run),
         "--max-updates",
         str(updates),
-        "--batch-frames",
-        str(batch_frames),
+        *(flags or ["--batch-frames", str(batch_frames)]),
         "--workers",
         "1",
         "--save-every",
@@ -118,7 +146,7 @@ def run_ours(
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = {r["step"]: r for r in records if "perf/updates_per_s" in r and r["step"] > skip + 1}
     seconds = sum(1 / r["perf/updates_per_s"] for r in steps.values())
-    frames = sum(r["perf/frames_per_s"] / r["perf/updates_per_s"] for r in steps.values())
+    frames = sum(r.get("perf/frames_per_s", 0.0) / r["perf/updates_per_s"] for r in steps.values())
     return len(steps) / seconds, frames / seconds
 
 
@@ -138,7 +166,12 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=1200)
     parser.add_argument("--skip", type=int, default=3, help="first updates left out of the rates")
     parser.add_argument("--repeats", type=int, default=1, help="alternate the two this many times")
-    parser.add_argument("--model", default="f5-tiny", help="f5-tiny | f5-v1-small | f5-v1-base (random weights)")
+    parser.add_argument("--batch-size", type=int, default=4, help="clips per batch (models other than F5)")
+    parser.add_argument(
+        "--model",
+        default="f5-tiny",
+        help="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | chatterbox-tiny (random weights)",
+    )
     parser.add_argument("--mixed-precision", default="no", help="no | bf16 | fp16 (GPU), the same for both")
     parser.add_argument("--clips", type=int, default=24, help="espeak-ng clips in the corpus")
     parser.add_argument(
@@ -157,6 +190,10 @@ def main() -> None:
             f"{args.clips} espeak-ng clips; "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
+        flags = batch_flags(args.model, args.batch_frames, args.batch_size)
+        if not args.model.startswith("f5"):  # no upstream trainer: the bare loop alone
+            compare_with_bare(args, corpus, tmp, flags)
+            return
         ours, theirs, sizes = [], [], {}
         for repeat in range(args.repeats):
             theirs.append(
@@ -203,6 +240,23 @@ def main() -> None:
                 f"{sizes['weights'] / sizes['full']:7.2f}"
             )
         print(f"load average now {os.getloadavg()[0]:.1f} (other work on these cores makes both slower)")
+        compare_with_bare(args, corpus, tmp, flags)
+
+
+def compare_with_bare(args: argparse.Namespace, corpus: Path, tmp: Path, flags: list[str]) -> None:
+    """`voicetune train` and the bare loop alternated `--repeats` times; the ratio printed last."""
+    ours, bare = [], []
+    for repeat in range(args.repeats):
+        bare.append(run_bare(corpus, tmp / f"bare-cache{repeat}", args.updates, args.skip, args.model, flags))
+        ours.append(
+            run_ours(
+                corpus, tmp / f"ours-vs-bare{repeat}", args.updates, args.batch_frames, args.skip,
+                model=args.model, precision=args.mixed_precision, flags=flags,
+            )[0]
+        )  # fmt: skip
+        print(f"  round {repeat + 1}: bare loop {bare[-1]:.3f} updates/s, ours {ours[-1]:.3f} updates/s")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    print(f"updates/s ours / bare loop: {sum(ours) / sum(bare):.2f}")
 
 
 if __name__ == "__main__":

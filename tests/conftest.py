@@ -24,7 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED_SETUP = {
     "speech-data": ("tests/data/",),
     "xtts-run": ("tests/models/test_xtts_adapter.py", "tests/models/test_lora.py"),
-    "f5-voice": ("tests/serve/", "tests/synthesis/"),
+    "f5-voice": ("tests/serve/", "tests/synthesis/", "tests/models/test_chatterbox_adapter.py"),
 }
 
 
@@ -143,3 +143,12 @@ def xtts_voice_run(tmp_path_factory) -> Path:
     from support.speech_server import train_tiny_xtts
 
     return train_tiny_xtts(tmp_path_factory.mktemp("xtts_voice"))
+
+
+@pytest.fixture(scope="session")
+def chatterbox_voice_run(tmp_path_factory) -> Path:
+    """chatterbox-tiny trained for 2 updates on 14 espeak-ng clips: the Chatterbox run of the tests
+    of a promise every family keeps, and of its export."""
+    from support.speech_server import train_tiny_chatterbox
+
+    return train_tiny_chatterbox(tmp_path_factory.mktemp("chatterbox_voice"))

@@ -76,7 +76,8 @@ class TrainConfig(BaseSettings):
     data: Path | None = Field(None, description="dataset folder (LJSpeech layout)")
     run: Path | None = Field(None, description="run folder: checkpoints, samples, logs")
     model: str = Field(
-        "f5-tiny", description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2, or package.module:factory"
+        "f5-tiny",
+        description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2 | chatterbox-tiny | chatterbox, or package.module:factory",
     )
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
     vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")

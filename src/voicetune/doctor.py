@@ -13,8 +13,6 @@ PACKAGES = (
     "torchcodec",
     "accelerate",
     "safetensors",
-    "f5-tts",
-    "coqui-tts",
     "peft",
     "faster-whisper",
     "silero-vad",
@@ -35,7 +33,9 @@ class Check:
 
 def run_checks() -> list[Check]:
     checks = []
-    for pkg in PACKAGES:
+    from voicetune.models.registry import UPSTREAM_PACKAGES
+
+    for pkg in (*PACKAGES, *UPSTREAM_PACKAGES.values()):
         try:
             checks.append(Check(pkg, True, importlib.metadata.version(pkg)))
         except importlib.metadata.PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""LoRA (peft) for both adapters: only the adapters train and are checkpointed, a LoRA run stopped
+"""LoRA (peft) for every adapter: only the adapters train and are checkpointed, a LoRA run stopped
 by SIGTERM and resumed ends bit for bit where a straight run ends, and merging changes nothing
 the model computes — on xtts-tiny's GPT and on a real F5-TTS CFM(DiT) built from f5_tts's classes."""
 
@@ -39,6 +39,16 @@ CADENCE = ["--save-every", "15", "--last-every", "5", "--set", "samples=false"]
 LORA = ["--lora-rank", "4"]
 # xtts-tiny's GPT: 2 blocks x (c_attn 64->192, attn c_proj 64->64, c_fc 64->256, mlp c_proj 256->64)
 LORA_PARAMS = 2 * 4 * ((64 + 192) + (64 + 64) + (64 + 256) + (256 + 64))
+# chatterbox-tiny's T3 Llama: 2 layers x (q, k, v, o 32->32; gate, up 32->64; down 64->32)
+CHATTERBOX_LORA_PARAMS = 2 * 4 * (4 * (32 + 32) + 2 * (32 + 64) + (64 + 32))
+# Each family's LoRA run: (model, trainable parameters, default targets).
+LORA_FAMILIES = {
+    "xtts-tiny": (LORA_PARAMS, ["c_attn", "c_proj", "c_fc"]),
+    "chatterbox-tiny": (
+        CHATTERBOX_LORA_PARAMS,
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    ),
+}
 F5_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.ff.0.0", "ff.ff.2")
 
 
@@ -50,18 +60,31 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
 
-@pytest.fixture(scope="module")
-def straight_lora_run(xtts_corpus, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("lora_straight") / "run"
-    result = run_cli("train", *xtts_args(xtts_corpus, run, *LORA, *CADENCE, max_updates=N))
+def straight_lora(model: str, corpus: Path, root: Path) -> Path:
+    run = root / "run"
+    result = run_cli("train", *xtts_args(corpus, run, *LORA, *CADENCE, max_updates=N, model=model))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"model xtts-tiny: {LORA_PARAMS:,} trainable parameters" in result.stdout
+    assert f"model {model}: {LORA_FAMILIES[model][0]:,} trainable parameters" in result.stdout
     return run
 
 
-def test_lora_sigterm_and_resume_equal_a_straight_run(xtts_corpus, straight_lora_run, tmp_path):
+@pytest.fixture(scope="module")
+def straight_lora_run(xtts_corpus, tmp_path_factory) -> Path:
+    return straight_lora("xtts-tiny", xtts_corpus, tmp_path_factory.mktemp("lora_straight"))
+
+
+@pytest.fixture(scope="module", params=list(LORA_FAMILIES))
+def lora_family(request, xtts_corpus, tmp_path_factory) -> tuple[str, Path]:
+    """(model, its straight LoRA run) of each family with LoRA."""
+    if request.param == "xtts-tiny":
+        return request.param, request.getfixturevalue("straight_lora_run")
+    return request.param, straight_lora(request.param, xtts_corpus, tmp_path_factory.mktemp("lora_straight"))
+
+
+def test_lora_sigterm_and_resume_equal_a_straight_run(xtts_corpus, lora_family, tmp_path):
+    model, straight_lora_run = lora_family
     run = tmp_path / "run"
-    args = xtts_args(xtts_corpus, run, *LORA, *CADENCE, max_updates=N)
+    args = xtts_args(xtts_corpus, run, *LORA, *CADENCE, max_updates=N, model=model)
     training = Training(args, log=tmp_path / "first.log")
     assert wait_until(lambda: last_logged_step(run) >= 12, timeout=180, proc=training.proc), training.output()
     training.signal(signal.SIGTERM)
@@ -82,11 +105,11 @@ def test_lora_sigterm_and_resume_equal_a_straight_run(xtts_corpus, straight_lora
     # Only adapter tensors (and their moments) are in the checkpoint.
     weights = load_tensors(a / "model.safetensors")
     assert weights and all(".lora_A." in k or ".lora_B." in k for k in weights)
-    assert sum(t.numel() for t in weights.values()) == LORA_PARAMS
+    assert sum(t.numel() for t in weights.values()) == LORA_FAMILIES[model][0]
     assert json.loads((a / "loop.json").read_text())["architecture"]["lora"] == {
         "rank": 4,
         "alpha": 8.0,
-        "targets": ["c_attn", "c_proj", "c_fc"],
+        "targets": LORA_FAMILIES[model][1],
     }
 
 

@@ -67,6 +67,30 @@ def train_tiny_xtts(root: Path) -> Path:
     return run
 
 
+def train_tiny_chatterbox(root: Path) -> Path:
+    """ROOT/run = chatterbox-tiny after 2 updates on an espeak-ng corpus (as train_tiny_xtts's)."""
+    from support.harness import xtts_args
+    from voicetune.demo.corpus import write_ljspeech_corpus
+
+    corpus = write_ljspeech_corpus(root / "corpus", n_items=14, sample_rate=22050)
+    run = root / "run"
+    args = xtts_args(
+        corpus,
+        run,
+        "--save-every",
+        "2",
+        "--last-every",
+        "2",
+        "--set",
+        "max_sample_prompts=0",
+        max_updates=2,
+        model="chatterbox-tiny",
+    )
+    result = run_cli("train", *args, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -65,7 +65,7 @@ def prune(
 @ckpt_app.command()
 def export(
     target: Path,
-    fmt: str = typer.Option(..., "--format", help="f5 | xtts | safetensors"),
+    fmt: str = typer.Option(..., "--format", help="f5 | xtts | chatterbox | safetensors"),
     out: Path = typer.Option(..., "--out", help="folder to write"),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BUILTIN_MODELS: dict[str, str] = {
     "xtts-tiny": "voicetune.models.xtts:create_tiny",
     "xtts-v2": "voicetune.models.xtts:create_v2",
+    "chatterbox-tiny": "voicetune.models.chatterbox:create_tiny",
+    "chatterbox": "voicetune.models.chatterbox:create_chatterbox",
 }
 
 
@@ -28,7 +30,16 @@ BUILTIN_MODELS: dict[str, str] = {
 # upstream recipe leaves out audio longer than 255995 samples at 22.05 kHz (11.6 s): its clips stop
 # a little short of that. F5-TTS takes 0.3-30 s; 5-15 s is what its fine-tuning recipes use.
 XTTS_MAX_CLIP_SECONDS = 11.5
-CLIP_BOUNDS: dict[str, tuple[float, float]] = {"f5": (5.0, 15.0), "xtts": (4.0, XTTS_MAX_CLIP_SECONDS)}
+# Chatterbox's community recipes train on clips of a few seconds to about 20 s.
+CLIP_BOUNDS: dict[str, tuple[float, float]] = {
+    "f5": (5.0, 15.0),
+    "xtts": (4.0, XTTS_MAX_CLIP_SECONDS),
+    "chatterbox": (3.0, 20.0),
+}
+
+
+# The package each family runs on (`voicetune doctor` shows their versions).
+UPSTREAM_PACKAGES: dict[str, str] = {"f5": "f5-tts", "xtts": "coqui-tts", "chatterbox": "chatterbox-tts"}
 
 
 def clip_bounds(target: str) -> tuple[float, float]:
