@@ -166,7 +166,7 @@ def test_response_formats_hold_the_same_speech(client, plain_wav, fmt, container
 def test_models_and_voices_are_listed_and_each_voice_sounds_different(client, server, plain_wav):
     assert [m.id for m in client.models.list().data] == [MODEL]
     voices = httpx.get(f"{server.url}/v1/voices").json()["data"]
-    assert [v["id"] for v in voices] == ["default", "other"]
+    assert [v["id"] for v in voices[:2]] == ["default", "other"]
     other = client.audio.speech.create(model=MODEL, voice="other", input=SHORT, response_format="wav").content
     assert other != plain_wav
     # OpenAI's model names reach the first model, so that tools with "tts-1" built in work.
@@ -174,6 +174,28 @@ def test_models_and_voices_are_listed_and_each_voice_sounds_different(client, se
         client.audio.speech.create(model="tts-1", voice="default", input=SHORT, response_format="wav").content
         == plain_wav
     )
+
+
+def test_openai_voice_names_reach_the_default_voice(client, server, plain_wav):
+    """Tools with OpenAI built in send its voices: alloy reaches the run's default voice, and
+    /v1/voices says so for each of OpenAI's names."""
+    alloy = client.audio.speech.create(model="tts-1", voice="alloy", input=SHORT, response_format="wav").content
+    assert alloy == plain_wav
+    reaches = {v["id"]: v["reaches"] for v in httpx.get(f"{server.url}/v1/voices").json()["data"]}
+    openai_names = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+    assert all(reaches[name] == {MODEL: "default"} for name in openai_names)
+    assert reaches["other"] == {MODEL: "other"}
+
+
+def test_a_run_voice_named_like_an_openai_voice_is_that_voice(f5_voice_run, second_voice, tmp_path):
+    """--voice alloy=... (or RUN/voices/alloy.wav): alloy is that voice, not the default."""
+    clip, text = second_voice
+    own = SpeechServer(f5_voice_run, "--nfe", NFE, "--voice", f"alloy={clip}:{text}", log=tmp_path / "server.log")
+    try:
+        reaches = {v["id"]: v["reaches"] for v in httpx.get(f"{own.url}/v1/voices").json()["data"]}
+        assert (reaches["alloy"], reaches["echo"]) == ({MODEL: "alloy"}, {MODEL: "default"})
+    finally:
+        own.stop()
 
 
 def speech_json(**fields) -> dict:
@@ -184,7 +206,7 @@ def speech_json(**fields) -> dict:
     "body, status, param, code",
     [
         (speech_json(model="nobody"), 404, "model", "model_not_found"),
-        (speech_json(voice="alloy"), 400, "voice", "voice_not_found"),
+        (speech_json(voice="nobody"), 400, "voice", "voice_not_found"),
         (speech_json(voice="/etc/passwd"), 400, "voice", "voice_not_found"),
         (speech_json(voice="../anna/checkpoints"), 400, "voice", "voice_not_found"),
         (speech_json(input=""), 400, "input", "invalid_value"),

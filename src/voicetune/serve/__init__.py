@@ -78,10 +78,36 @@ def run_server(
         config = uvicorn.Config(
             build_app(service, api_key), log_level="warning", access_log=False, timeout_graceful_shutdown=5
         )
-        uvicorn.Server(config).run(sockets=[listening])
+        _server_class()(config, service).run(sockets=[listening])
     finally:
         listening.close()
         service.close()
+
+
+def _server_class():
+    import asyncio
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, whose stop (SIGTERM, Ctrl-C) first cancels the requests in flight, so
+        that their streams end within one layer call rather than after uvicorn's graceful wait, and
+        which stops the speech worker before the process exits (uvicorn then re-raises the signal:
+        a supervisor sees the server ended by it)."""
+
+        def __init__(self, config, service):
+            super().__init__(config)
+            self.service = service
+
+        def handle_exit(self, sig, frame) -> None:
+            self.service.cancel_all()
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.to_thread(self.service.close)
+
+    return Server
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -201,15 +201,11 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         )
 
     async def voices(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": name, "name": name, "models": list(service.models)} for name in service.voice_names()],
-            }
-        )
+        return JSONResponse({"object": "list", "data": service.voice_list()})
 
     async def health(request: Request) -> Response:
-        return JSONResponse(service.health())
+        state = service.health()  # failed: a model is out of service, and a load balancer should know
+        return JSONResponse(state, status_code=503 if state["status"] == "failed" else 200)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
@@ -243,6 +239,8 @@ def _error_of(err: BaseException | None, job) -> Response:
             None,
             "timeout",
         )
+    if isinstance(err, Cancelled):  # neither the client (gone) nor a time limit: the server stops
+        return error(503, "the request was cancelled: the server is stopping; send it again", None, "server_stopping")
     if isinstance(err, RequestError):
         return error(err.status, str(err), err.param, err.code)
     if isinstance(err, VoicetuneError) and err.exit_code == 2:
