@@ -8,14 +8,13 @@ import socket
 from pathlib import Path
 
 from voicetune.errors import UsageError
+from voicetune.net import is_loopback
 
 log = logging.getLogger("voicetune.serve")
 
 
 def check_bind(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key."""
-    from voicetune.studio.workspace import is_loopback
-
     if api_key is not None and len(api_key.strip()) < 8:
         raise UsageError("--api-key: use a key of 8 characters or more (e.g. `openssl rand -hex 24`)")
     if not is_loopback(host) and not api_key:

@@ -76,6 +76,7 @@ class Plan:
     chunks: list[str]
     seeds: list[int]
     unsayable: list[str]  # characters the model has no token for, sorted
+    unread: list[str] = field(default_factory=list)  # numbers left in digits by the normalizer, in order
 
 
 @dataclass
@@ -234,7 +235,17 @@ class Engine:
                 logging.WARNING,
                 log.name,
             )
-        return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable)
+        from voicetune.data.text import unread_digits
+
+        unread = unread_digits(normalized)
+        if unread:
+            say_once(
+                f"{self.name}: numbers left in digits are read digit by digit or skipped: {', '.join(unread)} "
+                "(write them as words)",
+                logging.WARNING,
+                log.name,
+            )
+        return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable, unread)
 
     # ---- audio ----------------------------------------------------------------------------------
 
@@ -513,7 +524,7 @@ def shared_pool() -> EnginePool:
 def synthesize_to_file(
     target: Path,
     text: str,
-    ref: Path,
+    ref: Path | None,
     out: Path,
     ref_text: str | None = None,
     seed: int = 0,
@@ -521,8 +532,10 @@ def synthesize_to_file(
     language: str | None = None,
     nfe: int | None = None,
     weights: str | None = None,
+    on_voice: Callable[[Voice], None] | None = None,
 ) -> Path:
-    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
+    """Speak `text` in the voice of `ref` (None: the run's default voice, as serve and narrate use
+    it; `on_voice` is told which clip) with a trained checkpoint; write a 16-bit wav.
 
     Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
     from voicetune import fsio
@@ -530,9 +543,11 @@ def synthesize_to_file(
 
     if not text.strip():
         raise UsageError("--text is empty; give the text to speak")
-    ref, out = Path(ref), Path(out)
-    if not ref.is_file():
+    out = Path(out)
+    if ref is not None and not Path(ref).is_file():
         raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
+    if ref is None and ref_text:
+        raise UsageError("--ref-text without --ref: give the clip it transcribes with --ref")
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
     if not Path(target).exists():
@@ -546,6 +561,9 @@ def synthesize_to_file(
     engine = shared_pool().get(checkpoint_target(Path(target)), nfe, weights)
     if language and language != engine.language:
         engine.language = language
-    speech = engine.synthesize(text, engine.voice(ref, ref_text), seed=seed, speed=speed)
+    voice = engine.voice(Path(ref), ref_text) if ref is not None else engine.named_voice(DEFAULT_VOICE, flag="--ref")
+    if on_voice is not None:
+        on_voice(voice)
+    speech = engine.synthesize(text, voice, seed=seed, speed=speed)
     fsio.atomic_write_bytes(out, encode(speech.audio, speech.sample_rate, "wav"))
     return out
