@@ -358,17 +358,16 @@ def test_concurrent_clients_all_get_audio_or_a_429(server, client):
     assert server.health()["failed"] == 0
 
 
-def test_characters_the_model_cannot_say_are_named_in_a_header(client):
+@pytest.mark.parametrize(
+    "text, header, named",
+    [
+        ("Good news \U0001f600!", "x-voicetune-unsayable", "U+1F600"),  # characters the model cannot say
+        ("Update to version 1.2.3 at 10:30:15.", "x-voicetune-unread", "1.2.3, 10:30:15"),  # digits left
+    ],
+)
+def test_what_the_voice_will_not_say_is_named_in_a_header(client, text, header, named):
     with client.audio.speech.with_streaming_response.create(
-        model=MODEL, voice="default", input="Good news \U0001f600!", response_format="pcm"
+        model=MODEL, voice="default", input=text, response_format="pcm"
     ) as response:
-        assert response.headers["x-voicetune-unsayable"] == "U+1F600"
-        assert len(response.read()) > 0
-
-
-def test_numbers_left_in_digits_are_named_in_a_header(client):
-    with client.audio.speech.with_streaming_response.create(
-        model=MODEL, voice="default", input="Update to version 1.2.3 at 10:30:15.", response_format="pcm"
-    ) as response:
-        assert response.headers["x-voicetune-unread"] == "1.2.3, 10:30:15"
+        assert response.headers[header] == named
         assert len(response.read()) > 0
