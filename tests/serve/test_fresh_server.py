@@ -25,7 +25,7 @@ from support.speech_server import NFE, SpeechServer
 
 # --timeout: far above a short request of the family on a busy 2-core machine (xtts-tiny generates
 # up to its token cap), and what the 504 test waits.
-TIME_LIMIT = {"f5": 20, "xtts": 90}
+TIME_LIMIT = {"f5": 20, "xtts": 60}
 FAMILIES = ("f5", "xtts")
 SHORT = "Rice is served in round bowls."
 # Two chunks or more for both families (XTTS packs sentences up to 250 characters).
