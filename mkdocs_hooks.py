@@ -137,8 +137,12 @@ def _param_row(param) -> str:
         meaning += " [required]"
     default = param.default
     if (getattr(param, "show_default", False) and "[default:" not in meaning and default is not None
-            and not (param.param_type_name == "option" and param.is_flag and default is False) and default != ()):
+            and not (param.param_type_name == "option" and param.is_flag and default is False)
+            and default not in ((), [])):
         meaning += f" [default: {default}]"
+    if getattr(param, "envvar", None):
+        envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
+        meaning += f" [env var: {', '.join(envvars)}]"
     return f"| {names} | {_cell(value, code=bool(value))} | {_cell(meaning.strip())} |"
 
 
@@ -149,8 +153,8 @@ def _first_line(text: str | None) -> str:
 def _cell(text: str, code: bool = False) -> str:
     """`text` made safe for one cell of a Markdown table."""
     text = " ".join(text.split())
-    if code:
-        return "`" + text.replace("|", "\\|") + "`"
+    if code:  # a | inside a code span is no cell border to Python-Markdown, and \| would show as written
+        return "`" + text + "`"
     return _markdown_text(text).replace("|", "\\|")
 
 

@@ -68,6 +68,25 @@ def test_the_cli_reference_has_every_command_and_its_options(hooks):
     assert "`f5-tiny \\| f5-v1-small" not in train and "f5-tiny \\| f5-v1-small \\| f5-v1-base" in train
 
 
+def test_the_cli_reference_shows_no_escape_and_every_option_says_what_it_is(hooks):
+    import markdown
+
+    from voicetune.cli import app
+
+    page = hooks.render_cli_reference(app)
+    html = markdown.markdown(page, extensions=["tables"])
+    assert "\\|" not in html  # an escape shown as written (a | inside a code cell)
+    assert "[default: []]" not in html
+    assert "[env var: VOICETUNE_API_KEY]" in html  # serve's --api-key
+    without_help = [
+        f"voicetune {' '.join(words)} {param.opts[0]}"
+        for words, command in hooks.cli_commands(app)
+        for param in command.params
+        if param.param_type_name == "option" and not (param.help or "").strip()
+    ]
+    assert without_help == []
+
+
 def test_the_settings_table_has_every_setting_with_its_default(hooks):
     from voicetune.config import TrainConfig
 

@@ -92,3 +92,19 @@ def test_the_graph_sees_function_level_imports():
 def test_no_module_of_voicetune_imports_in_a_circle():
     circle = find_circle(import_graph())
     assert circle is None, "import circle: " + " -> ".join(circle)
+
+
+def test_the_studio_and_the_speech_server_import_nothing_of_each_other():
+    """Two faces side by side: what both need (the loopback check) lives below them."""
+    graph = import_graph()
+    faces = ("voicetune.studio", "voicetune.serve")
+    crossing = [
+        f"{module} -> {imported}"
+        for module, imports in graph.items()
+        for face in faces
+        if module == face or module.startswith(face + ".")
+        for imported in imports
+        for other in faces
+        if other != face and (imported == other or imported.startswith(other + "."))
+    ]
+    assert crossing == []

@@ -1,12 +1,13 @@
-"""Fault injection points for tests that need a real kill or a pause at a precise instant.
+"""Fault injection points for tests that need a real kill, a pause or a failure at a precise instant.
 
-Both do nothing unless their environment variable names the point, so production runs pay one
+They do nothing unless their environment variable names the point, so production runs pay one
 dictionary lookup. They exist so that tests drive timing from events, never from sleeps.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -32,3 +33,33 @@ def pause_point(name: str) -> None:
     Path(f"{path}.reached").write_text(str(os.getpid()))
     while not release.exists():
         time.sleep(0.01)
+
+
+_fault_hits: dict[str, int] = {}
+
+
+def fail_point(name: str, until: threading.Event | None = None) -> None:
+    """VOICETUNE_FAULTS=<DIR>: a test arms this point by writing DIR/<name> with `raise K` or
+    `stall K`. At the K-th hit after it was armed, the file is removed (a fault fires once),
+    DIR/<name>.reached is written, and then `raise` raises RuntimeError here, while `stall` waits
+    until `until` is set (the work's own cancel event: a time limit, a client that left)."""
+    folder = os.environ.get("VOICETUNE_FAULTS")
+    if not folder:
+        return
+    armed = Path(folder) / name
+    try:
+        action, _, count = armed.read_text().strip().partition(" ")
+    except OSError:  # not armed
+        _fault_hits.pop(name, None)
+        return
+    hits = _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if hits < int(count or 1):
+        return
+    _fault_hits.pop(name, None)
+    armed.unlink()
+    Path(folder, f"{name}.reached").write_text(str(os.getpid()))
+    if action == "stall":
+        if until is not None:
+            until.wait()
+        return
+    raise RuntimeError(f"injected failure at {name} (hit {hits})")

@@ -85,27 +85,14 @@ def test_openai_client_gets_what_voicetune_synthesize_writes(plain_wav, f5_voice
     audio, rate = decode(plain_wav)
     assert rate == 24000 and len(audio) > rate // 2
     # The same engine behind both faces: the same text, voice and seed give the same samples.
-    ref, ref_text = default_reference(
-        next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus"
-    )
+    # Without --ref, synthesize speaks in the run's default voice, as serve does, and says which.
+    ref, _ = default_reference(next((f5_voice_run / "checkpoints").glob("step_*")), f5_voice_run.parent / "corpus")
     out = tmp_path / "synth.wav"
     result = run_cli(
-        "synthesize",
-        "--checkpoint",
-        f5_voice_run,
-        "--text",
-        SHORT,
-        "--ref",
-        ref,
-        "--ref-text",
-        ref_text,
-        "--out",
-        out,
-        "--nfe",
-        NFE,
-        timeout=600,
+        "synthesize", "--checkpoint", f5_voice_run, "--text", SHORT, "--out", out, "--nfe", NFE, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"voice: the run's default, {ref}" in " ".join(result.stdout.split())
     written, _ = sf.read(out, dtype="int16")
     np.testing.assert_array_equal(audio, written)
 
@@ -136,7 +123,8 @@ def test_sse_deltas_carry_the_audio_of_a_plain_request(client, plain_wav):
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")]
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
-    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["input_tokens"] > 0
+    # no made-up usage: the model counts no tokens (OpenAI's field would say output_tokens 0)
+    assert events[-1] == {"type": "speech.audio.done"}
     assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == plain_wav
 
 
@@ -166,7 +154,7 @@ def test_response_formats_hold_the_same_speech(client, plain_wav, fmt, container
 def test_models_and_voices_are_listed_and_each_voice_sounds_different(client, server, plain_wav):
     assert [m.id for m in client.models.list().data] == [MODEL]
     voices = httpx.get(f"{server.url}/v1/voices").json()["data"]
-    assert [v["id"] for v in voices] == ["default", "other"]
+    assert [v["id"] for v in voices[:2]] == ["default", "other"]
     other = client.audio.speech.create(model=MODEL, voice="other", input=SHORT, response_format="wav").content
     assert other != plain_wav
     # OpenAI's model names reach the first model, so that tools with "tts-1" built in work.
@@ -174,6 +162,28 @@ def test_models_and_voices_are_listed_and_each_voice_sounds_different(client, se
         client.audio.speech.create(model="tts-1", voice="default", input=SHORT, response_format="wav").content
         == plain_wav
     )
+
+
+def test_openai_voice_names_reach_the_default_voice(client, server, plain_wav):
+    """Tools with OpenAI built in send its voices: alloy reaches the run's default voice, and
+    /v1/voices says so for each of OpenAI's names."""
+    alloy = client.audio.speech.create(model="tts-1", voice="alloy", input=SHORT, response_format="wav").content
+    assert alloy == plain_wav
+    reaches = {v["id"]: v["reaches"] for v in httpx.get(f"{server.url}/v1/voices").json()["data"]}
+    openai_names = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+    assert all(reaches[name] == {MODEL: "default"} for name in openai_names)
+    assert reaches["other"] == {MODEL: "other"}
+
+
+def test_a_run_voice_named_like_an_openai_voice_is_that_voice(f5_voice_run, second_voice, tmp_path):
+    """--voice alloy=... (or RUN/voices/alloy.wav): alloy is that voice, not the default."""
+    clip, text = second_voice
+    own = SpeechServer(f5_voice_run, "--nfe", NFE, "--voice", f"alloy={clip}:{text}", log=tmp_path / "server.log")
+    try:
+        reaches = {v["id"]: v["reaches"] for v in httpx.get(f"{own.url}/v1/voices").json()["data"]}
+        assert (reaches["alloy"], reaches["echo"]) == ({MODEL: "alloy"}, {MODEL: "default"})
+    finally:
+        own.stop()
 
 
 def speech_json(**fields) -> dict:
@@ -184,7 +194,7 @@ def speech_json(**fields) -> dict:
     "body, status, param, code",
     [
         (speech_json(model="nobody"), 404, "model", "model_not_found"),
-        (speech_json(voice="alloy"), 400, "voice", "voice_not_found"),
+        (speech_json(voice="nobody"), 400, "voice", "voice_not_found"),
         (speech_json(voice="/etc/passwd"), 400, "voice", "voice_not_found"),
         (speech_json(voice="../anna/checkpoints"), 400, "voice", "voice_not_found"),
         (speech_json(input=""), 400, "input", "invalid_value"),
@@ -212,6 +222,12 @@ def test_bad_requests_get_openai_errors(server, body, status, param, code):
 def test_bodies_that_are_not_json_or_too_large_are_refused(server):
     not_json = httpx.post(f"{server.url}/v1/audio/speech", content=b"model=anna&input=hi", timeout=60)
     assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+    text = json.dumps(speech_json()).encode()
+    plain = httpx.post(
+        f"{server.url}/v1/audio/speech", content=text, headers={"Content-Type": "text/plain"}, timeout=60
+    )
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in plain.json()["error"]["message"]
     huge = httpx.post(f"{server.url}/v1/audio/speech", content=b"{" + b" " * 200_000 + b"}", timeout=60)
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
     unknown = httpx.get(f"{server.url}/v1/nothing", timeout=60)
@@ -342,9 +358,16 @@ def test_concurrent_clients_all_get_audio_or_a_429(server, client):
     assert server.health()["failed"] == 0
 
 
-def test_characters_the_model_cannot_say_are_named_in_a_header(client):
+@pytest.mark.parametrize(
+    "text, header, named",
+    [
+        ("Good news \U0001f600!", "x-voicetune-unsayable", "U+1F600"),  # characters the model cannot say
+        ("Update to version 1.2.3 at 10:30:15.", "x-voicetune-unread", "1.2.3, 10:30:15"),  # digits left
+    ],
+)
+def test_what_the_voice_will_not_say_is_named_in_a_header(client, text, header, named):
     with client.audio.speech.with_streaming_response.create(
-        model=MODEL, voice="default", input="Good news \U0001f600!", response_format="pcm"
+        model=MODEL, voice="default", input=text, response_format="pcm"
     ) as response:
-        assert response.headers["x-voicetune-unsayable"] == "U+1F600"
+        assert response.headers[header] == named
         assert len(response.read()) > 0

@@ -45,6 +45,47 @@ def test_text_is_normalized_as_prepare_does_and_no_word_is_lost_in_chunks(engine
     assert plan.seeds == list(range(len(plan.chunks)))
 
 
+def test_a_stream_starts_with_a_short_first_chunk_and_files_keep_upstreams_chunks(engine, voice):
+    from voicetune.synthesis.engine import QUICK_START_CHARS
+
+    files = engine.plan(TEXT, voice)
+    # Without a listener (synthesize, narrate, scoring): upstream's chunks of the whole text, as before.
+    assert files.chunks == engine.adapter.text_chunks(files.normalized, voice.audio, voice.text, 1.0, "en")
+    streamed = engine.plan(TEXT, voice, quick_start=True)
+    first, rest = streamed.chunks[0], streamed.chunks[1:]
+    assert len(first) <= QUICK_START_CHARS and files.normalized.startswith(first)
+    # then the rest as upstream cuts it: chunks of its full size
+    rest_of_text = files.normalized[len(first) :].strip()
+    assert rest == engine.adapter.text_chunks(rest_of_text, voice.audio, voice.text, 1.0, "en")
+    assert max(map(len, rest)) > 2 * QUICK_START_CHARS
+
+
+@pytest.mark.parametrize(
+    "text, first",
+    [
+        ("Rice is served.", "Rice is served."),  # short text: all of it
+        (
+            "It is easy to tell the depth of a well. These days a chicken leg is rare.",
+            "It is easy to tell the depth of a well.",
+        ),
+        (
+            "Glue the sheet to the dark blue background, and then wait until it dries completely. It is easy.",
+            "Glue the sheet to the dark blue background,",
+        ),
+        (
+            "On the quiet evening of the fourteenth we walked all the way home along the river bank.",
+            "On the quiet evening of the fourteenth we walked all the way",
+        ),
+    ],
+)
+def test_the_first_chunk_of_a_stream_is_a_sentence_a_clause_or_words(text, first):
+    from voicetune.synthesis.engine import first_piece
+
+    head, tail = first_piece(text)
+    assert head == first
+    assert f"{head} {tail}".split() == text.split()  # nothing lost or repeated
+
+
 def test_the_engine_reads_abbreviations_dates_and_money_as_words(engine, voice):
     plan = engine.plan("Dr. Smith paid $5.50 on 2024-03-05, etc. Then he left.", voice)
     assert plan.normalized == (

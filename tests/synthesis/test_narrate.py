@@ -89,3 +89,16 @@ def test_takes_that_fail_the_check_are_retaken_and_reported(f5_voice_run, tmp_pa
     assert chunk["check"]["transcript"] is not None
     output = result.stdout + result.stderr  # what the terminal shows
     assert "2 takes" in output and "still fail the check" in output
+
+
+def test_numbers_left_in_digits_are_named_per_chunk_and_at_the_end(f5_voice_run, tmp_path):
+    book = tmp_path / "digits.txt"
+    book.write_text("Install version 1.2.3 first. It stopped at 10:30:15 and again later.", encoding="utf-8")
+    result = run_cli(*narrate_args(f5_voice_run, book, tmp_path / "digits.wav", "--no-check"), timeout=900)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "digits.json").read_text())
+    assert report["unread"] == ["1.2.3", "10:30:15"]
+    assert [d for chunk in report["chunks"] for d in chunk["unread"]] == ["1.2.3", "10:30:15"]
+    output = " ".join((result.stdout + result.stderr).split())  # what the terminal shows, unwrapped
+    assert "unread: 1.2.3" in output
+    assert "numbers left in digits" in output and "write them as words" in output

@@ -31,7 +31,7 @@ def list_(
 
 
 @ckpt_app.command()
-def verify(target: Path, as_json: bool = typer.Option(False, "--json")) -> None:
+def verify(target: Path, as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Hash-check a checkpoint or every checkpoint of a run: exit 0 all valid, 1 any invalid."""
     from voicetune.checkpoints.maintenance import verify_target
     from voicetune.cli.tables import print_checkpoint_table
@@ -50,7 +50,9 @@ def verify(target: Path, as_json: bool = typer.Option(False, "--json")) -> None:
 @ckpt_app.command()
 def prune(
     run: Path,
-    keep_last: int | None = typer.Option(None, "--keep-last"),
+    keep_last: int | None = typer.Option(
+        None, "--keep-last", help="newest milestones kept (default: the run's keep_last)"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="only say what would be removed"),
     abandoned: bool = typer.Option(False, "--abandoned", help="also delete the abandoned timelines (RUN/abandoned/)"),
 ) -> None:

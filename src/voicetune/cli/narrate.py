@@ -23,7 +23,7 @@ def narrate(
     ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
     check: bool = typer.Option(True, "--check/--no-check", help="transcribe each chunk and retake the ones that fail"),
     retakes: int = typer.Option(2, "--retakes", min=0, help="new takes of a chunk that fails the check"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="chunk i is spoken with seed S+i: the same seed, the same audio"),
     nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
@@ -68,6 +68,7 @@ def narrate(
                 scores += f"  {chunk.check['seconds']:.1f} s"
                 scores += f"  flags: {', '.join(chunk.check['flags'])}" if chunk.check["flags"] else "  ok"
             takes = f"  {chunk.takes} takes" if chunk.takes > 1 else ""
+            takes += f"  unread: {escape(', '.join(chunk.unread))}" if chunk.unread else ""
             state = "  (done before)" if chunk.resumed else ""
             bar.console.print(
                 f"chunk {chunk.index + 1}/{total}{scores}{takes}{state}  "
@@ -83,6 +84,12 @@ def narrate(
         f"wrote {narration.out} ({narration.seconds:.1f} s, {len(narration.chunks)} chunks, "
         f"{retaken} retaken); report: {narration.report_path}"
     )
+    if narration.unread:
+        console.print(
+            f"[yellow]{len(narration.unread)} chunks hold numbers left in digits, read digit by digit or "
+            f"skipped: chunks {', '.join(str(c.index + 1) for c in narration.unread)} "
+            f"({escape(', '.join(d for c in narration.unread for d in c.unread))}); write them as words[/]"
+        )
     if narration.failed:
         console.print(
             f"[yellow]{len(narration.failed)} chunks still fail the check after {retakes + 1} takes: "

@@ -15,7 +15,7 @@ def serve(
         ..., metavar="TARGET...", help="runs, checkpoints or RUN/ready folders; each is a model named after its run"
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but loopback needs --api-key"),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on"),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="VOICETUNE_API_KEY", help="key clients send as Authorization: Bearer KEY"
     ),

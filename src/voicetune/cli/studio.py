@@ -15,7 +15,7 @@ def studio(
         Path("voicetune-workspace"), "--workspace", help="folder for recordings, datasets, runs and exports"
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but loopback needs --auth"),
-    port: int = typer.Option(7860, "--port", min=1, max=65535),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port to listen on"),
     auth: str | None = typer.Option(None, "--auth", help="USER:PASSWORD asked by the page"),
     max_upload: str = typer.Option("2G", "--max-upload", help="largest file an upload may be"),
 ) -> None:

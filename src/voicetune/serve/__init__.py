@@ -8,14 +8,13 @@ import socket
 from pathlib import Path
 
 from voicetune.errors import UsageError
+from voicetune.net import is_loopback
 
 log = logging.getLogger("voicetune.serve")
 
 
 def check_bind(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key."""
-    from voicetune.studio.workspace import is_loopback
-
     if api_key is not None and len(api_key.strip()) < 8:
         raise UsageError("--api-key: use a key of 8 characters or more (e.g. `openssl rand -hex 24`)")
     if not is_loopback(host) and not api_key:
@@ -78,10 +77,36 @@ def run_server(
         config = uvicorn.Config(
             build_app(service, api_key), log_level="warning", access_log=False, timeout_graceful_shutdown=5
         )
-        uvicorn.Server(config).run(sockets=[listening])
+        _server_class()(config, service).run(sockets=[listening])
     finally:
         listening.close()
         service.close()
+
+
+def _server_class():
+    import asyncio
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, whose stop (SIGTERM, Ctrl-C) first cancels the requests in flight, so
+        that their streams end within one layer call rather than after uvicorn's graceful wait, and
+        which stops the speech worker before the process exits (uvicorn then re-raises the signal:
+        a supervisor sees the server ended by it)."""
+
+        def __init__(self, config, service):
+            super().__init__(config)
+            self.service = service
+
+        def handle_exit(self, sig, frame) -> None:
+            self.service.cancel_all()
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.to_thread(self.service.close)
+
+    return Server
 
 
 def _listen(host: str, port: int) -> socket.socket:

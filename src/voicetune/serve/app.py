@@ -108,6 +108,14 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
     """The ASGI app of `voicetune serve` over a started `service`."""
 
     async def speech(request: Request) -> Response:
+        media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return error(
+                415,
+                f"the body is {media_type}; send JSON with Content-Type: application/json",
+                None,
+                "unsupported_media_type",
+            )
         try:
             fields = parse_speech_request(await _read_body(request, max_body))
         except _TooLarge:
@@ -162,7 +170,8 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         }
         if plan.unsayable:
             headers["X-Voicetune-Unsayable"] = describe_characters(plan.unsayable, shown=False)
-        tokens = len(plan.normalized.split())
+        if plan.unread:  # numbers the normalizer left in digits: read digit by digit, or skipped
+            headers["X-Voicetune-Unread"] = ", ".join(plan.unread)
 
         async def body():
             done = False
@@ -179,9 +188,8 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
                     done = True
                     if value is not None:  # cut short after the first audio: the stream just ends
                         log.warning("request of %s ended early: %s", job.model, value)
-                    elif stream_format == "sse":
-                        usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
-                        yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
+                    elif stream_format == "sse":  # no usage: the model counts no tokens OpenAI would bill
+                        yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n".encode()
                     return
             finally:
                 if not done:  # the client left (or the server stops): the work stops too
@@ -201,15 +209,11 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         )
 
     async def voices(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": name, "name": name, "models": list(service.models)} for name in service.voice_names()],
-            }
-        )
+        return JSONResponse({"object": "list", "data": service.voice_list()})
 
     async def health(request: Request) -> Response:
-        return JSONResponse(service.health())
+        state = service.health()  # failed: a model is out of service, and a load balancer should know
+        return JSONResponse(state, status_code=503 if state["status"] == "failed" else 200)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
@@ -243,6 +247,8 @@ def _error_of(err: BaseException | None, job) -> Response:
             None,
             "timeout",
         )
+    if isinstance(err, Cancelled):  # neither the client (gone) nor a time limit: the server stops
+        return error(503, "the request was cancelled: the server is stopping; send it again", None, "server_stopping")
     if isinstance(err, RequestError):
         return error(err.status, str(err), err.param, err.code)
     if isinstance(err, VoicetuneError) and err.exit_code == 2:

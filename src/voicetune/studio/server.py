@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from voicetune.studio.workspace import Workspace, check_bind, is_loopback, upload_limit_bytes
+from voicetune.net import is_loopback
+from voicetune.studio.workspace import Workspace, check_bind, upload_limit_bytes
 
 
 def serve(workspace: Path, host: str, port: int, auth: str | None, max_upload: str) -> None:

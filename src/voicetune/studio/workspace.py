@@ -30,9 +30,9 @@ from pathlib import Path
 from voicetune import fsio
 from voicetune.config import parse_size
 from voicetune.errors import UsageError
+from voicetune.net import is_loopback
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-LOCAL_HOSTS = {"localhost"}
 SETTINGS = Path(".studio") / "settings.json"
 DEFAULT_WHISPER = "small"
 
@@ -194,12 +194,3 @@ def upload_limit_bytes(text: str) -> int:
         return parse_size(text)
     except (UsageError, ValueError):
         raise UsageError(f"--max-upload {text}: use a size such as 500M or 2G") from None
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

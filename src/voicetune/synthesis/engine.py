@@ -6,7 +6,9 @@
                 unicode NFC, one line, numbers spelled out in the run's language
     plan        the text cut into upstream's chunks (F5: infer_process's byte budget; XTTS: the
                 tokenizer's sentence limit), each with its own seed (seed + index), and the
-                characters the model has no token for
+                characters the model has no token for; for a listener waiting on a stream
+                (`quick_start`), the first chunk is the first sentence or clause of at most
+                QUICK_START_CHARS characters, and the rest is cut as upstream cuts it
     stream      chunk by chunk, joined with upstream's cross-fade, handing out audio as soon as
                 no later chunk can change it; `synthesize` is the whole stream at once
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -35,6 +38,7 @@ import numpy as np
 from voicetune.console import say_once
 from voicetune.data.language import FALLBACK_LANGUAGE, stale_language_warning
 from voicetune.errors import UsageError, VoicetuneError
+from voicetune.faults import fail_point
 
 log = logging.getLogger("voicetune.synthesis")
 
@@ -43,6 +47,9 @@ DEFAULT_VOICE = "default"  # every model's voice: its run's evaluation reference
 VOICES_FOLDER = "voices"  # RUN/voices/NAME.wav (+ NAME.txt): a run's own named voices
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 REFERENCE_SECONDS = (2.0, 12.0)  # a default voice's clip: long enough to clone, short enough for F5
+# A streamed request's first chunk: short, so that its audio comes after a fraction of the whole
+# synthesis (F5's upstream chunks last ~22 s with the reference; six sentences were 0.68 of it).
+QUICK_START_CHARS = 60
 
 
 class Cancelled(VoicetuneError):
@@ -69,6 +76,7 @@ class Plan:
     chunks: list[str]
     seeds: list[int]
     unsayable: list[str]  # characters the model has no token for, sorted
+    unread: list[str] = field(default_factory=list)  # numbers left in digits by the normalizer, in order
 
 
 @dataclass
@@ -100,6 +108,7 @@ _running = threading.local()
 
 def _check_cancelled(module, args) -> None:
     event = getattr(_running, "cancel", None)
+    fail_point("layer", event)  # tests: an exception or a stall inside a chunk, at the K-th layer call
     if event is not None and event.is_set():
         raise Cancelled("synthesis cancelled")
 
@@ -202,15 +211,22 @@ class Engine:
 
         return normalize_transcript(text, self.language, numbers_to_words=True)[1]
 
-    def plan(self, text: str, voice: Voice, seed: int = DEFAULT_SEED, speed: float = 1.0) -> Plan:
-        """Normalize and chunk `text`; names the characters the model cannot say."""
+    def plan(
+        self, text: str, voice: Voice, seed: int = DEFAULT_SEED, speed: float = 1.0, quick_start: bool = False
+    ) -> Plan:
+        """Normalize and chunk `text`; names the characters the model cannot say. `quick_start`
+        (a stream someone listens to): a short first chunk (`first_piece`), then upstream's chunks;
+        without it the chunks are upstream's alone (narrate, scoring and files keep their audio)."""
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise UsageError(f"--speed {speed}: give a speed from {MIN_SPEED} to {MAX_SPEED}")
         self.adapter.spoken_language(self.model, self.language)  # a language the model lacks: refused now
         normalized = self.normalize(text)
         if not normalized:
             raise UsageError("the text to speak is empty")
-        chunks = self.adapter.text_chunks(normalized, voice.audio, voice.text, speed, self.language)
+        first, rest = first_piece(normalized) if quick_start else ("", normalized)
+        chunks = [first] if first else []
+        if rest:
+            chunks += self.adapter.text_chunks(rest, voice.audio, voice.text, speed, self.language)
         unsayable = sorted(self.adapter.unsayable(normalized, self.language))
         if unsayable:
             say_once(
@@ -219,7 +235,17 @@ class Engine:
                 logging.WARNING,
                 log.name,
             )
-        return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable)
+        from voicetune.data.text import unread_digits
+
+        unread = unread_digits(normalized)
+        if unread:
+            say_once(
+                f"{self.name}: numbers left in digits are read digit by digit or skipped: {', '.join(unread)} "
+                "(write them as words)",
+                logging.WARNING,
+                log.name,
+            )
+        return Plan(normalized, chunks, [seed + i for i in range(len(chunks))], unsayable, unread)
 
     # ---- audio ----------------------------------------------------------------------------------
 
@@ -299,6 +325,29 @@ class Engine:
         self.model.to("cpu")
         self.model = None
         self.trained = None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:，：、—–])\s+")
+
+
+def first_piece(text: str, limit: int = QUICK_START_CHARS) -> tuple[str, str]:
+    """(the first chunk of a stream, the rest): the first sentence when it has at most `limit`
+    characters, else its longest run of whole clauses that does, else its words up to `limit`;
+    the whole text when it is that short."""
+    if len(text) <= limit:
+        return text, ""
+    sentence = _SENTENCE_END.split(text, maxsplit=1)[0]
+    if len(sentence) > limit:
+        cut = 0
+        for match in _CLAUSE_END.finditer(sentence):
+            if match.start() > limit:
+                break
+            cut = match.start()
+        if not cut:
+            cut = sentence.rfind(" ", 0, limit + 1)
+        sentence = sentence[:cut] if cut > 0 else sentence[:limit]
+    return sentence.strip(), text[len(sentence) :].strip()
 
 
 # ---- what a target is ---------------------------------------------------------------------------
@@ -392,16 +441,38 @@ class EnginePool:
     def get(self, target: Path, nfe: int | None = None, weights: str | None = None) -> Engine:
         """The engine of `target` (sampling with `nfe` steps, F5 only; `weights` ema or raw, None
         for the ones its score chose), loaded on first use."""
-        key = f"{Path(target).resolve()}" + (f"@nfe={nfe}" if nfe else "") + (f"@weights={weights}" if weights else "")
+        key = self._key(target, nfe, weights)
         with self._lock:
             engine = self._engines.get(key)
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
             self._make_room()
-            engine = self._loader(Path(target), nfe, weights)
-            self._engines[key] = engine
-            return engine
+            return self._load(key, target, nfe, weights)
+
+    def reload(self, target: Path, nfe: int | None = None, weights: str | None = None) -> Engine:
+        """`target`'s engine unloaded (after any synthesis in progress) and loaded again from its
+        checkpoint: a model in whatever state a failure left it becomes a freshly loaded one. A
+        load that fails leaves it unloaded and raises."""
+        key = self._key(target, nfe, weights)
+        with self._lock:
+            old = self._engines.pop(key, None)
+            if old is not None:
+                with old.lock:
+                    old.unload()
+                self._release_memory()
+            self._make_room()
+            return self._load(key, target, nfe, weights)
+
+    @staticmethod
+    def _key(target: Path, nfe: int | None, weights: str | None) -> str:
+        return f"{Path(target).resolve()}" + (f"@nfe={nfe}" if nfe else "") + (f"@weights={weights}" if weights else "")
+
+    def _load(self, key: str, target: Path, nfe: int | None, weights: str | None) -> Engine:
+        fail_point("load")  # tests: a load (or reload) that fails
+        engine = self._loader(Path(target), nfe, weights)
+        self._engines[key] = engine
+        return engine
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -415,6 +486,10 @@ class EnginePool:
                 engine.unload()
             self.unloaded.append(key)
             log.info("unloaded %s (least recently used)", key)
+        self._release_memory()
+
+    @staticmethod
+    def _release_memory() -> None:
         gc.collect()
         try:
             import torch
@@ -449,7 +524,7 @@ def shared_pool() -> EnginePool:
 def synthesize_to_file(
     target: Path,
     text: str,
-    ref: Path,
+    ref: Path | None,
     out: Path,
     ref_text: str | None = None,
     seed: int = 0,
@@ -457,8 +532,10 @@ def synthesize_to_file(
     language: str | None = None,
     nfe: int | None = None,
     weights: str | None = None,
+    on_voice: Callable[[Voice], None] | None = None,
 ) -> Path:
-    """Speak `text` in the voice of `ref` with a trained checkpoint; write a 16-bit wav.
+    """Speak `text` in the voice of `ref` (None: the run's default voice, as serve and narrate use
+    it; `on_voice` is told which clip) with a trained checkpoint; write a 16-bit wav.
 
     Through the synthesis engine of this process: a checkpoint is loaded once however many calls."""
     from voicetune import fsio
@@ -466,9 +543,11 @@ def synthesize_to_file(
 
     if not text.strip():
         raise UsageError("--text is empty; give the text to speak")
-    ref, out = Path(ref), Path(out)
-    if not ref.is_file():
+    out = Path(out)
+    if ref is not None and not Path(ref).is_file():
         raise UsageError(f"--ref {ref}: no such file; give a wav of the voice to clone (a few seconds)")
+    if ref is None and ref_text:
+        raise UsageError("--ref-text without --ref: give the clip it transcribes with --ref")
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give the path of the wav file to write")
     if not Path(target).exists():
@@ -482,6 +561,9 @@ def synthesize_to_file(
     engine = shared_pool().get(checkpoint_target(Path(target)), nfe, weights)
     if language and language != engine.language:
         engine.language = language
-    speech = engine.synthesize(text, engine.voice(ref, ref_text), seed=seed, speed=speed)
+    voice = engine.voice(Path(ref), ref_text) if ref is not None else engine.named_voice(DEFAULT_VOICE, flag="--ref")
+    if on_voice is not None:
+        on_voice(voice)
+    speech = engine.synthesize(text, voice, seed=seed, speed=speed)
     fsio.atomic_write_bytes(out, encode(speech.audio, speech.sample_rate, "wav"))
     return out

@@ -50,10 +50,18 @@ class ChunkReport:
     def passed(self) -> bool:
         return self.check is None or not self.check["flags"]
 
+    @property
+    def unread(self) -> list[str]:
+        """Numbers the normalizer left in digits: the voice reads them digit by digit, or not at all."""
+        from voicetune.data.text import unread_digits
+
+        return unread_digits(self.text)
+
     def to_json(self) -> dict:
         return {
             "index": self.index,
             "text": self.text,
+            "unread": self.unread,
             "takes": self.takes,
             "seed": self.seed,
             "passed": self.passed,
@@ -72,6 +80,11 @@ class Narration:
     @property
     def failed(self) -> list[ChunkReport]:
         return [c for c in self.chunks if not c.passed]
+
+    @property
+    def unread(self) -> list[ChunkReport]:
+        """The chunks that hold digits the normalizer left."""
+        return [c for c in self.chunks if c.unread]
 
 
 def parts_dir(out: Path) -> Path:
@@ -130,6 +143,7 @@ def narrate(
             "retakes": retakes,
             "seconds": round(narration.seconds, 3),
             "unsayable": plan.unsayable,
+            "unread": plan.unread,
             "chunks": [c.to_json() for c in narration.chunks],
         },
     )
