@@ -57,9 +57,16 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
             status,
         )
     console.print(table)
+    compared = [r for r in rows if r.compared is not None and r.status != "abandoned"]
+    if compared:
+        console.print(
+            "compared with the best (score difference ± its standard error, on the same sentences and seeds):"
+        )
+        for r in compared:
+            console.print(f"  step {r.step}{' (best)' if r.best else ''}: {r.compared.describe()}")
     if any(r.tie for r in rows):
         console.print(
-            "tie: a score within the spread of the best's, which other seeds alone could give; "
+            "tie: the evidence cannot tell it from the best (see docs/choosing-the-voice.md); "
             "the earlier checkpoint stays best"
         )
     if quarantined:

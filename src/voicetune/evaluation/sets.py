@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from voicetune.checkpoints.policy import PAIR_SET, pairs_key
 from voicetune.scoring import Summary, composite_score, summarize
 from voicetune.scoring.composite import MEASURES
 
@@ -72,6 +73,15 @@ class EvalSet:
 
     def seed_of(self, text_index: int, seed_index: int) -> int:
         return self.seed + text_index + SEED_STRIDE * seed_index
+
+    def fingerprint(self) -> str:
+        """What pairs of two scorings are said alike: the same texts, voice prompt, language and
+        seeds give the same fingerprint (a result's `pair_set`)."""
+        import hashlib
+        import json
+
+        said = [self.texts, self.ref_audio, self.ref_text, self.language, self.seed, self.seeds]
+        return hashlib.sha256(json.dumps(said).encode()).hexdigest()[:12]
 
 
 def choose_eval_set(
@@ -151,7 +161,9 @@ def score_real_voice(eval_set: EvalSet, scorers) -> RealVoice:
 @dataclass
 class EvalResult:
     """The scores of one model on an evaluation set: means over the seeds, and the score's spread
-    (the highest seed's score minus the lowest: how far apart two draws of the same model land)."""
+    (the highest seed's score minus the lowest: how far apart two draws of the same model land);
+    `pairs`, each sentence and seed's own score (seed by seed, sentences in the set's order), what
+    two models said alike are compared by (`checkpoints.policy.compare`)."""
 
     summary: Summary
     score: float | None
@@ -161,13 +173,17 @@ class EvalResult:
     sample_rate: int = 0
     clip_scores: list[dict[str, float | None]] = field(default_factory=list)  # each sentence's own measures
     flags: list[list[str]] = field(default_factory=list)  # per clip: what `scoring.checks` caught
+    pairs: list[float | None] = field(default_factory=list)
+    pair_set: str | None = None  # `EvalSet.fingerprint` of the set the pairs were said from
 
-    def measures(self) -> dict[str, float | None]:
-        """{wer, cer, similarity, dnsmos, score, score_spread}."""
+    def measures(self) -> dict[str, Any]:
+        """{wer, cer, similarity, dnsmos, score, score_spread, score_pairs, pair_set}."""
         return {
             **{k: getattr(self.summary, k) for k in MEASURES},
             "score": self.score,
             "score_spread": self.score_spread,
+            pairs_key("score"): self.pairs,
+            PAIR_SET: self.pair_set,
         }
 
 
@@ -269,10 +285,12 @@ def evaluate_weights(
     per_key = {key: scores[i * len(eval_set.texts) : (i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
     results = {}
     pace = reference_pace(eval_set)  # of the voice prompt: once for every set
+    fingerprint = eval_set.fingerprint()
     for name in weight_sets:
         source = same_as.get(name, name)
         draws = [summarize(per_key[key], digits=6) for key in keys if key[0] == source]
         values = [composite_score(d, real.ceiling) for d in draws]
+        pairs = [composite_score(summarize([s]), real.ceiling) for k in keys if k[0] == source for s in per_key[k]]
         first = per_key[source, 0]
         at = keys.index((source, 0)) * len(eval_set.texts)
         results[name] = EvalResult(
@@ -284,6 +302,8 @@ def evaluate_weights(
             adapter.sample_rate,
             [{k: getattr(s, k) for k in MEASURES} for s in first],
             clip_flags(clips[at : at + len(eval_set.texts)], first, eval_set, pace),
+            pairs,
+            fingerprint,
         )
     return results
 

@@ -212,9 +212,9 @@ class MilestoneEvaluator:
             del listener
 
     def standing(self) -> Standing:
-        """The best row by score (the checkpoint manager's rule: ties within the spread keep the
-        earlier), the rows tied with it, and how many came after it."""
-        return SCORE_RULE.standing([_as_info(r) for r in self.rows])
+        """The best row by score (the checkpoint manager's rule, `RetentionPolicy.standing`), the
+        rows the evidence cannot tell from it, what each comparison found, and how many came after it."""
+        return SCORE_RULE.standing([row_info(r) for r in self.rows])
 
     def _watch_progress(self, step: int, standing: Standing) -> None:
         """A warning when the score fell two milestones in a row; the early-stop decision."""
@@ -230,11 +230,12 @@ class MilestoneEvaluator:
             self.stop_reason = (
                 f"early stop at step {step}: the score has not improved for {standing.since_best} "
                 f"milestones (best {standing.best.metrics['score']:.3f} at step {standing.best.step}; "
-                f"a score within the spread is a tie, not progress; --early-stop {patience})"
+                f"a milestone the evidence cannot tell from the best is not progress; --early-stop {patience})"
             )
 
 
-def _as_info(row: dict[str, Any]) -> CheckpointInfo:
+def row_info(row: dict[str, Any]) -> CheckpointInfo:
+    """An eval.jsonl row as the checkpoint policies see a milestone."""
     return CheckpointInfo(f"step_{row['step']:08d}", row["step"], "milestone", "full", 0, row)
 
 
@@ -256,12 +257,18 @@ def _describe_row(row: dict[str, Any]) -> str:
 
 
 def _describe_best(standing: Standing, step: int) -> str:
+    """ "; best score 0.061 at step 45 (better than step 15: +0.029 ± 0.008 (paired, 8 pairs))", or
+    what comparing milestone `step` with the best found."""
     if standing.best is None:
         return ""
     text = f"; best score {standing.best.metrics['score']:.3f} at step {standing.best.step}"
-    if any(t.step == step for t in standing.tied):
-        text += f" (step {step} ties it within the spread: the earlier stays best)"
-    return text
+    found = standing.comparisons.get(f"step_{step:08d}")
+    if found is None:
+        return text
+    if standing.best.step == step:
+        return f"{text} ({found.describe()})"
+    kept = ": the earlier stays best" if found.verdict == "tie" else ""
+    return f"{text} (step {step} {found.describe()}{kept})"
 
 
 def _describe(measures: dict[str, Any]) -> str:
