@@ -308,3 +308,15 @@ def test_choose_weights(ema, raw, chosen):
     from voicetune.checkpoints.policy import choose_weights
 
     assert choose_weights({"ema": ema, "raw": raw}) == chosen
+
+
+def test_a_weight_set_that_said_only_the_first_seed_is_compared_on_the_takes_both_said():
+    from voicetune.checkpoints.policy import choose_weights, compare
+
+    # The first draws (seed 1 of 4 sentences) told the sets apart, so only the raw weights said seed 2
+    # (`evaluation.evaluate_weights`): the EMA's pairs of seed 2 are None.
+    ema = {"score": 0.040, "score_pairs": [0.04, 0.05, 0.03, 0.04, None, None, None, None]}
+    raw = {"score": 0.070, "score_pairs": [0.07, 0.08, 0.06, 0.08, 0.05, 0.06, 0.07, 0.05]}
+    found = compare(raw, ema, "score", "max")
+    assert (found.pairs, found.difference) == (4, 0.0325)  # over seed 1 alone, not 0.070 - 0.040
+    assert found.verdict == "better" and choose_weights({"ema": ema, "raw": raw}) == "raw"

@@ -222,7 +222,9 @@ def test_a_real_clip_outside_the_workspace_is_not_offered_in_the_ab_view(tmp_pat
 # ---- milestone work, warnings, eval's picture ---------------------------------------------------------
 
 
-def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path):
+def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path, caplog, capsys):
+    import logging
+
     from voicetune.train.control import training_progress
     from voicetune.train.reporting import Reporter
 
@@ -231,13 +233,18 @@ def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path):
     reporter = Reporter(run, run / "tensorboard", run / "metrics.jsonl", 0, 20, 1, save_every=10)
     try:
         assert training_progress(run).milestone_work is None
-        reporter.working(10, "synthesizing, 2 of 4 sentences")
+        with caplog.at_level(logging.INFO, logger="voicetune.train"):
+            reporter.working(10, "scoring 3 of 8 takes (ema, seed 2)")
         first = training_progress(run).milestone_work
-        assert (first["step"], first["work"]) == (10, "synthesizing, 2 of 4 sentences")
-        reporter.working(10, "scoring 4 sentences (WER, similarity, DNSMOS)")
+        line = "step 10: scoring 3 of 8 takes (ema, seed 2)"
+        assert (first["step"], first["work"], first["line"]) == (10, "scoring 3 of 8 takes (ema, seed 2)", line)
+        # the same line on the console, in train.log (the logger's) and for the studio
+        assert line in capsys.readouterr().out and line in caplog.messages
+        reporter.working(10, "measuring 8 takes (WER, similarity, DNSMOS)")
         second = training_progress(run).milestone_work
-        assert second["work"] == "scoring 4 sentences (WER, similarity, DNSMOS)" and second["since"] == first["since"]
-        reporter.milestone_done(3.0)
+        assert second["line"] == "step 10: measuring 8 takes (WER, similarity, DNSMOS)"
+        assert second["since"] == first["since"]
+        reporter.milestone_done(3.0, 10)
         assert training_progress(run).milestone_work is None
     finally:
         reporter.close()

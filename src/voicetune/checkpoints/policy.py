@@ -107,7 +107,8 @@ def compare(
     """Measurements `a` against `b` (both measured) on `metric`.
 
     Paired (both hold `<metric>_pairs` of the same length and the same `pair_set`): the
-    difference of the two values against the standard error of the per-pair differences; `a` is
+    difference of the two values (of the pairs both said, when one said only some) against the
+    standard error of the per-pair differences; `a` is
     better (worse) when its gain exceeds T95 standard errors, a one-sided paired t-test at 5%.
     The checkpoints were said with the same sentences and seeds, so what a sentence or a seed
     does to both cancels out, and each one's own spread decides nothing. Unpaired (older
@@ -123,6 +124,9 @@ def compare(
         return Comparison(other_step, verdict, difference)
     n = len(differences)
     centre = sum(differences) / n
+    if n < len(a[pairs_key(metric)]):  # a set said only some seeds: its value is not over the same takes
+        difference = round(centre, 9)
+        gain = difference if mode == "max" else -difference
     stderr = math.sqrt(sum((d - centre) ** 2 for d in differences) / (n - 1) / n)
     noise = (T95[n - 2] if n - 2 < len(T95) else T95_NORMAL) * stderr
     verdict = "better" if gain > noise + ROUNDING else "worse" if gain < -noise - ROUNDING else "tie"
@@ -130,8 +134,9 @@ def compare(
 
 
 def _paired_differences(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> list[float] | None:
-    """a's per-pair values minus b's, where both measured a pair; None unless at least two pairs
-    were said alike (the same `pair_set`, the same count)."""
+    """a's per-pair values minus b's, where both measured a pair (a weight set that said only
+    some seeds holds None for the others); None unless at least two pairs were said alike (the
+    same `pair_set`, the same count)."""
     mine, theirs = a.get(pairs_key(metric)), b.get(pairs_key(metric))
     if not isinstance(mine, list) or not isinstance(theirs, list) or len(mine) != len(theirs):
         return None

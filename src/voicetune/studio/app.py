@@ -545,10 +545,10 @@ def _train_page(ws: Workspace) -> dict:
         if holder and progress.eta_seconds is not None:
             line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
         work = progress.milestone_work if holder else None
-        if work:  # updates stand still during a milestone: say what it does, and for how long
+        if work:  # updates stand still during a milestone: say what it does (the console's line), and for how long
             line += (
                 f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
-                f"step {work.get('step')}: {work['work']}"
+                f"{work.get('line') or work['work']}"
             )
         log_path = run / control.TRAIN_LOG
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path.is_file() else ""
