@@ -113,3 +113,39 @@ def test_early_stop_ends_a_run_whose_score_stalls(f5_corpus, tmp_path):
 def test_early_stop_without_scores_is_refused(f5_corpus, tmp_path):
     result = voicetune(*f5_train_args(f5_corpus, tmp_path / "run", 2, 1, "--early-stop", "2"), check_exit=2)
     assert "--early-stop 2: needs milestone scores" in result.stderr
+
+
+def test_a_milestone_a_stop_cut_short_is_scored_first_after_the_resume(f5_corpus, tmp_path):
+    import signal
+
+    from support.harness import Training, cli_env, wait_until
+
+    run, release = tmp_path / "run", tmp_path / "release"
+    settings = scoring_env(VOICETUNE_PAUSE_AT=f"scoring:{release}")
+    stopping = Training(
+        f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE)[1:],
+        env=cli_env(**{k: v for k, v in settings.items() if k.startswith("VOICETUNE_")}),
+        log=tmp_path / "stopped.txt",
+    )
+    assert wait_until(Path(f"{release}.reached").exists, timeout=600, proc=stopping.proc), stopping.output()
+    stopping.signal(signal.SIGTERM)  # while step 2 is being scored
+    assert wait_until(lambda: "SIGTERM: stopping" in stopping.output(), proc=stopping.proc)
+    release.write_text("go")
+    assert stopping.wait(timeout=300) == 143, stopping.output()
+    assert "scoring of step 2 cut short by the stop request" in stopping.output()
+    manifest = run / "checkpoints" / "step_00000002" / "manifest.json"
+    committed = manifest.read_bytes()
+    assert "score" not in json.loads(committed)["metrics"] and read_eval_rows(run / "eval.jsonl") == []
+
+    resumed = voicetune(*f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE), env=scoring_env(), timeout=900)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    out = resumed.stdout
+    assert "step 2: scoring the milestone that the stop cut short" in out
+    assert out.index("eval step 2:") < out.index("step 3/4")  # first, before any update
+    assert manifest.read_bytes() == committed  # a committed manifest is never rewritten
+    rows = read_eval_rows(run / "eval.jsonl")
+    assert [r["step"] for r in rows] == [2, 4]
+    listed = {c["step"]: c for c in json.loads(voicetune("ckpt", "list", run, "--json").stdout)["checkpoints"]}
+    assert listed[2]["score"] == rows[0]["score"] and listed[2]["score_pairs"] == rows[0]["score_pairs"]
+    standing = SCORE_RULE.standing([row_info(r) for r in rows])  # the best, reconsidered with step 2's score
+    assert [s for s, c in listed.items() if c["best"]] == [standing.best.step]

@@ -121,7 +121,7 @@ def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not
     assert [t["weights"] for t in table] == ["ema", "raw", ""]
     assert [t["spread"] for t in table] == ["", "±0.020", ""]
     assert [t["flags"] for t in table] == ["", "repeated_words", ""]
-    assert [t["best"] for t in table] == ["", "★ tie with step 4", ""]
+    assert [t["best"] for t in table] == ["", "★ tie with 4", ""]
     assert [t["val_loss"] for t in table] == ["1.2500"] * 3
 
 
@@ -199,6 +199,7 @@ def test_each_milestone_keeps_its_evaluation_sentences_small_and_the_ab_view_pai
     assert (view.a.step, view.b.step) == (8, 4)
     assert [s.text for s in view.sentences] == ["The first sentence.", "The second sentence."]
     assert view.sentences[0].real_clip == real and view.sentences[1].real_clip is None  # an extra text: no recording
+    assert view.sentences[1].no_clip == "no recording of this sentence: an extra evaluation text"
     assert view.sentences[0].a.audio == ws.root / "runs/voice/eval/step_00000008/sentence_00.ogg"
     assert view.sentences[0].b.audio == ws.root / "runs/voice/eval/step_00000004/sentence_00.ogg"
     assert (
@@ -217,6 +218,8 @@ def test_a_real_clip_outside_the_workspace_is_not_offered_in_the_ab_view(tmp_pat
     _kept_milestone(ws, recordings, 4, 1.0, [str(recordings[0])])  # a dataset outside the workspace
     view = views.ab_view(ws, "voice", 4, 4)
     assert view.sentences[0].real_clip is None
+    # the reason said is the real one (a run copied in), not "an extra evaluation text"
+    assert "lies outside the workspace" in view.sentences[0].no_clip and str(recordings[0]) in view.sentences[0].no_clip
 
 
 # ---- milestone work, warnings, eval's picture ---------------------------------------------------------

@@ -65,7 +65,7 @@ def _row(ckpt: StoredCheckpoint, standing: Standing, verified: bool) -> Checkpoi
         m.get("role", "?"),
         m.get("kind", "?"),
         ckpt.size_bytes,
-        dict(m.get("metrics", {})),
+        ckpt.metrics,
         m.get("created"),
         best is not None and ckpt.name == best.name,
         status,
