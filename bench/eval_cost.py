@@ -75,6 +75,7 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
         os.environ["VOICETUNE_EMA_UPDATE_AFTER"] = "0"  # an EMA of its own, not a copy of the weights
+        os.environ["VOICETUNE_EVALUATE"] = "false"  # the milestone is scored below, side by side
         updates_per_s, _ = run_ours(
             corpus, tmp / "run", args.updates, batch_frames, args.skip, weights_milestone_at=args.updates
         )

@@ -137,7 +137,10 @@ def test_a_milestone_a_stop_cut_short_is_scored_first_after_the_resume(f5_corpus
     committed = manifest.read_bytes()
     assert "score" not in json.loads(committed)["metrics"] and read_eval_rows(run / "eval.jsonl") == []
 
-    resumed = voicetune(*f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE), env=scoring_env(), timeout=900)
+    every_update = ("--set", "log_every=1")  # a line per update: where the scoring came is seen
+    resumed = voicetune(
+        *f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE, *every_update), env=scoring_env(), timeout=900
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     out = resumed.stdout
     assert "step 2: scoring the milestone that the stop cut short" in out
