@@ -303,3 +303,20 @@ def test_eval_draws_beside_what_was_scored(tmp_path):
         default_plot_path([Target("w", 0, weights, upstream=True)])
         == weights.parent / "model_1250000.safetensors.eval.png"
     )
+
+
+def test_the_checkpoints_page_and_ckpt_list_say_what_each_comparison_found():
+    from dataclasses import replace
+
+    from voicetune.checkpoints.maintenance import comparison_lines
+    from voicetune.checkpoints.policy import Comparison
+
+    rows = [
+        replace(_row("step_00000015", 15, score=0.032), compared=Comparison(45, "worse", -0.029, 0.008, 8)),
+        _row("step_00000030", 30),  # not scored: nothing compared
+        replace(_row("step_00000045", 45, best=True, score=0.061), compared=Comparison(15, "better", 0.029, 0.008, 8)),
+    ]
+    assert comparison_lines(rows) == [
+        "step 15: worse than step 45: -0.029 ± 0.008 (paired, 8 pairs)",
+        "step 45 (best): better than step 15: +0.029 ± 0.008 (paired, 8 pairs)",
+    ]

@@ -48,6 +48,16 @@ class CheckpointRow:
         }
 
 
+def comparison_lines(rows: list[CheckpointRow]) -> list[str]:
+    """What each comparison with the best found, one line per compared checkpoint: "step 45
+    (best): better than step 15: +0.029 ± 0.008 (paired, 8 pairs)" (`ckpt list`, the studio)."""
+    return [
+        f"step {r.step}{' (best)' if r.best else ''}: {r.compared.describe()}"
+        for r in rows
+        if r.compared is not None and r.status != "abandoned"
+    ]
+
+
 def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy:
     """The run's own retention settings (from run.json), optionally with another keep_last."""
     return CheckpointOptions.of_run(run, keep_last=keep_last).retention()

@@ -626,7 +626,7 @@ def _saved_form(run: Path) -> dict:
 
 
 def _checkpoints_page(ws: Workspace) -> dict:
-    from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
+    from voicetune.checkpoints.maintenance import comparison_lines, list_checkpoints, prune_run, verify_target
     from voicetune.synthesis.inference import export_trained
 
     with gr.Row():
@@ -691,6 +691,9 @@ def _checkpoints_page(ws: Workspace) -> dict:
             )
         rows, quarantined = list_checkpoints(run)
         note = f"{len(rows)} checkpoints" + (f"; quarantined: {', '.join(quarantined)}" if quarantined else "")
+        compared = comparison_lines(rows)  # what `ckpt list` says below its table
+        if compared:
+            note += "\n\ncompared with the best:\n\n" + "\n".join(f"- {line}" for line in compared)
         picture = run / "eval.png"
         plot_update = gr.update(value=str(picture), visible=True) if picture.is_file() else gr.update(visible=False)
         return (
