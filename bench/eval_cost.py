@@ -1,17 +1,23 @@
 """What scoring a milestone costs, over the training time between two milestones, in one run.
 
 f5-tiny trains on the demo's espeak-ng corpus (32 clips at 24 kHz, the model's default frame
-batches) without scoring, for its updates/s; then one checkpoint is scored the way training scores
-a milestone: the default evaluation set said by the EMA and by the raw weights, each sentence with
-every seed (default 2), WER/CER with whisper, similarity, DNSMOS. Side by side, in the same
-process, the same checkpoint is scored as before both weight sets and seeds were heard (the EMA
-alone, one seed). The ratio is
+batches, the EMA averaging from the start so that its weights differ from the raw ones, as at
+every milestone of a real run) without scoring, for its updates/s; then one checkpoint is scored
+the way training scores a milestone, side by side in the same process:
+
+    before  every draw (issue 29's starting point): the EMA and the raw weights each say the
+            default evaluation set with every seed (default 2); WER/CER, similarity, DNSMOS
+    after   draws as needed (the default now): both sets say it with the first seed; the other
+            seeds are said by the chosen set alone when those pairs tell the sets apart
+
+The ratio is
 
     time of one milestone evaluation / time of save_every updates
 
 for the demo configuration (save_every 80) and for f5-tiny at save_every 1000. The evaluation's
 one-time set-up (loading whisper, the speaker encoder and DNSMOS; scoring the real clips for the
-ceiling) happens once per training session and is printed on its own line.
+ceiling) happens once per training session and is printed on its own line, as is where the time
+of one evaluation goes (saying the takes, and measuring them).
 
     python bench/eval_cost.py [--updates 20] [--whisper-model PATH] [--clips 4] [--seeds 2]
 """
@@ -68,6 +74,8 @@ def main() -> None:
             f"f5-tiny, demo corpus of {plan.clips} espeak-ng clips, batches of {batch_frames} frames; "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
+        os.environ["VOICETUNE_EMA_UPDATE_AFTER"] = "0"  # an EMA of its own, not a copy of the weights
+        os.environ["VOICETUNE_EVALUATE"] = "false"  # the milestone is scored below, side by side
         updates_per_s, _ = run_ours(
             corpus, tmp / "run", args.updates, batch_frames, args.skip, weights_milestone_at=args.updates
         )
@@ -79,30 +87,35 @@ def main() -> None:
         eval_set = choose_eval_set(corpus, None, clips, "en", seeds=seeds)
         real = score_real_voice(eval_set, scorers)
         setup = time.perf_counter() - started
-        one_seed = choose_eval_set(corpus, None, clips, "en", seeds=1)
+        measuring = Stopwatch(scorers)
 
-        def before():  # the EMA weights, one seed
-            return evaluate_weights(trained.adapter, trained.model, {"ema": ema}, one_seed, real, scorers)
+        def evaluate(draws):
+            sets = {"raw": raw, "ema": ema}
+            return evaluate_weights(trained.adapter, trained.model, sets, eval_set, real, scorers, draws=draws)
 
-        def after():  # what a milestone does now: the raw and the EMA weights, every seed
-            return evaluate_weights(trained.adapter, trained.model, {"raw": raw, "ema": ema}, eval_set, real, scorers)
-
-        before(), after()  # warm: what every later milestone costs
-        seconds = {}
-        for label, evaluate in (("before", before), ("after", after), ("before", before), ("after", after)):
+        evaluate("all")  # warm: what every later milestone costs
+        seconds: dict[str, float] = {}
+        measured: dict[str, float] = {}
+        for label, draws in (("before", "all"), ("after", "as needed")) * 2:
+            measuring.seconds = 0.0
             started = time.perf_counter()
-            results = evaluate()
-            seconds[label] = min(seconds.get(label, float("inf")), time.perf_counter() - started)
+            results = evaluate(draws)
+            took = time.perf_counter() - started
+            if took < seconds.get(label, float("inf")):
+                seconds[label], measured[label] = took, measuring.seconds
+            takes = {k: sum(p is not None for p in r.pairs) for k, r in results.items()}
     print(f"training: {updates_per_s:.3f} updates/s")
     print(
-        f"evaluation set: {len(eval_set.texts)} sentences; once per session before the first milestone: "
-        f"{setup:.1f} s (models, ceiling); scores now: "
-        + ", ".join(f"{k} {r.score} (spread {r.score_spread})" for k, r in results.items())
+        f"evaluation set: {len(eval_set.texts)} sentences x {seeds} seeds; once per session before the first "
+        f"milestone: {setup:.1f} s (models, ceiling); scores now: "
+        + ", ".join(f"{k} {r.score} (spread {r.score_spread}, {takes[k]} takes)" for k, r in results.items())
     )
-    print(
-        f"one milestone evaluation, before (EMA weights, 1 seed): {seconds['before']:.1f} s; after (EMA and raw "
-        f"weights, {seeds} seeds): {seconds['after']:.1f} s = {seconds['after'] / seconds['before']:.2f}x (best of two each)"
-    )
+    for label in ("before", "after"):
+        print(
+            f"one milestone evaluation, {label}: {seconds[label]:.1f} s, of which measuring (whisper, encoder, "
+            f"DNSMOS) {measured[label]:.1f} s and saying the takes {seconds[label] - measured[label]:.1f} s"
+        )
+    print(f"after / before: {seconds['after'] / seconds['before']:.2f}x (best of two each)")
     for label, save_every in (("demo (save_every 80)", DEMO_SAVE_EVERY), ("f5-tiny at save_every 1000", F5_SAVE_EVERY)):
         between = save_every / updates_per_s
         ratios = {k: v / between for k, v in seconds.items()}
@@ -111,6 +124,23 @@ def main() -> None:
             f"{label}: evaluation / training between milestones ({between:.0f} s): before {ratios['before']:.3f}, "
             f"after {ratios['after']:.3f} ({verdict})"
         )
+
+
+class Stopwatch:
+    """Adds up the time `scorers.score` takes (whisper, the speaker encoder, DNSMOS)."""
+
+    def __init__(self, scorers):
+        self.seconds = 0.0
+        score = scorers.score
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return score(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        scorers.score = timed
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import pytest
 from conftest import f5_train_args
 from support.harness import cli_env, run_cli, voicetune, whisper_model_path
 
-KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread", "clips", "nfe"}
+KEYS = {"checkpoint", "step", "wer", "cer", "similarity", "dnsmos", "score", "score_spread", "score_pairs", "pair_set"}
+KEYS |= {"clips", "nfe", "best", "compared"}  # best and what comparing each row with the best found
 TRAINED = {*KEYS, "weights", "scores"}  # a trained checkpoint: both weight sets scored, the chosen one at the top
 
 
@@ -30,7 +31,11 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     rows = json.loads(first.stdout)
     assert [r["step"] for r in rows] == [2, 4] and all(set(r) == TRAINED for r in rows)
     assert [r["nfe"] for r in rows] == [16, 16]  # f5-tiny's own default (the real sizes: upstream's 32)
-    assert all(r[k] is not None for r in rows for k in TRAINED)
+    assert [k for r in rows for k in TRAINED - {"compared"} if r[k] is None] == [], rows
+    # compared by their paired takes: 2 held-out sentences x 2 seeds
+    assert [r["best"] for r in rows].count(True) == 1
+    compared = [r["compared"] for r in rows if r["compared"]]
+    assert compared and all(c["pairs"] == 4 and c["text"].endswith("(paired, 4 pairs)") for c in compared)
     assert all(set(r["scores"]) == {"ema", "raw"} and r["score"] == r["scores"][r["weights"]]["score"] for r in rows)
     # Each clip's take check: a model 4 updates old says no word of its text, and the check says so.
     assert all(len(r["clips"]) == 2 and all("wer" in c["flags"] for c in r["clips"]) for r in rows)
@@ -52,7 +57,8 @@ def test_eval_scores_every_checkpoint_alike_twice_and_upstream_files_as_step_0(f
     )
     upstream, again = json.loads(second.stdout)
     assert upstream["step"] == 0 and upstream["checkpoint"].endswith("model.safetensors") and set(upstream) == KEYS
-    assert again == rows[1]  # another process, the same numbers
+    ranked = ("best", "compared")  # against another set of rows
+    assert {k: v for k, v in again.items() if k not in ranked} == {k: v for k, v in rows[1].items() if k not in ranked}
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

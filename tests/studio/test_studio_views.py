@@ -121,7 +121,7 @@ def test_the_checkpoint_table_shows_every_score_and_ema_when_the_weights_are_not
     assert [t["weights"] for t in table] == ["ema", "raw", ""]
     assert [t["spread"] for t in table] == ["", "±0.020", ""]
     assert [t["flags"] for t in table] == ["", "repeated_words", ""]
-    assert [t["best"] for t in table] == ["", "★ tie with step 4", ""]
+    assert [t["best"] for t in table] == ["", "★ tie with 4", ""]
     assert [t["val_loss"] for t in table] == ["1.2500"] * 3
 
 
@@ -199,6 +199,7 @@ def test_each_milestone_keeps_its_evaluation_sentences_small_and_the_ab_view_pai
     assert (view.a.step, view.b.step) == (8, 4)
     assert [s.text for s in view.sentences] == ["The first sentence.", "The second sentence."]
     assert view.sentences[0].real_clip == real and view.sentences[1].real_clip is None  # an extra text: no recording
+    assert view.sentences[1].no_clip == "no recording of this sentence: an extra evaluation text"
     assert view.sentences[0].a.audio == ws.root / "runs/voice/eval/step_00000008/sentence_00.ogg"
     assert view.sentences[0].b.audio == ws.root / "runs/voice/eval/step_00000004/sentence_00.ogg"
     assert (
@@ -217,12 +218,16 @@ def test_a_real_clip_outside_the_workspace_is_not_offered_in_the_ab_view(tmp_pat
     _kept_milestone(ws, recordings, 4, 1.0, [str(recordings[0])])  # a dataset outside the workspace
     view = views.ab_view(ws, "voice", 4, 4)
     assert view.sentences[0].real_clip is None
+    # the reason said is the real one (a run copied in), not "an extra evaluation text"
+    assert "lies outside the workspace" in view.sentences[0].no_clip and str(recordings[0]) in view.sentences[0].no_clip
 
 
 # ---- milestone work, warnings, eval's picture ---------------------------------------------------------
 
 
-def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path):
+def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path, caplog, capsys):
+    import logging
+
     from voicetune.train.control import training_progress
     from voicetune.train.reporting import Reporter
 
@@ -231,13 +236,18 @@ def test_milestone_work_is_readable_while_it_lasts_and_gone_after(tmp_path):
     reporter = Reporter(run, run / "tensorboard", run / "metrics.jsonl", 0, 20, 1, save_every=10)
     try:
         assert training_progress(run).milestone_work is None
-        reporter.working(10, "synthesizing, 2 of 4 sentences")
+        with caplog.at_level(logging.INFO, logger="voicetune.train"):
+            reporter.working(10, "scoring 3 of 8 takes (ema, seed 2)")
         first = training_progress(run).milestone_work
-        assert (first["step"], first["work"]) == (10, "synthesizing, 2 of 4 sentences")
-        reporter.working(10, "scoring 4 sentences (WER, similarity, DNSMOS)")
+        line = "step 10: scoring 3 of 8 takes (ema, seed 2)"
+        assert (first["step"], first["work"], first["line"]) == (10, "scoring 3 of 8 takes (ema, seed 2)", line)
+        # the same line on the console, in train.log (the logger's) and for the studio
+        assert line in capsys.readouterr().out and line in caplog.messages
+        reporter.working(10, "measuring 8 takes (WER, similarity, DNSMOS)")
         second = training_progress(run).milestone_work
-        assert second["work"] == "scoring 4 sentences (WER, similarity, DNSMOS)" and second["since"] == first["since"]
-        reporter.milestone_done(3.0)
+        assert second["line"] == "step 10: measuring 8 takes (WER, similarity, DNSMOS)"
+        assert second["since"] == first["since"]
+        reporter.milestone_done(3.0, 10)
         assert training_progress(run).milestone_work is None
     finally:
         reporter.close()
@@ -293,3 +303,20 @@ def test_eval_draws_beside_what_was_scored(tmp_path):
         default_plot_path([Target("w", 0, weights, upstream=True)])
         == weights.parent / "model_1250000.safetensors.eval.png"
     )
+
+
+def test_the_checkpoints_page_and_ckpt_list_say_what_each_comparison_found():
+    from dataclasses import replace
+
+    from voicetune.checkpoints.maintenance import comparison_lines
+    from voicetune.checkpoints.policy import Comparison
+
+    rows = [
+        replace(_row("step_00000015", 15, score=0.032), compared=Comparison(45, "worse", -0.029, 0.008, 8)),
+        _row("step_00000030", 30),  # not scored: nothing compared
+        replace(_row("step_00000045", 45, best=True, score=0.061), compared=Comparison(15, "better", 0.029, 0.008, 8)),
+    ]
+    assert comparison_lines(rows) == [
+        "step 15: worse than step 45: -0.029 ± 0.008 (paired, 8 pairs)",
+        "step 45 (best): better than step 15: +0.029 ± 0.008 (paired, 8 pairs)",
+    ]

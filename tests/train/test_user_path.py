@@ -263,9 +263,23 @@ def test_eta_counts_milestones_apart():
     reporter = Reporter(Path("."), Path("."), Path("."), 0, 100, 10, enabled=False, save_every=25)
     reporter._rate = 2.0  # updates per second, milestone work excluded
     assert reporter.eta(50) == "00:00:25"  # no milestone measured yet
-    reporter.milestone_done(10.0)
+    reporter.milestone_done(10.0, 50)
     # 50 updates at 2/s, and the milestones of steps 75 and 100 at 10 s each
     assert reporter.eta(50) == "00:00:45 (milestones 00:00:20 of it)"
+
+
+def test_the_eta_of_the_last_step_waits_for_the_last_milestone():
+    from voicetune.train.reporting import Reporter
+
+    # issue 29: 45 updates, a milestone every 15; the last one was scored for 3 minutes at "ETA 00:00:00"
+    reporter = Reporter(Path("."), Path("."), Path("."), 0, 45, 1, enabled=False, save_every=15)
+    reporter._rate = 1.0
+    reporter.milestone_done(150.0, 15)
+    reporter.milestone_done(180.0, 30)  # the last milestone's time counts, not the mean
+    assert reporter.eta(44) == "00:03:01 (milestones 00:03:00 of it)"
+    assert reporter.eta(45) == "00:03:00 (milestones 00:03:00 of it)"  # its milestone is still to come
+    reporter.milestone_done(170.0, 45)
+    assert reporter.eta(45) == "00:00:00"
 
 
 def test_every_commit_is_shown_and_samples_keep_to_their_budget(toy_corpus, tmp_path):

@@ -8,13 +8,14 @@ from typing import Any
 
 from voicetune.checkpoints.lock import RunLock
 from voicetune.checkpoints.manager import CheckpointManager, CheckpointOptions
-from voicetune.checkpoints.policy import RetentionPolicy, Standing
+from voicetune.checkpoints.policy import Comparison, RetentionPolicy, Standing
 from voicetune.checkpoints.store import MANIFEST, CheckpointStore, StoredCheckpoint
 from voicetune.errors import UsageError
 
 # Written by milestone evaluation (train.evaluator): the measures of the weights chosen, their
-# score's spread over seeds, which weights ("ema" or "raw") and every weight set's measures.
-SCORE_KEYS = ("wer", "cer", "similarity", "dnsmos", "score", "score_spread", "weights", "scores")
+# score's spread over seeds, its per-pair values (each sentence and seed), which weights ("ema" or
+# "raw") and every weight set's measures.
+SCORE_KEYS = ("wer", "cer", "similarity", "dnsmos", "score", "score_spread", "score_pairs", "weights", "scores")
 
 
 @dataclass
@@ -30,7 +31,8 @@ class CheckpointRow:
     best: bool
     status: str  # "ok", "unverified" (list does not hash), or the problem
     problem: str | None = None
-    tied_with: int | None = None  # the best's step, when this checkpoint's score lies within its spread
+    tied_with: int | None = None  # the best's step, when the evidence cannot tell this checkpoint from it
+    compared: Comparison | None = None  # this checkpoint against the best (the best: against the one it took over from)
 
     @property
     def tie(self) -> bool:
@@ -38,7 +40,22 @@ class CheckpointRow:
 
     def to_json(self) -> dict[str, Any]:
         # The milestone scores also as top-level keys (None where not scored).
-        return {**asdict(self), "tie": self.tie, **{key: self.metrics.get(key) for key in SCORE_KEYS}}
+        return {
+            **asdict(self),
+            "tie": self.tie,
+            "compared": self.compared.to_json() if self.compared else None,
+            **{key: self.metrics.get(key) for key in SCORE_KEYS},
+        }
+
+
+def comparison_lines(rows: list[CheckpointRow]) -> list[str]:
+    """What each comparison with the best found, one line per compared checkpoint: "step 45
+    (best): better than step 15: +0.029 ± 0.008 (paired, 8 pairs)" (`ckpt list`, the studio)."""
+    return [
+        f"step {r.step}{' (best)' if r.best else ''}: {r.compared.describe()}"
+        for r in rows
+        if r.compared is not None and r.status != "abandoned"
+    ]
 
 
 def retention_of_run(run: Path, keep_last: int | None = None) -> RetentionPolicy:
@@ -58,12 +75,13 @@ def _row(ckpt: StoredCheckpoint, standing: Standing, verified: bool) -> Checkpoi
         m.get("role", "?"),
         m.get("kind", "?"),
         ckpt.size_bytes,
-        dict(m.get("metrics", {})),
+        ckpt.metrics,
         m.get("created"),
         best is not None and ckpt.name == best.name,
         status,
         ckpt.problem,
         best.step if tied and best is not None else None,
+        standing.comparisons.get(ckpt.name),
     )
 
 
@@ -71,9 +89,10 @@ def list_checkpoints(run: Path, include_abandoned: bool = False) -> tuple[list[C
     """Checkpoints of a run from their manifests (no hashing), and the quarantined ones. With
     `include_abandoned`, also those of abandoned timelines (status "abandoned", never resumed).
 
-    Each row: `best` (THE best, the manager's), `tied_with` (the best's step when the row's score
-    lies within the spread of the best's: the earlier stays best), and in `to_json()` the scores
-    of milestone evaluation (`SCORE_KEYS`)."""
+    Each row: `best` (THE best, the manager's), `compared` (what comparing it with the best found;
+    for the best, with the best it took over from), `tied_with` (the best's step when the evidence
+    cannot tell the row from it: the earlier stays best), and in `to_json()` the scores of
+    milestone evaluation (`SCORE_KEYS`)."""
     store = _store(run)
     found = store.scan()
     standing = CheckpointManager(run).standing([c.info() for c in found if c.problem is None])

@@ -367,14 +367,15 @@ class CheckpointManager:
     def best(self, infos: list[CheckpointInfo] | None = None, metric: str | None = None) -> CheckpointInfo | None:
         """THE best committed checkpoint: by the run's best_metric read from each manifest's
         metrics (any name: val_loss, train_loss, score...); a later checkpoint takes over only when
-        better by more than the spread (`RetentionPolicy.standing`), else the earlier stays. `metric`
-        asks for another (lower is better), e.g. train_loss when no checkpoint has the run's."""
+        the paired evidence says it is better, or when it is ahead at two milestones in a row
+        (`RetentionPolicy.standing`), else the earlier stays. `metric` asks for another (lower is
+        better), e.g. train_loss when no checkpoint has the run's."""
         policy = self.retention if metric is None else RetentionPolicy(best_metric=metric, best_mode="min")
         return policy.best(self.store.valid_infos() if infos is None else infos)
 
     def standing(self, infos: list[CheckpointInfo] | None = None) -> Standing:
-        """The best committed checkpoint (as `best`), the checkpoints tied with it (within the
-        spread of its score: the earlier stays best) and how many came after it."""
+        """The best committed checkpoint (as `best`), the checkpoints the evidence cannot tell
+        from it (the earlier stays best), what each comparison found and how many came after it."""
         return self.retention.standing(self.store.valid_infos() if infos is None else infos)
 
     def best_value(self, info: CheckpointInfo | None) -> float | None:

@@ -6,6 +6,9 @@ Two cadences, as F5-TTS users expect:
 - a rolling full-state checkpoint every `last_every` updates (or `last_every_minutes`), of which
   only the newest is kept.
 
+THE best checkpoint is decided here alone (`RetentionPolicy.standing`, by `compare`): two
+checkpoints said with the same sentences and seeds are compared by their paired differences.
+
 Retention never removes the checkpoint the run resumed from, nor the best one, and it only runs
 after a successful commit (the store's caller enforces the ordering; these objects only decide).
 """
@@ -14,10 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-ROUNDING = 1e-9  # scores are stored rounded: 0.52 - 0.50 is "exactly the spread 0.02", not a hair above it
+ROUNDING = 1e-9  # scores are stored rounded: 0.5 - 0.5 read back is "equal", not a hair apart
 Role = Literal["milestone", "rolling"]
 StateKind = Literal["full", "weights"]
 
@@ -49,31 +52,102 @@ def measured(metrics: Mapping[str, Any], metric: str) -> float | None:
     return float(value)
 
 
-def spread_key(metric: str) -> str:
-    """The name of a metric's spread in a manifest's metrics: score -> score_spread."""
-    return f"{metric}_spread"
+def pairs_key(metric: str) -> str:
+    """The name of a metric's per-pair values in a manifest's metrics: score -> score_pairs (one
+    value per evaluation sentence and seed, in the evaluation set's order)."""
+    return f"{metric}_pairs"
 
 
-def margin(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
-    """What other seeds alone can change between two measurements of `metric`: the larger of their
-    spreads (`<metric>_spread`, 0 when not measured)."""
-    return max(0.0, measured(a, spread_key(metric)) or 0.0, measured(b, spread_key(metric)) or 0.0)
+PAIR_SET = "pair_set"  # in metrics: which sentences and seeds the pairs were said with (a fingerprint)
+# One-sided 95% quantiles of Student's t for 1..30 degrees of freedom (n pairs: n - 1); beyond, the
+# normal's. A later checkpoint is better when its gain exceeds this many standard errors.
+T95: tuple[float, ...] = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782)
+T95 += (1.771, 1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703)
+T95 += (1.701, 1.699, 1.697)
+T95_NORMAL = 1.645
+Verdict = Literal["better", "worse", "tie"]
 
 
-def beats(a: Mapping[str, Any], b: Mapping[str, Any], metric: str, mode: Literal["min", "max"]) -> bool:
-    """Whether measurements `a` are better than `b` on `metric` by more than the spread (both measured)."""
+@dataclass(frozen=True)
+class Comparison:
+    """What the evidence says about one checkpoint against another on a metric.
+
+    `difference` is this one's value minus the other's (in the metric's own units: a lower loss is
+    a negative difference); `stderr` the standard error of the per-pair differences (None when they
+    were not paired: one value each); `verdict` "better" or "worse" beyond the evidence's noise,
+    else "tie" (the evidence cannot tell them apart). `trend`: a best that took over by staying
+    ahead on average at two milestones in a row (`RetentionPolicy.standing`), not by the test."""
+
+    step: int  # the other checkpoint's
+    verdict: Verdict
+    difference: float
+    stderr: float | None = None
+    pairs: int = 0
+    trend: bool = False
+
+    def describe(self) -> str:
+        """E.g. "better than step 15: +0.029 ± 0.008 (paired, 8 pairs)"."""
+        words = {"better": "better than", "worse": "worse than", "tie": "cannot be told from"}[self.verdict]
+        if self.trend:
+            words = "ahead of"
+        evidence = (
+            f"{self.difference:+.3f} ± {self.stderr:.3f} (paired, {self.pairs} pairs)"
+            if self.stderr is not None
+            else f"{self.difference:+.3f} (unpaired: one value each)"
+        )
+        return f"{words} step {self.step}: {evidence}" + (" at two milestones in a row" if self.trend else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "text": self.describe()}
+
+
+def compare(
+    a: Mapping[str, Any], b: Mapping[str, Any], metric: str, mode: Literal["min", "max"], other_step: int = 0
+) -> Comparison:
+    """Measurements `a` against `b` (both measured) on `metric`.
+
+    Paired (both hold `<metric>_pairs` of the same length and the same `pair_set`): the
+    difference of the two values (of the pairs both said, when one said only some) against the
+    standard error of the per-pair differences; `a` is
+    better (worse) when its gain exceeds T95 standard errors, a one-sided paired t-test at 5%.
+    The checkpoints were said with the same sentences and seeds, so what a sentence or a seed
+    does to both cancels out, and each one's own spread decides nothing. Unpaired (older
+    manifests, a validation loss, fewer than two pairs): the values alone, strictly."""
     mine, theirs = measured(a, metric), measured(b, metric)
     if mine is None or theirs is None:
-        raise ValueError(f"beats() compares measured {metric!r} values only")
-    gain = mine - theirs
-    return (gain if mode == "max" else -gain) > margin(a, b, metric) + ROUNDING
+        raise ValueError(f"compare() compares measured {metric!r} values only")
+    difference = round(mine - theirs, 9)
+    gain = difference if mode == "max" else -difference
+    differences = _paired_differences(a, b, metric)
+    if differences is None:
+        verdict: Verdict = "better" if gain > ROUNDING else "worse" if gain < -ROUNDING else "tie"
+        return Comparison(other_step, verdict, difference)
+    n = len(differences)
+    centre = sum(differences) / n
+    if n < len(a[pairs_key(metric)]):  # a set said only some seeds: its value is not over the same takes
+        difference = round(centre, 9)
+        gain = difference if mode == "max" else -difference
+    stderr = math.sqrt(sum((d - centre) ** 2 for d in differences) / (n - 1) / n)
+    noise = (T95[n - 2] if n - 2 < len(T95) else T95_NORMAL) * stderr
+    verdict = "better" if gain > noise + ROUNDING else "worse" if gain < -noise - ROUNDING else "tie"
+    return Comparison(other_step, verdict, difference, stderr, n)
 
 
-def within_spread(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> bool:
-    mine, theirs = measured(a, metric), measured(b, metric)
-    if mine is None or theirs is None:
-        raise ValueError(f"within_spread() compares measured {metric!r} values only")
-    return abs(mine - theirs) <= margin(a, b, metric) + ROUNDING
+def _paired_differences(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> list[float] | None:
+    """a's per-pair values minus b's, where both measured a pair (a weight set that said only
+    some seeds holds None for the others); None unless at least two pairs were said alike (the
+    same `pair_set`, the same count)."""
+    mine, theirs = a.get(pairs_key(metric)), b.get(pairs_key(metric))
+    if not isinstance(mine, list) or not isinstance(theirs, list) or len(mine) != len(theirs):
+        return None
+    if a.get(PAIR_SET) != b.get(PAIR_SET):
+        return None
+    differences = [float(x) - float(y) for x, y in zip(mine, theirs) if _finite(x) and _finite(y)]
+    return differences if len(differences) >= 2 else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -81,8 +155,10 @@ class Standing:
     """Where the checkpoints of a run stand on the best metric (`RetentionPolicy.standing`)."""
 
     best: CheckpointInfo | None
-    tied: tuple[CheckpointInfo, ...] = ()  # others whose metric lies within the spread of the best's
-    since_best: int = 0  # measured checkpoints after the best: none of them beat it
+    tied: tuple[CheckpointInfo, ...] = ()  # others the evidence cannot tell from the best
+    since_best: int = 0  # measured checkpoints after the best: none of them took over
+    # name -> that checkpoint against the best; the best's own: against the best it took over from
+    comparisons: Mapping[str, Comparison] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,29 +216,42 @@ class RetentionPolicy:
         return self.standing(infos).best
 
     def standing(self, infos: Iterable[CheckpointInfo]) -> Standing:
-        """The best checkpoint by the metric, in step order: the first measured one is the best
-        until a later one beats it by more than the spread (the larger of the two checkpoints'
-        `<metric>_spread`, what a different seed alone can change). A checkpoint within the spread
-        of the best is a tie, and the earlier checkpoint stays best. Without spreads: strictly
-        better wins, equal stays."""
-        measured = sorted(
-            (i for i in infos if self.best_metric and i.measured(self.best_metric) is not None), key=lambda i: i.step
-        )
+        """The best checkpoint by the metric, walked in step order (`compare` decides each step):
+
+        - the first measured checkpoint is the best;
+        - a later one that is better than the best (beyond the noise of their paired
+          differences) takes over;
+        - a later one ahead of the best on average, right after another that was ahead of it too,
+          takes over (the trend): two milestones in a row that score above the best are where the
+          run is going, and one noisy early milestone, whose noise widens every comparison with
+          it, cannot keep them out forever;
+        - anything else leaves the best where it is: when the evidence cannot tell two checkpoints
+          apart, the earlier stays (and the run's "ready" voice does not move back and forth).
+        """
+        metric, mode = self.best_metric or "", self.best_mode
+        measured = sorted((i for i in infos if metric and i.measured(metric) is not None), key=lambda i: i.step)
         if not measured:
             return Standing(None)
-        best = measured[0]
+        best, took_over, ahead_before = measured[0], None, False
         for info in measured[1:]:
-            if self.beats(info, best):
-                best = info
-        tied = tuple(i for i in measured if i is not best and self.within_spread(i, best))
-        return Standing(best, tied, sum(1 for i in measured if i.step > best.step))
+            found = compare(info.metrics, best.metrics, metric, mode, best.step)
+            ahead = (found.difference if mode == "max" else -found.difference) > ROUNDING
+            if found.verdict == "better" or (ahead and ahead_before):
+                trend = found.verdict != "better"
+                best, took_over, ahead_before = info, replace(found, trend=trend), False
+            else:
+                ahead_before = ahead
+        comparisons = {
+            i.name: compare(i.metrics, best.metrics, metric, mode, best.step) for i in measured if i is not best
+        }
+        if took_over is not None:
+            comparisons[best.name] = took_over
+        tied = tuple(i for i in measured if i is not best and comparisons[i.name].verdict == "tie")
+        return Standing(best, tied, sum(1 for i in measured if i.step > best.step), comparisons)
 
     def beats(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
-        """Whether `a` is better than `b` by more than the spread of either."""
-        return beats(a.metrics, b.metrics, self.best_metric or "", self.best_mode)
-
-    def within_spread(self, a: CheckpointInfo, b: CheckpointInfo) -> bool:
-        return within_spread(a.metrics, b.metrics, self.best_metric or "")
+        """Whether `a` is better than `b` by the evidence (`compare`)."""
+        return compare(a.metrics, b.metrics, self.best_metric or "", self.best_mode).verdict == "better"
 
     def keep(self, infos: Sequence[CheckpointInfo], protected: Iterable[str] = ()) -> set[str]:
         """Names of the checkpoints to keep."""
@@ -309,11 +398,11 @@ def weights_of(metrics: Mapping[str, Any]) -> str:
 
 def choose_weights(scores: Mapping[str, Mapping[str, Any]], metric: str = "score") -> str:
     """Which of a checkpoint's weight sets it is heard with: the EMA (what upstream F5-TTS and
-    XTTS use), unless the raw weights beat it by more than the spread. Either alone, when only one
-    was measured."""
+    XTTS use), unless the raw weights are better by the evidence (`compare`: paired over the same
+    sentences and seeds). Either alone, when only one was measured."""
     ema, raw = scores.get("ema") or {}, scores.get("raw") or {}
     if measured(raw, metric) is None:
         return "ema"
     if measured(ema, metric) is None:
         return "raw"
-    return "raw" if beats(raw, ema, metric, "max") else "ema"
+    return "raw" if compare(raw, ema, metric, "max").verdict == "better" else "ema"

@@ -32,6 +32,7 @@ import torch
 from voicetune import fsio
 from voicetune.checkpoints import serialization as ser
 from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
+from voicetune.checkpoints.scores import EVAL_JSONL, read_eval_rows
 from voicetune.errors import CheckpointDamaged, CheckpointError
 from voicetune.faults import crash_point
 
@@ -76,6 +77,9 @@ class StoredCheckpoint:
     manifest: dict[str, Any] | None
     problem: str | None = None  # why it is invalid (None: not known to be invalid)
     too_new: bool = False  # written by a newer voicetune: refused, never quarantined
+    # Scores measured after the commit (RUN/eval.jsonl: a milestone a stop reached during its
+    # scoring, scored by the resumed run); its manifest stays as committed.
+    scored_later: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -101,7 +105,8 @@ class StoredCheckpoint:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return dict(self.manifest.get("metrics", {})) if self.manifest else {}
+        """The manifest's metrics, and the scores measured after the commit (`scored_later`)."""
+        return {**(self.manifest.get("metrics", {}) if self.manifest else {}), **self.scored_later}
 
     def info(self) -> CheckpointInfo:
         return CheckpointInfo(self.name, self.step, self.role, self.kind, self.size_bytes, self.metrics)  # type: ignore[arg-type]
@@ -145,6 +150,11 @@ class CheckpointStore:
             if fsio.is_temp_name(entry.name) or not entry.is_dir():
                 continue
             found.append(read_checkpoint_dir(entry))
+        unscored = [c for c in found if c.manifest and c.role == "milestone" and "score" not in c.metrics]
+        if unscored:
+            later = {row["step"]: row for row in read_eval_rows(self.run_dir / EVAL_JSONL)}
+            for ckpt in unscored:
+                ckpt.scored_later = {k: v for k, v in later.get(ckpt.step, {}).items() if k != "step"}
         return found
 
     def valid_infos(self) -> list[CheckpointInfo]:

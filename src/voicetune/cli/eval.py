@@ -25,7 +25,7 @@ def eval_(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score, score_spread, weights, scores, clips, nfe}",
+        help="print a JSON list of {checkpoint, step, wer, cer, similarity, dnsmos, score, score_spread, score_pairs, weights, scores, clips, nfe, best, compared}",
     ),
     text: list[str] = typer.Option([], "--text", help="a sentence to say besides the held-out ones (repeatable)"),
     data: Path | None = typer.Option(
@@ -70,9 +70,8 @@ def eval_(
             progress=lambda done, total, label: bar.update(task, completed=done, total=total, status=Path(label).name),
             nfe=nfe,
         )
-    rows = [row.to_json() for row in report.rows]
-    best_row = report.best()
-    best = rows[report.rows.index(best_row)] if best_row is not None else None
+    rows = report.to_json()
+    best = next((row for row in rows if row["best"]), None)
     plot = plot or default_plot_path(resolve_targets(targets))
     plot_eval(rows, report.ceiling, plot, best["step"] if best else None, "voicetune eval")
     if as_json:
@@ -124,3 +123,12 @@ def print_eval_table(rows: list[dict], ceiling, best: dict | None, console) -> N
         "",
     )
     console.print(table)
+    compared = [r for r in rows if r.get("compared")]
+    if compared:
+        console.print(
+            "compared with the best (score difference ± its standard error, on the same sentences and seeds):"
+        )
+        for r in compared:
+            console.print(
+                f"  {escape(Path(r['checkpoint']).name)}{' (best)' if r is best else ''}: {r['compared']['text']}"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from voicetune.checkpoints.maintenance import comparison_lines
 from voicetune.config import format_size
 from voicetune.console import console
 
@@ -57,9 +58,16 @@ def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = Non
             status,
         )
     console.print(table)
+    compared = comparison_lines(rows)
+    if compared:
+        console.print(
+            "compared with the best (score difference ± its standard error, on the same sentences and seeds):"
+        )
+        for line in compared:
+            console.print(f"  {line}")
     if any(r.tie for r in rows):
         console.print(
-            "tie: a score within the spread of the best's, which other seeds alone could give; "
+            "tie: the evidence cannot tell it from the best (see docs/choosing-the-voice.md); "
             "the earlier checkpoint stays best"
         )
     if quarantined:

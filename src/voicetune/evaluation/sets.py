@@ -25,10 +25,11 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from voicetune.checkpoints.policy import PAIR_SET, pairs_key
 from voicetune.scoring import Summary, composite_score, summarize
 from voicetune.scoring.composite import MEASURES
 
@@ -47,6 +48,7 @@ EVAL_SEED = 777
 # work shared the 2 cores (OpenMP threads wait for each other); on a GPU the count hardly matters.
 SYNTHESIS_THREADS = 1
 MEASURE_KEYS = (*MEASURES, "score")
+Draws = Literal["as needed", "all"]  # which (weight set, seed) draws `evaluate_weights` says
 
 
 @dataclass
@@ -72,6 +74,15 @@ class EvalSet:
 
     def seed_of(self, text_index: int, seed_index: int) -> int:
         return self.seed + text_index + SEED_STRIDE * seed_index
+
+    def fingerprint(self) -> str:
+        """What pairs of two scorings are said alike: the same texts, voice prompt, language and
+        seeds give the same fingerprint (a result's `pair_set`)."""
+        import hashlib
+        import json
+
+        said = [self.texts, self.ref_audio, self.ref_text, self.language, self.seed, self.seeds]
+        return hashlib.sha256(json.dumps(said).encode()).hexdigest()[:12]
 
 
 def choose_eval_set(
@@ -151,7 +162,9 @@ def score_real_voice(eval_set: EvalSet, scorers) -> RealVoice:
 @dataclass
 class EvalResult:
     """The scores of one model on an evaluation set: means over the seeds, and the score's spread
-    (the highest seed's score minus the lowest: how far apart two draws of the same model land)."""
+    (the highest seed's score minus the lowest: how far apart two draws of the same model land);
+    `pairs`, each sentence and seed's own score (seed by seed, sentences in the set's order), what
+    two models said alike are compared by (`checkpoints.policy.compare`)."""
 
     summary: Summary
     score: float | None
@@ -161,13 +174,17 @@ class EvalResult:
     sample_rate: int = 0
     clip_scores: list[dict[str, float | None]] = field(default_factory=list)  # each sentence's own measures
     flags: list[list[str]] = field(default_factory=list)  # per clip: what `scoring.checks` caught
+    pairs: list[float | None] = field(default_factory=list)
+    pair_set: str | None = None  # `EvalSet.fingerprint` of the set the pairs were said from
 
-    def measures(self) -> dict[str, float | None]:
-        """{wer, cer, similarity, dnsmos, score, score_spread}."""
+    def measures(self) -> dict[str, Any]:
+        """{wer, cer, similarity, dnsmos, score, score_spread, score_pairs, pair_set}."""
         return {
             **{k: getattr(self.summary, k) for k in MEASURES},
             "score": self.score,
             "score_spread": self.score_spread,
+            pairs_key("score"): self.pairs,
+            PAIR_SET: self.pair_set,
         }
 
 
@@ -237,68 +254,120 @@ def evaluate_weights(
     real: RealVoice,
     scorers,
     progress: Callable[[str], None] | None = None,
+    draws: Draws = "as needed",
 ) -> dict[str, EvalResult]:
     """Score several weight sets of one model (EMA and raw): each set (checkpoint tensors, loaded
-    into `model` with the adapter; None: the model as it is) says the evaluation set once per
-    seed, and every clip is scored in one pass (whisper, the speaker encoder and DNSMOS batch
-    across sets and seeds). A set equal to one before it (an EMA that still copies the weights)
-    is said and scored once."""
-    from voicetune.scoring import to_scoring_rate
+    into `model` with the adapter; None: the model as it is) says the evaluation set with every
+    seed, and the clips are scored in batches (whisper, the speaker encoder and DNSMOS). A set
+    equal to one before it (an EMA that still copies the weights) is said and scored once.
 
-    said: dict[tuple[str, int], list[np.ndarray]] = {}
+    `draws` "as needed": with two weight sets and several seeds, both first say the set with the
+    first seed; when those pairs decide between them (`checkpoints.policy.choose_weights`), only
+    the chosen set says it with the other seeds (the other set's result holds its first draw:
+    its pairs of later seeds are None). The chosen set always has every seed, so that milestones
+    pair alike. "all": every set with every seed. `progress` hears each take ("scoring 3 of 8
+    takes (ema, seed 2)") and the measuring."""
+    from voicetune.checkpoints.policy import choose_weights, compare
+
+    seeds = max(1, eval_set.seeds)
     same_as: dict[str, str] = {}
-    ref_audio = reference_audio(adapter, eval_set)  # read once for every set and seed
-    for name, tensors in weight_sets.items():
-        twin = next(
-            (other for other in weight_sets if (other, 0) in said and _equal(weight_sets[other], tensors)), None
-        )
+    for index, (name, tensors) in enumerate(weight_sets.items()):
+        earlier = [other for other in list(weight_sets)[:index] if other not in same_as]
+        twin = next((other for other in earlier if _equal(weight_sets[other], tensors)), None)
         if twin is not None:
             same_as[name] = twin
-            continue
-        if tensors is not None:
-            adapter.load_checkpoint_weights(model, tensors)
-        for seed_index in range(max(1, eval_set.seeds)):
-            said[name, seed_index] = synthesize_eval_set(
-                adapter, model, eval_set, seed_index, _told(progress, name, seed_index, eval_set.seeds), ref_audio
-            )
-    keys = list(said)
-    clips = [to_scoring_rate(a, adapter.sample_rate) for key in keys for a in said[key]]
-    if progress:
-        progress(f"scoring {len(clips)} sentences (WER, similarity, DNSMOS)")
-    scores = scorers.score(clips, list(eval_set.texts) * len(keys), eval_set.language, speaker=real.speaker)
-    per_key = {key: scores[i * len(eval_set.texts) : (i + 1) * len(eval_set.texts)] for i, key in enumerate(keys)}
-    results = {}
+    distinct = [name for name in weight_sets if name not in same_as]
+    staged = draws == "as needed" and set(distinct) == {"ema", "raw"} and seeds > 1
+    first = [(name, 0) for name in distinct] if staged else [(n, k) for n in distinct for k in range(seeds)]
+    # The takes planned: every set with every seed, until the first draws show what is needed.
+    work = _Takes(progress, len(distinct) * seeds * len(eval_set.texts), len(weight_sets) > 1)
+    ref_audio = reference_audio(adapter, eval_set)  # read once for every set and seed
     pace = reference_pace(eval_set)  # of the voice prompt: once for every set
-    for name in weight_sets:
-        source = same_as.get(name, name)
-        draws = [summarize(per_key[key], digits=6) for key in keys if key[0] == source]
-        values = [composite_score(d, real.ceiling) for d in draws]
-        first = per_key[source, 0]
-        at = keys.index((source, 0)) * len(eval_set.texts)
-        results[name] = EvalResult(
-            mean_summary(draws),
-            _mean_or_none(values, 6),
-            _spread_or_none(values),
-            [s.transcript for s in first],
-            said[source, 0],
-            adapter.sample_rate,
-            [{k: getattr(s, k) for k in MEASURES} for s in first],
-            clip_flags(clips[at : at + len(eval_set.texts)], first, eval_set, pace),
+    heard: dict[tuple[str, int], tuple[list[np.ndarray], list[Any]]] = {}  # (clips at 16 kHz, scores)
+    said: dict[tuple[str, int], list[np.ndarray]] = {}
+    _say_and_score(adapter, model, weight_sets, eval_set, real, scorers, first, ref_audio, said, heard, work)
+    if staged:
+        partial = {n: _result(n, eval_set, real, said, heard, adapter, pace).measures() for n in distinct}
+        chosen = choose_weights(partial)
+        found = compare(partial["raw"], partial["ema"], "score", "max")
+        decided = found.verdict != "tie" and found.stderr is not None  # paired evidence, not one take each
+        rest = [(n, k) for n in distinct for k in range(1, seeds) if not decided or n == chosen]
+        work.planned = work.done + len(rest) * len(eval_set.texts)
+        _say_and_score(adapter, model, weight_sets, eval_set, real, scorers, rest, ref_audio, said, heard, work)
+    return {name: _result(same_as.get(name, name), eval_set, real, said, heard, adapter, pace) for name in weight_sets}
+
+
+class _Takes:
+    """Progress by takes (one sentence said by one weight set with one seed)."""
+
+    def __init__(self, progress: Callable[[str], None] | None, planned: int, named: bool):
+        self.progress, self.planned, self.named, self.done = progress, planned, named, 0
+
+    def told(self, name: str, seed_index: int) -> Callable[[str], None]:
+        """What `synthesize_eval_set` calls before each sentence: one more take of this draw."""
+
+        def take(_: str) -> None:
+            self.done += 1
+            if self.progress:
+                label = f"{name}, seed {seed_index + 1}" if self.named else f"seed {seed_index + 1}"
+                self.progress(f"scoring {self.done} of {self.planned} takes ({label})")
+
+        return take
+
+    def measuring(self, clips: int) -> None:
+        if self.progress:
+            self.progress(f"measuring {clips} takes (WER, similarity, DNSMOS)")
+
+
+def _say_and_score(
+    adapter, model, weight_sets, eval_set: EvalSet, real: RealVoice, scorers, draws, ref_audio, said, heard, work
+) -> None:
+    """Say `draws` ((set, seed index) pairs), then score all their clips in one pass."""
+    from voicetune.scoring import to_scoring_rate
+
+    if not draws:
+        return
+    loaded = None
+    for name, seed_index in draws:
+        tensors = weight_sets[name]
+        if tensors is not None and loaded != name:
+            adapter.load_checkpoint_weights(model, tensors)
+            loaded = name
+        said[name, seed_index] = synthesize_eval_set(
+            adapter, model, eval_set, seed_index, work.told(name, seed_index), ref_audio
         )
-    return results
+    clips = [to_scoring_rate(a, adapter.sample_rate) for key in draws for a in said[key]]
+    work.measuring(len(clips))
+    scores = scorers.score(clips, list(eval_set.texts) * len(draws), eval_set.language, speaker=real.speaker)
+    n = len(eval_set.texts)
+    for i, key in enumerate(draws):
+        heard[key] = (clips[i * n : (i + 1) * n], scores[i * n : (i + 1) * n])
 
 
-def _told(
-    progress: Callable[[str], None] | None,
-    name: str,
-    seed_index: int,
-    seeds: int,
-) -> Callable[[str], None] | None:
-    """`progress` with the weight set and the draw said first ("raw weights, draw 2 of 2: ...")."""
-    if progress is None:
-        return None
-    prefix = "" if name == "model" else f"{name} weights, "
-    return lambda message: progress(f"{prefix}draw {seed_index + 1} of {max(1, seeds)}: {message}")
+def _result(name: str, eval_set: EvalSet, real: RealVoice, said, heard, adapter, pace) -> EvalResult:
+    """The result of weight set `name` from the draws it said: the means over them, the spread
+    when it said every seed; the pairs of seeds it did not say are None."""
+    seeds, n = max(1, eval_set.seeds), len(eval_set.texts)
+    draws = [summarize(heard[name, k][1], digits=6) for k in range(seeds) if (name, k) in heard]
+    values = [composite_score(d, real.ceiling) for d in draws]
+    pairs = [
+        composite_score(summarize([score]), real.ceiling) if score is not None else None
+        for k in range(seeds)
+        for score in (heard[name, k][1] if (name, k) in heard else [None] * n)
+    ]
+    clips, first = heard[name, 0]
+    return EvalResult(
+        mean_summary(draws),
+        _mean_or_none(values, 6),
+        _spread_or_none(values) if len(values) == seeds else None,
+        [s.transcript for s in first],
+        said[name, 0],
+        adapter.sample_rate,
+        [{k: getattr(s, k) for k in MEASURES} for s in first],
+        clip_flags(clips, first, eval_set, pace),
+        pairs,
+        eval_set.fingerprint(),
+    )
 
 
 def _equal(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:

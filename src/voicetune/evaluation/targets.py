@@ -63,16 +63,30 @@ class EvalReport:
     ceiling: Summary
     eval_set: EvalSet
 
-    def best(self) -> EvalRow | None:
-        """The best row by score, by the checkpoint manager's rule (a later one must beat it by
-        more than the spread); upstream files (step 0) first."""
+    def standing(self):
+        """Where the rows stand by score, by the checkpoint manager's rule
+        (`RetentionPolicy.standing`, paired over the set's sentences and seeds); upstream files
+        (step 0) first. Its infos are named by the rows' indexes."""
         from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy
 
         infos = [
             CheckpointInfo(str(i), row.step, "milestone", "full", 0, row.measures) for i, row in enumerate(self.rows)
         ]
-        best = RetentionPolicy(best_metric="score", best_mode="max").best(infos)
+        return RetentionPolicy(best_metric="score", best_mode="max").standing(infos)
+
+    def best(self) -> EvalRow | None:
+        best = self.standing().best
         return self.rows[int(best.name)] if best is not None else None
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The rows, each with `best` and `compared` (what comparing it with the best found)."""
+        standing = self.standing()
+        rows = []
+        for index, row in enumerate(self.rows):
+            found = standing.comparisons.get(str(index))
+            best = standing.best is not None and standing.best.name == str(index)
+            rows.append({**row.to_json(), "best": best, "compared": found.to_json() if found else None})
+        return rows
 
 
 def resolve_targets(paths: list[Path]) -> list[Target]:

@@ -28,7 +28,10 @@ log = logging.getLogger("voicetune.scoring")
 SCORING_RATE = 16000  # whisper, the GE2E encoder and DNSMOS all read 16 kHz
 ENCODER_BATCH = 64  # 1.6-second partial utterances per forward pass of the speaker encoder
 DNSMOS_SECONDS = 9.01  # DNSMOS scores 9.01-second windows, one second apart
-DNSMOS_BATCH = 16  # windows per ONNX run
+# Windows per ONNX run. One: a batch of 16 windows held 1.9 GB in onnxruntime's memory arena (its
+# intermediate tensors scale with the batch; f5-tiny training with scoring peaked at 5 GB, issue 29),
+# and ran no faster on CPU (8.4 s of CPU for 16 windows in one batch, 7.9 s one by one).
+DNSMOS_BATCH = 1
 
 
 def scoring_threads() -> int:

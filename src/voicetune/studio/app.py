@@ -21,6 +21,7 @@ from voicetune.config import format_size
 from voicetune.errors import VoicetuneError
 from voicetune.studio import views
 from voicetune.studio.workspace import Workspace, check_urls
+from voicetune.synthesis.engine import MAX_SPEED, MIN_SPEED
 
 CLIPS_PER_PAGE = 12
 MODELS = ["f5-tiny", "f5-v1-small", "f5-v1-base", "xtts-tiny", "xtts-v2"]
@@ -416,7 +417,9 @@ def _train_page(ws: Workspace) -> dict:
     status = gr.Markdown(elem_id="train-status")
     with gr.Row():
         with gr.Column(scale=3):
-            plot = gr.Image(label="loss", type="filepath", interactive=False, elem_id="train-plot")
+            # the picture has its own title: the label's badge would cover its top-left corner,
+            # where the top y tick label is
+            plot = gr.Image(label="loss", show_label=False, type="filepath", interactive=False, elem_id="train-plot")
         with gr.Column(scale=2):
             sample = gr.Dropdown([], label="milestone samples", elem_id="train-sample")
             sample_audio = gr.Audio(
@@ -545,10 +548,10 @@ def _train_page(ws: Workspace) -> dict:
         if holder and progress.eta_seconds is not None:
             line += f" · {progress.updates_per_s:.2f} updates/s · ETA {time.strftime('%H:%M:%S', time.gmtime(progress.eta_seconds))}"
         work = progress.milestone_work if holder else None
-        if work:  # updates stand still during a milestone: say what it does, and for how long
+        if work:  # updates stand still during a milestone: say what it does (the console's line), and for how long
             line += (
                 f" · milestone work for {max(0, time.time() - work.get('since', time.time())):.0f} s: "
-                f"step {work.get('step')}: {work['work']}"
+                f"{work.get('line') or work['work']}"
             )
         log_path = control.output_log(run)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:]) if log_path else ""
@@ -627,7 +630,7 @@ def _saved_form(run: Path) -> dict:
 
 
 def _checkpoints_page(ws: Workspace) -> dict:
-    from voicetune.checkpoints.maintenance import list_checkpoints, prune_run, verify_target
+    from voicetune.checkpoints.maintenance import comparison_lines, list_checkpoints, prune_run, verify_target
     from voicetune.synthesis.inference import export_trained
 
     with gr.Row():
@@ -658,7 +661,8 @@ def _checkpoints_page(ws: Workspace) -> dict:
             ["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1
         )
         export = gr.Button("Export", variant="primary", elem_id="ckpt-export", scale=1)
-    download = gr.File(label="download", interactive=False, elem_id="ckpt-download")
+    # shown once an export made something to download: empty, it only took room
+    download = gr.File(label="download", interactive=False, elem_id="ckpt-download", visible=False)
     eval_plot = gr.Image(
         label="scores at milestones (RUN/eval.png)",
         type="filepath",
@@ -691,6 +695,9 @@ def _checkpoints_page(ws: Workspace) -> dict:
             )
         rows, quarantined = list_checkpoints(run)
         note = f"{len(rows)} checkpoints" + (f"; quarantined: {', '.join(quarantined)}" if quarantined else "")
+        compared = comparison_lines(rows)  # what `ckpt list` says below its table
+        if compared:
+            note += "\n\ncompared with the best:\n\n" + "\n".join(f"- {line}" for line in compared)
         picture = run / "eval.png"
         plot_update = gr.update(value=str(picture), visible=True) if picture.is_file() else gr.update(visible=False)
         return (
@@ -721,7 +728,8 @@ def _checkpoints_page(ws: Workspace) -> dict:
         out = ws.root / "exports" / label
         files = export_trained(source, fmt_name, out)
         archive = shutil.make_archive(str(out), "zip", root_dir=out)
-        return archive, f"exported {', '.join(p.name for p in files)} to `exports/{label}` (and `exports/{label}.zip`)"
+        said = f"exported {', '.join(p.name for p in files)} to `exports/{label}` (and `exports/{label}.zip`)"
+        return gr.update(value=archive, visible=True), said
 
     shown_outputs = [table, target, message, eval_plot, ab_a, ab_b]
     refresh.click(guarded(show), inputs=[run_name], outputs=shown_outputs)
@@ -759,7 +767,7 @@ def _checkpoints_page(ws: Workspace) -> dict:
                             buttons=["download"],
                         )
                     else:
-                        gr.Markdown("(no recording of this sentence: an extra evaluation text)")
+                        gr.Markdown(f"({sentence.no_clip})", elem_id=f"ab-no-real-{index}")
                 with gr.Column(scale=2, min_width=320):
                     for label, kept in (("a", sentence.a), ("b", sentence.b)):
                         if kept is None:
@@ -809,7 +817,8 @@ def _synthesize_page(ws: Workspace) -> dict:
     text = gr.Textbox("", label="text to speak", lines=2, elem_id="synth-text")
     with gr.Row():
         seed = gr.Number(0, label="seed", precision=0, elem_id="synth-seed")
-        speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="speed", elem_id="synth-speed")
+        # the range the engine (and the speech API) takes
+        speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="speed", elem_id="synth-speed")
         go = gr.Button("Synthesize", variant="primary", elem_id="synth-go")
     with gr.Row():
         out_a = gr.Audio(

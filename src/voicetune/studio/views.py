@@ -46,9 +46,9 @@ CKPT_COLUMN_WIDTHS: list[str | int] = [
     "70px",
     "80px",
     "85px",
-    "50px",
     "95px",
-]  # every header and role on one line in a 1360-px window
+    "95px",
+]  # every header, role and "tie with 15" on one line in a 1360-px window
 CLIP_ORDERS = ("id", "flags first", "longest first", "shortest first", "removed last")
 
 
@@ -211,6 +211,7 @@ class ABSentence:
     real_clip: Path | None  # the speaker saying it (a held-out recording), when the set has one
     a: KeptSentence | None
     b: KeptSentence | None
+    no_clip: str = ""  # why there is no real clip to play (said in place of it)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def ab_view(ws: Workspace, run_name: str, step_a: int, step_b: int) -> ABView:
                 ws.inside(str(s.audio), "evaluation audio"),
                 s.heard,
                 s.measures,
-                _inside_or_none(ws, s.real_clip),
+                s.real_clip,
             )
             for s in evaluation.sentences
         ]
@@ -261,7 +262,8 @@ def ab_view(ws: Workspace, run_name: str, step_a: int, step_b: int) -> ABView:
         second = b.sentences[index] if index < len(b.sentences) else None
         either = first if first is not None else second
         assert either is not None  # index < the longer of the two lists
-        rows.append(ABSentence(either.text, either.real_clip, first, second))
+        playable, why = _real_clip(ws, either.real_clip)
+        rows.append(ABSentence(either.text, playable, first, second, why))
     return ABView(a, b, rows)
 
 
@@ -278,14 +280,21 @@ def sentence_scores(sentence: KeptSentence) -> str:
     return " · ".join(parts) or "not scored"
 
 
-def _inside_or_none(ws: Workspace, path: Path | None) -> Path | None:
+def _real_clip(ws: Workspace, path: Path | None) -> tuple[Path | None, str]:
+    """(the real clip to play, or None and why not): an extra text has no recording; a clip
+    outside the workspace (a run copied in from elsewhere) is not served; a moved one is gone."""
     if path is None:
-        return None
+        return None, "no recording of this sentence: an extra evaluation text"
     try:
         resolved = ws.inside(str(path), "real clip")
     except UsageError:
-        return None
-    return resolved if resolved.is_file() else None
+        return None, (
+            f"the recording of this sentence, {path}, lies outside the workspace (a run copied in?): "
+            "the studio plays files inside it only; copy the dataset into the workspace"
+        )
+    if not resolved.is_file():
+        return None, f"the recording of this sentence, {path}, is missing"
+    return resolved, ""
 
 
 def _number(value: Any) -> float | None:
@@ -307,7 +316,7 @@ def _flags(value: Any) -> str:
 
 
 def _tie(tied_with: Any) -> str:
-    """What `ckpt list` says of a checkpoint whose score lies within the best's spread."""
+    """What `ckpt list` says of a checkpoint the evidence cannot tell from the best."""
     if tied_with is None or isinstance(tied_with, bool):
         return ""
-    return f"tie with step {tied_with}"
+    return f"tie with {tied_with}"

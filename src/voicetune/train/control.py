@@ -130,10 +130,18 @@ class TrainingProgress:
     loss: float | None
     val_loss: float | None
     updates_per_s: float | None
-    milestone_work: dict | None = None  # {step, work, since}: what the milestone in progress does
+    milestone_work: dict | None = None  # {step, work, line, since, eta_s}: what the milestone in progress does
+    logged_eta: float | None = None  # the trainer's own ETA at its last log line (milestones included)
 
     @property
     def eta_seconds(self) -> float | None:
+        """The trainer's ETA (the updates left and the milestones to come, as its console says):
+        while a milestone works, the one it wrote then; else the last one it logged."""
+        work = self.milestone_work or {}
+        if isinstance(work.get("eta_s"), (int, float)):
+            return float(work["eta_s"])
+        if self.logged_eta is not None:
+            return self.logged_eta
         if not self.max_updates or not self.updates_per_s:
             return None
         return max(0, self.max_updates - self.step) / self.updates_per_s
@@ -162,6 +170,7 @@ def training_progress(run: Path) -> TrainingProgress:
         last("val/loss"),
         last("perf/updates_per_s"),
         read_milestone_work(run),
+        last("perf/eta_s"),
     )
 
 

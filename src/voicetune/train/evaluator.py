@@ -23,6 +23,7 @@ import copy
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from voicetune import fsio
 from voicetune.checkpoints.policy import CheckpointInfo, RetentionPolicy, Standing
+from voicetune.checkpoints.scores import EVAL_JSONL, read_eval_rows
 from voicetune.errors import UsageError
 from voicetune.evaluation import (
     EvalSet,
@@ -47,7 +49,6 @@ from voicetune.train.run_folder import RUN_JSON
 
 log = logging.getLogger("voicetune.train")
 
-EVAL_JSONL = "eval.jsonl"
 EVAL_PNG = "eval.png"
 RUN_JSON_KEY = "eval_set"
 SCORE_RULE = RetentionPolicy(best_metric="score", best_mode="max")  # the best row: the manager's rule, on eval rows
@@ -192,6 +193,25 @@ class MilestoneEvaluator:
         self._watch_progress(step, standing)
         return metrics
 
+    def score_cut_short(self, resumed, model, ema, weights) -> bool:
+        """Score the milestone this session resumed from when a stop reached it during its
+        scoring (committed without a score): first, before any update, with the weights it holds
+        (the state just loaded from it). Its manifest stays as committed; the score goes to
+        eval.jsonl, where the checkpoint store finds it (`checkpoints.scores`), and the best is
+        reconsidered with it. Whether it scored it."""
+        if not self.enabled or resumed is None or resumed.role != "milestone" or "score" in resumed.metrics:
+            return False
+        if any(r["step"] == resumed.step for r in self.rows):
+            return False
+        self.reporter.say(
+            f"step {resumed.step}: scoring the milestone that the stop cut short (first; its manifest stays "
+            f"as committed, the score goes to {EVAL_JSONL})"
+        )
+        started = time.monotonic()
+        scored = self.evaluate(resumed.step, model, ema, weights)
+        self.reporter.milestone_done(time.monotonic() - started, resumed.step)  # its time: the ETA's measure
+        return bool(scored)
+
     def _score_weight_sets(self, model, ema, weights, progress=None) -> dict[str, Any]:
         """Both weight sets said and scored on one copy of the model; an EMA equal to the raw
         weights (a copy of them, as in its first `ema_update_after` updates) is scored once."""
@@ -212,9 +232,9 @@ class MilestoneEvaluator:
             del listener
 
     def standing(self) -> Standing:
-        """The best row by score (the checkpoint manager's rule: ties within the spread keep the
-        earlier), the rows tied with it, and how many came after it."""
-        return SCORE_RULE.standing([_as_info(r) for r in self.rows])
+        """The best row by score (the checkpoint manager's rule, `RetentionPolicy.standing`), the
+        rows the evidence cannot tell from it, what each comparison found, and how many came after it."""
+        return SCORE_RULE.standing([row_info(r) for r in self.rows])
 
     def _watch_progress(self, step: int, standing: Standing) -> None:
         """A warning when the score fell two milestones in a row; the early-stop decision."""
@@ -230,11 +250,12 @@ class MilestoneEvaluator:
             self.stop_reason = (
                 f"early stop at step {step}: the score has not improved for {standing.since_best} "
                 f"milestones (best {standing.best.metrics['score']:.3f} at step {standing.best.step}; "
-                f"a score within the spread is a tie, not progress; --early-stop {patience})"
+                f"a milestone the evidence cannot tell from the best is not progress; --early-stop {patience})"
             )
 
 
-def _as_info(row: dict[str, Any]) -> CheckpointInfo:
+def row_info(row: dict[str, Any]) -> CheckpointInfo:
+    """An eval.jsonl row as the checkpoint policies see a milestone."""
     return CheckpointInfo(f"step_{row['step']:08d}", row["step"], "milestone", "full", 0, row)
 
 
@@ -256,12 +277,18 @@ def _describe_row(row: dict[str, Any]) -> str:
 
 
 def _describe_best(standing: Standing, step: int) -> str:
+    """ "; best score 0.061 at step 45 (better than step 15: +0.029 ± 0.008 (paired, 8 pairs))", or
+    what comparing milestone `step` with the best found."""
     if standing.best is None:
         return ""
     text = f"; best score {standing.best.metrics['score']:.3f} at step {standing.best.step}"
-    if any(t.step == step for t in standing.tied):
-        text += f" (step {step} ties it within the spread: the earlier stays best)"
-    return text
+    found = standing.comparisons.get(f"step_{step:08d}")
+    if found is None:
+        return text
+    if standing.best.step == step:
+        return f"{text} ({found.describe()})"
+    kept = ": the earlier stays best" if found.verdict == "tie" else ""
+    return f"{text} (step {step} {found.describe()}{kept})"
 
 
 def _describe(measures: dict[str, Any]) -> str:
@@ -277,20 +304,6 @@ def _describe(measures: dict[str, Any]) -> str:
         if value is not None:
             parts.append(f"{label} {value:.{digits}f}")
     return ", ".join(parts) or "nothing (no scorer could load)"
-
-
-def read_eval_rows(path: Path) -> list[dict[str, Any]]:
-    """RUN/eval.jsonl: one row per scored milestone, the last row of a step counting."""
-    rows: dict[int, dict[str, Any]] = {}
-    if Path(path).is_file():
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line cut by a crash
-                continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                rows[row["step"]] = row
-    return [rows[s] for s in sorted(rows)]
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

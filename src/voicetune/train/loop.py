@@ -145,6 +145,8 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             with contextlib.suppress(StopRequested):
                 write_samples(state, prompts, reporter, run, signals)
         evaluator = MilestoneEvaluator(config, adapter, run, reporter, loop.step, enabled=is_main)
+        with contextlib.suppress(StopRequested), signals.interruptible():
+            evaluator.score_cut_short(start.resume_from, state.core_model, state.ema, state.weights)
         rng = st.TrainState.rng_of(start.loaded, rank) if start.loaded is not None else None
         start.loaded = None  # the checkpoint's files are no longer needed
         # The random streams are set last, right before the first update, so that nothing done

@@ -159,6 +159,7 @@ def milestone(
         metrics["train_loss"] = float(state.loop.smoothed_loss)  # every milestone's fallback measure
     if stop is None and has_validation:
         watchdog.phase("validation", step)
+        reporter.working(step, "validation loss")
         val_loss = validate(state, splits, config, signals)
         if val_loss is None:
             reporter.say(f"validation of step {step} cut short by the stop request")
@@ -169,6 +170,7 @@ def milestone(
     if stop is None and state.accelerator.is_main_process:
         if prompts:
             watchdog.phase("samples", step)
+            reporter.working(step, f"synthesizing {len(prompts)} samples")
             with contextlib.suppress(StopRequested):
                 write_samples(state, prompts, reporter, run, signals)
         if evaluator.enabled:
@@ -181,5 +183,5 @@ def milestone(
             except StopRequested:
                 reporter.say(f"scoring of step {step} cut short by the stop request")
     meter.pause(time.monotonic() - started)
-    reporter.milestone_done(meter.last_pause)
+    reporter.milestone_done(meter.last_pause, step)
     return metrics

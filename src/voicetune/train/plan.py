@@ -55,6 +55,12 @@ FRAMES_STEP = 100
 # manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
 # checkpoint is small too.
 JSON_FILES_BYTES = 16 * 1024
+# Peak host memory (the training process's resident set) of f5-tiny training on the demo corpus,
+# without and with milestone scoring (whisper base), as `bench/train_memory.py` measured it.
+HOST_PEAK_MEASURED = {"f5-tiny": {"without scoring": 1346 << 20, "with scoring": 1795 << 20}}
+TINY_FULL_STATE_BYTES = 20_810_000  # f5-tiny's full state (`voicetune plan --model f5-tiny`: ~19.8 MiB)
+# What each whisper size takes in memory (CTranslate2 float16/float32 weights, about their files).
+WHISPER_BYTES = {"tiny": 75 << 20, "base": 145 << 20, "small": 484 << 20, "medium": 1530 << 20, "large": 3090 << 20}
 PRECISION_NAMES = {
     "no": "fp32",
     "bf16": "bf16 autocast",
@@ -105,6 +111,7 @@ class TrainPlan:
     levers: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     weights: str | None = None  # where the starting weights come from (`voicetune plan` says it)
+    host: HostMemory | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -124,6 +131,7 @@ class TrainPlan:
             "estimate": self.memory.source if self.memory else None,
             "notes": self.notes,
             "weights": self.weights,
+            "host_memory": asdict(self.host) | {"peak_bytes": self.host.peak_bytes} if self.host else None,
         }
         out["max_batch_frames" if self.batch_flag == "--batch-frames" else "max_batch_size"] = self.max_batch
         return out
@@ -162,8 +170,63 @@ class TrainPlan:
                     f"GPU memory {format_size(self.gpu_memory_bytes)} ({self.gpu_memory_source}): "
                     f"the batch {fits}; {best}"
                 )
+        if self.host is not None:
+            out.append(self.host.line())
         out.extend(self.notes)
         return out
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """Peak host memory (RAM) of the training process: training itself, and milestone scoring
+    (the scorers, loaded once per session, and the copy of the model that says the evaluation set)."""
+
+    training_bytes: int
+    scoring_bytes: int  # 0: milestones are not scored
+    source: str  # "measured" (bench/train_memory.py, the tiny models) or "estimate"
+    whisper_model: str | None = None
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.training_bytes + self.scoring_bytes
+
+    def line(self) -> str:
+        if not self.scoring_bytes:
+            return f"host memory ({self.source}): peak ~{format_size(self.peak_bytes)} (milestones not scored)"
+        return (
+            f"host memory ({self.source}): peak ~{format_size(self.peak_bytes)} with milestone scoring "
+            f"(training {format_size(self.training_bytes)} + scoring {format_size(self.scoring_bytes)}: "
+            f"whisper {self.whisper_model}, the speaker encoder, DNSMOS)"
+        )
+
+
+def host_memory(config: TrainConfig, adapter, sizes: dict[str, int]) -> HostMemory:
+    """The peak host memory of training `config`: measured for the tiny models; for the others,
+    the tiny model's process without its state, plus two copies of the full state (the live one
+    or the one being loaded, and the snapshot a save writes from), plus, when milestones are
+    scored, the scorers (f5-tiny's measured increment, with the configured whisper's size in place
+    of whisper base's) and one more copy of the weights (the listener that says the set)."""
+    scored = bool(config.evaluate and callable(getattr(adapter, "synthesize", None)))
+    whisper = _whisper_bytes(config.whisper_model)
+    measured = HOST_PEAK_MEASURED.get(config.model)
+    tiny = HOST_PEAK_MEASURED["f5-tiny"]
+    scorers = tiny["with scoring"] - tiny["without scoring"] - WHISPER_BYTES["base"]
+    if measured is not None:
+        scoring = measured["with scoring"] - measured["without scoring"] + whisper - WHISPER_BYTES["base"]
+        return HostMemory(measured["without scoring"], scoring if scored else 0, "measured", config.whisper_model)
+    process = tiny["without scoring"] - 2 * TINY_FULL_STATE_BYTES
+    training = process + 2 * sizes["full"]
+    scoring = max(0, scorers) + whisper + sizes["weights"] // 2
+    return HostMemory(training, scoring if scored else 0, "estimate", config.whisper_model)
+
+
+def _whisper_bytes(name: str) -> int:
+    """The memory a whisper model takes: a local CTranslate2 folder's model.bin, else by its name."""
+    folder = Path(name).expanduser()
+    if (folder / "model.bin").is_file():
+        return (folder / "model.bin").stat().st_size
+    size = next((b for key, b in WHISPER_BYTES.items() if key in Path(name).name.lower()), None)
+    return size if size is not None else WHISPER_BYTES["small"]
 
 
 # ---- public entry points -----------------------------------------------------------------
@@ -274,6 +337,7 @@ def plan_for_model(
             "optimizer": config.optimizer,
         },
         notes=notes,
+        host=host_memory(config, adapter, sizes),
     )
 
 

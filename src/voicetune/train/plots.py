@@ -35,6 +35,7 @@ def write_loss_plot(run: Path, png: Path) -> bool:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # updates are whole: no tick at 2.5
     axes.set_xlabel("update")
     axes.set_ylabel("loss")
+    axes.set_title("loss", fontsize=10, loc="left")  # a margin above the top tick label, and what it shows
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

@@ -48,7 +48,7 @@ class Reporter:
     ):
         self.enabled = enabled
         self.save_every = save_every
-        self._milestones: list[float] = []  # seconds of each milestone's validation and samples
+        self._milestones: list[float] = []  # seconds of each milestone's validation, samples and scores
         self._rate: float | None = None
         self.log_every = log_every
         self.max_updates = max_updates
@@ -61,6 +61,8 @@ class Reporter:
         self._metrics_path = metrics_path
         self._work_path = Path(run_path) / MILESTONE_WORK
         self._work_since: float | None = None
+        self._work_step: int | None = None  # the milestone at work (or last at work)
+        self._milestone_step: int | None = None  # the last milestone done
         self._failing: set[str] = set()
         if not enabled:
             return
@@ -82,53 +84,91 @@ class Reporter:
     def update(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
+        self._rate = scalars.get("perf/updates_per_s") or self._rate
+        if "perf/updates_per_s" in scalars and self._rate:
+            scalars["perf/eta_s"] = round(self._eta_parts(step)[0], 1)  # the studio shows the same ETA
         self._write_metrics(step, scalars)
         self._tensorboard(
             lambda w: [w.add_scalar(k, v, step) for k, v in scalars.items() if v is not None and np.isfinite(v)]
         )
         status = f"loss {scalars.get('train/loss', float('nan')):.4f}  lr {scalars.get('train/lr', 0):.2e}"
-        self._rate = scalars.get("perf/updates_per_s") or self._rate
+        eta = self.eta(step)
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=step, status=status, eta=self.eta(step))
+            self._progress.update(self._task, completed=step, status=status, eta=eta)
         if step % self.log_every == 0 or step == self.max_updates:
             rate = scalars.get("perf/updates_per_s")
             line = f"step {step}/{self.max_updates}  {status}  grad-norm {scalars.get('train/grad_norm', float('nan')):.3f}"
             if rate:
-                line += f"  {rate:.2f} updates/s  ETA {self.eta(step)}"
+                line += f"  {rate:.2f} updates/s  ETA {eta}"
             log.info(line)
             if not self._interactive:
                 console.print(line)
 
-    def milestone_done(self, seconds: float) -> None:
-        """A milestone's validation and samples took `seconds`: the ETA counts them apart."""
+    def milestone_done(self, seconds: float, step: int | None = None) -> None:
+        """The milestone of `step` (validation, samples, scores) took `seconds`: the ETA counts
+        the milestones to come at the last one's time."""
         self._milestones.append(seconds)
+        self._milestone_step = step
         if self._work_since is not None:
             self._work_since = None
             self._guarded(MILESTONE_WORK, lambda: self._work_path.unlink(missing_ok=True))
 
     def working(self, step: int, what: str) -> None:
-        """Milestone work in progress ("scoring, 2 of 4 sentences"), written to RUN/milestone-work.json
-        for a page that follows the run: updates stand still meanwhile, and it shows why."""
+        """Milestone work in progress ("scoring 3 of 8 takes (ema, seed 2)"): one line
+        `step 45: scoring 3 of 8 takes (ema, seed 2)` on the console and in train.log, in the
+        progress bar with the ETA, and in RUN/milestone-work.json with the ETA for a page that
+        follows the run (the studio): updates stand still meanwhile, and it shows why."""
         if not self.enabled:
             return
         if self._work_since is None:
             self._work_since = time.time()
+        self._work_step = step
+        line = milestone_line(step, what)
+        log.info(line)
+        eta = self.eta(step)
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, status=f"step {step}: {what}")
-        record = {"step": step, "work": what, "since": self._work_since, "now": time.time()}
+            self._progress.update(self._task, status=line, eta=eta)
+        elif not self._interactive:
+            console.print(line)
+        record = {
+            "step": step,
+            "work": what,
+            "line": line,
+            "since": self._work_since,
+            "now": time.time(),
+            "eta_s": self.eta_seconds(step),
+        }
         self._guarded(MILESTONE_WORK, lambda: fsio.atomic_write_json(self._work_path, record))
 
+    def eta_seconds(self, step: int) -> float | None:
+        """Seconds left: the updates at the measured update rate (milestone work excluded from
+        it), plus the milestones still to come, each as long as the last one took (the one in
+        progress: what is left of that); None before the update rate is measured."""
+        return None if not self._rate else self._eta_parts(step)[0]
+
+    def _eta_parts(self, step: int) -> tuple[float, float]:
+        """(all, milestones of it) in seconds; the update rate is known."""
+        assert self._rate
+        updates = (self.max_updates - step) / self._rate
+        last = self._milestones[-1] if self._milestones else None
+        if not self.save_every or last is None:
+            return updates, 0.0
+        # Milestones after `step`, and the one at `step` itself until it is done.
+        remaining = self.max_updates // self.save_every - step // self.save_every
+        at_step = step % self.save_every == 0 and self._milestone_step != step
+        milestones = remaining * last
+        if at_step and self._work_since is not None and self._work_step == step:
+            milestones += max(0.0, last - (time.time() - self._work_since))
+        elif at_step:
+            milestones += last
+        return updates + milestones, milestones
+
     def eta(self, step: int) -> str:
-        """Time left: updates at the measured update rate (milestone work excluded from it), plus
-        the milestones still to come at the mean time of those so far, shown as their own part."""
+        """Time left (`eta_seconds`), the milestones' part shown on its own."""
         if not self._rate:
             return "-"
-        updates = (self.max_updates - step) / self._rate
-        milestones = 0.0
-        if self.save_every and self._milestones:
-            remaining = self.max_updates // self.save_every - step // self.save_every
-            milestones = remaining * sum(self._milestones) / len(self._milestones)
-        text = _eta(updates + milestones)
+        total, milestones = self._eta_parts(step)
+        text = _eta(total)
         return f"{text} (milestones {_eta(milestones)} of it)" if milestones >= 1 else text
 
     def scalars(self, step: int, scalars: dict[str, float]) -> None:
@@ -258,8 +298,13 @@ def mel_figure(mel: np.ndarray, title: str):
     return figure
 
 
+def milestone_line(step: int, what: str) -> str:
+    """What milestone work says, on the console, in train.log and in the studio alike."""
+    return f"step {step}: {what}"
+
+
 def read_milestone_work(run: Path) -> dict[str, Any] | None:
-    """What a run's milestone in progress is doing ({step, work, since}), or None."""
+    """What a run's milestone in progress is doing ({step, work, line, since, eta_s}), or None."""
     try:
         record = json.loads((Path(run) / MILESTONE_WORK).read_text(encoding="utf-8"))
     except (OSError, ValueError):
