@@ -33,60 +33,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "data"), str(REPO_ROOT / "tests")]
 
-from voice_pairs import ESPEAK_PAIRS, REAL_PAIRS, Pair, build_pair  # noqa: E402
+from voice_pairs import ESPEAK_PAIRS, REAL_PAIRS, build_pair, score_pair  # noqa: E402
 
-MAX_OTHER_SECONDS = 1.0  # a kept clip holding more of the other voice is impure
 GOALS = {"precision": 0.95, "recall": 0.80}
-
-
-def score_pair(pair: Pair, mode: str, limits=None) -> dict:
-    """Run the filter on a pair's recordings in `mode` ("REF" or "auto") and score its clips."""
-    from voicetune.data import speaker
-    from voicetune.data.ingest import ANALYSIS_RATE, load_source
-    from voicetune.data.segment import ClipLimits, SpeechDetector, find_speech
-
-    limits = limits or ClipLimits(5, 15)
-    detector, embed = SpeechDetector(), speaker.encoder()
-    decoded = [load_source(r.path, 16000, -23.0).analysis for r in pair.recordings]
-    found, energies = [], []
-    for audio in decoded:
-        spans, energy = find_speech(audio, detector)
-        found.append(speaker.embed_windows(audio, spans, embed))
-        energies.append(energy)
-    result = {"pair": pair.name, "rate": pair.rate, "mode": mode, "real": pair.real}
-    if mode == "auto":
-        chosen = speaker.main_voice(found, [str(r.path) for r in pair.recordings])
-        result["share"] = chosen.share
-        if not chosen.clear:
-            return {**result, "stopped": True}
-        target = chosen.embedding
-    else:
-        target = speaker.reference_voice(pair.reference, embed)
-    clips, confidences, judged_target = [], [], 0.0
-    for recording, audio, windows, energy in zip(pair.recordings, decoded, found, energies):
-        judged = speaker.judge(windows, target)
-        judged_target += sum(
-            recording.seconds_of("target", p.start, p.end)
-            for p in speaker.pieces(windows, judged)
-            if p.kind == "target"
-        )
-        plan, _, confidence = speaker.plan_target_clips(
-            windows, judged, len(audio) / ANALYSIS_RATE, energy, limits, str(recording.path)
-        )
-        clips += [(recording, clip) for clip in plan.clips]
-        confidences += confidence
-    pure = sum(1 for r, c in clips if r.seconds_of("other", c.start, c.end) <= MAX_OTHER_SECONDS)
-    kept = sum(r.seconds_of("target", c.start, c.end) for r, c in clips)
-    total = sum(r.seconds_of("target") for r in pair.recordings)
-    return {
-        **result,
-        "clips": len(clips),
-        "precision": pure / len(clips) if clips else 0.0,
-        "recall": kept / total,
-        "judged_recall": judged_target / total,
-        "estimated": sum(confidences) / len(confidences) if confidences else 0.0,
-        "other_kept": max((r.seconds_of("other", c.start, c.end) for r, c in clips), default=0.0),
-    }
 
 
 def main() -> None:
@@ -108,8 +57,7 @@ def main() -> None:
             ):
                 continue
             for pair in build_pair(Path(folder), target, other, rates):
-                for mode in ("REF", "auto"):
-                    row = score_pair(pair, mode)
+                for row in score_pair(pair):
                     rows.append(row)
                     print(_line(row), flush=True)
     print(f"\n{len(rows)} runs in {time.perf_counter() - started:.0f} s ({', '.join(every)} available)")

@@ -92,6 +92,31 @@ def test_other_voices_are_listed_with_their_similarity(with_reference, interview
 
 
 @pytest.mark.slow
+def test_report_estimates_purity_and_shows_the_borderline_decisions(with_reference):
+    _, manifest, report = with_reference
+    voice = report["speaker"]
+    assert 0.9 <= voice["estimated_purity"] <= 1.0
+    left = [r for r in report["rejections"] if r["reason"] in speaker.REASONS]
+    for reason in speaker.REASONS:
+        assert voice["seconds_left_out_by_reason"][reason] == pytest.approx(
+            sum(r["seconds"] for r in left if r["reason"] == reason), abs=1e-3
+        )
+    borderline = voice["borderline"]
+    assert len(borderline) == 5
+    nearest = min(
+        [abs(c["p_target"] - 0.5) for c in manifest] + [abs(r["p_target"] - 0.5) for r in left if "p_target" in r]
+    )
+    assert abs(borderline[0]["p_target"] - 0.5) == pytest.approx(nearest, abs=1e-3)
+    for decision in borderline:
+        assert decision["end"] > decision["start"]
+        if decision["decision"] == "kept":
+            assert (
+                decision["overrule"].startswith("voicetune dataset remove ")
+                and decision["clip"] in decision["overrule"]
+            )
+
+
+@pytest.mark.slow
 def test_auto_keeps_the_voice_that_speaks_most(interview, whisper_model, tmp_path):
     _, manifest, _ = _prepare(interview, whisper_model, tmp_path / "dataset", "auto")
     precision, recall = _precision_recall(interview[0], manifest)
@@ -163,12 +188,16 @@ def test_a_voice_change_without_a_pause_leaves_the_clip_out(host_voice):
         0.5,
     )
     change_at = (0.5 + 0.8 + 1.0) + sum(p.duration for p in es[:3])
-    plan, _, left = speaker.segment_target_voice(
+    guest_end = change_at + fr[0].duration
+    plan, _, left, _ = speaker.segment_target_voice(
         audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "talk.wav"
     )
-    assert [r["reason"] for r in left] == ["speaker_change"]
-    assert left[0]["start"] < change_at < left[0]["end"]
+    # The guest's part of the stretch is left out, cut within a window (1.5 s) of the change.
+    guest = [r for r in left if r["reason"] == "other_speaker"]
+    assert len(guest) == 1
+    assert abs(guest[0]["start"] - change_at) < speaker.WINDOW_SECONDS and guest[0]["end"] >= guest_end - 0.3
     assert not any(c.start < change_at < c.end for c in plan.clips)
+    assert not any(c.speech_start < guest_end - 0.5 and c.speech_end > change_at + 0.5 for c in plan.clips)
     assert len(plan.clips) == 2
 
 
@@ -177,7 +206,7 @@ def test_one_voice_loses_nothing(host_voice):
     audio = _speech(
         0.5, es[5].samples, 0.6, es[6].samples, 1.2, es[7].samples, 0.4, es[8].samples, 0.9, es[9].samples, 0.5
     )
-    plan, _, left = speaker.segment_target_voice(
+    plan, _, left, _ = speaker.segment_target_voice(
         audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "host.wav"
     )
     assert left == []
@@ -224,7 +253,7 @@ def test_a_file_without_the_voice_gives_no_clip(host_voice):
     audio = _speech(
         0.5, fr[20].samples, 0.7, fr[21].samples, 0.7, fr[22].samples, 0.7, fr[23].samples, 0.7, fr[24].samples, 0.5
     )
-    plan, _, left = speaker.segment_target_voice(
+    plan, _, left, _ = speaker.segment_target_voice(
         audio, SpeechDetector(), ClipLimits(5, 15), host_voice, speaker.encoder(), "guest.wav"
     )
     assert plan.clips == []
@@ -240,10 +269,12 @@ def test_auto_takes_the_voice_that_speaks_most_over_all_files():
         0.5, es[40].samples, 0.8, es[41].samples, 0.8, fr[40].samples, 0.8, es[42].samples, 0.8, es[43].samples, 0.5
     )
     second = _speech(0.5, fr[41].samples, 0.8, fr[42].samples, 0.8, es[44].samples, 0.8, fr[43].samples, 0.5)
-    files = [speaker.file_stretches(audio, detector, embed) for audio in (first, second)]
-    target = speaker.main_voice(files)
-    in_first = speaker.judge(files[0], target).is_target
-    assert in_first.tolist() == [True, True, False, True, True]  # host, host, guest, host, host
-    kept = [span for span, keep in zip(files[1].spans, speaker.judge(files[1], target).is_target) if keep]
+    files = [speaker.file_windows(audio, detector, embed) for audio in (first, second)]
+    chosen = speaker.main_voice(files, ["first.wav", "second.wav"])
+    kinds = [p.kind for p in speaker.pieces(files[0], speaker.judge(files[0], chosen.embedding))]
+    assert kinds == ["target", "target", "other", "target", "target"]  # host, host, guest, host, host
+    pieces = speaker.pieces(files[1], speaker.judge(files[1], chosen.embedding))
+    kept = [p for p in pieces if p.kind == "target"]
     host_at = 0.5 + 0.8 * 2 + fr[41].duration + fr[42].duration
-    assert len(kept) == 1 and abs(kept[0][0] - host_at) < 0.3 and abs(kept[0][1] - host_at - es[44].duration) < 0.3
+    assert len(kept) == 1 and abs(kept[0].start - host_at) < 0.3 and abs(kept[0].end - host_at - es[44].duration) < 0.3
+    assert chosen.share >= speaker.MAJORITY and chosen.sample[0] == "first.wav"

@@ -86,7 +86,9 @@ def espeak_prompts(setting: str, cache: Path) -> list[Prompt]:
         if not wav.is_file():
             wav.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                ["espeak-ng", "-v", voice, "-p", pitch, "-s", rate, "-w", str(wav), text], check=True, capture_output=True
+                ["espeak-ng", "-v", voice, "-p", pitch, "-s", rate, "-w", str(wav), text],
+                check=True,
+                capture_output=True,
             )
         samples, _ = sf.read(wav, dtype="float32")
         loud = np.flatnonzero(np.abs(samples) > 2e-3)
@@ -116,14 +118,21 @@ def _take_turn(prompts: list[Prompt], rng: np.random.Generator) -> list[Prompt]:
     return turn
 
 
-def _assemble(target: list[Prompt], other: list[Prompt], rng: np.random.Generator) -> tuple[np.ndarray, list[Turn]]:
-    """Turns of the two voices (target, target, other, ...) at 8 kHz until RECORDING_SECONDS."""
+def _assemble(
+    target: list[Prompt],
+    other: list[Prompt],
+    rng: np.random.Generator,
+    period: int = 3,
+    seconds: float = RECORDING_SECONDS,
+) -> tuple[np.ndarray, list[Turn]]:
+    """Turns of the two voices at 8 kHz until `seconds`: the other voice every `period`-th turn
+    (target, target, other, ... with the default 3)."""
     parts = [np.zeros(int(0.5 * PROMPT_RATE), np.float32)]
     position = len(parts[0])
     truth: list[Turn] = []
     turn_index = int(rng.integers(3))
-    while position / PROMPT_RATE < RECORDING_SECONDS - 6 and target and other:
-        voice = "other" if turn_index % 3 == 2 else "target"
+    while position / PROMPT_RATE < seconds - 6 and target and other:
+        voice = "other" if turn_index % period == period - 1 else "target"
         turn_index += 1
         for k, prompt in enumerate(turn := _take_turn(target if voice == "target" else other, rng)):
             truth.append(Turn(voice, position / PROMPT_RATE, (position + len(prompt.samples)) / PROMPT_RATE))
@@ -141,24 +150,29 @@ def _write(samples: np.ndarray, path: Path, rate: int) -> None:
         return
     source = path.with_suffix(".src.wav")
     sf.write(source, audio, rate, subtype="PCM_16")
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-b:a", "32k", str(path)], check=True
-    )
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-b:a", "32k", str(path)], check=True)
     source.unlink()
 
 
-def build_pair(folder: Path, target: str, other: str, rates=RATES, cache: Path | None = None) -> list[Pair]:
+def build_pair(
+    folder: Path,
+    target: str,
+    other: str,
+    rates=RATES,
+    cache: Path | None = None,
+    period: int = 3,
+    seconds: float = RECORDING_SECONDS,
+) -> list[Pair]:
     """Write the pair's recordings (a.wav, b.mp3) and reference (outside the recordings' folder)
-    under `folder`, once per rate in `rates`."""
+    under `folder`, once per rate in `rates`; the other voice speaks every `period`-th turn."""
     require_packages(("es", "fr", "it", "ru"))
     cache = cache or folder
     mine, theirs = _voice_prompts(target, cache), _voice_prompts(other, cache)
-    reference, seconds = [], 0.0
-    while seconds < REFERENCE_SECONDS:
+    reference: list[Prompt] = []
+    while sum(p.duration for p in reference) < REFERENCE_SECONDS:
         reference.append(mine.pop())
-        seconds += reference[-1].duration
     rng = np.random.default_rng(sum(map(ord, target + other)))
-    built = [_assemble(mine, theirs, rng) for _ in ("a", "b")]
+    built = [_assemble(mine, theirs, rng, period, seconds) for _ in ("a", "b")]
     gap = np.zeros(int(0.6 * PROMPT_RATE), np.float32)
     reference_audio = np.concatenate([x for p in reference for x in (p.samples, gap)])
     name = f"{_short(target)}+{_short(other)}"
@@ -187,3 +201,62 @@ def median_pitch(samples: np.ndarray, rate: int = PROMPT_RATE) -> float:
     loudness = librosa.feature.rms(y=samples, frame_length=512, hop_length=128)[0][: len(f0)]
     return float(np.median(f0[: len(loudness)][loudness > 0.1 * loudness.max()]))
 
+
+MAX_OTHER_SECONDS = 1.0  # a kept clip holding more of the other voice is impure
+
+
+def score_pair(pair: Pair, limits=None) -> list[dict]:
+    """Run the speaker filter on a pair's recordings as `prepare` does (decode, voice activity,
+    windows, clustering, clip planning; no transcription, which does not change what is kept) with
+    `--speaker REF` and `--speaker auto`, and score the planned clips against the ground truth:
+    precision (the share of kept clips holding at most 1 s of the other voice), recall (the share
+    of the target's speech in a kept clip), the purity the filter estimates, and (auto) the share."""
+    from voicetune.data import speaker
+    from voicetune.data.ingest import ANALYSIS_RATE, load_source
+    from voicetune.data.segment import ClipLimits, SpeechDetector, find_speech
+
+    limits = limits or ClipLimits(5, 15)
+    detector, embed = SpeechDetector(), speaker.encoder()
+    decoded = [load_source(r.path, 16000, -23.0).analysis for r in pair.recordings]
+    found, energies = [], []
+    for audio in decoded:
+        spans, energy = find_speech(audio, detector)
+        found.append(speaker.embed_windows(audio, spans, embed))
+        energies.append(energy)
+    chosen = speaker.main_voice(found, [str(r.path) for r in pair.recordings])
+    rows = []
+    for mode, target in (("REF", speaker.reference_voice(pair.reference, embed)), ("auto", chosen.embedding)):
+        row = {"pair": pair.name, "rate": pair.rate, "mode": mode, "real": pair.real}
+        if mode == "auto":
+            row["share"] = chosen.share
+            if not chosen.clear:
+                rows.append({**row, "stopped": True})
+                continue
+        clips, confidences, judged_target = [], [], 0.0
+        for recording, audio, windows, energy in zip(pair.recordings, decoded, found, energies):
+            judged = speaker.judge(windows, target)
+            judged_target += sum(
+                recording.seconds_of("target", p.start, p.end)
+                for p in speaker.pieces(windows, judged)
+                if p.kind == "target"
+            )
+            plan, _, confidence = speaker.plan_target_clips(
+                windows, judged, len(audio) / ANALYSIS_RATE, energy, limits, str(recording.path)
+            )
+            clips += [(recording, clip) for clip in plan.clips]
+            confidences += confidence
+        pure = sum(1 for r, c in clips if r.seconds_of("other", c.start, c.end) <= MAX_OTHER_SECONDS)
+        kept = sum(r.seconds_of("target", c.start, c.end) for r, c in clips)
+        total = sum(r.seconds_of("target") for r in pair.recordings)
+        rows.append(
+            {
+                **row,
+                "clips": len(clips),
+                "precision": pure / len(clips) if clips else 0.0,
+                "recall": kept / total,
+                "judged_recall": judged_target / total,
+                "estimated": sum(confidences) / len(confidences) if confidences else 0.0,
+                "other_kept": max((r.seconds_of("other", c.start, c.end) for r, c in clips), default=0.0),
+            }
+        )
+    return rows

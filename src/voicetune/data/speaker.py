@@ -56,6 +56,7 @@ MIN_JUDGED_SECONDS = 1.0  # shorter stretches take their nearest window's voice
 SAME_VOICE = 0.90
 # Groups further than this from the target hold none of it: they are not split any further.
 NO_TARGET = 0.60
+MIN_GROUP_WINDOWS = 4  # about 3.75 s of speech: a smaller group is not taken for a voice of its own
 MAX_SPLITS = 3  # depth of the divisive clustering: up to 8 groups per file
 KMEANS_ROUNDS = 10
 MAJORITY = 0.60  # `auto` needs one voice to hold this share of the speech
@@ -217,19 +218,28 @@ def judge(found: FileWindows, target: np.ndarray) -> Judged:
     if not len(embeddings):
         return Judged(similarity, np.zeros(0, bool), np.zeros(0))
     is_target = np.zeros(len(embeddings), bool)
-    others = []
-    for group in voice_groups(embeddings, weights, target):
-        centroid = _centroid(embeddings[group], weights[group])
+    groups = [(g, _centroid(embeddings[g], weights[g])) for g in voice_groups(embeddings, weights, target)]
+    for group, centroid in groups:
         if float(centroid @ target) >= SAME_VOICE:
             is_target |= group
-        else:
-            others.append(centroid)
-    is_target = _smoothed(is_target, found.stretch_of)
-    if not others or not is_target.any():
+    # A group split off the target's own speech in this file is more like the file's target than
+    # like the reference (one recording, one microphone): it is the target too.
+    if is_target.any():
+        mine = _centroid(embeddings[is_target], weights[is_target])
+        for group, centroid in groups:
+            if float(centroid @ mine) >= SAME_VOICE:
+                is_target |= group
+    # Another voice is a group of at least MIN_GROUP_WINDOWS; the windows of a smaller group (a
+    # few atypical windows, too few for a centroid to mean much) go with the nearest voice.
+    others = [c for g, c in groups if not (g & is_target).any() and g.sum() >= MIN_GROUP_WINDOWS]
+    if not is_target.any() or not others:
+        if is_target.any():
+            is_target[:] = True
         return Judged(similarity, is_target, is_target.astype(np.float64))
-    # A window's margin: how much more like the file's target voice than like the nearest other.
     mine = _centroid(embeddings[is_target], weights[is_target])
+    # A window's margin: how much more like the file's target voice than like the nearest other.
     margin = embeddings @ mine - np.max(embeddings @ np.stack(others).T, axis=1)
+    is_target = _smoothed(margin >= 0, found.stretch_of)
     p_target = 1.0 / (1.0 + np.exp(-np.clip(margin / MARGIN_SCALE, -30, 30)))
     return Judged(similarity, is_target, p_target)
 
