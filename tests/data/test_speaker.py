@@ -198,7 +198,10 @@ def test_a_voice_change_without_a_pause_leaves_the_clip_out(host_voice):
     assert abs(guest[0]["start"] - change_at) < speaker.WINDOW_SECONDS and guest[0]["end"] >= guest_end - 0.3
     assert not any(c.start < change_at < c.end for c in plan.clips)
     assert not any(c.speech_start < guest_end - 0.5 and c.speech_end > change_at + 0.5 for c in plan.clips)
-    assert len(plan.clips) == 2
+    # The host's speech is kept but for the window where the voices meet.
+    host = sum(p.duration for p in es[:5])
+    kept = sum(c.speech_end - c.speech_start for c in plan.clips)
+    assert kept >= host - speaker.WINDOW_SECONDS
 
 
 def test_one_voice_loses_nothing(host_voice):
@@ -277,4 +280,10 @@ def test_auto_takes_the_voice_that_speaks_most_over_all_files():
     kept = [p for p in pieces if p.kind == "target"]
     host_at = 0.5 + 0.8 * 2 + fr[41].duration + fr[42].duration
     assert len(kept) == 1 and abs(kept[0].start - host_at) < 0.3 and abs(kept[0].end - host_at - es[44].duration) < 0.3
-    assert chosen.share >= speaker.MAJORITY and chosen.sample[0] == "first.wav"
+    assert chosen.share >= speaker.MAJORITY
+    # Where the voice kept can be heard: a stretch of the host's alone.
+    where = {"first.wav": 0, "second.wav": 1}[chosen.sample[0]]
+    pieces = speaker.pieces(files[where], speaker.judge(files[where], chosen.embedding))
+    assert any(
+        p.kind == "target" and p.start - 0.1 <= chosen.sample[1] < chosen.sample[2] <= p.end + 0.1 for p in pieces
+    )

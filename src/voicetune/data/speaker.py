@@ -56,7 +56,8 @@ MIN_JUDGED_SECONDS = 1.0  # shorter stretches take their nearest window's voice
 SAME_VOICE = 0.90
 # Groups further than this from the target hold none of it: they are not split any further.
 NO_TARGET = 0.60
-MIN_GROUP_WINDOWS = 4  # about 3.75 s of speech: a smaller group is not taken for a voice of its own
+MIN_GROUP_WINDOWS = 4  # about 3.75 s of speech: a smaller group is not taken for a voice of its own,
+SMALL_GROUP_FLOOR = 0.85  # unless its centroid is less like the target than this
 MAX_SPLITS = 3  # depth of the divisive clustering: up to 8 groups per file
 KMEANS_ROUNDS = 10
 MAJORITY = 0.60  # `auto` needs one voice to hold this share of the speech
@@ -229,9 +230,14 @@ def judge(found: FileWindows, target: np.ndarray) -> Judged:
         for group, centroid in groups:
             if float(centroid @ mine) >= SAME_VOICE:
                 is_target |= group
-    # Another voice is a group of at least MIN_GROUP_WINDOWS; the windows of a smaller group (a
-    # few atypical windows, too few for a centroid to mean much) go with the nearest voice.
-    others = [c for g, c in groups if not (g & is_target).any() and g.sum() >= MIN_GROUP_WINDOWS]
+    # Another voice is a group of at least MIN_GROUP_WINDOWS, or a smaller one clearly unlike the
+    # target; the windows of a small group near the line (a few atypical windows of the target, too
+    # few for their centroid to mean much) go with the nearest voice.
+    others = [
+        c
+        for g, c in groups
+        if not (g & is_target).any() and (g.sum() >= MIN_GROUP_WINDOWS or float(c @ target) < SMALL_GROUP_FLOOR)
+    ]
     if not is_target.any() or not others:
         if is_target.any():
             is_target[:] = True
