@@ -762,7 +762,8 @@ def _main_voice(options: PrepareOptions, paths: Sequence[Path]) -> speaker.MainV
             f"--speaker auto: no voice holds a clear majority of the speech: the voice that speaks most holds "
             f"{chosen.share:.0%} (hear it in {heard} at {start:.1f}-{end:.1f} s), the next one {chosen.runner_up_share:.0%}"
             + (f" (in {other[0]} at {other[1]:.1f}-{other[2]:.1f} s)" if other else "")
-            + f", under the {speaker.MAJORITY:.0%} auto needs.\n  Pass --speaker REF.wav, 10 s or more of the voice to keep."
+            + f": under the {speaker.MAJORITY:.0%} of the two voices' speech that auto needs.\n"
+            "  Pass --speaker REF.wav, 10 s or more of the voice to keep."
         )
     error_console.print(
         f"--speaker auto: keeping the voice that speaks most ({chosen.share:.0%} of the speech; the next voice "

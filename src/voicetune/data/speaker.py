@@ -11,7 +11,7 @@ planned, so that a clip never holds two voices:
    with no pause between them are one stretch, and a stretch's mean hides a second voice in it.
 2. The target voice is an embedding: the reference recording's (`--speaker REF.wav`), or with
    `--speaker auto` the voice that speaks most over the files of the dataset's first prepare run,
-   which must hold a clear majority (`MAJORITY`) of their speech. It is kept in
+   which must hold a clear majority (`MAJORITY`) of the speech of the two voices that speak most. It is kept in
    DATASET/.voicetune/speaker.json, so that files added later are judged against the same voice.
 3. Each file's windows are clustered (divisive 2-means on cosine): a group is split in two until
    each group is one voice, and a group is the target voice when its centroid is at least
@@ -60,7 +60,7 @@ MIN_GROUP_WINDOWS = 4  # about 3.75 s of speech: a smaller group is not taken fo
 SMALL_GROUP_FLOOR = 0.85  # unless its centroid is less like the target than this
 MAX_SPLITS = 3  # depth of the divisive clustering: up to 8 groups per file
 KMEANS_ROUNDS = 10
-MAJORITY = 0.60  # `auto` needs one voice to hold this share of the speech
+MAJORITY = 0.60  # `auto` needs the voice that speaks most to hold this share of the two leading voices' speech
 # The scale of a window's margin (similarity to the target's centroid minus to the nearest other
 # voice's) in its probability of being the target: a margin of 0.075 is 95%.
 MARGIN_SCALE = 0.025
@@ -397,7 +397,9 @@ class MainVoice:
 
     @property
     def clear(self) -> bool:
-        return self.share >= MAJORITY
+        """Whether the voice holds a clear majority over the next one: `MAJORITY` of the speech
+        of the two (a host with 60% of an interview and guests with 20% each is clear)."""
+        return self.share >= MAJORITY * (self.share + self.runner_up_share)
 
 
 SEED_SIMILARITY = 0.80  # single windows of one voice are this alike (0.75-0.99 to its centroid)
