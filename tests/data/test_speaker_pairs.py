@@ -44,7 +44,7 @@ def test_auto_without_a_clear_majority_is_exit_2(tmp_path, whisper_model):
     out = tmp_path / "dataset"
     result = voicetune(
         "prepare",
-        pair.folder / "recordings",
+        pair.folder,
         "--out",
         out,
         "--speaker",
@@ -56,5 +56,5 @@ def test_auto_without_a_clear_majority_is_exit_2(tmp_path, whisper_model):
     assert "--speaker auto: no voice holds a clear majority" in result.stderr
     assert "of the two voices' speech" in result.stderr
     assert "--speaker REF.wav" in result.stderr and "%" in result.stderr
-    assert str(pair.folder / "recordings") in result.stderr  # where each voice can be heard
+    assert str(pair.folder) in result.stderr  # where each voice can be heard
     assert not out.exists()  # a rerun with --speaker REF.wav starts afresh
