@@ -287,3 +287,20 @@ def test_auto_takes_the_voice_that_speaks_most_over_all_files():
     assert any(
         p.kind == "target" and p.start - 0.1 <= chosen.sample[1] < chosen.sample[2] <= p.end + 0.1 for p in pieces
     )
+
+
+def test_borderline_speech_left_out_is_planned_as_clips_to_restore():
+    """Left-out speech that may be the target after all (report rows in time order) is planned as
+    clips within runs of it, for `prepare` to set aside where `dataset restore` finds them."""
+    from voicetune.data.segment import FrameEnergy
+
+    audio = np.zeros(40 * 16000, np.float32)
+    rows = [
+        {"start": 2.0, "end": 5.0, "p_target": 0.4},
+        {"start": 5.6, "end": 9.0, "p_target": 0.3},  # one run with the row before: 7 s of speech
+        {"start": 20.0, "end": 21.5, "p_target": 0.6},  # alone and too short for a clip
+    ]
+    clips = speaker.borderline_clips(rows, 40.0, FrameEnergy(audio), ClipLimits(5, 15))
+    assert len(clips) == 1
+    assert clips[0].speech_start == 2.0 and clips[0].speech_end == 9.0
+    assert clips[0].cut_before == clips[0].cut_after == "voice"

@@ -227,10 +227,11 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
             "p_target": r["p_target"],
             "overrule": f"voicetune dataset restore {dataset} {r['clip']}"
             if r.get("clip") in aside
-            else "too short for a clip of its own: pass --speaker REF.wav, or lower --min-seconds",
+            else f"not restorable: {r['seconds']:.1f} s, too short for a clip of its own",
         }
+        # The pieces where two voices meet (speaker_change) are no judgement of a voice to overrule.
         for r in left_out
-        if "p_target" in r
+        if r["reason"] == "other_speaker" and "p_target" in r
     ]
     stored = speaker.stored_target(Path(dataset) / ".voicetune")
     return {
