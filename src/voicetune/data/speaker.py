@@ -54,8 +54,6 @@ MIN_JUDGED_SECONDS = 1.0  # shorter stretches take their nearest window's voice
 # 0.96-0.99 like it, and a sixth of them, split off, 0.91-0.93; groups of another voice 0.70-0.88
 # (0.91 for two espeak-ng variants). The margin is thin on both sides: see docs/guides/prepare.md.
 SAME_VOICE = 0.90
-# Groups further than this from the target hold none of it: they are not split any further.
-NO_TARGET = 0.60
 MIN_GROUP_WINDOWS = 4  # about 3.75 s of speech: a smaller group is not taken for a voice of its own,
 SMALL_GROUP_FLOOR = 0.85  # unless its centroid is less like the target than this
 MAX_SPLITS = 3  # depth of the divisive clustering: up to 8 groups per file
@@ -193,9 +191,6 @@ def voice_groups(
         return [everything]
     groups = []
     for half, centroid in ((first, a), (~first, b)):
-        if float(centroid @ seed) < NO_TARGET and depth < MAX_SPLITS:
-            groups.append(half)  # nothing of the target in it: no need to look closer
-            continue
         for inner in voice_groups(embeddings[half], weights[half], centroid, depth - 1):
             mask = np.zeros(len(embeddings), bool)
             mask[np.flatnonzero(half)[inner]] = True
