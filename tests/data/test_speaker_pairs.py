@@ -7,19 +7,22 @@ bench/speaker_pairs.py, which prints the figures of every pair (docs/guides/prep
 from __future__ import annotations
 
 import pytest
-from voice_pairs import REAL_PAIRS, build_pair, score_pair
+from voice_pairs import build_pair, score_pair
 
 from support.harness import voicetune
 
 MIN_PRECISION = 0.95
 MIN_RECALL = 0.80
+# Every recorded voice, and the two pairs the bench measured lowest (es+fr, ru+es); the bench
+# measures all six pairs (the suite's time: each pair is prepared eight ways).
+TEST_PAIRS = [("es", "fr"), ("ru", "it"), ("ru", "es")]
 
 
 @pytest.fixture(scope="module")
 def real_pair_scores(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pairs")
     return [
-        row for target, other in REAL_PAIRS for pair in build_pair(folder, target, other) for row in score_pair(pair)
+        row for target, other in TEST_PAIRS for pair in build_pair(folder, target, other) for row in score_pair(pair)
     ]
 
 
