@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from voicetune import fsio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, SizeEstimate, TransformerShape
 from voicetune.models.chatterbox import parts as P
 from voicetune.models.lora import LoraSettings, has_lora, lora_state_dict, merge_lora, to_injected_keys
 
@@ -270,6 +270,9 @@ class ChatterboxAdapter(BaseAdapter):
         ).hexdigest()[:16]
 
     # -- settings and shapes
+
+    def size_estimate(self) -> SizeEstimate:
+        return SIZE_ESTIMATES[self.name]
 
     def default_settings(self) -> dict[str, Any]:
         if self.sizes is not None:  # tiny
@@ -679,6 +682,15 @@ def generation_cap(t3: torch.nn.Module, text: str) -> int:
     """Most speech tokens to generate for `text`: ~3x its normal speaking time, within T3's limit."""
     tokens = math.ceil(len(text) * SECONDS_PER_CHAR * P.S3_TOKEN_RATE) + 10
     return int(min(tokens, t3.hp.max_speech_tokens))
+
+
+# The studio's auto settings: chatterbox-tiny as built here, the released model as upstream's
+# T3(), S3Gen() and VoiceEncoder() build it (T3 532 M trained; S3Gen 264 M and the voice encoder
+# frozen). A unit of batch is a clip: T3's Llama over up to 30 s of speech tokens and its text.
+SIZE_ESTIMATES = {
+    "chatterbox-tiny": SizeEstimate(15_129_497, 586_912, 0.5, 0.05, "clips"),
+    "chatterbox": SizeEstimate(797_762_633, 532_405_248, 10.0, 1.2, "clips"),
+}
 
 
 def create_tiny(config: Any = None) -> ChatterboxAdapter:
