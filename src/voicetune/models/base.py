@@ -194,6 +194,13 @@ class BaseAdapter:
         when it initializes them (`voicetune plan` says it)."""
         return getattr(self, "pretrained", None)
 
+    def describe_weights(self) -> str:
+        """Where the starting weights come from, said without touching the network (`voicetune plan`)."""
+        from voicetune.models.hub import describe_source
+
+        source = self.weights_source()
+        return describe_source(source) if source else "initialized from --seed (no pretrained weights)"
+
     def without_pretrained(self) -> ModelAdapter | None:
         """An adapter that builds the same architecture without reading `weights_source()` (for a
         plan: sizes need shapes, not values), or None when the architecture itself comes from

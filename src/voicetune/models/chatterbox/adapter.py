@@ -215,6 +215,21 @@ class ChatterboxAdapter(BaseAdapter):
         plain.kept_conditioning = OrderedDict()
         return plain
 
+    def describe_weights(self) -> str:
+        """A from_local folder, or the hub repository's released files (whether they are cached)."""
+        from voicetune.models.hub import HF_PREFIX, HubFile, cached_hub_file
+
+        spec = str(self.pretrained or "")
+        if not spec:
+            return super().describe_weights()
+        if not spec.startswith(HF_PREFIX):
+            missing = P.missing_files(Path(spec).expanduser()) if Path(spec).expanduser().is_dir() else ["the folder"]
+            return spec + (f" (missing {', '.join(missing)}: `voicetune train` will need them)" if missing else "")
+        repo = spec[len(HF_PREFIX) :].strip("/")
+        if all(cached_hub_file(HubFile(repo, name)) for name in P.RELEASED_FILES):
+            return f"{spec} (in the local Hugging Face cache)"
+        return f"{spec} ({', '.join(P.RELEASED_FILES)} downloaded into the Hugging Face cache when `voicetune train` starts)"
+
     def folder(self) -> Path | None:
         """The from_local folder of --pretrained (downloaded from the hub when a hub repo), or None."""
         if self.pretrained is None:
@@ -689,7 +704,7 @@ def generation_cap(t3: torch.nn.Module, text: str) -> int:
 # frozen). A unit of batch is a clip: T3's Llama over up to 30 s of speech tokens and its text.
 SIZE_ESTIMATES = {
     "chatterbox-tiny": SizeEstimate(15_129_497, 586_912, 0.5, 0.05, "clips"),
-    "chatterbox": SizeEstimate(797_762_633, 532_405_248, 10.0, 1.2, "clips"),
+    "chatterbox": SizeEstimate(797_762_633, 532_397_056, 12.4, 2.1, "clips"),
 }
 
 
