@@ -62,14 +62,15 @@ def test_xtts_trains_on_prepare_defaults_and_names_the_fix(prepared, tmp_path):
 
 
 @pytest.mark.slow
-def test_prepare_for_xtts_makes_clips_xtts_takes(corpus, tmp_path):
-    dataset = tmp_path / "for_xtts"
+@pytest.mark.parametrize("family, shortest, longest", [("xtts", 4.0, 11.5), ("chatterbox", 3.0, 20.0)])
+def test_prepare_for_a_family_makes_clips_it_takes(family, shortest, longest, corpus, tmp_path):
+    dataset = tmp_path / f"for_{family}"
     result = run_cli(
-        "prepare", corpus["talk.mp3"].path, "--out", dataset, "--for", "xtts", "--transcriber", "pocketsphinx"
+        "prepare", corpus["talk.mp3"].path, "--out", dataset, "--for", family, "--transcriber", "pocketsphinx"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     durations = [json.loads(line)["duration"] for line in (dataset / "manifest.jsonl").read_text().splitlines()]
-    assert durations and all(4.0 - 1e-3 <= d <= 11.5 + 1e-3 for d in durations), durations
+    assert durations and all(shortest - 1e-3 <= d <= longest + 1e-3 for d in durations), durations
 
 
 def test_prepare_for_an_unknown_model_is_refused(tmp_path):

@@ -1,5 +1,6 @@
-"""LoRA (peft) for every adapter: only the adapters train and are checkpointed, a LoRA run stopped
-by SIGTERM and resumed ends bit for bit where a straight run ends, and merging changes nothing
+"""LoRA (peft) for every adapter: only the adapters train and are checkpointed, a LoRA run (and
+chatterbox-tiny's full T3) stopped by SIGTERM or kill -9 and resumed ends bit for bit where a
+straight run ends, and merging changes nothing
 the model computes — on xtts-tiny's GPT and on a real F5-TTS CFM(DiT) built from f5_tts's classes."""
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
 
 
-def straight_lora(model: str, corpus: Path, root: Path) -> Path:
+def straight_lora(model: str, corpus: Path, root: Path, lora: bool = True) -> Path:
     run = root / "run"
-    result = run_cli("train", *xtts_args(corpus, run, *LORA, *CADENCE, max_updates=N, model=model))
+    result = run_cli("train", *xtts_args(corpus, run, *(LORA if lora else []), *CADENCE, max_updates=N, model=model))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"model {model}: {LORA_FAMILIES[model][0]:,} trainable parameters" in result.stdout
+    if lora:
+        assert f"model {model}: {LORA_FAMILIES[model][0]:,} trainable parameters" in result.stdout
     return run
 
 
@@ -73,35 +75,64 @@ def straight_lora_run(xtts_corpus, tmp_path_factory) -> Path:
     return straight_lora("xtts-tiny", xtts_corpus, tmp_path_factory.mktemp("lora_straight"))
 
 
-@pytest.fixture(scope="module", params=list(LORA_FAMILIES))
-def lora_family(request, xtts_corpus, tmp_path_factory) -> tuple[str, Path]:
-    """(model, its straight LoRA run) of each family with LoRA."""
-    if request.param == "xtts-tiny":
-        return request.param, request.getfixturevalue("straight_lora_run")
-    return request.param, straight_lora(request.param, xtts_corpus, tmp_path_factory.mktemp("lora_straight"))
+# The resume promise per family: (model, LoRA or the whole model, how the first run is stopped).
+# xtts-tiny's full fine-tune and kill -9 are the toy model's and tiny_full_run's tests; chatterbox's
+# full T3 is checked both ways.
+RESUME_CASES = {
+    "xtts-tiny-lora-sigterm": ("xtts-tiny", True, signal.SIGTERM),
+    "chatterbox-tiny-lora-sigterm": ("chatterbox-tiny", True, signal.SIGTERM),
+    "chatterbox-tiny-full-sigterm": ("chatterbox-tiny", False, signal.SIGTERM),
+    "chatterbox-tiny-full-kill-9": ("chatterbox-tiny", False, signal.SIGKILL),
+}
 
 
-def test_lora_sigterm_and_resume_equal_a_straight_run(xtts_corpus, lora_family, tmp_path):
-    model, straight_lora_run = lora_family
+@pytest.fixture(scope="module")
+def straight_runs(xtts_corpus, tmp_path_factory, request):
+    """(model, lora) -> its straight run, each trained once for the module."""
+    runs: dict[tuple[str, bool], Path] = {}
+
+    def straight(model: str, lora: bool) -> Path:
+        if (model, lora) not in runs:
+            if (model, lora) == ("xtts-tiny", True):
+                runs[model, lora] = request.getfixturevalue("straight_lora_run")
+            else:
+                runs[model, lora] = straight_lora(model, xtts_corpus, tmp_path_factory.mktemp("straight"), lora)
+        return runs[model, lora]
+
+    return straight
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_a_stopped_or_killed_run_resumes_to_equal_a_straight_run(xtts_corpus, straight_runs, case, tmp_path):
+    """SIGTERM exits 143 after a checkpoint, kill -9 leaves the rolling one; either way the resumed
+    run ends bit for bit where a straight run ends (weights, EMA, optimizer, RNG, every loss)."""
+    model, lora, stop = RESUME_CASES[case]
+    straight = straight_runs(model, lora)
     run = tmp_path / "run"
-    args = xtts_args(xtts_corpus, run, *LORA, *CADENCE, max_updates=N, model=model)
+    args = xtts_args(xtts_corpus, run, *(LORA if lora else []), *CADENCE, max_updates=N, model=model)
     training = Training(args, log=tmp_path / "first.log")
     assert wait_until(lambda: last_logged_step(run) >= 12, timeout=180, proc=training.proc), training.output()
-    training.signal(signal.SIGTERM)
-    assert training.wait() == 143, training.output()
+    if stop == signal.SIGKILL:
+        training.kill_group()
+    else:
+        training.signal(stop)
+        assert training.wait() == 143, training.output()
+        assert CheckpointStore(run).latest_valid().step == last_logged_step(run)
     stopped_at = last_logged_step(run)
     assert 12 <= stopped_at < N
     resumed = run_cli("train", *args)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from" in resumed.stdout
 
-    a, b = final_dir(straight_lora_run), final_dir(run)
+    a, b = final_dir(straight), final_dir(run)
     for component in ("model", "ema", "optimizer", "rng"):
         assert_same_tensors(load_tensors(a / f"{component}.safetensors"), load_tensors(b / f"{component}.safetensors"))
     assert json.loads((a / "rng.json").read_text()) == json.loads((b / "rng.json").read_text())
-    la, lb = read_metrics(straight_lora_run / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
+    la, lb = read_metrics(straight / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
     assert [la[s]["train/loss"] for s in range(1, N + 1)] == [lb[s]["train/loss"] for s in range(1, N + 1)]
     assert la[N]["val/loss"] == lb[N]["val/loss"]
+    if not lora:
+        return
     # Only adapter tensors (and their moments) are in the checkpoint.
     weights = load_tensors(a / "model.safetensors")
     assert weights and all(".lora_A." in k or ".lora_B." in k for k in weights)

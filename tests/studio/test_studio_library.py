@@ -238,17 +238,31 @@ def _follow_and_stop(control, run: Path, pid: int, toy_corpus: Path) -> None:
     assert not control._started, "a refused start started a process"
 
 
-def test_auto_settings_know_the_real_size_of_the_tiny_models():
+@pytest.mark.parametrize("name", ["f5-tiny", "xtts-tiny", "chatterbox-tiny"])
+def test_auto_settings_know_the_real_size_of_the_tiny_models(name):
     from voicetune.config import TrainConfig
     from voicetune.models.registry import create_adapter
-    from voicetune.train.auto_settings import PARAMETERS
+    from voicetune.train.auto_settings import size_estimate
 
-    for name in ("f5-tiny", "xtts-tiny"):
-        model = create_adapter(TrainConfig.resolve({"model": name})).build_model()
-        assert PARAMETERS[name] == (
-            sum(p.numel() for p in model.parameters()),
-            sum(p.numel() for p in model.parameters() if p.requires_grad),
-        )
+    model = create_adapter(TrainConfig.resolve({"model": name})).build_model()
+    estimate = size_estimate(name)
+    assert (estimate.parameters, estimate.trainable) == (
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
+
+
+def test_every_model_the_train_page_offers_has_auto_settings_and_a_disk_projection():
+    """The Train page lists the registry's models; each adapter gives the sizes its auto settings
+    and disk projection come from (nothing is built or downloaded)."""
+    from voicetune.models.registry import model_names
+    from voicetune.train.auto_settings import GIB, Machine, auto_settings, projected_disk_bytes
+
+    assert {"f5-tiny", "xtts-tiny", "chatterbox-tiny", "chatterbox"} <= set(model_names())
+    for name in model_names():
+        on_gpu = auto_settings(name, 1000, Machine(24 * GIB, 8))
+        assert on_gpu["save_every"] == 200 and (on_gpu.get("batch_size") or on_gpu.get("batch_frames")), name
+        assert projected_disk_bytes(name, None, 1000, 200, 50, 3, None, "full") > 0
 
 
 def test_dataset_score_flags_sort_the_clip_table_and_survive_an_edit(prepared):

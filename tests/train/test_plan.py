@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from support.harness import cli_env, run_cli, toy_args
+from support.harness import TOY_MODEL, cli_env, run_cli, toy_args, xtts_args
 from voicetune.checkpoints.store import CheckpointStore
 from voicetune.config import TrainConfig, format_size, parse_size
 from voicetune.train.plan import make_plan
@@ -15,11 +15,14 @@ from voicetune.train.plan import make_plan
 BIG = {"VOICETUNE_TOY_HIDDEN": "512"}  # checkpoints of megabytes: JSON side files are noise
 
 
-def test_plan_json_predicts_the_checkpoints_and_train_prints_the_same_plan(toy_corpus, tmp_path):
+@pytest.mark.parametrize("model", [TOY_MODEL, "chatterbox-tiny"])
+def test_plan_json_predicts_the_checkpoints_and_train_prints_the_same_plan(model, toy_corpus, tmp_path):
     run = tmp_path / "run"
-    args = toy_args(
-        toy_corpus, run, "--save-every", "4", "--last-every", "3", "--milestone-state", "weights", max_updates=6
-    )
+    cadence = ("--save-every", "4", "--last-every", "3", "--milestone-state", "weights")
+    if model == TOY_MODEL:
+        args = toy_args(toy_corpus, run, *cadence, max_updates=6)
+    else:  # a real family: only T3 is checkpointed, S3Gen and the voice encoder stay as built
+        args = xtts_args(toy_corpus, run, *cadence, "--set", "samples=false", max_updates=6, model=model)
     planned = run_cli("plan", *args, "--json", env=cli_env(**BIG))
     assert planned.returncode == 0, planned.stderr
     plan = json.loads(planned.stdout)
@@ -117,3 +120,23 @@ def test_plan_of_f5_v1_base_needs_no_weights_and_says_where_they_come_from(tmp_p
     assert f"weights: {tmp_path / 'mine.pt'} (no such file: `voicetune train` will need it)" in small.stdout
     count = int(small.stdout.split(" trainable parameters")[0].split(": ")[-1].replace(",", ""))
     assert count < plan["parameters"]  # the text embedding has a row per token of the given vocabulary
+
+
+def test_plan_of_the_released_chatterbox_needs_no_weights_and_gives_its_memory(tmp_path):
+    """Offline, with an empty Hugging Face cache: T3, S3Gen and the voice encoder at their released
+    sizes (built on the meta device), the from_local files named, and a batch for a 24 GiB card."""
+    from voicetune.train.auto_settings import size_estimate
+
+    hf_home = tmp_path / "hf"
+    env = cli_env(HF_HUB_OFFLINE="1", HF_HOME=str(hf_home))
+    planned = run_cli("plan", "--model", "chatterbox", "--gpu-memory", "24G", "--json", env=env)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    estimate = size_estimate("chatterbox")  # the studio's auto settings agree with the plan
+    assert (plan["parameters"], plan["trainable_parameters"]) == (estimate.parameters, estimate.trainable)
+    assert plan["weights"].startswith("hf://ResembleAI/chatterbox (") and "t3_cfg.safetensors" in plan["weights"]
+    memory = plan["memory"]
+    assert memory["unit"] == "items" and plan["max_batch_size"] >= 1
+    fits = memory["fixed_bytes"] + memory["per_unit_bytes"] * plan["max_batch_size"]
+    assert fits <= parse_size("24G") < fits + memory["per_unit_bytes"]
+    assert not [p for p in hf_home.rglob("*") if p.is_file()], "plan must not download"

@@ -37,14 +37,14 @@ def corpus24(tmp_path_factory) -> Path:
     return write_ljspeech_corpus(tmp_path_factory.mktemp("corpus24"), n_items=24, sample_rate=16000)
 
 
-def args(data: Path, run: Path, *extra: str, updates: int = 4) -> list[str]:
+def args(data: Path, run: Path, *extra: str, updates: int = 4, model: str = TOY_MODEL) -> list[str]:
     return [
         "--data",
         str(data),
         "--run",
         str(run),
         "--model",
-        TOY_MODEL,
+        model,
         "--max-updates",
         str(updates),
         "--save-every",
@@ -65,16 +65,20 @@ def manifests(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "batch_size, corpus, split, samples",
+    "batch_size, corpus, split, samples, model",
     [
-        ("4", "toy_corpus", "14 train / 2 val clips", "true"),  # as reported: one validation batch, the defaults
-        ("1", "toy_corpus", "14 train / 2 val clips", "false"),  # two batches
-        ("1", "corpus24", "21 train / 3 val clips", "true"),  # three batches: one rank takes two
+        # as reported: one validation batch, the defaults
+        ("4", "toy_corpus", "14 train / 2 val clips", "true", TOY_MODEL),
+        ("1", "toy_corpus", "14 train / 2 val clips", "false", TOY_MODEL),  # two batches
+        ("1", "corpus24", "21 train / 3 val clips", "true", TOY_MODEL),  # three batches: one rank takes two
+        # a real family: T3 under DDP beside its frozen S3Gen and voice encoder, samples by rank 0
+        ("1", "toy_corpus", "15 train / 1 val clips", "true", "chatterbox-tiny"),
     ],
 )
-def test_two_processes_validate_any_number_of_batches(batch_size, corpus, split, samples, request, tmp_path):
+def test_two_processes_validate_any_number_of_batches(batch_size, corpus, split, samples, model, request, tmp_path):
     data, run = request.getfixturevalue(corpus), tmp_path / "run"
-    result = run_cli("train", *args(data, run, "--batch-size", batch_size, "--set", f"samples={samples}"), timeout=600)
+    flags = ("--batch-size", batch_size, "--set", f"samples={samples}")
+    result = run_cli("train", *args(data, run, *flags, model=model), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"data: {split}" in result.stdout
     milestones = [m for m in manifests(run) if m["role"] == "milestone"]

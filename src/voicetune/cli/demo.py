@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 
 from voicetune.cli.root import app
+from voicetune.models.registry import DEFAULT_MODEL
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
-    model: str = typer.Option("f5-tiny", "--model", help="model to train"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="model to train"),
     max_updates: int = typer.Option(240, "--max-updates", min=20, help="milestones every third of it"),
     kill_at_step: int = typer.Option(110, "--kill-at-step", min=1, help="SIGKILL the training at this step"),
 ) -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 from voicetune.console import console
 from voicetune.demo.corpus import write_ljspeech_corpus
 from voicetune.errors import VoicetuneError
+from voicetune.models.registry import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
 class DemoPlan:
     out: Path
-    model: str = "f5-tiny"
+    model: str = DEFAULT_MODEL
     clips: int = 32
     max_updates: int = 240
     save_every: int = 80

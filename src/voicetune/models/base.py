@@ -78,6 +78,18 @@ class SampleAudio:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SizeEstimate:
+    """A model's sizes before it is built, for the studio's auto settings and disk projection: an
+    estimate from published parameter counts, not a measurement (`voicetune plan` measures)."""
+
+    parameters: int
+    trainable: int  # of a full fine-tune (frozen parts left out)
+    fixed_gib: float  # GPU memory of the model, its optimizer state and the framework before any batch
+    per_unit_gib: float  # what one unit of batch adds (bf16 activations)
+    batch_unit: str  # "frames" (a batch by total mel frames) or "clips"
+
+
 @runtime_checkable
 class ModelAdapter(Protocol):
     """What the training loop needs from a model. See the module docstring for the rules."""
@@ -88,6 +100,9 @@ class ModelAdapter(Protocol):
 
     def default_settings(self) -> dict[str, Any]:
         """Defaults for TrainConfig fields left unset (None), e.g. lr, warmup_updates, batch_frames."""
+
+    def size_estimate(self) -> SizeEstimate | None:
+        """Sizes known without building the model (the studio's auto settings), or None."""
 
     def architecture(self) -> dict[str, Any]:
         """Fields that decide tensor shapes; a resume whose values differ is refused."""
@@ -168,6 +183,9 @@ class BaseAdapter:
     def default_settings(self) -> dict[str, Any]:
         return {}
 
+    def size_estimate(self) -> SizeEstimate | None:
+        return None
+
     def use_saved_architecture(self, architecture: dict[str, Any]) -> None:
         return None
 
@@ -175,6 +193,13 @@ class BaseAdapter:
         """Where `build_model` takes the starting weights from (a path or hf:// file), or None
         when it initializes them (`voicetune plan` says it)."""
         return getattr(self, "pretrained", None)
+
+    def describe_weights(self) -> str:
+        """Where the starting weights come from, said without touching the network (`voicetune plan`)."""
+        from voicetune.models.hub import describe_source
+
+        source = self.weights_source()
+        return describe_source(source) if source else "initialized from --seed (no pretrained weights)"
 
     def without_pretrained(self) -> ModelAdapter | None:
         """An adapter that builds the same architecture without reading `weights_source()` (for a

@@ -42,6 +42,11 @@ CLIP_BOUNDS: dict[str, tuple[float, float]] = {
 UPSTREAM_PACKAGES: dict[str, str] = {"f5": "f5-tts", "xtts": "coqui-tts", "chatterbox": "chatterbox-tts"}
 
 
+def export_formats() -> list[str]:
+    """`ckpt export --format` choices: each family's upstream files, and plain safetensors."""
+    return [*UPSTREAM_PACKAGES, "safetensors"]
+
+
 def clip_bounds(target: str) -> tuple[float, float]:
     """(min, max) clip seconds for `prepare --for TARGET`: a family (f5, xtts) or a model name."""
     family = target if target in CLIP_BOUNDS else next((f for f in CLIP_BOUNDS if target.startswith(f + "-")), None)
@@ -60,6 +65,11 @@ for _f5_name in ("f5-tiny", "f5-v1-small", "f5-v1-base"):
 
 def model_names() -> list[str]:
     return sorted(BUILTIN_MODELS)
+
+
+# What `train` (and the studio's Train page) starts with when no model is named: the smallest
+# built-in model, which trains on a CPU in minutes.
+DEFAULT_MODEL = "f5-tiny"
 
 
 def create_adapter(config: TrainConfig) -> ModelAdapter:

@@ -44,7 +44,7 @@ from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
 from voicetune.models import xtts_language
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, SizeEstimate, TransformerShape
 from voicetune.models.lora import (
     LoraSettings,
     has_lora,
@@ -287,6 +287,9 @@ class XttsAdapter(BaseAdapter):
         if not texts:
             raise UsageError(f"--data {self.data}: no text to learn --language {self.language}'s tokens from")
         return texts
+
+    def size_estimate(self) -> SizeEstimate:
+        return SIZE_ESTIMATES[self.name]
 
     def default_settings(self) -> dict[str, Any]:
         if self.name == "xtts-tiny":
@@ -888,6 +891,14 @@ def log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     )
     return torch.log(mel.clamp(min=1e-5)).numpy()
+
+
+# The studio's auto settings: xtts-tiny as built here, XTTS-v2 as published (its GPT ~443 M of
+# ~467 M: the DVAE and the HiFi-GAN decoder stay frozen). A unit of batch is a clip.
+SIZE_ESTIMATES = {
+    "xtts-tiny": SizeEstimate(23_121_278, 705_618, 0.5, 0.05, "clips"),
+    "xtts-v2": SizeEstimate(467_000_000, 443_000_000, 8.0, 1.6, "clips"),
+}
 
 
 def create_tiny(config: Any = None) -> XttsAdapter:

@@ -18,13 +18,12 @@ from typing import Any
 import gradio as gr
 
 from voicetune.config import format_size
-from voicetune.errors import VoicetuneError
+from voicetune.errors import UsageError, VoicetuneError
 from voicetune.studio import views
 from voicetune.studio.workspace import Workspace, check_urls
 from voicetune.synthesis.engine import MAX_SPEED, MIN_SPEED
 
 CLIPS_PER_PAGE = 12
-MODELS = ["f5-tiny", "f5-v1-small", "f5-v1-base", "xtts-tiny", "xtts-v2"]
 POLL_SECONDS = 2.0
 # System fonts only: the default theme would fetch web fonts, and a studio may have no internet.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -389,8 +388,9 @@ def _report_markdown(report: dict) -> str:
 
 
 def _train_page(ws: Workspace) -> dict:
+    from voicetune.models.registry import DEFAULT_MODEL, model_names
     from voicetune.train import control
-    from voicetune.train.auto_settings import PARAMETERS, auto_settings, detect_machine, projected_disk_bytes
+    from voicetune.train.auto_settings import auto_settings, detect_machine, projected_disk_bytes, size_estimate
     from voicetune.train.plots import write_loss_plot
 
     gr.Markdown(
@@ -401,7 +401,7 @@ def _train_page(ws: Workspace) -> dict:
     with gr.Row():
         dataset = gr.Dropdown([], label="dataset", elem_id="train-data", scale=2)
         run_name = gr.Textbox("run1", label="run name", elem_id="train-run", scale=2)
-        model = gr.Dropdown(MODELS, value="f5-tiny", label="model", elem_id="train-model", scale=1)
+        model = gr.Dropdown(model_names(), value=DEFAULT_MODEL, label="model", elem_id="train-model", scale=1)
         pretrained = gr.Textbox(
             "",
             label="pretrained weights (path in the workspace or hf://REPO/FILE; empty: the model's)",
@@ -493,8 +493,12 @@ def _train_page(ws: Workspace) -> dict:
         }
 
     def plan_text(model_name, rank, updates, save, last, keep) -> str:
-        if model_name not in PARAMETERS or None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
+        if None in (updates, save, last, keep) or min(updates, save, last, keep) < 1:
             return ""  # a field being typed: say nothing until it holds a number
+        try:
+            size_estimate(model_name)
+        except UsageError:
+            return ""  # a model without an estimate: the run prints its own at start
         peak = projected_disk_bytes(
             model_name, int(rank or 0) or None, int(updates), int(save), int(last), int(keep), None, "full"
         )
@@ -647,6 +651,7 @@ def _saved_form(run: Path) -> dict:
 
 def _checkpoints_page(ws: Workspace) -> dict:
     from voicetune.checkpoints.maintenance import comparison_lines, list_checkpoints, prune_run, verify_target
+    from voicetune.models.registry import export_formats
     from voicetune.synthesis.inference import export_trained
 
     with gr.Row():
@@ -673,9 +678,7 @@ def _checkpoints_page(ws: Workspace) -> dict:
         prune = gr.Button("Prune", variant="stop", elem_id="ckpt-prune")
     with gr.Row():
         target = gr.Dropdown([], label="checkpoint to export", elem_id="ckpt-target", scale=2)
-        fmt = gr.Dropdown(
-            ["f5", "xtts", "safetensors"], value="safetensors", label="format", elem_id="ckpt-format", scale=1
-        )
+        fmt = gr.Dropdown(export_formats(), value="safetensors", label="format", elem_id="ckpt-format", scale=1)
         export = gr.Button("Export", variant="primary", elem_id="ckpt-export", scale=1)
     # shown once an export made something to download: empty, it only took room
     download = gr.File(label="download", interactive=False, elem_id="ckpt-download", visible=False)

@@ -8,26 +8,17 @@ projected disk use of the retention. It is an estimate from parameter counts, no
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from voicetune.errors import UsageError
+
+if TYPE_CHECKING:
+    from voicetune.models.base import SizeEstimate
 
 GIB = 1024**3
-
-# (parameters, trainable parameters of a full fine-tune) of the built-in models: the tiny ones as
-# built here, the others as upstream publishes them (F5-TTS v1 Base 336 M; XTTS-v2's GPT ~443 M of
-# ~467 M: the DVAE and the HiFi-GAN decoder stay frozen).
-PARAMETERS = {
-    "f5-tiny": (1_297_572, 1_297_572),
-    "f5-v1-small": (158_000_000, 158_000_000),
-    "f5-v1-base": (336_000_000, 336_000_000),
-    "xtts-tiny": (23_121_278, 705_618),
-    "xtts-v2": (467_000_000, 443_000_000),
-}
-# GPU memory the model, its optimizer state and the framework take before any batch (GiB), and
-# what one unit of batch takes: a mel frame for F5, a clip for XTTS (bf16 activations, measured on
-# upstream's recipes: F5 v1 Base trains 38 400 frames on 80 GB).
-FIXED_GIB = {"f5-tiny": 0.5, "f5-v1-small": 3.0, "f5-v1-base": 6.0, "xtts-tiny": 0.5, "xtts-v2": 8.0}
-PER_UNIT_GIB = {"f5-tiny": 1 / 8000, "f5-v1-small": 1 / 900, "f5-v1-base": 1 / 500, "xtts-tiny": 0.05, "xtts-v2": 1.6}
 BYTES_PER_VALUE = 4  # float32 in checkpoints
 
 
@@ -54,23 +45,35 @@ def detect_machine() -> Machine:
     return Machine(memory, cores)
 
 
+@functools.cache
+def size_estimate(model: str) -> SizeEstimate:
+    """The adapter's estimate of `model`'s sizes (nothing is built or downloaded); a UsageError for
+    a model that has none (a custom factory may not say)."""
+    from voicetune.config import TrainConfig
+    from voicetune.models.registry import create_adapter
+
+    estimate = create_adapter(TrainConfig.resolve({"model": model})).size_estimate()
+    if estimate is None:
+        raise UsageError(f"--model {model}: its adapter gives no size estimate; set the batch and cadences by hand")
+    return estimate
+
+
 def auto_settings(model: str, max_updates: int, machine: Machine) -> dict:
     """{batch_size | batch_frames, save_every, last_every}: a batch that fits, cadences that suit its speed."""
-    if model not in PARAMETERS:
-        raise ValueError(f"no settings known for model {model!r}")
-    f5 = model.startswith("f5")
+    size = size_estimate(model)
+    by_frames = size.batch_unit == "frames"
     if machine.gpu_memory_bytes:
-        room = max(machine.gpu_memory_bytes / GIB * 0.85 - FIXED_GIB[model], PER_UNIT_GIB[model])
-        units = int(room / PER_UNIT_GIB[model])
+        room = max(machine.gpu_memory_bytes / GIB * 0.85 - size.fixed_gib, size.per_unit_gib)
+        units = int(room / size.per_unit_gib)
         batch = (
             {"batch_frames": max(1000, min(units, 38_400) // 100 * 100)}
-            if f5
+            if by_frames
             else {"batch_size": max(1, min(units, 32))}
         )
         # A GPU makes several updates a second: a rolling checkpoint every few minutes.
         last_every = 200
     else:
-        batch = {"batch_size": 4 if f5 else 2}
+        batch = {"batch_size": 4 if by_frames else 2}
         last_every = 20 if machine.cpu_cores <= 4 else 50
     save_every = max(1, max_updates // 5)
     return {**batch, "save_every": save_every, "last_every": min(last_every, save_every)}
@@ -79,7 +82,8 @@ def auto_settings(model: str, max_updates: int, machine: Machine) -> dict:
 def checkpoint_bytes(model: str, lora_rank: int | None) -> dict[str, int]:
     """Estimated bytes of a full-state and of a weights-only checkpoint, by the formula `train`
     prints at its start: weights + EMA (+ Adam's two moments for a full state)."""
-    total, trainable = PARAMETERS[model]
+    size = size_estimate(model)
+    total, trainable = size.parameters, size.trainable
     if lora_rank:
         # LoRA's adapters are about 1 % of the values at rank 8, growing with the rank.
         trainable = max(1, int(trainable * 0.01 * lora_rank / 8))

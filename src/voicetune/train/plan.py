@@ -250,7 +250,6 @@ def make_plan(
     probing = probe and torch.cuda.is_available() and config.data is not None and Path(config.data).is_dir()
     # Adapters that do not derive from BaseAdapter may lack these: they are built as train builds them.
     plain = adapter.without_pretrained() if hasattr(adapter, "without_pretrained") else None
-    source = adapter.weights_source() if hasattr(adapter, "weights_source") else getattr(adapter, "pretrained", None)
     if plain is None:  # the architecture itself comes with the downloaded files
         model = adapter.build_model()
     else:
@@ -261,7 +260,11 @@ def make_plan(
     measured = probe_memory(config, plain or adapter, model, budget=gpu_memory) if probing else None
     run_dir = Path(config.run) if config.run is not None else None
     result = plan_for_model(config, adapter, model, gpu_memory=gpu_memory, measured=measured, run_dir=run_dir)
-    result.weights = describe_source(source) if source else "initialized from --seed (no pretrained weights)"
+    if hasattr(adapter, "describe_weights"):
+        result.weights = adapter.describe_weights()
+    else:
+        source = getattr(adapter, "pretrained", None)
+        result.weights = describe_source(source) if source else "initialized from --seed (no pretrained weights)"
     return result
 
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from voicetune import fsio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape
+from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, SizeEstimate, TransformerShape
 from voicetune.models.chatterbox import parts as P
 from voicetune.models.lora import LoraSettings, has_lora, lora_state_dict, merge_lora, to_injected_keys
 
@@ -215,6 +215,21 @@ class ChatterboxAdapter(BaseAdapter):
         plain.kept_conditioning = OrderedDict()
         return plain
 
+    def describe_weights(self) -> str:
+        """A from_local folder, or the hub repository's released files (whether they are cached)."""
+        from voicetune.models.hub import HF_PREFIX, HubFile, cached_hub_file
+
+        spec = str(self.pretrained or "")
+        if not spec:
+            return super().describe_weights()
+        if not spec.startswith(HF_PREFIX):
+            missing = P.missing_files(Path(spec).expanduser()) if Path(spec).expanduser().is_dir() else ["the folder"]
+            return spec + (f" (missing {', '.join(missing)}: `voicetune train` will need them)" if missing else "")
+        repo = spec[len(HF_PREFIX) :].strip("/")
+        if all(cached_hub_file(HubFile(repo, name)) for name in P.RELEASED_FILES):
+            return f"{spec} (in the local Hugging Face cache)"
+        return f"{spec} ({', '.join(P.RELEASED_FILES)} downloaded into the Hugging Face cache when `voicetune train` starts)"
+
     def folder(self) -> Path | None:
         """The from_local folder of --pretrained (downloaded from the hub when a hub repo), or None."""
         if self.pretrained is None:
@@ -270,6 +285,9 @@ class ChatterboxAdapter(BaseAdapter):
         ).hexdigest()[:16]
 
     # -- settings and shapes
+
+    def size_estimate(self) -> SizeEstimate:
+        return SIZE_ESTIMATES[self.name]
 
     def default_settings(self) -> dict[str, Any]:
         if self.sizes is not None:  # tiny
@@ -679,6 +697,15 @@ def generation_cap(t3: torch.nn.Module, text: str) -> int:
     """Most speech tokens to generate for `text`: ~3x its normal speaking time, within T3's limit."""
     tokens = math.ceil(len(text) * SECONDS_PER_CHAR * P.S3_TOKEN_RATE) + 10
     return int(min(tokens, t3.hp.max_speech_tokens))
+
+
+# The studio's auto settings: chatterbox-tiny as built here, the released model as upstream's
+# T3(), S3Gen() and VoiceEncoder() build it (T3 532 M trained; S3Gen 264 M and the voice encoder
+# frozen). A unit of batch is a clip: T3's Llama over up to 30 s of speech tokens and its text.
+SIZE_ESTIMATES = {
+    "chatterbox-tiny": SizeEstimate(15_129_497, 586_912, 0.5, 0.05, "clips"),
+    "chatterbox": SizeEstimate(797_762_633, 532_397_056, 12.4, 2.1, "clips"),
+}
 
 
 def create_tiny(config: Any = None) -> ChatterboxAdapter:

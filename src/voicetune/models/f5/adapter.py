@@ -32,7 +32,15 @@ from voicetune.console import say as console_say
 from voicetune.console import say_once
 from voicetune.data.ljspeech import load_audio
 from voicetune.errors import CheckpointError, UsageError
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, TransformerShape, cross_fade
+from voicetune.models.base import (
+    BaseAdapter,
+    DataSplits,
+    SampleAudio,
+    SamplePrompt,
+    SizeEstimate,
+    TransformerShape,
+    cross_fade,
+)
 from voicetune.models.f5 import data as f5_data
 from voicetune.models.f5.spec import RUNTIME_ARCH_FIELDS, F5Spec, model_spec
 from voicetune.models.f5.vocab import Vocabulary, read_vocab
@@ -115,6 +123,9 @@ class F5Adapter(BaseAdapter):
         return {**self.__dict__, "_vocoder": None}
 
     # ---- settings and shapes ------------------------------------------------------------------
+
+    def size_estimate(self) -> SizeEstimate:
+        return SIZE_ESTIMATES[self.name]
 
     def default_settings(self) -> dict[str, Any]:
         # LoRA adapters start at zero and learn at higher rates than full fine-tuning (1e-5).
@@ -486,6 +497,16 @@ class F5Adapter(BaseAdapter):
         if fmt == "safetensors":
             return export_state_dict(model, self.spec, self.vocabulary, Path(out_dir))
         raise UsageError(f"--format {fmt}: {self.name} exports as f5 (upstream F5-TTS files) or safetensors")
+
+
+# The studio's auto settings: f5-tiny as built here, the others as upstream publishes them (F5-TTS
+# v1 Base 336 M), all trainable. A unit of batch is a mel frame (bf16 activations, measured on
+# upstream's recipes: F5 v1 Base trains 38 400 frames on 80 GB).
+SIZE_ESTIMATES = {
+    "f5-tiny": SizeEstimate(1_297_572, 1_297_572, 0.5, 1 / 8000, "frames"),
+    "f5-v1-small": SizeEstimate(158_000_000, 158_000_000, 3.0, 1 / 900, "frames"),
+    "f5-v1-base": SizeEstimate(336_000_000, 336_000_000, 6.0, 1 / 500, "frames"),
+}
 
 
 def create_adapter(config: Any) -> F5Adapter:
