@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicetune.data import files
+from voicetune.data.files import REMOVED_DIR, REMOVED_KEY
 from voicetune.data.ingest import Rejection
 from voicetune.data.prepare import STATE_DIR, OutputFolder, OutputLock, PrepareOptions
 from voicetune.data.report import REPORT, finish_dataset, load_records
 from voicetune.data.text import normalize_transcript
 from voicetune.errors import UsageError
-
-REMOVED_DIR = "removed"
-REMOVED_KEY = "removed_clips"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ import numpy as np
 
 from voicetune import fsio
 
+# A dataset's clips taken out (by hand, or set aside by the speaker filter): DATASET/.voicetune/removed/,
+# listed under this key in their source's record (prepare writes them, edit and report read them).
+REMOVED_DIR = "removed"
+REMOVED_KEY = "removed_clips"
+
 
 def atomic_write_bytes(target: Path, data: bytes, only_if_changed: bool = True) -> bool:
     """`fsio.atomic_write_bytes`, keeping an unchanged file (and its mtime) by default, so that a

@@ -38,6 +38,7 @@ import numpy as np
 
 from voicetune import fsio
 from voicetune.data import files, ljspeech, speaker
+from voicetune.data.files import REMOVED_DIR, REMOVED_KEY
 from voicetune.data.ingest import (
     AUDIO_EXTENSIONS,
     Rejection,
@@ -414,8 +415,6 @@ def _set_aside_borderline(record, audio, energy, transcriber, limits, language, 
     """Speech the speaker filter left out although it may be the target voice (p_target at least
     `speaker.BORDERLINE`) becomes removed clips, transcribed and kept aside like a clip taken out by
     hand, so that `dataset restore` can overrule the filter; the rejection row names its clip."""
-    from voicetune.data.edit import REMOVED_DIR, REMOVED_KEY
-
     rows = [r for r in record["rejected"] if r["reason"] == "other_speaker" and r["p_target"] >= speaker.BORDERLINE]
     planned = speaker.borderline_clips(rows, audio.duration, energy, limits)
     if not planned:

@@ -199,7 +199,7 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
     purity of the kept clips (their speech-weighted p_target), the seconds left out per reason, and
     the decisions nearest the line, each with the command that overrules it."""
     from voicetune.data import speaker
-    from voicetune.data.edit import REMOVED_KEY
+    from voicetune.data.files import REMOVED_KEY
 
     left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
     judged = [c for c in clips if "p_target" in c]
