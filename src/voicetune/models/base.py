@@ -291,6 +291,25 @@ class BaseAdapter:
             self.reset(model)
 
 
+def voice_swap_prompts(pool: Any, extra_texts: Iterable[str], limit: int, sample_rate: int) -> list[SamplePrompt]:
+    """Sample prompts of datasets whose items hold `texts` and `audio(index, rate)` (XTTS,
+    Chatterbox): up to `limit` clips each spoken in the voice of the next one (so that the real
+    recording is the target), then every extra text in the voice of the first."""
+    if len(pool) == 0:
+        return []
+    prompts = []
+    for k in range(min(limit, len(pool))):
+        ref = (k + 1) % len(pool)
+        prompts.append(
+            SamplePrompt(
+                f"val_{k:04d}", pool.texts[k], pool.audio(ref, sample_rate), pool.texts[ref], pool.audio(k, sample_rate)
+            )
+        )
+    for n, text in enumerate(extra_texts, start=1):
+        prompts.append(SamplePrompt(f"text_{n}", text, pool.audio(0, sample_rate), pool.texts[0]))
+    return prompts
+
+
 class CrossFader:
     """Joins chunks of audio one at a time with a linear cross-fade of `overlap` samples (upstream
     F5-TTS's infer_batch_process), handing out at once what no later chunk can change: a stream of

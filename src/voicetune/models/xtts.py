@@ -44,7 +44,15 @@ from voicetune.console import say
 from voicetune.errors import CheckpointError, UsageError
 from voicetune.models import xtts_files as files
 from voicetune.models import xtts_language
-from voicetune.models.base import BaseAdapter, DataSplits, SampleAudio, SamplePrompt, SizeEstimate, TransformerShape
+from voicetune.models.base import (
+    BaseAdapter,
+    DataSplits,
+    SampleAudio,
+    SamplePrompt,
+    SizeEstimate,
+    TransformerShape,
+    voice_swap_prompts,
+)
 from voicetune.models.lora import (
     LoraSettings,
     has_lora,
@@ -513,23 +521,7 @@ class XttsAdapter(BaseAdapter):
     def sample_prompts(self, splits: DataSplits, extra_texts: Iterable[str], limit: int) -> list[SamplePrompt]:
         """Validation clips spoken in the voice of another validation clip, plus --sample-text."""
         pool = cast(XttsItems, splits.val if len(splits.val) else splits.train)  # type: ignore[arg-type]  # XTTS's splits hold XttsItems
-        if len(pool) == 0:
-            return []
-        prompts = []
-        for k in range(min(limit, len(pool))):
-            ref = (k + 1) % len(pool)
-            prompts.append(
-                SamplePrompt(
-                    f"val_{k:04d}",
-                    pool.texts[k],
-                    pool.audio(ref, self.sample_rate),
-                    pool.texts[ref],
-                    pool.audio(k, self.sample_rate),
-                )
-            )
-        for n, text in enumerate(extra_texts, start=1):
-            prompts.append(SamplePrompt(f"text_{n}", text, pool.audio(0, self.sample_rate), pool.texts[0]))
-        return prompts
+        return voice_swap_prompts(pool, extra_texts, limit, self.sample_rate)
 
     def synthesize_samples(self, model: torch.nn.Module, prompts: list[SamplePrompt]) -> list[SampleAudio]:
         out = []
