@@ -6,15 +6,17 @@ every milestone of a real run) without scoring, for its updates/s; then one chec
 the way training scores a milestone, side by side in the same process:
 
     before  every draw (issue 29's starting point): the EMA and the raw weights each say the
-            default evaluation set with every seed (default 2); WER/CER, similarity, DNSMOS
-    after   draws as needed (the default now): both sets say it with the first seed; the other
-            seeds are said by the chosen set alone when those pairs tell the sets apart
+            default evaluation set with every seed (default 2); WER/CER, similarity, DNSMOS in
+            speechmos's windows (a 3 s take repeated to 12 s is rated in 3 windows)
+    after   the defaults now: draws as needed (both sets say it with the first seed; the other
+            seeds are said by the chosen set alone when those pairs tell the sets apart), DNSMOS
+            in one window for a take shorter than a window
 
 The ratio is
 
     time of one milestone evaluation / time of save_every updates
 
-for the demo configuration (save_every 80) and for f5-tiny at save_every 1000. The evaluation's
+for the demo configuration (`voicetune demo`: save_every 300) and for f5-tiny at save_every 1000. The evaluation's
 one-time set-up (loading whisper, the speaker encoder and DNSMOS; scoring the real clips for the
 ceiling) happens once per training session and is printed on its own line, as is where the time
 of one evaluation goes (saying the takes, and measuring them).
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_SAVE_EVERY = 80
 F5_SAVE_EVERY = 1000
 GOAL = 0.15
 
@@ -97,6 +98,8 @@ def main() -> None:
         seconds: dict[str, float] = {}
         measured: dict[str, float] = {}
         for label, draws in (("before", "all"), ("after", "as needed")) * 2:
+            if scorers.quality is not None:
+                scorers.quality.count_repetitions = label == "before"
             measuring.seconds = 0.0
             started = time.perf_counter()
             results = evaluate(draws)
@@ -116,7 +119,11 @@ def main() -> None:
             f"DNSMOS) {measured[label]:.1f} s and saying the takes {seconds[label] - measured[label]:.1f} s"
         )
     print(f"after / before: {seconds['after'] / seconds['before']:.2f}x (best of two each)")
-    for label, save_every in (("demo (save_every 80)", DEMO_SAVE_EVERY), ("f5-tiny at save_every 1000", F5_SAVE_EVERY)):
+    demo_every = plan.save_every
+    for label, save_every in (
+        (f"demo (save_every {demo_every})", demo_every),
+        ("f5-tiny at save_every 1000", F5_SAVE_EVERY),
+    ):
         between = save_every / updates_per_s
         ratios = {k: v / between for k, v in seconds.items()}
         verdict = "ok" if ratios["after"] <= GOAL else f"ABOVE the goal {GOAL}"

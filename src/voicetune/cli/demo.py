@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from voicetune.cli.root import app
+from voicetune.demo import DEMO_KILL_AT_STEP, DEMO_MAX_UPDATES
 from voicetune.models.registry import DEFAULT_MODEL
 
 
@@ -14,8 +15,10 @@ from voicetune.models.registry import DEFAULT_MODEL
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="model to train"),
-    max_updates: int = typer.Option(240, "--max-updates", min=20, help="milestones every third of it"),
-    kill_at_step: int = typer.Option(110, "--kill-at-step", min=1, help="SIGKILL the training at this step"),
+    max_updates: int = typer.Option(DEMO_MAX_UPDATES, "--max-updates", min=20, help="milestones every third of it"),
+    kill_at_step: int = typer.Option(
+        DEMO_KILL_AT_STEP, "--kill-at-step", min=1, help="SIGKILL the training at this step"
+    ),
 ) -> None:
     """Train a tiny model on espeak-ng speech, kill -9 it mid-run, resume, and show the result."""
     from voicetune.demo import DemoPlan, run_demo

@@ -23,16 +23,23 @@ from voicetune.demo.corpus import write_ljspeech_corpus
 from voicetune.errors import VoicetuneError
 from voicetune.models.registry import DEFAULT_MODEL
 
+# Milestones every third of the updates. Every 300 updates because a milestone's scoring (8 takes
+# said and heard by whisper, the speaker encoder and DNSMOS: about 12 s on 2 CPU cores) must cost
+# at most 0.15 of the training between milestones (issue 29), and f5-tiny makes about 5 updates/s
+# there: every 80, as before, scoring took longer than the training.
+DEMO_MAX_UPDATES = 900
+DEMO_KILL_AT_STEP = 400
+
 
 @dataclass(frozen=True)
 class DemoPlan:
     out: Path
     model: str = DEFAULT_MODEL
     clips: int = 32
-    max_updates: int = 240
-    save_every: int = 80
+    max_updates: int = DEMO_MAX_UPDATES
+    save_every: int = DEMO_MAX_UPDATES // 3
     last_every: int = 10
-    kill_at_step: int = 110
+    kill_at_step: int = DEMO_KILL_AT_STEP
     sample_rate: int = 24000
 
     @property
