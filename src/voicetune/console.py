@@ -18,8 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# Off a terminal (logs, CI, subprocesses) rich would assume 80 columns and cut tables.
-_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
+# Off a terminal (logs, CI, subprocesses, `| less`) rich would assume 80 columns and cut tables:
+# `ckpt list` of a scored run is about 140 wide. A table is never wider than its contents.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
 console = Console(stderr=False, highlight=False, soft_wrap=True, width=_WIDTH)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 

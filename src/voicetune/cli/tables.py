@@ -8,9 +8,11 @@ from voicetune.console import console
 
 
 def print_checkpoint_table(rows, title: str, quarantined: list[str] | None = None) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
+    # Rules under the header only: 15 columns' borders would cost a terminal 30 characters.
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     scored = any("score" in r.metrics for r in rows)
     measures = [("val_loss", "val_loss", 4)] + (
         [

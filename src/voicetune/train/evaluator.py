@@ -130,7 +130,8 @@ class MilestoneEvaluator:
         # The rounded embedding, as later sessions read it back: the same numbers in every session.
         self.real = RealVoice(None if speaker is None else np.asarray(speaker, np.float32), self.real.ceiling)
         self.reporter.say(
-            f"evaluation set: {len(self.eval_set.texts)} sentences x {self.eval_set.seeds} seeds in the voice of "
+            f"evaluation set: {len(self.eval_set.texts)} sentence{'s' * (len(self.eval_set.texts) != 1)} x "
+            f"{self.eval_set.seeds} seed{'s' * (self.eval_set.seeds != 1)} in the voice of "
             f"{Path(self.eval_set.ref_audio).name}; the real voice scores {_describe(self.real.ceiling.to_json())}"
         )
 
