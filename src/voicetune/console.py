@@ -45,6 +45,23 @@ def progress_bar(transient: bool = False, disable: bool = False, own_eta: bool =
     )
 
 
+def advance(bar: Progress, task, done: int, total: int, status: str) -> None:
+    """Move a task of `progress_bar` to `done` of `total`. Off a terminal (a log, `2> file`, a
+    pipe) rich draws nothing until the end, so each step is also a plain line on stderr with an
+    ETA at the rate so far: a long `eval --json` had said nothing for minutes."""
+    bar.update(task, completed=done, total=total, status=status)
+    if error_console.is_terminal or bar.disable or done >= total:
+        return
+    elapsed = bar.tasks[task].elapsed or 0.0
+    eta = f"; ETA {_clock(elapsed / done * (total - done))}" if done else ""
+    error_console.print(f"{bar.tasks[task].description}: {done} of {total} done, {status} next{eta}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def attach_log_file(path: Path, level: int = logging.DEBUG) -> logging.Handler:
     """Send the `voicetune` logger (tracebacks included) to a file, appending."""
     path.parent.mkdir(parents=True, exist_ok=True)

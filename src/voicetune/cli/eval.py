@@ -50,12 +50,12 @@ def eval_(
     ),
 ) -> None:
     """Score TARGETs: intelligibility (WER/CER), speaker similarity, DNSMOS, and the score relative to the real voice."""
-    from voicetune.console import console, progress_bar
+    from voicetune.console import advance, console, progress_bar
     from voicetune.evaluation import default_plot_path, evaluate_targets, plot_eval, resolve_targets
 
     # With --json, stdout holds the JSON alone: what models say while loading goes to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with quiet, progress_bar(transient=True, disable=as_json) as bar:
+    with quiet, progress_bar(transient=True) as bar:  # on stderr: beside --json too
         task = bar.add_task("scoring checkpoints", total=None, status="")
         report = evaluate_targets(
             targets,
@@ -67,7 +67,7 @@ def eval_(
             language,
             ref,
             ref_text,
-            progress=lambda done, total, label: bar.update(task, completed=done, total=total, status=Path(label).name),
+            progress=lambda done, total, label: advance(bar, task, done, total, Path(label).name),
             nfe=nfe,
         )
     rows = report.to_json()
