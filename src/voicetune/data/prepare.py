@@ -415,7 +415,9 @@ def _set_aside_borderline(record, audio, energy, transcriber, limits, language, 
     """Speech the speaker filter left out although it may be the target voice (p_target at least
     `speaker.BORDERLINE`) becomes removed clips, transcribed and kept aside like a clip taken out by
     hand, so that `dataset restore` can overrule the filter; the rejection row names its clip."""
-    rows = [r for r in record["rejected"] if r["reason"] == "other_speaker" and r["p_target"] >= speaker.BORDERLINE]
+    rows = [
+        r for r in record["rejected"] if r["reason"] in speaker.JUDGED_REASONS and r["p_target"] >= speaker.BORDERLINE
+    ]
     planned = speaker.borderline_clips(rows, audio.duration, energy, limits)
     if not planned:
         return
@@ -434,13 +436,15 @@ def _set_aside_borderline(record, audio, energy, transcriber, limits, language, 
     )
     del record["rejected"][rejected:]  # their speech is already in the rows of the voice left out
     aside = out.state / REMOVED_DIR
-    aside.mkdir(exist_ok=True)
     for clip in record["clips"][kept:]:
         clip["flags"] = sorted({*clip["flags"], "speaker_borderline"})
         clip["p_target"] = round(
             min([r["p_target"] for r in rows if r["start"] < clip["end"] and r["end"] > clip["start"]] or [0.0]), 3
         )
-        os.replace(out.wavs / f"{clip['id']}.wav", aside / f"{clip['id']}.wav")
+        # A copy aside under this name is a killed run's, of this same clip: its record was never
+        # written, so this run prepares the file again.
+        (aside / f"{clip['id']}.wav").unlink(missing_ok=True)
+        fsio.move(out.wavs / f"{clip['id']}.wav", aside / f"{clip['id']}.wav")
         for row in rows:
             if row["start"] < clip["end"] and row["end"] > clip["start"]:
                 row["clip"] = clip["id"]

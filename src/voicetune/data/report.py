@@ -196,14 +196,17 @@ BORDERLINE_SHOWN = 5
 
 def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], records: list[dict], dataset: str) -> dict:
     """report.json's `speaker`: the voice kept (and where to hear it, for auto), the estimated
-    purity of the kept clips (their speech-weighted p_target), the seconds left out per reason, and
-    the decisions nearest the line, each with the command that overrules it."""
+    purity of the kept clips (their speech-weighted p_target), the seconds left out per reason (the
+    sums of report.json's own rejection rows), and the decisions nearest the line, each with the
+    command that overrules it."""
     from voicetune.data import speaker
     from voicetune.data.files import REMOVED_KEY
 
     left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
+    by_reason = {reason: sum(r["seconds"] for r in left_out if r["reason"] == reason) for reason in speaker.REASONS}
     judged = [c for c in clips if "p_target" in c]
     seconds = sum(c["duration"] for c in judged)
+    aside = {c["id"] for r in records for c in r.get(REMOVED_KEY, [])}
     decisions = [
         {
             "decision": "kept",
@@ -215,9 +218,7 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
             "overrule": f"voicetune dataset remove {dataset} {c['id']}",
         }
         for c in judged
-    ]
-    aside = {c["id"] for r in records for c in r.get(REMOVED_KEY, [])}
-    decisions += [
+    ] + [
         {
             "decision": "left out",
             "clip": r.get("clip"),
@@ -225,13 +226,10 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
             "start": r["start"],
             "end": r["end"],
             "p_target": r["p_target"],
-            "overrule": f"voicetune dataset restore {dataset} {r['clip']}"
-            if r.get("clip") in aside
-            else f"not restorable: {r['seconds']:.1f} s, too short for a clip of its own",
+            "overrule": _restore_command(r, aside, dataset),
         }
-        # The pieces where two voices meet (speaker_change) are no judgement of a voice to overrule.
         for r in left_out
-        if r["reason"] == "other_speaker" and "p_target" in r
+        if r["reason"] in speaker.JUDGED_REASONS and "p_target" in r
     ]
     stored = speaker.stored_target(Path(dataset) / ".voicetune")
     return {
@@ -240,13 +238,22 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
         "same_voice": speaker.SAME_VOICE,
         "estimated_purity": round(sum(c["p_target"] * c["duration"] for c in judged) / seconds, 3) if seconds else None,
         "left_out": len(left_out),
-        "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
-        "seconds_left_out_by_reason": {
-            reason: round(sum(r["seconds"] for r in left_out if r["reason"] == reason), 3) for reason in speaker.REASONS
-        },
+        "seconds_left_out": round(sum(by_reason.values()), 3),
+        "seconds_left_out_by_reason": {reason: round(value, 3) for reason, value in by_reason.items()},
         "borderline": sorted(decisions, key=lambda d: abs(d["p_target"] - 0.5))[:BORDERLINE_SHOWN],
         "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10],
     }
+
+
+def _restore_command(row: dict, aside: set[str], dataset: str) -> str:
+    """How a person overrules the filter's decision to leave a stretch out."""
+    from voicetune.data import speaker
+
+    if row.get("clip") in aside:
+        return f"voicetune dataset restore {dataset} {row['clip']}"
+    if row["p_target"] < speaker.BORDERLINE:
+        return f"not set aside: judged another voice (p_target under {speaker.BORDERLINE})"
+    return f"not restorable: {row['seconds']:.1f} s, too short for a clip of its own"
 
 
 def speaker_lines(voice: dict) -> list[str]:

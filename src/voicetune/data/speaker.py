@@ -46,6 +46,9 @@ from voicetune.errors import UsageError
 
 AUTO = "auto"
 REASONS = ("other_speaker", "speaker_change")  # what the filter leaves out, in report.json's rejections
+# The rows of those that judge a voice, which a person may overrule; speaker_change is where two
+# voices meet inside a window (its p_target, the mean of both voices' windows, is near 0.5).
+JUDGED_REASONS = ("other_speaker",)
 WINDOW_SECONDS = 1.5  # about GE2E's own 1.6 s partial utterance
 HOP_SECONDS = 0.75
 MIN_JUDGED_SECONDS = 1.0  # shorter stretches take their nearest window's voice
@@ -286,7 +289,10 @@ def pieces(found: FileWindows, judged: Judged) -> list[Piece]:
         if judged.is_target[own].all() or not judged.is_target[own].any():
             out.append(_piece(start, end, own, judged))
             continue
-        grid = np.arange(start, end, GRID) + GRID / 2
+        # The middles of cells of GRID seconds, the last cell ending with the stretch: a middle
+        # past the stretch's end lies in no window, and would read as another voice.
+        edges = np.r_[np.arange(start, end, GRID), end]
+        grid = (edges[:-1] + edges[1:]) / 2
         covered = [
             np.any(
                 [
@@ -302,7 +308,7 @@ def pieces(found: FileWindows, judged: Judged) -> list[Piece]:
         kinds = np.where(covered[0] & covered[1], 2, np.where(covered[0], 0, 1))
         cuts = np.flatnonzero(np.diff(kinds)) + 1
         for first, last in zip(np.r_[0, cuts], np.r_[cuts, len(grid)]):
-            a, b = (start if first == 0 else start + first * GRID), (end if last == len(grid) else start + last * GRID)
+            a, b = edges[first], edges[last]
             near = [w for w in own if found.windows[w, 0] < b and found.windows[w, 1] > a]
             out.append(_piece(a, b, np.array(near), judged, ("target", "other", "change")[kinds[first]]))
     return out
