@@ -3,8 +3,8 @@ target voice, who speaks most) answered by the French and Italian ones, with hol
 turns. A kept clip must hold the Spanish voice alone; the Spanish prompts must end up in clips.
 
 Measured with whisper-base and the GE2E encoder on 1.5 s windows: precision 1.0 (10 of 10 clips
-hold the target voice alone), recall 0.895 with the reference (17 of the 19 Spanish prompts in a
-kept clip; one, 2.4 s between two French turns, is too short for a clip alone).
+hold the target voice alone), recall 0.947 with the reference and with auto (18 of the 19 Spanish
+prompts in a kept clip; the one missed, 2.3 s between two guests' turns, is too short for a clip).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from voicetune.data import speaker
 from voicetune.data.segment import ClipLimits, SpeechDetector
 
 MIN_PRECISION = 0.95
-MIN_RECALL = 0.8  # the goal of issue 30; measured 0.895 (17 of 19 prompts) with the reference
+MIN_RECALL = 0.8  # the goal of issue 30; measured 0.947 (18 of 19 prompts)
 
 
 @pytest.fixture(scope="module")
