@@ -38,6 +38,7 @@ import numpy as np
 
 from voicetune import fsio
 from voicetune.data import files, ljspeech, speaker
+from voicetune.data.files import REMOVED_DIR, REMOVED_KEY
 from voicetune.data.ingest import (
     AUDIO_EXTENSIONS,
     Rejection,
@@ -347,10 +348,11 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
             if context.target_voice is None:
                 plan, energy = segment_speech(audio.analysis, detector, limits)
             else:
-                plan, energy, other_voices = speaker.segment_target_voice(
+                plan, energy, other_voices, confidence = speaker.segment_target_voice(
                     audio.analysis, detector, limits, context.target_voice, speaker.encoder(), job.path
                 )
                 record["rejected"] += other_voices
+                judged = [(c.start, c.end, p) for c, p in zip(plan.clips, confidence)]
             _reject_stretches(record, job, plan)
             if not plan.clips:
                 raise _no_clip_reason(plan, audio.duration, record)
@@ -365,11 +367,20 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
                 progress=lambda f: progress(0.25 + 0.65 * f),
             )
             record["transcribed_seconds"] = round(sum(c.duration for c in clips), 3)
+            if context.target_voice is not None:  # each clip's p_target: the planned clips' it overlaps
+                p_target = [
+                    min([p for a, b, p in judged if a < clip.end and b > clip.start] or [1.0]) for clip in clips
+                ]
             planned = clips
             texts = [(t.text, None) for t in transcripts]
             confidences = [t.confidence for t in transcripts]
         record["language"] = language
         _write_clips(record, audio, planned, texts, confidences, language, job, options, out)
+        if context.target_voice is not None and transcriber is not None:
+            by_start = dict(zip((round(c.start, 3) for c in planned), p_target))
+            for clip in record["clips"]:
+                clip["p_target"] = round(by_start.get(clip["start"], 1.0), 3)
+            _set_aside_borderline(record, audio, energy, transcriber, limits, language, job, options, out)
         if not record["clips"]:
             reasons = sorted({r["reason"] for r in record["rejected"]})
             raise SourceRejected("no_clip", "every clip was rejected: " + ", ".join(reasons))
@@ -398,6 +409,47 @@ def prepare_source(job: SourceJob, context: WorkerContext, progress: Callable[[f
         files.atomic_write_text(out.record_path(job.sha256), json.dumps(persisted, indent=1, ensure_ascii=False) + "\n")
     progress(1.0)
     return record
+
+
+def _set_aside_borderline(record, audio, energy, transcriber, limits, language, job, options, out) -> None:
+    """Speech the speaker filter left out although it may be the target voice (p_target at least
+    `speaker.BORDERLINE`) becomes removed clips, transcribed and kept aside like a clip taken out by
+    hand, so that `dataset restore` can overrule the filter; the rejection row names its clip."""
+    rows = [
+        r for r in record["rejected"] if r["reason"] in speaker.JUDGED_REASONS and r["p_target"] >= speaker.BORDERLINE
+    ]
+    planned = speaker.borderline_clips(rows, audio.duration, energy, limits)
+    if not planned:
+        return
+    clips, transcripts, _ = transcribe_source(planned, audio.analysis, energy, transcriber, limits, language)
+    kept, rejected = len(record["clips"]), len(record["rejected"])
+    _write_clips(
+        record,
+        audio,
+        clips,
+        [(t.text, None) for t in transcripts],
+        [t.confidence for t in transcripts],
+        language,
+        job,
+        options,
+        out,
+    )
+    del record["rejected"][rejected:]  # their speech is already in the rows of the voice left out
+    aside = out.state / REMOVED_DIR
+    for clip in record["clips"][kept:]:
+        clip["flags"] = sorted({*clip["flags"], "speaker_borderline"})
+        clip["p_target"] = round(
+            min([r["p_target"] for r in rows if r["start"] < clip["end"] and r["end"] > clip["start"]] or [0.0]), 3
+        )
+        # A copy aside under this name is a killed run's, of this same clip: its record was never
+        # written, so this run prepares the file again.
+        (aside / f"{clip['id']}.wav").unlink(missing_ok=True)
+        fsio.move(out.wavs / f"{clip['id']}.wav", aside / f"{clip['id']}.wav")
+        for row in rows:
+            if row["start"] < clip["end"] and row["end"] > clip["start"]:
+                row["clip"] = clip["id"]
+    record.setdefault(REMOVED_KEY, []).extend(record["clips"][kept:])
+    del record["clips"][kept:]
 
 
 def _no_clip_reason(plan: SegmentPlan, duration: float, record: dict) -> SourceRejected:
@@ -589,6 +641,14 @@ def prepare_dataset(
     speaker_setting = speaker.speaker_setting(options.speaker)
     settings = dataset_settings(options, model.identity if model else None, speaker_setting)
     check_output_folder(OutputFolder(Path(out_dir)), settings)  # fail early, before taking the lock
+    # `auto` must find a voice that holds a clear majority before the dataset folder is made: a
+    # run that stops for it leaves nothing that a rerun with --speaker REF.wav would refuse.
+    chosen = (
+        _main_voice(options, scan.audio_files)
+        if speaker_setting == speaker.AUTO
+        and speaker.load_target(OutputFolder(Path(out_dir)).state, speaker_setting) is None
+        else None
+    )
     with OutputLock(OutputFolder(Path(out_dir))):
         out = open_output_folder(out_dir, settings)  # again under the lock: another prepare may have written
         for folder in (out.root, out.state, out.wavs, out.sources):  # what a killed prepare left
@@ -624,7 +684,7 @@ def prepare_dataset(
         jobs.sort(key=lambda job: -job.estimated_seconds)
         # One copy of whisper per worker; one file per worker at a time, so fewer files than
         # workers still keep every copy busy (a file's batches go to whichever copy is free).
-        target = _target_voice(options, speaker_setting, out, jobs) if speaker_setting and jobs else None
+        target = _target_voice(options, speaker_setting, out, chosen) if speaker_setting and jobs else None
         context = WorkerContext(
             options, str(out.root), model.path if model else None, max(1, cores // workers), workers, target
         )
@@ -655,36 +715,66 @@ def prepare_dataset(
     return PrepareResult(out.root, report, len(jobs), resumed, time.perf_counter() - started, workers, warnings)
 
 
-def _target_voice(options: PrepareOptions, setting: str, out: OutputFolder, jobs: list[SourceJob]) -> np.ndarray:
+def _target_voice(
+    options: PrepareOptions, setting: str, out: OutputFolder, chosen: speaker.MainVoice | None
+) -> np.ndarray:
     """The voice `--speaker` keeps: chosen by the dataset's first run and kept in its state folder,
     so that files added later are judged against the same voice."""
-    from voicetune.console import error_console
-
     stored = speaker.load_target(out.state, setting)
     if stored is not None:
         return stored
-    embed = speaker.encoder()
-    if options.speaker != speaker.AUTO:
-        target = speaker.reference_voice(Path(str(options.speaker)), embed)
-        speaker.save_target(out.state, setting, target, str(options.speaker))
-        return target
+    if chosen is not None:
+        path, start, end = chosen.sample
+        speaker.save_target(
+            out.state, setting, chosen.embedding, f"auto: {chosen.share:.0%} of the speech", [path, start, end]
+        )
+        return chosen.embedding
+    target = speaker.reference_voice(Path(str(options.speaker)), speaker.encoder())
+    speaker.save_target(out.state, setting, target, str(options.speaker))
+    return target
+
+
+def _main_voice(options: PrepareOptions, paths: Sequence[Path]) -> speaker.MainVoice:
+    """`--speaker auto`'s pre-pass over the files to prepare: the voice that speaks most, which
+    must hold a clear majority of the speech (else exit 2, asking for a reference)."""
+    from voicetune.console import error_console
+
     error_console.print(
-        f"--speaker auto: finding the voice that speaks most in {len(jobs)} file(s)", highlight=False, markup=False
+        f"--speaker auto: finding the voice that speaks most in {len(paths)} file(s)", highlight=False, markup=False
     )
-    detector, stretches = SpeechDetector(), []
-    for job in jobs:
+    embed, detector = speaker.encoder(), SpeechDetector()
+    found, names = [], []
+    for path in paths:
         try:
-            audio = load_source(Path(job.path), options.sample_rate, options.loudness_lufs)
+            audio = load_source(Path(path), options.sample_rate, options.loudness_lufs)
         except SourceRejected:
             continue  # the file's own run reports why
-        stretches.append(speaker.file_stretches(audio.analysis, detector, embed))
-    if not any(s.spans for s in stretches):
+        windows = speaker.file_windows(audio.analysis, detector, embed)
+        if len(windows.embeddings):
+            found.append(windows)
+            names.append(str(path))
+    if not found:
         raise VoicetuneError(
             "--speaker auto: no speech in the files to prepare, so no voice to choose; check the INPUT files"
         )
-    target = speaker.main_voice([s for s in stretches if s.spans])
-    speaker.save_target(out.state, setting, target, "auto: " + ", ".join(job.path for job in jobs[:5]))
-    return target
+    chosen = speaker.main_voice(found, names)
+    heard, start, end = chosen.sample
+    if not chosen.clear:
+        other = chosen.runner_up_sample
+        raise UsageError(
+            f"--speaker auto: no voice holds a clear majority of the speech: the voice that speaks most holds "
+            f"{chosen.share:.0%} (hear it in {heard} at {start:.1f}-{end:.1f} s), the next one {chosen.runner_up_share:.0%}"
+            + (f" (in {other[0]} at {other[1]:.1f}-{other[2]:.1f} s)" if other else "")
+            + f": under the {speaker.MAJORITY:.0%} of the two voices' speech that auto needs.\n"
+            "  Pass --speaker REF.wav, 10 s or more of the voice to keep."
+        )
+    error_console.print(
+        f"--speaker auto: keeping the voice that speaks most ({chosen.share:.0%} of the speech; the next voice "
+        f"{chosen.runner_up_share:.0%}): hear it in {heard} at {start:.1f}-{end:.1f} s",
+        highlight=False,
+        markup=False,
+    )
+    return chosen
 
 
 class _Stopped(BaseException):

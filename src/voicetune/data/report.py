@@ -170,7 +170,7 @@ def build_report(
         "sources": sources,
     }
     if options.speaker:
-        report["speaker"] = speaker_summary(options.speaker, rejections)
+        report["speaker"] = speaker_summary(options.speaker, rejections, clips, records, check.to_json()["dataset"])
     if not options.language and len(set(languages) - {"unknown"}) > 1:
         report["mixed_languages"] = mixed_languages(languages, records)
     return report
@@ -191,19 +191,92 @@ def mixed_languages(languages: collections.Counter, records: list[dict]) -> dict
     }
 
 
-def speaker_summary(voice: str, rejections: list[dict]) -> dict:
-    """report.json's `speaker`: the voice kept, the thresholds, and what other voices lost."""
+BORDERLINE_SHOWN = 5
+
+
+def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], records: list[dict], dataset: str) -> dict:
+    """report.json's `speaker`: the voice kept (and where to hear it, for auto), the estimated
+    purity of the kept clips (their speech-weighted p_target), the seconds left out per reason (the
+    sums of report.json's own rejection rows), and the decisions nearest the line, each with the
+    command that overrules it."""
     from voicetune.data import speaker
+    from voicetune.data.files import REMOVED_KEY
 
     left_out = [r for r in rejections if r["reason"] in speaker.REASONS]
+    by_reason = {reason: sum(r["seconds"] for r in left_out if r["reason"] == reason) for reason in speaker.REASONS}
+    judged = [c for c in clips if "p_target" in c]
+    seconds = sum(c["duration"] for c in judged)
+    aside = {c["id"] for r in records for c in r.get(REMOVED_KEY, [])}
+    decisions = [
+        {
+            "decision": "kept",
+            "clip": c["id"],
+            "path": c["source"],
+            "start": c["start"],
+            "end": c["end"],
+            "p_target": c["p_target"],
+            "overrule": f"voicetune dataset remove {dataset} {c['id']}",
+        }
+        for c in judged
+    ] + [
+        {
+            "decision": "left out",
+            "clip": r.get("clip"),
+            "path": r["path"],
+            "start": r["start"],
+            "end": r["end"],
+            "p_target": r["p_target"],
+            "overrule": _restore_command(r, aside, dataset),
+        }
+        for r in left_out
+        if r["reason"] in speaker.JUDGED_REASONS and "p_target" in r
+    ]
+    stored = speaker.stored_target(Path(dataset) / ".voicetune")
     return {
         "voice": voice,
-        "min_similarity": speaker.MIN_SIMILARITY,
+        "sample": stored.get("sample"),
         "same_voice": speaker.SAME_VOICE,
+        "estimated_purity": round(sum(c["p_target"] * c["duration"] for c in judged) / seconds, 3) if seconds else None,
         "left_out": len(left_out),
-        "seconds_left_out": round(sum(r["seconds"] for r in left_out), 3),
+        "seconds_left_out": round(sum(by_reason.values()), 3),
+        "seconds_left_out_by_reason": {reason: round(value, 3) for reason, value in by_reason.items()},
+        "borderline": sorted(decisions, key=lambda d: abs(d["p_target"] - 0.5))[:BORDERLINE_SHOWN],
         "most_like_the_voice_kept": sorted(left_out, key=lambda r: -r.get("similarity", 0.0))[:10],
     }
+
+
+def _restore_command(row: dict, aside: set[str], dataset: str) -> str:
+    """How a person overrules the filter's decision to leave a stretch out."""
+    from voicetune.data import speaker
+
+    if row.get("clip") in aside:
+        return f"voicetune dataset restore {dataset} {row['clip']}"
+    if row["p_target"] < speaker.BORDERLINE:
+        return f"not set aside: judged another voice (p_target under {speaker.BORDERLINE})"
+    return f"not restorable: {row['seconds']:.1f} s, too short for a clip of its own"
+
+
+def speaker_lines(voice: dict) -> list[str]:
+    """What the speaker filter did, in lines for a person (the summary printed and the studio)."""
+    kept = "the voice that speaks most" if voice["voice"] == "auto" else "the voice of " + voice["voice"]
+    sample = voice.get("sample")
+    purity = voice.get("estimated_purity")
+    lines = [
+        f"speaker: kept {kept}"
+        + (f" (hear it in {sample[0]} at {sample[1]:.1f}-{sample[2]:.1f} s)" if sample else "")
+        + (f"; estimated purity of the kept clips {purity:.1%}" if purity is not None else "")
+        + "; left out "
+        + ", ".join(
+            f"{reason} {seconds:.1f} s" for reason, seconds in voice.get("seconds_left_out_by_reason", {}).items()
+        )
+    ]
+    if voice.get("borderline"):
+        lines.append("  the decisions nearest the line (listen, and overrule with the command):")
+        lines += [
+            f"  {d['decision']} {d['path']} {d['start']:.1f}-{d['end']:.1f} s, p_target {d['p_target']:.2f}: {d['overrule']}"
+            for d in voice["borderline"]
+        ]
+    return lines
 
 
 def _histogram(durations: list[float]) -> tuple[list[float], list[int]]:
@@ -299,14 +372,8 @@ def print_prepare_summary(result, console) -> None:
             style="yellow",
         )
     if report.get("speaker"):
-        voice = report["speaker"]
-        console.print(
-            f"speaker: kept {'the voice that speaks most' if voice['voice'] == 'auto' else 'the voice of ' + voice['voice']}; "
-            f"left out {voice['left_out']} stretches of other voices or voice changes ({voice['seconds_left_out']:.1f} s), "
-            f"each with its similarity in {REPORT}",
-            highlight=False,
-            markup=False,
-        )
+        for line in speaker_lines(report["speaker"]):
+            console.print(line, highlight=False, markup=False)
     if report["flags"]:
         console.print(
             "flags: "

@@ -351,13 +351,29 @@ def _report_markdown(report: dict) -> str:
     if report.get("speaker"):
         voice = report["speaker"]
         kept = "the voice that speaks most" if voice["voice"] == "auto" else f"the voice of {Path(voice['voice']).name}"
+        sample = voice.get("sample")
+        purity = voice.get("estimated_purity")
         lines.append(
-            f"**voice kept:** {kept}; left out {voice['left_out']} stretches of other voices ({voice['seconds_left_out']:.0f} s)"
+            f"**voice kept:** {kept}"
+            + (f" (hear it in {Path(sample[0]).name} at {sample[1]:.1f}-{sample[2]:.1f} s)" if sample else "")
+            + (f"; estimated purity {purity:.1%}" if purity is not None else "")
+            + f"; left out {voice['left_out']} stretches of other voices ({voice['seconds_left_out']:.0f} s: "
+            + ", ".join(f"{r} {sec:.0f} s" for r, sec in voice.get("seconds_left_out_by_reason", {}).items())
+            + ")"
             + "".join(
                 f"\n- {Path(r['path']).name} {r['start']:.1f}-{r['end']:.1f} s: {r['reason']}, similarity {r['similarity']:.2f}"
                 for r in voice["most_like_the_voice_kept"][:5]
             )
         )
+        if voice.get("borderline"):
+            lines.append(
+                "**borderline decisions** (listen, then overrule with the clip's Remove/Restore button or the command):"
+                + "".join(
+                    f"\n- {d['decision']} {Path(d['path']).name} {d['start']:.1f}-{d['end']:.1f} s"
+                    f"{' (clip ' + d['clip'] + ')' if d.get('clip') else ''}, p_target {d['p_target']:.2f}: `{d['overrule']}`"
+                    for d in voice["borderline"]
+                )
+            )
     if report.get("flags"):
         lines.append("**flags:** " + ", ".join(f"{flag} ×{n}" for flag, n in report["flags"].items()))
     check = report["check"]
