@@ -5,7 +5,7 @@ settings (a milestone every `--save-every` updates, one DataLoader worker), the 
 milestones (the default evaluation set: whisper, the speaker encoder, DNSMOS, both weight sets),
 the other not (`--set evaluate=false`). Each one's peak resident set (the training process's own,
 from wait4's rusage) is printed, and their ratio (goal: <= 1.5, issue 29). `voicetune plan` states
-these figures for the tiny models (`train.plan.HOST_PEAK_MEASURED`).
+these figures for the tiny models (`models.registry.HOST_PEAK_MEASURED`).
 
     python bench/train_memory.py [--updates 6] [--save-every 3] [--whisper-model PATH]
 """

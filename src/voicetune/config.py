@@ -26,16 +26,15 @@ from pydantic_settings import (
 )
 
 from voicetune.errors import UsageError
+from voicetune.models.registry import DEFAULT_MODEL, MODEL_VARIABLES, model_names
 
 # Which TOML file the next resolve() reads; a context variable so resolve() stays reentrant.
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
 
 # Variables voicetune reads outside the training settings: welcome in .env and the environment.
-OTHER_VARIABLES = frozenset(
+OTHER_VARIABLES = MODEL_VARIABLES | frozenset(
     {
-        "VOICETUNE_VOCOS",  # Vocos vocoder folder for F5 samples and synthesis
         "VOICETUNE_WHISPER_MODEL",  # prepare's and the scorers' Whisper model
-        "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5 samples
         "VOICETUNE_DEBUG",  # tracebacks on the terminal
         "VOICETUNE_CRASH_AT",  # fault injection of the store's tests
     }
@@ -75,17 +74,13 @@ class TrainConfig(BaseSettings):
     # Where
     data: Path | None = Field(None, description="dataset folder (LJSpeech layout)")
     run: Path | None = Field(None, description="run folder: checkpoints, samples, logs")
-    model: str = Field(
-        "f5-tiny",
-        description="f5-tiny | f5-v1-small | f5-v1-base | xtts-tiny | xtts-v2 | chatterbox-tiny | chatterbox, or package.module:factory",
-    )
+    model: str = Field(DEFAULT_MODEL, description=" | ".join(model_names()) + ", or package.module:factory")
     pretrained: str | None = Field(None, description="local path or hf://REPO/FILE of upstream weights")
-    vocab: str | None = Field(None, description="vocabulary file (F5: vocab.txt); default: upstream's")
+    vocab: str | None = Field(None, description="vocabulary file (one token per line); default: upstream's")
     language: str | None = Field(
         None,
         description="language of the dataset's text, default: the one `prepare` recorded in the dataset "
-        "(XTTS speaks en es fr de it pt pl tr ru nl cs ar zh-cn hu ko ja hi; another code extends its "
-        "tokenizer, docs/new-language.md)",
+        "(a language the model does not speak extends its tokenizer where the model can: docs/new-language.md)",
     )
     language_mismatch: Literal["refuse", "ok"] = Field(
         "refuse",
@@ -102,18 +97,16 @@ class TrainConfig(BaseSettings):
 
     # How long and how much
     max_updates: int = Field(1000, ge=1, description="optimizer updates in the whole run (a resume continues to it)")
-    batch_size: int = Field(8, ge=1, description="clips per batch when batch_frames is not set (XTTS)")
+    batch_size: int = Field(8, ge=1, description="clips per batch when batch_frames is not set")
     batch_frames: int | None = Field(
-        None, ge=1, description="batch by total mel frames (F5's frame sampler); default: the model's"
+        None, ge=1, description="batch by total frames (models that batch by frames); default: the model's"
     )
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer update")
     seed: int = Field(0, description="seed of every random generator (weights, shuffling, noise)")
     workers: int | None = Field(None, ge=0, description="DataLoader workers; default cores-1, at most 8")
 
     # Optimizer and schedule (None: the model's own default)
-    lr: float | None = Field(
-        None, gt=0, description="peak learning rate; default: the model's (F5 v1 1e-5, XTTS-v2 5e-6; higher with LoRA)"
-    )
+    lr: float | None = Field(None, gt=0, description="peak learning rate; default: the model's (higher with LoRA)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_updates: int | None = Field(None, ge=0, description="linear warm-up updates; default: the model's")
     decay: Literal["linear", "cosine", "constant"] = Field("linear", description="learning-rate decay after warm-up")

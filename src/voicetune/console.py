@@ -103,7 +103,8 @@ def say_once(message: str, level: int = logging.INFO, logger: str = "voicetune")
 
 
 # Third-party loggers whose warnings mean nothing to a voicetune user (bitsandbytes' hint about
-# its optional CPU gemm_4bit_forward kernel on every XTTS command, on CPUs with AVX512-BF16).
+# its optional CPU gemm_4bit_forward kernel on every command of a model that imports it, on CPUs with
+# AVX512-BF16).
 QUIET_LOGGERS = ("bitsandbytes",)
 
 

@@ -31,3 +31,30 @@ class MemoryBudgetToyAdapter(ToyAdapter):
 
 def create(config=None) -> MemoryBudgetToyAdapter:
     return MemoryBudgetToyAdapter(config)
+
+
+class PretendGpu:
+    """Any adapter on a pretend GPU that holds `budget` numbers of batch per pass: a batch whose
+    tensors hold more (padded, as memory holds them) raises the real `torch.OutOfMemoryError`
+    after the forward has run, as the toy's does. Everything else is the adapter's own."""
+
+    def __init__(self, adapter, budget: int | None = None):
+        self.adapter = adapter
+        self.budget = budget
+
+    def __getattr__(self, name):
+        return getattr(self.adapter, name)
+
+    def compute_loss(self, model, batch):
+        loss = self.adapter.compute_loss(model, batch)
+        held = batch_numbers(batch)
+        if self.budget is not None and held > self.budget:
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate {held} numbers; the pretend GPU holds {self.budget}"
+            )
+        return loss
+
+
+def batch_numbers(batch) -> int:
+    """The numbers a batch's tensors hold (a dict of tensors, as every family's collate makes)."""
+    return sum(v.numel() for v in batch.values() if torch.is_tensor(v))

@@ -1,6 +1,6 @@
 """When to save and what to keep: pure policy objects (no torch, no I/O).
 
-Two cadences, as F5-TTS users expect:
+Two cadences, as users of the upstream trainers expect:
 - milestones every `save_every` updates, kept by retention: the `keep_last` newest, every
   `keep_every`-th milestone if set, and the best by a named metric;
 - a rolling full-state checkpoint every `last_every` updates (or `last_every_minutes`), of which
@@ -397,8 +397,8 @@ def weights_of(metrics: Mapping[str, Any]) -> str:
 
 
 def choose_weights(scores: Mapping[str, Mapping[str, Any]], metric: str = "score") -> str:
-    """Which of a checkpoint's weight sets it is heard with: the EMA (what upstream F5-TTS and
-    XTTS use), unless the raw weights are better by the evidence (`compare`: paired over the same
+    """Which of a checkpoint's weight sets it is heard with: the EMA (what upstream inference
+    uses), unless the raw weights are better by the evidence (`compare`: paired over the same
     sentences and seeds). Either alone, when only one was measured."""
     ema, raw = scores.get("ema") or {}, scores.get("raw") or {}
     if measured(raw, metric) is None:

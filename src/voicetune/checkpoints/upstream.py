@@ -1,4 +1,4 @@
-"""Reading upstream files (F5-TTS and coqui .pt checkpoints): `torch.load(weights_only=True)` only.
+"""Reading upstream files (.pt checkpoints): `torch.load(weights_only=True)` only.
 
 A pickle can run arbitrary code when it is loaded. weights_only=True allows tensors and plain
 containers and refuses anything else; a refused file is reported, never retried unsafely.
@@ -20,7 +20,7 @@ def load_pickled_checkpoint(path: Path, allowed_globals: Sequence[Callable | tup
     """Load an upstream .pt/.pth/.ckpt with torch.load(weights_only=True) onto the CPU.
 
     `allowed_globals` names plain-data classes that a known upstream format pickles besides tensors
-    (coqui's original XTTS model.pth holds its config dataclasses). They are allowed by exact name
+    (an upstream model.pth that holds its config dataclasses). They are allowed by exact name
     for this load only (torch.serialization.safe_globals, with "module.Name" for classes pickled
     under an old module path); any other class is still refused.
     """

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from voicetune.cli.root import app
+from voicetune.models.registry import export_formats
 
 ckpt_app = typer.Typer(help="List, verify, prune and export checkpoints.", no_args_is_help=True)
 app.add_typer(ckpt_app, name="ckpt")
@@ -67,7 +68,7 @@ def prune(
 @ckpt_app.command()
 def export(
     target: Path,
-    fmt: str = typer.Option(..., "--format", help="f5 | xtts | chatterbox | safetensors"),
+    fmt: str = typer.Option(..., "--format", help=" | ".join(export_formats())),
     out: Path = typer.Option(..., "--out", help="folder to write"),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"

@@ -17,7 +17,7 @@ app.add_typer(dataset_app, name="dataset")
 def check(
     dataset: Path = typer.Argument(..., help="folder with metadata.csv and wavs/"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    vocab: Path | None = typer.Option(None, help="vocabulary file (one character per line, like F5's vocab.txt)"),
+    vocab: Path | None = typer.Option(None, help="vocabulary file (one character per line, as a model's vocab.txt)"),
     sample_rate: int | None = typer.Option(None, help="expected sample rate; default: the most common one"),
     min_seconds: float = typer.Option(1.0, help="shorter clips are warned about"),
     max_seconds: float = typer.Option(30.0, help="longer clips are warned about"),

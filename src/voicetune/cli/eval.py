@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from voicetune.cli.root import app
+from voicetune.cli.root import NFE_HELP, app
+from voicetune.models.registry import model_names
 
 
 @app.command("eval")
@@ -32,7 +33,7 @@ def eval_(
         None, "--data", help="dataset whose held-out clips are said and compared with; default: the run's"
     ),
     model: str | None = typer.Option(
-        None, "--model", help="architecture of upstream weight files (f5-v1-base, xtts-v2, ...)"
+        None, "--model", help=f"architecture of upstream weight files ({', '.join(model_names())})"
     ),
     clips: int = typer.Option(
         4, "--clips", min=1, help="held-out clips in a set chosen here (a run's stored set is used as it is)"
@@ -40,9 +41,7 @@ def eval_(
     language: str | None = typer.Option(None, "--language", help="language of the texts; default: the run's"),
     ref: Path | None = typer.Option(None, "--ref", help="voice prompt to use instead of the set's reference clip"),
     ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref"),
-    nfe: int | None = typer.Option(
-        None, "--nfe", help="F5 sampling steps to score with (default 32, upstream's; 16 is faster)"
-    ),
+    nfe: int | None = typer.Option(None, "--nfe", help=NFE_HELP),
     plot: Path | None = typer.Option(
         None,
         "--plot",

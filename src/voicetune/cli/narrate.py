@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from voicetune.cli.root import app
+from voicetune.cli.root import NFE_HELP, REF_TEXT_HELP, app
 
 
 @app.command()
@@ -20,11 +20,11 @@ def narrate(
         None, "--voice", help="a voice of the run: default (its reference clip) or NAME (RUN/voices/NAME.wav)"
     ),
     ref: Path | None = typer.Option(None, "--ref", help="a clip of the voice to use instead"),
-    ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
+    ref_text: str | None = typer.Option(None, "--ref-text", help=REF_TEXT_HELP),
     check: bool = typer.Option(True, "--check/--no-check", help="transcribe each chunk and retake the ones that fail"),
     retakes: int = typer.Option(2, "--retakes", min=0, help="new takes of a chunk that fails the check"),
     seed: int = typer.Option(0, "--seed", help="chunk i is spoken with seed S+i: the same seed, the same audio"),
-    nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
+    nfe: int | None = typer.Option(None, "--nfe", help=NFE_HELP),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
     ),

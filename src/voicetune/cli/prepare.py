@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from voicetune.cli.root import app
+from voicetune.models.registry import CLIP_BOUNDS, DEFAULT_MODEL, family_of
+
+# Each family's clip lengths, for --for's help: "FAMILY (MIN-MAX s), ...".
+CLIP_LENGTHS = ", ".join(f"{family} ({low:g}-{high:g} s)" for family, (low, high) in CLIP_BOUNDS.items())
 
 
 @app.command()
@@ -23,12 +27,10 @@ def prepare(
         "small", envvar="VOICETUNE_WHISPER_MODEL", help="model name (downloaded once) or local CTranslate2 folder"
     ),
     for_model: str = typer.Option(
-        "f5", "--for", help="the model the clips are for: f5 (5-15 s), xtts (4-11.5 s) or a model name"
+        family_of(DEFAULT_MODEL), "--for", help=f"the model the clips are for: {CLIP_LENGTHS} or a model name"
     ),
-    min_seconds: float | None = typer.Option(None, help="shortest clip \\[default: from --for: 5 for f5, 4 for xtts]"),
-    max_seconds: float | None = typer.Option(
-        None, help="longest clip \\[default: from --for: 15 for f5, 11.5 for xtts]"
-    ),
+    min_seconds: float | None = typer.Option(None, help="shortest clip \\[default: from --for]"),
+    max_seconds: float | None = typer.Option(None, help="longest clip \\[default: from --for]"),
     sample_rate: int = typer.Option(24000, help="sample rate of the clips (Hz)"),
     val_fraction: float = typer.Option(0.1, help="share of clips in metadata_val.csv"),
     workers: int | None = typer.Option(

@@ -7,6 +7,14 @@ from __future__ import annotations
 import typer
 import typer.core
 
+from voicetune.models.registry import FAMILY_TITLES
+
+# Help of the options every command that speaks takes.
+NFE_HELP = "sampling steps, for models that take a number of them (default: the model's, upstream's; fewer is faster)"
+REF_TEXT_HELP = "transcript of --ref (for models that read the reference's words)"
+
+ABOUT = f"Fine-tune voice-cloning TTS models ({', '.join(FAMILY_TITLES.values())}) on your own recordings."
+
 
 def _type_column(self, ctx) -> str | None:
     """The help's type column: the metavar when one is given, nothing for on/off flags, else
@@ -25,13 +33,13 @@ typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ign
 
 app = typer.Typer(
     name="voicetune",
-    help="Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings.",
+    help=ABOUT,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
-@app.callback()
+@app.callback(help=ABOUT)
 def _root() -> None:
-    """Fine-tune voice-cloning TTS models (F5-TTS, XTTS-v2) on your own recordings."""
+    pass

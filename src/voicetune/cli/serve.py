@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from voicetune.cli.root import app
+from voicetune.cli.root import NFE_HELP, app
 
 
 @app.command()
@@ -29,7 +29,7 @@ def serve(
     max_models: int = typer.Option(
         2, "--max-models", min=1, help="models kept loaded; the least recently used is unloaded"
     ),
-    nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
+    nfe: int | None = typer.Option(None, "--nfe", help=NFE_HELP),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights each checkpoint's score chose)"
     ),

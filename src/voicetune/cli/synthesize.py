@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from voicetune.cli.root import app
+from voicetune.cli.root import NFE_HELP, REF_TEXT_HELP, app
 
 
 @app.command()
@@ -17,14 +17,16 @@ def synthesize(
         None, "--ref", help="a few seconds of the voice to clone (wav, flac, mp3...); default: the run's default voice"
     ),
     out: Path = typer.Option(..., "--out", help="wav file to write"),
-    ref_text: str | None = typer.Option(None, "--ref-text", help="transcript of --ref (F5-TTS needs it)"),
+    ref_text: str | None = typer.Option(None, "--ref-text", help=REF_TEXT_HELP),
     seed: int = typer.Option(0, "--seed", help="chunk i is spoken with seed S+i: the same seed, the same audio"),
     speed: float = typer.Option(1.0, "--speed", min=0.25, max=4.0, help="speaking rate (1.0: as trained)"),
-    language: str | None = typer.Option(None, "--language", help="XTTS language code (default: the run's)"),
+    language: str | None = typer.Option(
+        None, "--language", help="language to speak, for models that speak several (default: the run's)"
+    ),
     weights: str | None = typer.Option(
         None, "--weights", help="ema | raw (default: the weights the checkpoint's score chose)"
     ),
-    nfe: int | None = typer.Option(None, "--nfe", help="F5 sampling steps (default 32, upstream's; 16 is faster)"),
+    nfe: int | None = typer.Option(None, "--nfe", help=NFE_HELP),
 ) -> None:
     """Synthesize TEXT in the voice of REF (or the run's default voice) with a trained checkpoint."""
     from voicetune.synthesis.engine import synthesize_to_file

@@ -67,7 +67,7 @@ class CheckReport:
 
 
 def read_vocabulary(path: Path) -> set[str]:
-    """The characters a model can read: a vocab.txt with one token per line (F5-TTS's), or any text
+    """The characters a model can read: a vocab.txt with one token per line, or any text
     file whose characters are the set."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -136,7 +136,7 @@ def audio_path_of(data_dir: Path, item_id: str) -> Path:
 
 def load_audio(path: Path, sample_rate: int, clip: bool = True):
     """Mono float32 numpy array at `sample_rate` (soxr resampling, deterministic), clipped to
-    [-1, 1] unless `clip` is False (F5's mels are computed from the unclipped resampled signal)."""
+    [-1, 1] unless `clip` is False (some models' mels are computed from the unclipped resampled signal)."""
     import numpy as np
     import soundfile as sf
     import soxr

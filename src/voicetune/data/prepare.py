@@ -97,7 +97,7 @@ class PrepareOptions:
         """Raise UsageError, naming the flag, for values that cannot work."""
         if not 8000 <= self.sample_rate <= 96000:
             raise UsageError(
-                f"--sample-rate {self.sample_rate}: use a rate between 8000 and 96000 Hz (24000 for F5-TTS, 22050 for XTTS)"
+                f"--sample-rate {self.sample_rate}: use a rate between 8000 and 96000 Hz (training reads clips at the model's own rate)"
             )
         if not 0.5 <= self.min_seconds < self.max_seconds:
             raise UsageError(

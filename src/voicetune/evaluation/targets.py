@@ -26,6 +26,7 @@ from voicetune.evaluation.sets import (
     score_real_voice,
     scored_row,
 )
+from voicetune.models.registry import model_names
 from voicetune.scoring import Summary
 
 
@@ -47,7 +48,7 @@ class EvalRow:
     transcripts: list[str | None] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     flags: list[list[str]] = field(default_factory=list)
-    nfe: int | None = None  # F5's sampling steps the clips were said with (XTTS: None)
+    nfe: int | None = None  # the sampling steps the clips were said with (None: a model without steps)
 
     def to_json(self) -> dict[str, Any]:
         clips = [
@@ -179,7 +180,9 @@ def eval_set_for(
         if not Path(ref).is_file():
             raise UsageError(f"--ref {ref}: no such file; give a wav of the voice (a few seconds)")
         if not ref_text:
-            raise UsageError("--ref-text: give the transcript of --ref (F5-TTS needs it)")
+            raise UsageError(
+                "--ref-text: give the transcript of --ref (models that read the reference's words need it)"
+            )
         eval_set.ref_audio, eval_set.ref_text = str(Path(ref).resolve()), ref_text
     return eval_set
 
@@ -233,7 +236,7 @@ def evaluate_targets(
     nfe: int | None = None,
 ) -> EvalReport:
     """Score every target on one evaluation set, against the ceiling of its real clips; `nfe`:
-    F5's sampling steps (default: what each target samples with, upstream's 32)."""
+    the sampling steps of models that have them (default: what each target samples with)."""
     from voicetune.scoring import get_scorers
     from voicetune.synthesis.inference import set_sampling_steps
 
@@ -241,7 +244,7 @@ def evaluate_targets(
     # Said before any model is loaded: a weight file alone does not tell which architecture it is.
     unnamed = next((t for t in targets if t.upstream and not model_name), None)
     if unnamed is not None:
-        raise UsageError(f"--model: name the architecture of {unnamed.path} (e.g. f5-v1-base, xtts-v2)")
+        raise UsageError(f"--model: name the architecture of {unnamed.path} (one of {', '.join(model_names())})")
     eval_set = eval_set_for(targets, data, list(texts or []), clips, language, ref, ref_text)
     if language is None:
         for target in targets:

@@ -34,7 +34,11 @@ class DataSplits:
 
     train: torch.utils.data.Dataset
     val: torch.utils.data.Dataset
-    train_lengths: Sequence[int]  # cost of each item in batch units (frames for F5, 1 for fixed batches)
+    # Each item's length, in a unit its memory grows with (F5: mel frames, XTTS: audio codes,
+    # Chatterbox: text and speech tokens): `--batch-frames` packs batches by it, `plan` measures the
+    # longest items first, and out-of-memory recovery weighs a split batch's pieces by it and
+    # leaves out items at least as long as one that does not fit alone (voicetune.train.oom).
+    train_lengths: Sequence[int]
     val_lengths: Sequence[int]
     fingerprint: str  # hash of the data actually used: recorded in run.json, compared on resume
     description: str = ""  # one line for the console: "412 train / 46 val clips, 1.2 h"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voicetune.errors import UsageError
@@ -40,6 +41,30 @@ CLIP_BOUNDS: dict[str, tuple[float, float]] = {
 
 # The package each family runs on (`voicetune doctor` shows their versions).
 UPSTREAM_PACKAGES: dict[str, str] = {"f5": "f5-tts", "xtts": "coqui-tts", "chatterbox": "chatterbox-tts"}
+# Environment variables the models read themselves: not training settings, welcome in .env.
+MODEL_VARIABLES = frozenset(
+    {
+        "VOICETUNE_VOCOS",  # F5-TTS's Vocos vocoder folder (models/f5/vocoder.py)
+        "VOICETUNE_F5_NFE_STEPS",  # flow steps of F5-TTS's training samples (models/f5/adapter.py)
+    }
+)
+# What each family is called where the commands say which models voicetune trains.
+FAMILY_TITLES: dict[str, str] = {"f5": "F5-TTS", "xtts": "XTTS-v2", "chatterbox": "Chatterbox"}
+
+
+@dataclass(frozen=True)
+class HostPeak:
+    """Peak host memory (the training process's resident set) of a model's training on the demo
+    corpus, as `bench/train_memory.py` measures it, and the size of its full state."""
+
+    without_scoring: int  # bytes, milestones not scored (`--set evaluate=false`)
+    with_scoring: int  # bytes, milestones scored with whisper base, the speaker encoder and DNSMOS
+    full_state: int  # bytes of one full-state checkpoint (`voicetune plan --model NAME`)
+
+
+# Measured peaks (`voicetune plan` states them); the other models' are estimated from
+# DEFAULT_MODEL's (`voicetune.train.plan.host_memory`).
+HOST_PEAK_MEASURED: dict[str, HostPeak] = {"f5-tiny": HostPeak(1346 << 20, 1795 << 20, 20_810_000)}
 
 
 def export_formats() -> list[str]:
@@ -47,11 +72,20 @@ def export_formats() -> list[str]:
     return [*UPSTREAM_PACKAGES, "safetensors"]
 
 
+def family_of(name: str) -> str | None:
+    """The family (a key of CLIP_BOUNDS) of a family or built-in model name, or None."""
+    if name in CLIP_BOUNDS:
+        return name
+    if name not in BUILTIN_MODELS:
+        return None
+    return next((f for f in CLIP_BOUNDS if name.startswith(f + "-")), None)
+
+
 def clip_bounds(target: str) -> tuple[float, float]:
-    """(min, max) clip seconds for `prepare --for TARGET`: a family (f5, xtts) or a model name."""
-    family = target if target in CLIP_BOUNDS else next((f for f in CLIP_BOUNDS if target.startswith(f + "-")), None)
-    if family is None or (target not in CLIP_BOUNDS and target not in BUILTIN_MODELS):
-        raise UsageError(f"--for {target}: use f5, xtts or a model name ({', '.join(model_names())})")
+    """(min, max) clip seconds for `prepare --for TARGET`: a family or a model name."""
+    family = family_of(target)
+    if family is None:
+        raise UsageError(f"--for {target}: use {', '.join(CLIP_BOUNDS)} or a model name ({', '.join(model_names())})")
     return CLIP_BOUNDS[family]
 
 

@@ -1,7 +1,7 @@
 """Did a take say its text, all of it and nothing more? The check of synthesized speech by ear.
 
 Text-to-speech models fail in three ways a listener notices and a loss does not: wrong or missing
-words, a tail of babble after the last word (XTTS's hallucinated endings), and an ending cut off
+words, a tail of babble after the last word (an autoregressive model's hallucinated endings), and an ending cut off
 mid-word. Given a take (16 kHz), its text, and whisper's transcript with timed words:
 
     wer                      the transcript's word error rate against the text is above `max_wer`

@@ -412,9 +412,7 @@ def _train_page(ws: Workspace) -> dict:
         lora_rank = gr.Number(0, label="LoRA rank (0: full fine-tune)", precision=0, minimum=0, elem_id="train-lora")
         max_updates = gr.Number(1000, label="updates", precision=0, minimum=1, elem_id="train-updates")
         batch_size = gr.Number(8, label="batch size (clips)", precision=0, minimum=1, elem_id="train-batch")
-        batch_frames = gr.Number(
-            0, label="batch frames (F5; 0: by clips)", precision=0, minimum=0, elem_id="train-frames"
-        )
+        batch_frames = gr.Number(0, label="batch frames (0: by clips)", precision=0, minimum=0, elem_id="train-frames")
         save_every = gr.Number(200, label="milestone every", precision=0, minimum=1, elem_id="train-save-every")
         last_every = gr.Number(50, label="rolling checkpoint every", precision=0, minimum=1, elem_id="train-last-every")
         keep_last = gr.Number(3, label="milestones kept", precision=0, minimum=1, elem_id="train-keep-last")
@@ -832,7 +830,9 @@ def _synthesize_page(ws: Workspace) -> dict:
         upload = gr.Audio(
             sources=["upload"], type="filepath", label="or upload a reference", elem_id="synth-upload", scale=2
         )
-        ref_text = gr.Textbox("", label="what the reference says (F5 needs it)", elem_id="synth-ref-text", scale=2)
+        ref_text = gr.Textbox(
+            "", label="what the reference says (for models that read it)", elem_id="synth-ref-text", scale=2
+        )
     text = gr.Textbox("", label="text to speak", lines=2, elem_id="synth-text")
     with gr.Row():
         seed = gr.Number(0, label="seed", precision=0, elem_id="synth-seed")

@@ -4,8 +4,8 @@
 
     normalize   the training text's normalizer (`voicetune.data.text`, as `prepare` uses it):
                 unicode NFC, one line, numbers spelled out in the run's language
-    plan        the text cut into upstream's chunks (F5: infer_process's byte budget; XTTS: the
-                tokenizer's sentence limit), each with its own seed (seed + index), and the
+    plan        the text cut into upstream's chunks (the adapter's `text_chunks`: a byte budget,
+                a tokenizer's sentence limit), each with its own seed (seed + index), and the
                 characters the model has no token for; for a listener waiting on a stream
                 (`quick_start`), the first chunk is the first sentence or clause of at most
                 QUICK_START_CHARS characters, and the rest is cut as upstream cuts it
@@ -46,7 +46,7 @@ DEFAULT_SEED = 0
 DEFAULT_VOICE = "default"  # every model's voice: its run's evaluation reference clip
 VOICES_FOLDER = "voices"  # RUN/voices/NAME.wav (+ NAME.txt): a run's own named voices
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
-REFERENCE_SECONDS = (2.0, 12.0)  # a default voice's clip: long enough to clone, short enough for F5
+REFERENCE_SECONDS = (2.0, 12.0)  # a default voice's clip: long enough to clone, short enough to prompt with
 # A streamed request's first chunk: short, so that its audio comes after a fraction of the whole
 # synthesis (F5's upstream chunks last ~22 s with the reference; six sentences were 0.68 of it).
 QUICK_START_CHARS = 60
@@ -153,7 +153,7 @@ class Engine:
     # ---- voices ---------------------------------------------------------------------------------
 
     def voice(self, path: Path, text: str | None = None, name: str = "custom", flag: str = "--ref") -> Voice:
-        """A reference clip read, mono, at the model's rate; F5 needs its transcript."""
+        """A reference clip read, mono, at the model's rate, with its transcript where the model reads it."""
         from voicetune.data.ingest import read_reference
 
         path = Path(path)
@@ -161,7 +161,7 @@ class Engine:
             raise UsageError(f"{flag} {path}: no such file; give a wav of the voice to clone (a few seconds)")
         if self.adapter.needs_ref_text and not (text and text.strip()):
             raise UsageError(
-                f"{flag} {path}: F5-TTS needs the words spoken in the clip; give its transcript "
+                f"{flag} {path}: {self.adapter.name} needs the words spoken in the clip; give its transcript "
                 "(--ref-text, or NAME=WAV:TRANSCRIPT)"
             )
         audio, rate = read_reference(path)
@@ -376,7 +376,7 @@ def model_name(target: Path) -> str:
 
 def run_voices(target: Path) -> dict[str, Path]:
     """The run's own named voices, name -> clip: RUN/voices/NAME.wav (or .flac, .ogg, .mp3), with
-    NAME.txt its transcript (F5-TTS needs it; read when the voice is used), for a run, one of its
+    NAME.txt its transcript (for models that read it; read when the voice is used), for a run, one of its
     checkpoints or its ready/ folder. A voice named `default` stands in for the run's evaluation
     reference."""
     from voicetune.data.ljspeech import AUDIO_SUFFIXES
@@ -439,7 +439,7 @@ class EnginePool:
         self.unloaded: list[str] = []  # targets unloaded so far, oldest first (shown by /health)
 
     def get(self, target: Path, nfe: int | None = None, weights: str | None = None) -> Engine:
-        """The engine of `target` (sampling with `nfe` steps, F5 only; `weights` ema or raw, None
+        """The engine of `target` (sampling with `nfe` steps where the model has them; `weights` ema or raw, None
         for the ones its score chose), loaded on first use."""
         key = self._key(target, nfe, weights)
         with self._lock:

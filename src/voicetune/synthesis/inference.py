@@ -4,7 +4,7 @@ A checkpoint carries the resolved config it was trained with (loop.json), so the
 model are rebuilt from it alone (plus the upstream weights a LoRA run was based on). Of its two
 weight sets, the one its milestone score chose (the manifest's `weights`: "ema" or "raw") is what
 is used and exported, unless `weights` names one; a checkpoint that was never scored is used with
-its EMA weights, as upstream F5-TTS and XTTS inference do.
+its EMA weights, as upstream inference does.
 """
 
 from __future__ import annotations
@@ -48,14 +48,16 @@ def check_weights(weights: str | None) -> str | None:
 
 
 def set_sampling_steps(adapter, nfe: int | None) -> None:
-    """F5's number of sampling steps (`--nfe`) for what `adapter` says from now on; refused for a
-    model without steps (XTTS) and for fewer than 1."""
+    """The number of sampling steps (`--nfe`) for what `adapter` says from now on; refused for a
+    model without steps and for fewer than 1."""
     if nfe is None:
         return
     if not hasattr(adapter, "nfe_steps"):
-        raise UsageError(f"--nfe {nfe}: only F5-TTS models take a number of sampling steps; {adapter.name} has none")
+        raise UsageError(f"--nfe {nfe}: {adapter.name} takes no number of sampling steps; leave --nfe out")
     if nfe < 1:
-        raise UsageError(f"--nfe {nfe}: give a number of steps of 1 or more (upstream's default is 32)")
+        raise UsageError(
+            f"--nfe {nfe}: give a number of steps of 1 or more ({adapter.name} samples with {adapter.nfe_steps})"
+        )
     adapter.nfe_steps = int(nfe)
 
 

@@ -1,6 +1,6 @@
 """Settings that suit this machine, and the disk a run's checkpoints will take: a documented formula.
 
-This is the studio's "auto settings" button (the role of F5-TTS finetune_gradio's): a batch from
+This is the studio's "auto settings" button (the role of an upstream fine-tuning app's): a batch from
 the GPU's memory (or a small one on a CPU), checkpoint cadences from the expected speed, and the
 projected disk use of the retention. It is an estimate from parameter counts, not a measurement;
 `voicetune plan` measures where it exists.

@@ -1,6 +1,6 @@
-"""Exponential moving average of the trained weights, with ema_pytorch's schedule (F5's EMA).
+"""Exponential moving average of the trained weights, with ema_pytorch's schedule.
 
-The same rules as `ema_pytorch.EMA` that F5-TTS's trainer uses: the first call copies the
+The same rules as `ema_pytorch.EMA`, the EMA of the upstream trainer: the first call copies the
 weights; every `update_every`-th call copies them while within `update_after` calls, then moves
 towards them with a decay that warms up as 1 - (1 + t)^(-2/3), capped at `decay`. Unlike
 ema_pytorch it holds plain tensors keyed like the checkpoint's weights, so its state is a flat

@@ -73,7 +73,7 @@ log = logging.getLogger("voicetune.train")
 def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResult:
     """Train `config.model` on `config.data` into `config.run`, resuming as `config.resume` says."""
     check_paths(config)
-    config, language, language_warning = settle_language(config)  # adapters read it (XTTS's tokens)
+    config, language, language_warning = settle_language(config)  # adapters read it (a tokenizer per language)
     adapter = adapter or create_adapter(config)
     config = settle_config(config, adapter)
     configure_device(config)  # --gpu-memory, deterministic: before anything touches CUDA
@@ -141,7 +141,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
         )
         if start.loaded is not None and prompts and is_main:
             # Samples right after every resume, so that progress is audible even when the run
-            # never reaches another milestone (F5's own trainer stops sampling after a resume).
+            # never reaches another milestone (sampling at milestones alone would leave it silent).
             with contextlib.suppress(StopRequested):
                 write_samples(state, prompts, reporter, run, signals)
         evaluator = MilestoneEvaluator(config, adapter, run, reporter, loop.step, enabled=is_main)
@@ -195,7 +195,7 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
             if is_main:
                 manager.save(payload)
             # The snapshot is the saver's now: kept here it would hold a second copy of the whole
-            # state in host memory until the next save (5 GB for f5-v1-base), and through the export.
+            # state in host memory until the next save (gigabytes for a released model), and through the export.
             payload = None
             if stop_early:
                 reporter.say(stop_early)

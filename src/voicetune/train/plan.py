@@ -43,6 +43,7 @@ from voicetune.checkpoints.serialization import json_bytes, safetensors_size
 from voicetune.config import TrainConfig, format_size, parse_size
 from voicetune.models.base import ModelAdapter, TransformerShape
 from voicetune.models.hub import describe_source
+from voicetune.models.registry import DEFAULT_MODEL, HOST_PEAK_MEASURED
 
 log = logging.getLogger("voicetune.train")
 
@@ -55,10 +56,6 @@ FRAMES_STEP = 100
 # manifest, loop/EMA/optimizer JSON and the store's own allowance: small, but a tiny model's
 # checkpoint is small too.
 JSON_FILES_BYTES = 16 * 1024
-# Peak host memory (the training process's resident set) of f5-tiny training on the demo corpus,
-# without and with milestone scoring (whisper base), as `bench/train_memory.py` measured it.
-HOST_PEAK_MEASURED = {"f5-tiny": {"without scoring": 1346 << 20, "with scoring": 1795 << 20}}
-TINY_FULL_STATE_BYTES = 20_810_000  # f5-tiny's full state (`voicetune plan --model f5-tiny`: ~19.8 MiB)
 # What each whisper size takes in memory (CTranslate2 float16/float32 weights, about their files).
 WHISPER_BYTES = {"tiny": 75 << 20, "base": 145 << 20, "small": 484 << 20, "medium": 1530 << 20, "large": 3090 << 20}
 PRECISION_NAMES = {
@@ -74,7 +71,7 @@ class MemoryEstimate:
 
     source: str  # "measured" or "formula"
     fixed_bytes: int  # model, gradients, optimizer state, EMA, CUDA context
-    per_unit_bytes: float  # activations per frame (F5) or per item (XTTS)
+    per_unit_bytes: float  # activations per batch unit (a frame or an item: the model's memory_shape)
     unit: str  # "frames" or "items"
     batch_units: int  # the configured batch, in units
     parts: dict[str, int] = field(default_factory=dict)
@@ -201,20 +198,21 @@ class HostMemory:
 
 
 def host_memory(config: TrainConfig, adapter, sizes: dict[str, int]) -> HostMemory:
-    """The peak host memory of training `config`: measured for the tiny models; for the others,
-    the tiny model's process without its state, plus two copies of the full state (the live one
-    or the one being loaded, and the snapshot a save writes from), plus, when milestones are
-    scored, the scorers (f5-tiny's measured increment, with the configured whisper's size in place
-    of whisper base's) and one more copy of the weights (the listener that says the set)."""
+    """The peak host memory of training `config`: measured for the models the registry holds a
+    measure of (HOST_PEAK_MEASURED); for the others, the default model's process without its
+    state, plus two copies of the full state (the live one or the one being loaded, and the
+    snapshot a save writes from), plus, when milestones are scored, the scorers (the default
+    model's measured increment, with the configured whisper's size in place of whisper base's) and
+    one more copy of the weights (the listener that says the set)."""
     scored = bool(config.evaluate and callable(getattr(adapter, "synthesize", None)))
     whisper = _whisper_bytes(config.whisper_model)
     measured = HOST_PEAK_MEASURED.get(config.model)
-    tiny = HOST_PEAK_MEASURED["f5-tiny"]
-    scorers = tiny["with scoring"] - tiny["without scoring"] - WHISPER_BYTES["base"]
+    reference = HOST_PEAK_MEASURED[DEFAULT_MODEL]
+    scorers = reference.with_scoring - reference.without_scoring - WHISPER_BYTES["base"]
     if measured is not None:
-        scoring = measured["with scoring"] - measured["without scoring"] + whisper - WHISPER_BYTES["base"]
-        return HostMemory(measured["without scoring"], scoring if scored else 0, "measured", config.whisper_model)
-    process = tiny["without scoring"] - 2 * TINY_FULL_STATE_BYTES
+        scoring = measured.with_scoring - measured.without_scoring + whisper - WHISPER_BYTES["base"]
+        return HostMemory(measured.without_scoring, scoring if scored else 0, "measured", config.whisper_model)
+    process = reference.without_scoring - 2 * reference.full_state
     training = process + 2 * sizes["full"]
     scoring = max(0, scorers) + whisper + sizes["weights"] // 2
     return HostMemory(training, scoring if scored else 0, "estimate", config.whisper_model)
@@ -458,7 +456,7 @@ def probe_memory(
     if not torch.cuda.is_available():
         return None
     with tempfile.TemporaryDirectory(prefix="voicetune-probe-") as cache:
-        # Items may read the cache (F5's mels) when they are used: it lives until the probe ends.
+        # Items may read the cache (features such as mels) when they are used: it lives until the probe ends.
         splits = adapter.load_data(Path(str(config.data)), Path(config.run) / "cache" if config.run else Path(cache))
         return _probe(config, adapter, model, splits, budget, points)
 

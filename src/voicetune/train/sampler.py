@@ -5,7 +5,7 @@ resumed run rebuilds exactly the list it was walking and continues at the saved 
 several processes each rank takes every world_size-th batch of the same list; the list is cut to a
 multiple of world_size so that ranks stay in step.
 
-Two modes, like F5-TTS: fixed `batch_size` items per batch, or `batch_frames` (items sorted by
+Two modes, like the upstream trainers: fixed `batch_size` items per batch, or `batch_frames` (items sorted by
 length and packed up to a total number of frames, as upstream's DynamicBatchSampler does), the
 batch order shuffled per epoch.
 """

@@ -56,7 +56,7 @@ class TrainResult:
 
 def load_session(adapter, accelerator, config: TrainConfig, run: RunFolder, start: Start):
     """The data, the restored (or new) training state and the batch plan of this session."""
-    if start.loaded is not None:  # what the run learnt from its data stays as it was (XTTS's new language)
+    if start.loaded is not None:  # what the run learnt from its data stays as it was (a language it added)
         adapter.use_saved_architecture(start.loaded.json.get(st.LOOP, {}).get("architecture") or {})
     assert config.data is not None, "TrainConfig requires --data"
     with accelerator.main_process_first():  # rank 0 fills the cache, the others reuse it

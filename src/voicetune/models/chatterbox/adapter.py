@@ -168,6 +168,11 @@ class ChatterboxItems(torch.utils.data.Dataset):
         return load_audio(self.paths[index], sample_rate)
 
 
+def sequence_lengths(items: ChatterboxItems) -> list[int]:
+    """Each clip's length through T3: its text and speech tokens (what its memory grows with)."""
+    return [len(text) + len(speech) for text, speech in zip(items.text, items.speech)]
+
+
 def collate_items(items: list[dict[str, torch.Tensor]], text_pad: int, speech_pad: int) -> dict[str, torch.Tensor]:
     """Pad to the longest item (text with [STOP], speech with its stop token); lengths mask them."""
 
@@ -441,7 +446,9 @@ class ChatterboxAdapter(BaseAdapter):
         description = f"{len(train)} train / {len(val)} val clips, {seconds / 60:.1f} min at 16 kHz"
         if skipped:
             description += "; left out: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
-        return DataSplits(train, val, [1] * len(train), [1] * len(val), digest.hexdigest()[:16], description)
+        return DataSplits(
+            train, val, sequence_lengths(train), sequence_lengths(val), digest.hexdigest()[:16], description
+        )
 
     def text_tokens(self, text: str) -> torch.Tensor:
         """[START] + upstream's punc_norm(text) tokens + [STOP]."""
