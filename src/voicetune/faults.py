@@ -43,23 +43,50 @@ def fail_point(name: str, until: threading.Event | None = None) -> None:
     `stall K`. At the K-th hit after it was armed, the file is removed (a fault fires once),
     DIR/<name>.reached is written, and then `raise` raises RuntimeError here, while `stall` waits
     until `until` is set (the work's own cancel event: a time limit, a client that left)."""
-    folder = os.environ.get("VOICETUNE_FAULTS")
-    if not folder:
-        return
-    armed = Path(folder) / name
-    try:
-        action, _, count = armed.read_text().strip().partition(" ")
-    except OSError:  # not armed
+    armed = _armed(name)
+    if armed is None:
         _fault_hits.pop(name, None)
         return
+    path, action, count = armed
     hits = _fault_hits[name] = _fault_hits.get(name, 0) + 1
     if hits < int(count or 1):
         return
     _fault_hits.pop(name, None)
-    armed.unlink()
-    Path(folder, f"{name}.reached").write_text(str(os.getpid()))
+    _fire(path)
     if action == "stall":
         if until is not None:
             until.wait()
         return
     raise RuntimeError(f"injected failure at {name} (hit {hits})")
+
+
+def fault_seconds(name: str, default: float) -> float:
+    """VOICETUNE_FAULTS=<DIR>: a test arms this point by writing DIR/<name> with `seconds S`; its
+    next hit (once, as a fail point fires, DIR/<name>.reached written) gives S instead of `default`.
+    A request's time limit made short: the test holds the request at a stall and gets its time
+    limit's answer in a second, not in the minute a busy machine needs for an ordinary request."""
+    armed = _armed(name)
+    if armed is None:
+        return default
+    path, _, seconds = armed
+    _fire(path)
+    return float(seconds)
+
+
+def _armed(name: str) -> tuple[Path, str, str] | None:
+    """(the file, its action, its argument) when a test armed the point `name`, else None."""
+    folder = os.environ.get("VOICETUNE_FAULTS")
+    if not folder:
+        return None
+    armed = Path(folder) / name
+    try:
+        action, _, argument = armed.read_text().strip().partition(" ")
+    except OSError:  # not armed
+        return None
+    return armed, action, argument
+
+
+def _fire(armed: Path) -> None:
+    """The point fires once: its file removed, NAME.reached written (what the test waits for)."""
+    armed.unlink()
+    armed.with_name(f"{armed.name}.reached").write_text(str(os.getpid()))

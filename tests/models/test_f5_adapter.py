@@ -213,9 +213,9 @@ def test_collate_and_loss(tiny):
 
 @pytest.mark.slow
 def test_plain_adamw_steps_reduce_the_loss(tiny):
-    """150 AdamW updates on 4 clips: the fixed-noise loss falls below 20% of its start (the mel's
+    """100 AdamW updates on 4 clips: the fixed-noise loss falls below 20% of its start (the mel's
     mean and scale are learnt first), and keeps falling after that (below 80% of its value at
-    update 50)."""
+    update 30). (About 70% and 72% of those bounds, measured.)"""
     adapter, splits = tiny
     batch = adapter.collate([splits.train[i] for i in range(4)])
     torch.manual_seed(0)
@@ -231,16 +231,16 @@ def test_plain_adamw_steps_reduce_the_loss(tiny):
         return value
 
     start = fixed_noise_loss()
-    for update in range(1, 151):
+    for update in range(1, 101):
         adapter.compute_loss(model, batch).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        if update == 50:
-            at_50 = fixed_noise_loss()
+        if update == 30:
+            at_30 = fixed_noise_loss()
     end = fixed_noise_loss()
-    print(f"fixed-noise loss: start {start:.3f}, update 50 {at_50:.3f}, update 150 {end:.3f}")
-    assert end < 0.2 * start and end < 0.8 * at_50
+    print(f"fixed-noise loss: start {start:.3f}, update 30 {at_30:.3f}, update 100 {end:.3f}")
+    assert end < 0.2 * start and end < 0.8 * at_30
 
 
 # ---- vocabulary -----------------------------------------------------------------------------

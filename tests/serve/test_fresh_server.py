@@ -24,10 +24,11 @@ from support.harness import cli_env, wait_until
 from support.speech_server import NFE, SpeechServer
 
 # --timeout: far above a short request of the family on a busy 2-core machine (xtts-tiny generates
-# up to its token cap), and what the 504 test waits.
+# up to its token cap). The 504 test does not wait it: it arms a time limit of a second for its one
+# request, which a stall holds (`time_limit` fault).
 TIME_LIMIT = {"f5": 20, "xtts": 60}
 FAMILIES = ("f5", "xtts")
-SHORT = "Rice is served in round bowls."
+SHORT = "Rice is served."  # said after every cut: xtts-tiny's time grows with each character
 # Two chunks or more for both families (XTTS packs sentences up to 250 characters).
 LONG = " ".join(
     [
@@ -44,7 +45,8 @@ def family_args(family: str) -> list[str]:
 
 
 def arm(faults: Path, point: str, action: str) -> None:
-    """Arm a fail point (`raise K` or `stall K`: at its K-th hit); written whole, then renamed."""
+    """Arm a fail point (`raise K` or `stall K`: at its K-th hit; `seconds S` for `time_limit`, the
+    next request's time limit); written whole, then renamed."""
     (faults / f"{point}.reached").unlink(missing_ok=True)
     (faults / "arming").write_text(action)
     os.replace(faults / "arming", faults / point)
@@ -139,11 +141,15 @@ def test_a_client_that_hangs_up_mid_stream_leaves_the_model_fresh(served):
 
 
 def test_a_request_past_its_time_limit_is_504_and_leaves_the_model_fresh(served):
-    arm(served.faults, "layer", "stall 5")  # held inside the first chunk until its time limit cancels it
+    # Held at its first layer call (inside the first chunk) until its time limit cancels it: a time
+    # limit of one second, this request's only, which its timer counts as it counts --timeout.
+    arm(served.faults, "layer", "stall 1")
+    arm(served.faults, "time_limit", "seconds 1")
     response = served.speak(LONG)
-    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
-    assert fired(served.faults, "layer")
-    served.assert_fresh()
+    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout", response.text
+    assert "time limit of 1 s" in response.json()["error"]["message"]
+    assert fired(served.faults, "time_limit") and fired(served.faults, "layer")
+    served.assert_fresh()  # with the server's own time limit again
 
 
 def test_an_exception_inside_a_chunk_is_500_and_leaves_the_model_fresh(served):

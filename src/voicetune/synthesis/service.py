@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voicetune.errors import UsageError, VoicetuneError
-from voicetune.faults import pause_point
+from voicetune.faults import fault_seconds, pause_point
 from voicetune.synthesis.engine import (
     DEFAULT_VOICE,
     MAX_SPEED,
@@ -320,7 +320,9 @@ class SpeechService:
     ) -> Job:
         """Queue a checked request; QueueFull when `max_queue` requests already wait."""
         name, voice = self.check(model, text, voice, fmt, speed)
-        job = Job(name, text, voice, fmt, float(speed), int(seed), sink, time_limit or self.time_limit)
+        # tests: one request's time limit made short (it is then held at a stall until the limit)
+        limit = fault_seconds("time_limit", time_limit or self.time_limit)
+        job = Job(name, text, voice, fmt, float(speed), int(seed), sink, limit)
         with self._lock:
             if self._waiting + (self.running is not None) > self.max_queue:  # max_queue wait, one runs
                 self.counts["refused"] += 1
