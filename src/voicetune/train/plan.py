@@ -253,7 +253,12 @@ def make_plan(
     else:
         # Shapes, not values: without a probe the model is built on the meta device (no memory,
         # no time), and in no case are pretrained weights read or downloaded.
-        with contextlib.nullcontext() if probing else torch.device("meta"):
+        try:
+            with contextlib.nullcontext() if probing else torch.device("meta"):
+                model = plain.build_model()
+        except RuntimeError as error:  # a constructor that reads a value (XTTS's mel filters)
+            if "meta" not in str(error):
+                raise
             model = plain.build_model()
     measured = probe_memory(config, plain or adapter, model, budget=gpu_memory) if probing else None
     run_dir = Path(config.run) if config.run is not None else None
