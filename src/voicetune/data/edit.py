@@ -168,6 +168,8 @@ def _rebuild(out: OutputFolder) -> dict:
         numbers_to_words=bool(stored.get("numbers_to_words")),
         loudness_lufs=float(stored["loudness_lufs"]),
         val_fraction=float(given.get("val_fraction", 0.1)),
+        # The --speaker given (a reference's path, or auto), which report.json's speaker section names.
+        speaker=given.get("speaker") or stored.get("speaker"),
     )
     # Rejections of files that left no record (not audio, duplicates, unreadable) live only in the
     # previous report: carry them over, or the report would forget them.

@@ -62,7 +62,7 @@ from voicetune.data.transcribe import (
     transcribe_source,
 )
 from voicetune.errors import UsageError, VoicetuneError
-from voicetune.faults import pause_point
+from voicetune.faults import crash_point, pause_point
 
 log = logging.getLogger("voicetune.prepare")
 
@@ -448,6 +448,7 @@ def _set_aside_borderline(record, audio, energy, transcriber, limits, language, 
         for row in rows:
             if row["start"] < clip["end"] and row["end"] > clip["start"]:
                 row["clip"] = clip["id"]
+    crash_point("prepare.set_aside")  # tests: a run killed with clips set aside and no record yet
     record.setdefault(REMOVED_KEY, []).extend(record["clips"][kept:])
     del record["clips"][kept:]
 

@@ -207,6 +207,7 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
     judged = [c for c in clips if "p_target" in c]
     seconds = sum(c["duration"] for c in judged)
     aside = {c["id"] for r in records for c in r.get(REMOVED_KEY, [])}
+    kept = {c["id"] for c in clips}
     decisions = [
         {
             "decision": "kept",
@@ -229,7 +230,8 @@ def speaker_summary(voice: str, rejections: list[dict], clips: list[dict], recor
             "overrule": _restore_command(r, aside, dataset),
         }
         for r in left_out
-        if r["reason"] in speaker.JUDGED_REASONS and "p_target" in r
+        # A stretch whose clip a person restored is a kept clip now, a decision of its own above.
+        if r["reason"] in speaker.JUDGED_REASONS and "p_target" in r and r.get("clip") not in kept
     ]
     stored = speaker.stored_target(Path(dataset) / ".voicetune")
     return {
