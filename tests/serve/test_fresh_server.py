@@ -4,8 +4,9 @@ a chunk and many cut requests, the next request gets the very bytes a freshly st
 gives. A model that keeps failing is `degraded` and reloaded; a reload that fails is `failed` (503).
 A server stopped during a request exits promptly.
 
-Faults are injected at the engine's layer calls (`voicetune.faults.fail_point`): a test arms one
-by writing a file and waits for the file the point writes when it fires, never for a time."""
+Faults are injected at the engine's layer calls (`voicetune.faults.fail_point`), and a request's
+time limit is made short where the service reads it (`fault_seconds`): a test arms one by writing
+a file and waits for the file the point writes when it fires, never for a time."""
 
 from __future__ import annotations
 
