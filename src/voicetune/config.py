@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 
 from voicetune.errors import UsageError
-from voicetune.models.registry import DEFAULT_MODEL, MODEL_VARIABLES, model_names
+from voicetune.models.catalogue import DEFAULT_MODEL, MODEL_VARIABLES, model_names
 
 # Which TOML file the next resolve() reads; a context variable so resolve() stays reentrant.
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
