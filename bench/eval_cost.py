@@ -16,7 +16,7 @@ The ratio is
 
     time of one milestone evaluation / time of save_every updates
 
-for the demo configuration (`voicetune demo`: save_every 300) and for f5-tiny at save_every 1000. The evaluation's
+for the demo configuration (`voicetune demo`: a milestone every 500 updates) and for f5-tiny at save_every 1000. The evaluation's
 one-time set-up (loading whisper, the speaker encoder and DNSMOS; scoring the real clips for the
 ceiling) happens once per training session and is printed on its own line, as is where the time
 of one evaluation goes (saying the takes, and measuring them).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from support.harness import cli_env, run_cli
 from voicetune.checkpoints.store import CheckpointStore
 
-# Milestones every 13 updates (13, 26, 39), rolling checkpoints every 10: the kill at 22 resumes
+# Milestones halfway and at the end (19, 38 and the last, 39), rolling checkpoints every 10: the kill at 22 resumes
 # from step 20, which is no milestone, so its samples are the resume's own.
 UPDATES = 39
 

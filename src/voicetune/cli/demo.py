@@ -15,7 +15,9 @@ from voicetune.models.registry import DEFAULT_MODEL
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="folder for the demo corpus and run"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="model to train"),
-    max_updates: int = typer.Option(DEMO_MAX_UPDATES, "--max-updates", min=20, help="milestones every third of it"),
+    max_updates: int = typer.Option(
+        DEMO_MAX_UPDATES, "--max-updates", min=20, help="a milestone halfway and at the end"
+    ),
     kill_at_step: int = typer.Option(
         DEMO_KILL_AT_STEP, "--kill-at-step", min=1, help="SIGKILL the training at this step"
     ),
@@ -31,7 +33,7 @@ def demo(
             out=out,
             model=model,
             max_updates=max_updates,
-            save_every=max(1, max_updates // 3),
+            save_every=max(1, max_updates // 2),
             kill_at_step=kill_at_step,
         )
     )

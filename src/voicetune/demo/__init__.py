@@ -23,12 +23,13 @@ from voicetune.demo.corpus import write_ljspeech_corpus
 from voicetune.errors import VoicetuneError
 from voicetune.models.registry import DEFAULT_MODEL
 
-# Milestones every third of the updates. Every 300 updates because a milestone's scoring (8 takes
-# said and heard by whisper, the speaker encoder and DNSMOS: about 12 s on 2 CPU cores) must cost
-# at most 0.15 of the training between milestones (issue 29), and f5-tiny makes about 5 updates/s
-# there: every 80, as before, scoring took longer than the training.
-DEMO_MAX_UPDATES = 900
-DEMO_KILL_AT_STEP = 400
+# Milestones halfway (500) and at the end. A milestone's scoring (8 takes said and heard by
+# whisper, the speaker encoder and DNSMOS) took 11.6 s on an idle 2-core machine and must cost at
+# most 0.15 of the training between milestones (issue 29); f5-tiny makes 5.0-5.5 updates/s there
+# (bench/eval_cost.py): every 80 updates, as before, scoring took longer than the training (1.20),
+# every 300 still 0.19-0.21, every 500 0.12-0.13. The kill comes after the first milestone.
+DEMO_MAX_UPDATES = 1000
+DEMO_KILL_AT_STEP = 650
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class DemoPlan:
     model: str = DEFAULT_MODEL
     clips: int = 32
     max_updates: int = DEMO_MAX_UPDATES
-    save_every: int = DEMO_MAX_UPDATES // 3
+    save_every: int = DEMO_MAX_UPDATES // 2
     last_every: int = 10
     kill_at_step: int = DEMO_KILL_AT_STEP
     sample_rate: int = 24000
