@@ -1,8 +1,10 @@
 """Every way a request can end leaves the served model as a fresh one, for every model family:
 after a client that hangs up mid-stream, a request past its time limit (504), an exception inside
 a chunk and many cut requests, the next request gets the very bytes a freshly started server
-gives. A model that keeps failing is `degraded` and reloaded; a reload that fails is `failed` (503).
-A server stopped during a request exits promptly.
+gives. A request that fails or runs out of time after its first audio ends its connection without
+the final chunk (the client sees an error, not a short file). A model that keeps failing is
+`degraded` and reloaded; a reload that fails is `failed` (503). A server stopped during a request
+exits promptly.
 
 Faults are injected at the engine's layer calls (`voicetune.faults.fail_point`), and a request's
 time limit is made short where the service reads it (`fault_seconds`): a test arms one by writing
@@ -144,13 +146,58 @@ def test_a_client_that_hangs_up_mid_stream_leaves_the_model_fresh(served):
 def test_a_request_past_its_time_limit_is_504_and_leaves_the_model_fresh(served):
     # Held at its first layer call (inside the first chunk) until its time limit cancels it: a time
     # limit of one second, this request's only, which its timer counts as it counts --timeout.
+    timed_out = served.count("timed_out")
     arm(served.faults, "layer", "stall 1")
     arm(served.faults, "time_limit", "seconds 1")
     response = served.speak(LONG)
     assert response.status_code == 504 and response.json()["error"]["code"] == "timeout", response.text
     assert "time limit of 1 s" in response.json()["error"]["message"]
     assert fired(served.faults, "time_limit") and fired(served.faults, "layer")
+    assert wait_until(lambda: not served.health()["running"], timeout=120)  # its work stopped
+    assert served.count("timed_out") == timed_out + 1
     served.assert_fresh()  # with the server's own time limit again
+
+
+def stream_cut_after_the_first_audio(served, client: str) -> bytes:
+    """LONG, as a client reads it, from a request that ends in an error after its first chunk's
+    audio was sent: the status is 200, and reading the body must fail (`client` httpx or openai)."""
+    received = b""
+    if client == "openai":
+        speech = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0, timeout=600)
+        with pytest.raises(openai.APIConnectionError):
+            speech.audio.speech.create(model="tts-1", voice="default", input=LONG, response_format="wav")
+        return received
+    with httpx.stream("POST", f"{served.url}/v1/audio/speech", json=request(LONG), timeout=600) as response:
+        assert response.status_code == 200 and int(response.headers["x-voicetune-chunks"]) >= 2
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete"):
+            for part in response.iter_bytes():
+                received += part
+    return received
+
+
+@pytest.mark.parametrize("client", ["httpx", "openai"])
+def test_a_failure_after_the_first_audio_is_an_error_for_the_client_not_a_short_file(served, client):
+    # The second chunk fails: the first one's audio has been sent with status 200, so the server
+    # closes the connection without the final chunk; a clean end would look like a whole file.
+    failed = served.count("failed")
+    arm(served.faults, "chunk", "raise 2")
+    received = stream_cut_after_the_first_audio(served, client)
+    assert fired(served.faults, "chunk") and served.count("failed") == failed + 1
+    if client == "httpx":
+        assert len(received) > 44  # the first chunk's audio arrived before the error
+    served.assert_fresh()
+
+
+def test_a_time_limit_reached_after_the_first_audio_is_an_error_for_the_client(served):
+    if served.family != "f5":
+        pytest.skip("the same path as f5's; xtts-tiny would wait its 60 s time limit")
+    # Held before its second chunk until the server's own time limit cancels it (the first chunk
+    # of LONG takes far less than TIME_LIMIT on a busy machine).
+    timed_out = served.count("timed_out")
+    arm(served.faults, "chunk", "stall 2")
+    stream_cut_after_the_first_audio(served, "httpx")
+    assert fired(served.faults, "chunk") and served.count("timed_out") == timed_out + 1
+    served.assert_fresh()
 
 
 def test_an_exception_inside_a_chunk_is_500_and_leaves_the_model_fresh(served):

@@ -324,13 +324,11 @@ def test_a_client_that_leaves_mid_stream_cancels_its_work(server):
 
 @pytest.fixture(scope="module")
 def strict_server(f5_voice_run, tmp_path_factory):
-    """An API key and a time limit of 1 s (at 32 sampling steps a chunk takes longer on any CPU)."""
+    """An API key. (A time limit's 504 and work stopped: test_fresh_server.py, driven by fault points.)"""
     srv = SpeechServer(
         f5_voice_run,
         "--api-key",
         "test-key-0123456789",
-        "--timeout",
-        "1",
         log=tmp_path_factory.mktemp("serve_strict") / "server.log",
     )
     yield srv
@@ -346,18 +344,6 @@ def test_api_key_is_required_and_checked(strict_server):
     good = openai.OpenAI(base_url=f"{strict_server.url}/v1", api_key="test-key-0123456789", max_retries=0)
     assert [m.id for m in good.models.list().data] == [MODEL]
     assert httpx.get(f"{strict_server.url}/health").json()["status"] == "ok"  # for load balancers
-
-
-def test_request_past_its_time_limit_is_504_and_its_work_stops(strict_server):
-    client = openai.OpenAI(
-        base_url=f"{strict_server.url}/v1", api_key="test-key-0123456789", max_retries=0, timeout=600
-    )
-    with pytest.raises(openai.APIStatusError) as raised:
-        client.audio.speech.create(model=MODEL, voice="default", input=LONG, response_format="wav")
-    assert raised.value.status_code == 504 and raised.value.body["code"] == "timeout"
-    assert wait_until(lambda: not strict_server.health()["running"], timeout=120)
-    health = strict_server.health()
-    assert (health["timed_out"], health["done"]) == (1, 0)
 
 
 def test_serve_refuses_other_addresses_without_a_key(f5_voice_run):

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Send
 
 from voicetune.errors import VoicetuneError
 from voicetune.synthesis.engine import Cancelled, describe_characters
@@ -186,9 +186,15 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
                             yield value
                         continue
                     done = True
-                    if value is not None:  # cut short after the first audio: the stream just ends
-                        log.warning("request of %s ended early: %s", job.model, value)
-                    elif stream_format == "sse":  # no usage: the model counts no tokens OpenAI would bill
+                    if value is not None:  # cut short after the first audio (time limit, failure, stop)
+                        log.warning(
+                            "request of %s ended after its first audio: %s; its connection is closed without "
+                            "the final chunk, so that the client sees an error, not a short file",
+                            job.model,
+                            value,
+                        )
+                        raise _CutShort
+                    if stream_format == "sse":  # no usage: the model counts no tokens OpenAI would bill
                         yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n".encode()
                     return
             finally:
@@ -196,7 +202,7 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
                     job.cancel()
 
         media = "text/event-stream" if stream_format == "sse" else MEDIA_TYPES[fields["fmt"]]
-        return StreamingResponse(body(), media_type=media, headers=headers)
+        return _SpeechResponse(body(), media_type=media, headers=headers)
 
     async def models(request: Request) -> Response:
         return JSONResponse(
@@ -236,6 +242,25 @@ def build_app(service: SpeechService, api_key: str | None = None, max_body: int 
         exception_handlers={HTTPException: http_error, Exception: server_error},  # type: ignore[dict-item]  # starlette types handlers by the base Exception
     )
     return BearerAuth(app, api_key) if api_key else app
+
+
+class _CutShort(Exception):
+    """The speech ended in an error after its status (200) and first audio were sent."""
+
+
+class _SpeechResponse(StreamingResponse):
+    """A stream of speech that, when the speech ends in an error after its first audio, ends
+    without its final (empty) chunk: the server closes the connection ("ASGI callable returned
+    without completing response" in its log) and every HTTP client reports an incomplete body.
+    Ended cleanly, a WAV or MP3 cut after its first sentence would look whole to the client (its
+    status is 200 and a streamed WAV states no length), and a time limit or a failure would go
+    unnoticed."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except _CutShort:
+            return
 
 
 def _error_of(err: BaseException | None, job) -> Response:

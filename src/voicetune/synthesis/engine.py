@@ -290,6 +290,7 @@ class Engine:
         fader = CrossFader(int(self.adapter.cross_fade_seconds * self.sample_rate))
         with self.lock:
             for index, (chunk, seed) in enumerate(zip(plan.chunks, plan.seeds)):
+                fail_point("chunk", cancel)  # tests: an exception or a stall before the K-th chunk
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("synthesis cancelled")
                 audio = self.speak_chunk(chunk, seed, voice, speed, cancel)
