@@ -147,6 +147,24 @@ def test_a_language_that_contradicts_the_dataset_is_refused_and_leaves_nothing(t
     assert json.loads((run / "run.json").read_text())["language"]["code"] == "en"
 
 
+@pytest.mark.parametrize("command", ["train", "plan"])
+def test_a_model_that_speaks_english_only_refuses_a_spanish_dataset_before_any_work(command, toy_corpus, tmp_path):
+    # Chatterbox's released tokenizer has no accented letters: trained on Spanish, it could neither
+    # be scored nor speak; refused at once, with the families that learn the language.
+    dataset = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(toy_corpus, dataset)
+    (dataset / ".voicetune").mkdir(exist_ok=True)
+    (dataset / ".voicetune" / "settings.json").write_text(json.dumps({"language": "es"}))
+    run = tmp_path / "run"
+    refused = run_cli(command, "--data", dataset, "--run", run, "--model", "chatterbox-tiny", "--max-updates", "1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "language es" in refused.stderr and "chatterbox-tiny speaks English only" in refused.stderr
+    assert "--model f5-v1-base" in refused.stderr and "--for xtts" in refused.stderr
+    assert not run.exists()
+
+
 def test_a_run_made_before_runs_took_their_dataset_s_language_is_warned_with_the_fix(toy_corpus, tmp_path):
     """An earlier voicetune trained a Spanish dataset as 'en' (its default): resumed, served and
     evaluated as it was, each says so once with the command that fixes it."""

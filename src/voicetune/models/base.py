@@ -105,6 +105,10 @@ class ModelAdapter(Protocol):
     def default_settings(self) -> dict[str, Any]:
         """Defaults for TrainConfig fields left unset (None), e.g. lr, warmup_updates, batch_frames."""
 
+    def check_language(self, language: str | None) -> None:
+        """A UsageError, before any work, when the family cannot be trained to speak `language`
+        (the run's: --language or the dataset's)."""
+
     def size_estimate(self) -> SizeEstimate | None:
         """Sizes known without building the model (the studio's auto settings), or None."""
 
@@ -246,6 +250,9 @@ class BaseAdapter:
 
     cross_fade_seconds = 0.0  # how much consecutive chunks overlap when joined (upstream's choice)
     needs_ref_text = False  # whether a voice's reference clip needs its transcript (F5-TTS does)
+
+    def check_language(self, language: str | None) -> None:
+        """F5-TTS and XTTS learn any language (F5 extends its vocabulary, XTTS adds the language)."""
 
     def spoken_language(self, model: torch.nn.Module, language: str | None) -> str | None:
         """The language the model will speak `language` in; a UsageError before any work when it

@@ -22,7 +22,9 @@ from voicetune.train.evaluator import default_best
 
 
 def settle_config(config: TrainConfig, adapter: ModelAdapter) -> TrainConfig:
-    """Fill fields left unset with the model's defaults, then generic ones."""
+    """Fill fields left unset with the model's defaults, then generic ones; refused (UsageError)
+    when the model cannot be trained to speak the run's language."""
+    adapter.check_language(config.language)
     defaults = {k: v for k, v in adapter.default_settings().items() if getattr(config, k, None) is None}
     values = config.model_dump()
     values.update(defaults)

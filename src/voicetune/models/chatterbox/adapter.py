@@ -491,11 +491,19 @@ class ChatterboxAdapter(BaseAdapter):
         unk = self.tokenizer.tokenizer.token_to_id("[UNK]")
         return {c for c in set(text) if not c.isspace() and unk in self.tokenizer.encode(c)}
 
-    def spoken_language(self, model: torch.nn.Module, language: str | None) -> str | None:
+    def check_language(self, language: str | None) -> None:
+        """English only: the released T3's tokenizer has no letters of other scripts and no
+        accented ones (á, ñ, ç are [UNK]), and the multilingual Chatterbox is another model."""
         if language and language.split("-")[0] != "en":
             raise UsageError(
-                f"--language {language}: {self.name} speaks English; the multilingual Chatterbox is not supported yet"
+                f"language {language} (--language, or the dataset's as prepare detected it): {self.name} "
+                "speaks English only (the released Chatterbox; its multilingual model is not supported yet). "
+                f"For {language}, train --model f5-v1-base, or --model xtts-v2 on a dataset made with "
+                "`voicetune prepare ... --for xtts`"
             )
+
+    def spoken_language(self, model: torch.nn.Module, language: str | None) -> str | None:
+        self.check_language(language)
         return language
 
     def synthesize(
