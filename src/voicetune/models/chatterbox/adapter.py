@@ -493,7 +493,7 @@ class ChatterboxAdapter(BaseAdapter):
 
     def check_language(self, language: str | None) -> None:
         """English only: the released T3's tokenizer has no letters of other scripts and no
-        accented ones (é, ñ, ó, ç are [UNK]), and the multilingual Chatterbox is another model."""
+        accented ones it lacks (é, ñ, ó, ç are [UNK]), and the multilingual Chatterbox is another model."""
         if language and language.split("-")[0] != "en":
             raise UsageError(
                 f"language {language} (--language, or the dataset's as prepare detected it): {self.name} "
