@@ -23,6 +23,8 @@ DATA = Path("datasets/me")
         (None, {}, "refuse", "en", "default"),  # a plain LJSpeech folder
         ("ka", {}, "refuse", "ka", "--language (the dataset records none)"),
         ("es", {"es": 30, "en": 2}, "refuse", "es", "--language"),  # naming one of several
+        # Whisper's guess on a few short clips: 3 of 69 real Spanish prompts came out as Italian
+        (None, {"es": 66, "it": 3}, "refuse", "es", "the dataset's: 66 of 69 clips; also detected it (3 clips)"),
         ("en", {"es": 40}, "ok", "en", "--language, the dataset's being es (40 clips); --language-mismatch ok"),
     ],
 )
@@ -36,6 +38,7 @@ def test_the_run_takes_the_dataset_s_language_unless_told_otherwise(given, recor
     [
         ("en", {"es": 40}, ["--language en", "es (40 clips)", "--language-mismatch ok", "leave --language out"]),
         (None, {"es": 30, "en": 10}, ["several languages", "es (30 clips), en (10 clips)", "--language CODE"]),
+        (None, {"es": 17, "pt": 2}, ["several languages", "es (17 clips), pt (2 clips)", "--language CODE"]),
     ],
 )
 def test_a_contradiction_is_refused_naming_both_and_the_fix(given, recorded, says):

@@ -17,6 +17,10 @@ from voicetune.errors import UsageError
 
 FALLBACK_LANGUAGE = "en"  # a plain LJSpeech folder records no language
 MISMATCH_OK = "ok"
+# A language that holds this share of a dataset's clips is the dataset's: prepare detects each
+# file's language, and Whisper takes a few short clips of one language for a neighbour (3 of 69
+# real Spanish prompts came out as Italian). Below it, the dataset is mixed and the run must name one.
+DOMINANT_SHARE = 0.9
 # Where the language of a run made before runs took their dataset's came from (its run.json
 # records none): train's old default, whatever the dataset was.
 EARLIER_DEFAULT = "the run's, from an earlier voicetune whose default was en"
@@ -74,6 +78,12 @@ def choose_language(given: str | None, recorded: Counter[str], mismatch: str, da
     if given is None:
         if not recorded:
             return RunLanguage(FALLBACK_LANGUAGE, "default")
+        code, count = recorded.most_common(1)[0]
+        if len(recorded) > 1 and count >= DOMINANT_SHARE * sum(recorded.values()):
+            others = ", ".join(f"{c} ({n} clips)" for c, n in recorded.most_common()[1:])
+            return RunLanguage(
+                code, f"the dataset's: {count} of {sum(recorded.values())} clips; also detected {others}"
+            )
         if len(recorded) > 1:
             raise UsageError(
                 f"--data {dataset}: its clips are in several languages: {shares}; name the one to train "
