@@ -74,6 +74,29 @@ def attach_log_file(path: Path, level: int = logging.DEBUG) -> logging.Handler:
     return handler
 
 
+class _OneLine(logging.Formatter):
+    """LEVEL: message, and an exception as its type and text (no traceback on the terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            line += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        return line
+
+
+def attach_console_log(level: int = logging.WARNING) -> logging.Handler:
+    """Show the `voicetune` logger's warnings and errors on stderr, one line each: a server's
+    stderr is its log (a request that failed or was cut after its first audio, a model reloaded)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler.setLevel(level)
+    handler.addFilter(lambda record: not getattr(record, "said", False))  # `say` printed it
+    logger = logging.getLogger("voicetune")
+    logger.setLevel(min(logger.level or logging.DEBUG, level))
+    logger.addHandler(handler)
+    return handler
+
+
 def detach_log_file(handler: logging.Handler) -> None:
     logging.getLogger("voicetune").removeHandler(handler)
     handler.close()
@@ -81,7 +104,7 @@ def detach_log_file(handler: logging.Handler) -> None:
 
 def say(message: str, level: int = logging.INFO, logger: str = "voicetune") -> None:
     """Log a line and, on the main process (RANK 0), show it on the console; warnings in yellow."""
-    logging.getLogger(logger).log(level, message)
+    logging.getLogger(logger).log(level, message, extra={"said": True})  # on the console already
     if int(os.environ.get("RANK", "0")) == 0:
         if level >= logging.WARNING:
             console.print(f"[yellow]{escape(message)}[/]")

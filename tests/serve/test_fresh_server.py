@@ -183,6 +183,8 @@ def test_a_failure_after_the_first_audio_is_an_error_for_the_client_not_a_short_
     arm(served.faults, "chunk", "raise 2")
     received = stream_cut_after_the_first_audio(served, client)
     assert fired(served.faults, "chunk") and served.count("failed") == failed + 1
+    said = served.server.output()  # the server's stderr, its log: which request ended and why
+    assert "WARNING: request of" in said and "ended after its first audio: injected failure at chunk" in said
     if client == "httpx":
         assert len(received) > 44  # the first chunk's audio arrived before the error
     served.assert_fresh()

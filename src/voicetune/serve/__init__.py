@@ -40,11 +40,13 @@ def run_server(
     """Load the first model, then serve until interrupted."""
     import uvicorn
 
+    from voicetune.console import attach_console_log
     from voicetune.serve.app import build_app
     from voicetune.synthesis.engine import checkpoint_target, model_name
     from voicetune.synthesis.service import SpeechService, parse_voice
 
     check_bind(host, api_key)
+    attach_console_log()  # the server's stderr is its log: failed and cut requests, reloads
     if time_limit <= 0:
         raise UsageError(f"--timeout {time_limit}: give the most seconds a request may take (e.g. 300)")
     models: dict[str, Path] = {}
