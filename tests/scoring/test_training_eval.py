@@ -10,6 +10,7 @@ import pytest
 
 from conftest import f5_train_args, scoring_env
 from support.harness import voicetune
+from voicetune.checkpoints.store import CheckpointStore
 from voicetune.evaluation import eval_set_for, resolve_targets
 from voicetune.evaluation.kept import read_kept
 from voicetune.train.evaluator import SCORE_RULE, read_eval_rows, row_info
@@ -136,6 +137,22 @@ def test_a_milestone_a_stop_cut_short_is_scored_first_after_the_resume(f5_corpus
     manifest = run / "checkpoints" / "step_00000002" / "manifest.json"
     committed = manifest.read_bytes()
     assert "score" not in json.loads(committed)["metrics"] and read_eval_rows(run / "eval.jsonl") == []
+
+    # A resume stopped while it scores that milestone ends where it resumed, before any update:
+    # a later step saved would leave step 2 unscored for good.
+    again_release = tmp_path / "release-again"
+    again = Training(
+        f5_train_args(f5_corpus, run, 4, 2, *ONE_SENTENCE)[1:],
+        env=cli_env(**{**settings, "VOICETUNE_PAUSE_AT": f"scoring:{again_release}"}),
+        log=tmp_path / "stopped-again.txt",
+    )
+    assert wait_until(Path(f"{again_release}.reached").exists, timeout=600, proc=again.proc), again.output()
+    again.signal(signal.SIGTERM)  # while the resume scores step 2
+    assert wait_until(lambda: "SIGTERM: stopping" in again.output(), proc=again.proc)
+    again_release.write_text("go")
+    assert again.wait(timeout=300) == 143, again.output()
+    assert "stopped by SIGTERM at step 2 after a clean checkpoint" in again.output()
+    assert max(c.step for c in CheckpointStore(run).scan()) == 2 and read_eval_rows(run / "eval.jsonl") == []
 
     every_update = ("--set", "log_every=1")  # a line per update: where the scoring came is seen
     resumed = voicetune(

@@ -158,7 +158,12 @@ def train(config: TrainConfig, adapter: ModelAdapter | None = None) -> TrainResu
 
         passes = update_passes(state, splits, config, reporter, run)
         meter = Throughput(loop.step, config)
-        session_start_step, stop = loop.step, None
+        session_start_step = loop.step
+        # A stop that came during a resume's set-up (its samples, the cut-short milestone's scoring)
+        # ends the session at the checkpoint it resumed from, which nothing has changed since: the
+        # next resume then starts there again and scores that milestone. An update first would
+        # save a later step, and the milestone would stay unscored.
+        stop = agreed_stop_signal(accelerator, signals) if start.resume_from is not None else None
         state.model.train()
         watchdog.start()  # from here on, a rank that waits past --collective-timeout ends the job
         while loop.step < config.max_updates and stop is None:

@@ -99,7 +99,11 @@ def finish_session(
     if is_main:
         manager.finish()
     accelerator.wait_for_everyone()
-    saved = not is_main or (manager.last_committed is not None and manager.last_committed.step == loop.step)
+    saved = (
+        not is_main
+        or (manager.last_committed is not None and manager.last_committed.step == loop.step)
+        or (loop.step == session_start_step > 0)  # stopped before its first update: the resumed one stands
+    )
     if stop is not None:
         raise StoppedBySignal(stop, resume_hint(stop, config, loop.step, saved))
     if not saved and loop.step > session_start_step:
