@@ -285,8 +285,8 @@ def test_whole_flow_in_a_real_browser(studio, browser, recordings, tmp_path):
     scored = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     # Every milestone is scored once, in order, but one that a stop reached (the resume hint's own
     # run is stopped right after it resumes, which can land on a milestone or in its scoring): the
-    # resume after such a stop scores it first (issue 29, item 5), unless that resume is itself
-    # stopped before and saves a later step (the hint's run can be).
+    # resume after such a stop scores it first (issue 29, item 5); a resume itself stopped before
+    # its first update ends at that milestone and leaves it to the next one.
     steps = [r["step"] for r in scored]
     log = "".join(_read(path) for path in (run / "train.log", run / "train-process.log", run.parent / "hint.log"))
     stopped = {int(m) for m in re.findall(r"stopped by \S+ at step (\d+)", log)}
