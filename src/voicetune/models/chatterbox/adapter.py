@@ -492,8 +492,8 @@ class ChatterboxAdapter(BaseAdapter):
         return {c for c in set(text) if not c.isspace() and unk in self.tokenizer.encode(c)}
 
     def check_language(self, language: str | None) -> None:
-        """English only: the released T3's tokenizer has no letters of other scripts and no
-        accented ones it lacks (é, ñ, ó, ç are [UNK]), and the multilingual Chatterbox is another model."""
+        """English only: the released T3's tokenizer lacks other scripts and many accented letters
+        (é, ñ, ó, ç are [UNK]), and the multilingual Chatterbox is another model."""
         if language and language.split("-")[0] != "en":
             raise UsageError(
                 f"language {language} (--language, or the dataset's as prepare detected it): {self.name} "
