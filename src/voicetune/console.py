@@ -91,9 +91,7 @@ def attach_console_log(level: int = logging.WARNING) -> logging.Handler:
     handler.setFormatter(_OneLine())
     handler.setLevel(level)
     handler.addFilter(lambda record: not getattr(record, "said", False))  # `say` printed it
-    logger = logging.getLogger("voicetune")
-    logger.setLevel(min(logger.level or logging.DEBUG, level))
-    logger.addHandler(handler)
+    logging.getLogger("voicetune").addHandler(handler)
     return handler
 
 

@@ -78,18 +78,17 @@ def choose_language(given: str | None, recorded: Counter[str], mismatch: str, da
     if given is None:
         if not recorded:
             return RunLanguage(FALLBACK_LANGUAGE, "default")
-        code, count = recorded.most_common(1)[0]
-        if len(recorded) > 1 and count >= DOMINANT_SHARE * sum(recorded.values()):
-            others = ", ".join(f"{c} ({n} clips)" for c, n in recorded.most_common()[1:])
-            return RunLanguage(
-                code, f"the dataset's: {count} of {sum(recorded.values())} clips; also detected {others}"
-            )
-        if len(recorded) > 1:
+        (code, count), *others = recorded.most_common()
+        total = sum(recorded.values())
+        if others and count >= DOMINANT_SHARE * total:
+            also = ", ".join(f"{c} ({n} clips)" for c, n in others)
+            return RunLanguage(code, f"the dataset's: {count} of {total} clips; also detected {also}")
+        if others:
             raise UsageError(
                 f"--data {dataset}: its clips are in several languages: {shares}; name the one to train "
                 "with --language CODE (or prepare one dataset per language)"
             )
-        return RunLanguage(next(iter(recorded)), "dataset")
+        return RunLanguage(code, "dataset")
     if not recorded or given in recorded:
         return RunLanguage(given, "--language" if recorded else "--language (the dataset records none)")
     if mismatch == MISMATCH_OK:
